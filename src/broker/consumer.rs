@@ -1,0 +1,295 @@
+//! The RabbitMQ source: consume with bounded prefetch, run each message through the
+//! pipeline, then settle it — ack only once the outcome is durable (recorded in the
+//! store, and for retries and parking, confirmed by the broker).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::headers::{
+    self, ATTEMPTS, ERROR, ERROR_CLASS, FIELD, MAPPING_VERSION, PARKED_AT, PARKED_BY, ROUTING_KEY,
+    STAGE,
+};
+use super::{Topology, connect};
+use crate::error::{GatewayError, Result, Stage};
+use crate::intake::envelope::ATTEMPT_HEADER;
+use crate::pipeline::{self, Disposition, Inbound, Pipeline};
+use crate::shutdown::Shutdown;
+
+/// Whether the source is connected and consuming (for /readyz).
+#[derive(Default)]
+pub struct BrokerStatus {
+    consuming: AtomicBool,
+}
+
+impl BrokerStatus {
+    pub fn is_consuming(&self) -> bool {
+        self.consuming.load(Ordering::Relaxed)
+    }
+    fn set(&self, v: bool) {
+        self.consuming.store(v, Ordering::Relaxed);
+    }
+}
+
+pub struct BrokerSource {
+    pub url: String,
+    /// AMQP connection name: shows in the management UI and `rabbitmqctl list_connections`.
+    pub name: String,
+    pub prefetch: u16,
+    pub topology: Topology,
+    pub pipeline: Arc<Pipeline>,
+    pub status: Arc<BrokerStatus>,
+}
+
+/// Publishes and waits for the broker's confirm. Many tasks publish on one channel at
+/// once, so confirms are pipelined rather than one-by-one.
+pub async fn publish_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<()> {
+    let confirm = ch
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirm {
+        Confirmation::Nack(_) => Err(GatewayError::transient(
+            Stage::Broker,
+            "the broker refused the message (nack)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl BrokerSource {
+    /// Runs until shutdown, reconnecting (with backoff) when a session fails in a way
+    /// lapin's own recovery does not mend.
+    pub async fn run(&self, shutdown: Shutdown) -> Result<()> {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if shutdown.is_triggered() {
+                return Ok(());
+            }
+            match self.session(shutdown.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.status.set(false);
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker session ended; reconnecting");
+                    let mut s = shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {},
+                        _ = s.wait() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn session(&self, mut shutdown: Shutdown) -> Result<()> {
+        let conn = connect(&self.url, &self.name).await?;
+        let ch = conn.create_channel().await?;
+        self.topology.declare(&ch).await?;
+        ch.basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
+        let publisher = conn.create_channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let tag = format!("{}-{}", self.name, uuid::Uuid::new_v4().simple());
+        let mut consumer = ch
+            .basic_consume(
+                ShortString::from(self.topology.queue()),
+                ShortString::from(tag.as_str()),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        self.status.set(true);
+        info!(queue = %self.topology.queue(), prefetch = self.prefetch, "consuming");
+
+        let mut tasks = JoinSet::new();
+        let result = loop {
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                _ = shutdown.wait() => break Ok(()),
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let pipeline = self.pipeline.clone();
+                        let topology = self.topology.clone();
+                        let publisher = publisher.clone();
+                        let source = format!("amqp:{}", self.topology.queue());
+                        tasks.spawn(async move {
+                            handle(&pipeline, &topology, &publisher, delivery, source).await;
+                        });
+                    }
+                    Some(Err(e)) => {
+                        self.status.set(false);
+                        warn!(error = %e, "broker connection lost; waiting for recovery");
+                        if let Err(e) = ch.wait_for_recovery(e).await {
+                            break Err(e.into());
+                        }
+                        info!("broker connection recovered");
+                        self.status.set(true);
+                    }
+                    None => break Err(GatewayError::transient(Stage::Broker, "the consumer was cancelled by the broker")),
+                }
+            }
+        };
+        // Stop new deliveries first, then let in-flight work finish and settle.
+        // Prefetched messages not yet started are requeued when the channel closes.
+        let _ = ch
+            .basic_cancel(
+                ShortString::from(tag.as_str()),
+                BasicCancelOptions::default(),
+            )
+            .await;
+        while tasks.join_next().await.is_some() {}
+        let _ = ch.close(200, ShortString::from("shutdown")).await;
+        let _ = publisher.close(200, ShortString::from("shutdown")).await;
+        let _ = conn.close(200, ShortString::from("shutdown")).await;
+        self.status.set(false);
+        result
+    }
+}
+
+async fn handle(
+    pipeline: &Pipeline,
+    topology: &Topology,
+    publisher: &Channel,
+    delivery: Delivery,
+    source: String,
+) {
+    let inbound = Inbound {
+        headers: headers::from_table(delivery.properties.headers().as_ref()),
+        content_type: delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|c| c.as_str().to_string()),
+        body: delivery.data.clone(),
+        source,
+    };
+    let disposition = pipeline.process(&inbound).await;
+    let settled = settle(topology, publisher, &delivery, &inbound, &disposition).await;
+    let acked = match settled {
+        Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+        Err(e) => {
+            warn!(message_id = disposition.message_id(), error = %e, "could not settle; returning the message to the queue");
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    match acked {
+        Ok(true) => {}
+        // The channel was lost after the effect: the broker redelivers and idempotency absorbs it.
+        Ok(false) | Err(_) => warn!(
+            message_id = disposition.message_id(),
+            "acknowledgement not sent (channel lost); the message will be redelivered"
+        ),
+    }
+}
+
+/// Moves a message on to a retry tier or the parking queue, as the disposition says.
+async fn settle(
+    topology: &Topology,
+    publisher: &Channel,
+    delivery: &Delivery,
+    inbound: &Inbound,
+    disposition: &Disposition,
+) -> Result<()> {
+    let original = delivery.properties.headers().as_ref();
+    let routing_key = inbound
+        .headers
+        .get(ROUTING_KEY)
+        .cloned()
+        .unwrap_or_else(|| delivery.routing_key.as_str().to_string());
+    let props = |table: FieldTable| {
+        delivery
+            .properties
+            .clone()
+            .with_headers(table)
+            .with_delivery_mode(2)
+    };
+    match disposition {
+        Disposition::Done { .. } => Ok(()),
+        Disposition::Retry { tier, .. } => {
+            let table = headers::with(
+                original,
+                &[
+                    (ATTEMPT_HEADER, (tier + 1).to_string()),
+                    (ROUTING_KEY, routing_key),
+                ],
+            );
+            publish_confirmed(
+                publisher,
+                &topology.retry_exchange(),
+                &Topology::retry_key(*tier),
+                &delivery.data,
+                props(table),
+            )
+            .await
+        }
+        Disposition::Park {
+            attempts, error, ..
+        } => {
+            let table = headers::with(original, &park_headers(*attempts, error, routing_key));
+            publish_confirmed(
+                publisher,
+                &topology.dead_letter_exchange(),
+                "",
+                &delivery.data,
+                props(table),
+            )
+            .await
+        }
+    }
+}
+
+pub(crate) fn park_headers(
+    attempts: u32,
+    error: &GatewayError,
+    routing_key: String,
+) -> Vec<(&'static str, String)> {
+    vec![
+        (STAGE, error.stage.as_str().to_string()),
+        (ERROR_CLASS, error.class.as_str().to_string()),
+        (ERROR, error.reason()),
+        (FIELD, error.field.clone().unwrap_or_default()),
+        (ATTEMPTS, attempts.to_string()),
+        (MAPPING_VERSION, pipeline::MAPPING_VERSION.to_string()),
+        (PARKED_AT, chrono::Utc::now().to_rfc3339()),
+        (PARKED_BY, hostname()),
+        (ROUTING_KEY, routing_key),
+    ]
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,42 @@
+//! RabbitMQ (lapin 4): topology, the consuming source with retry tiers and parking,
+//! publisher confirms, and the dead-letter tools behind `dlq list|replay`.
+
+mod consumer;
+pub mod dlq;
+pub mod headers;
+mod topology;
+
+use std::time::Duration;
+
+use lapin::types::LongString;
+use lapin::{Connection, ConnectionProperties};
+
+use crate::config::{BrokerConfig, Config};
+use crate::error::{GatewayError, Result, Stage};
+
+pub use consumer::{BrokerSource, BrokerStatus};
+pub use topology::Topology;
+
+pub fn topology(config: &Config, broker: &BrokerConfig) -> Topology {
+    Topology {
+        prefix: broker.prefix.clone(),
+        tiers: config.retry.tiers.clone(),
+        delivery_limit: broker.delivery_limit,
+    }
+}
+
+/// Connects with lapin's automatic recovery on: after a network failure it reconnects and
+/// replays topology and consumers; deliveries in flight come back as redeliveries.
+pub async fn connect(url: &str, name: &str) -> Result<Connection> {
+    let props = ConnectionProperties::default()
+        .with_connection_name(LongString::from(name))
+        .enable_auto_recover();
+    tokio::time::timeout(Duration::from_secs(30), Connection::connect(url, props))
+        .await
+        .map_err(|_| {
+            GatewayError::transient(Stage::Broker, "no answer from the broker within 30s")
+        })?
+        .map_err(|e| {
+            GatewayError::transient(Stage::Broker, format!("cannot connect to the broker: {e}"))
+        })
+}

@@ -1,0 +1,228 @@
+//! Exchanges and queues, declared idempotently at start and exported as
+//! deploy/rabbitmq/definitions.json (`clw-gateway topology`).
+//!
+//! ```text
+//! {p}.referrals (topic) ──#──▶ {p}.referral (quorum, DLX {p}.referral.dlx, delivery-limit)
+//! {p}.referral.retry (direct) ──tier-N──▶ {p}.referral.retry.N (TTL N) ──dead-letter──▶ {p}.referral.requeue (fanout) ──▶ {p}.referral
+//! {p}.referral.dlx (fanout) ──▶ {p}.referral.parked (quorum)
+//! ```
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+use serde_json::{Value, json};
+
+use crate::error::Result;
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+    pub tiers: Vec<Duration>,
+    pub delivery_limit: u32,
+}
+
+#[derive(Debug, Clone)]
+struct QueueSpec {
+    name: String,
+    args: Vec<(&'static str, ArgValue)>,
+}
+
+#[derive(Debug, Clone)]
+enum ArgValue {
+    Str(String),
+    Int(i64),
+}
+
+impl Topology {
+    pub fn exchange(&self) -> String {
+        format!("{}.referrals", self.prefix)
+    }
+    pub fn queue(&self) -> String {
+        format!("{}.referral", self.prefix)
+    }
+    pub fn retry_exchange(&self) -> String {
+        format!("{}.referral.retry", self.prefix)
+    }
+    pub fn retry_queue(&self, tier: usize) -> String {
+        format!("{}.referral.retry.{}", self.prefix, tier + 1)
+    }
+    pub fn retry_key(tier: usize) -> String {
+        format!("tier-{}", tier + 1)
+    }
+    pub fn requeue_exchange(&self) -> String {
+        format!("{}.referral.requeue", self.prefix)
+    }
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.referral.dlx", self.prefix)
+    }
+    pub fn parked_queue(&self) -> String {
+        format!("{}.referral.parked", self.prefix)
+    }
+
+    fn exchanges(&self) -> Vec<(String, &'static str)> {
+        vec![
+            (self.exchange(), "topic"),
+            (self.retry_exchange(), "direct"),
+            (self.requeue_exchange(), "fanout"),
+            (self.dead_letter_exchange(), "fanout"),
+        ]
+    }
+
+    fn queues(&self) -> Vec<QueueSpec> {
+        let mut q = vec![
+            QueueSpec {
+                name: self.queue(),
+                args: vec![
+                    ("x-queue-type", ArgValue::Str("quorum".into())),
+                    (
+                        "x-dead-letter-exchange",
+                        ArgValue::Str(self.dead_letter_exchange()),
+                    ),
+                    (
+                        "x-delivery-limit",
+                        ArgValue::Int(self.delivery_limit.into()),
+                    ),
+                ],
+            },
+            QueueSpec {
+                name: self.parked_queue(),
+                args: vec![("x-queue-type", ArgValue::Str("quorum".into()))],
+            },
+        ];
+        for (i, ttl) in self.tiers.iter().enumerate() {
+            q.push(QueueSpec {
+                name: self.retry_queue(i),
+                args: vec![
+                    ("x-queue-type", ArgValue::Str("classic".into())),
+                    ("x-message-ttl", ArgValue::Int(ttl.as_millis() as i64)),
+                    (
+                        "x-dead-letter-exchange",
+                        ArgValue::Str(self.requeue_exchange()),
+                    ),
+                ],
+            });
+        }
+        q
+    }
+
+    /// (exchange, queue, routing key)
+    fn bindings(&self) -> Vec<(String, String, String)> {
+        let mut b = vec![
+            (self.exchange(), self.queue(), "#".to_string()),
+            (self.requeue_exchange(), self.queue(), String::new()),
+            (
+                self.dead_letter_exchange(),
+                self.parked_queue(),
+                String::new(),
+            ),
+        ];
+        for i in 0..self.tiers.len() {
+            b.push((
+                self.retry_exchange(),
+                self.retry_queue(i),
+                Self::retry_key(i),
+            ));
+        }
+        b
+    }
+
+    pub fn queue_names(&self) -> Vec<String> {
+        self.queues().into_iter().map(|q| q.name).collect()
+    }
+
+    pub fn exchange_names(&self) -> Vec<String> {
+        self.exchanges().into_iter().map(|e| e.0).collect()
+    }
+
+    /// Declares everything; safe to run on every start and from many instances.
+    pub async fn declare(&self, ch: &Channel) -> Result<()> {
+        for (name, kind) in self.exchanges() {
+            let kind = match kind {
+                "topic" => ExchangeKind::Topic,
+                "direct" => ExchangeKind::Direct,
+                _ => ExchangeKind::Fanout,
+            };
+            ch.exchange_declare(
+                ShortString::from(name),
+                kind,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        for q in self.queues() {
+            let mut args = FieldTable::default();
+            for (k, v) in &q.args {
+                let v = match v {
+                    ArgValue::Str(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+                    ArgValue::Int(n) => AMQPValue::LongLongInt(*n),
+                };
+                args.insert(ShortString::from(*k), v);
+            }
+            ch.queue_declare(
+                ShortString::from(q.name),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                args,
+            )
+            .await?;
+        }
+        for (ex, q, key) in self.bindings() {
+            ch.queue_bind(
+                ShortString::from(q),
+                ShortString::from(ex),
+                ShortString::from(key),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// RabbitMQ definitions (management import format) for the same topology.
+    pub fn definitions(&self, vhost: &str) -> Value {
+        let exchanges: Vec<Value> = self
+            .exchanges()
+            .into_iter()
+            .map(|(name, kind)| {
+                json!({"name": name, "vhost": vhost, "type": kind, "durable": true,
+                       "auto_delete": false, "internal": false, "arguments": {}})
+            })
+            .collect();
+        let queues: Vec<Value> = self
+            .queues()
+            .into_iter()
+            .map(|q| {
+                let args: serde_json::Map<String, Value> = q
+                    .args
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            ArgValue::Str(s) => json!(s),
+                            ArgValue::Int(n) => json!(n),
+                        };
+                        (k.to_string(), v)
+                    })
+                    .collect();
+                json!({"name": q.name, "vhost": vhost, "durable": true, "auto_delete": false, "arguments": args})
+            })
+            .collect();
+        let bindings: Vec<Value> = self
+            .bindings()
+            .into_iter()
+            .map(|(ex, q, key)| {
+                json!({"source": ex, "vhost": vhost, "destination": q, "destination_type": "queue",
+                       "routing_key": key, "arguments": {}})
+            })
+            .collect();
+        json!({"rabbit_version": "3.10.8", "exchanges": exchanges, "queues": queues, "bindings": bindings})
+    }
+}

@@ -1,0 +1,210 @@
+//! The operator commands behind `check`, `dlq` and `status`.
+
+pub mod bench;
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::broker::{self, dlq};
+use crate::config::{BrokerConfig, Config};
+use crate::deliver::Destination;
+use crate::error::{GatewayError, Result, Stage};
+use crate::schema::SchemaSet;
+use crate::store::Store;
+
+async fn store(config: &Config) -> Result<Store> {
+    Store::connect(&config.store_url(), 2, config.store.batch_max).await
+}
+
+fn broker_config(config: &Config) -> Result<&BrokerConfig> {
+    config.broker.as_ref().ok_or_else(|| {
+        GatewayError::invalid(
+            Stage::Config,
+            "broker",
+            "no [broker] configured: in spool mode parked messages are files in <spool>/referrals/failed",
+        )
+    })
+}
+
+pub async fn check(config: &Config) -> ExitCode {
+    let mut ok = true;
+    let mut line = |good: bool, what: String| {
+        println!("{} {what}", if good { "ok  " } else { "FAIL" });
+        ok &= good;
+    };
+    line(true, "configuration".into());
+    let mut schemas = SchemaSet::default();
+    for (name, d) in &config.destinations {
+        match Destination::build(name, d, &mut schemas) {
+            Ok(_) => line(
+                true,
+                format!("destination {name} (schema {})", d.schema().display()),
+            ),
+            Err(e) => line(false, format!("destination {name}: {}", e.reason())),
+        }
+    }
+    match store(config).await {
+        Ok(s) => {
+            line(s.ping().await.is_ok(), format!("store {:?}", s.backend()));
+            s.close().await;
+        }
+        Err(e) => line(false, format!("store: {}", e.reason())),
+    }
+    if let Some(b) = &config.broker {
+        match broker::connect(&b.url, "clw-gateway check").await {
+            Ok(c) => {
+                let _ = c.close(200, "check".into()).await;
+                line(true, "broker".into());
+            }
+            Err(e) => line(false, format!("broker: {}", e.reason())),
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub async fn dlq_list(config: &Config) -> Result<()> {
+    let b = broker_config(config)?;
+    let parked = dlq::list(&b.url, &broker::topology(config, b)).await?;
+    if parked.is_empty() {
+        println!("no parked messages");
+    }
+    for p in &parked {
+        println!(
+            "{}\t{}\t{}\tattempts={}\tparked_at={}\t{}",
+            p.message_id, p.stage, p.error_class, p.attempts, p.parked_at, p.reason
+        );
+    }
+    Ok(())
+}
+
+pub async fn dlq_replay(config: &Config, id: Option<&str>, all: bool, actor: &str) -> Result<()> {
+    let b = broker_config(config)?;
+    let store = store(config).await?;
+    let selection = match (id, all) {
+        (Some(id), false) => dlq::Selection::Id(id),
+        _ => dlq::Selection::All,
+    };
+    let replayed = dlq::replay(
+        &b.url,
+        &broker::topology(config, b),
+        selection,
+        &store,
+        actor,
+    )
+    .await;
+    store.close().await;
+    let replayed = replayed?;
+    if replayed.is_empty() {
+        return Err(GatewayError::invalid(
+            Stage::Broker,
+            "message_id",
+            "no matching message in the parking queue",
+        ));
+    }
+    for id in &replayed {
+        println!("replayed {id}");
+    }
+    Ok(())
+}
+
+pub async fn status(config: &Config, id: Option<&str>, as_json: bool) -> Result<()> {
+    let store = store(config).await?;
+    let result = status_inner(&store, id, as_json).await;
+    store.close().await;
+    result
+}
+
+async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<()> {
+    let Some(id) = id else {
+        let counts = store.count_by_state(crate::pipeline::REFERRAL_FLOW).await?;
+        for (state, n) in counts {
+            println!("{state}\t{n}");
+        }
+        return Ok(());
+    };
+    let messages = store.find_message(id).await?;
+    if messages.is_empty() {
+        return Err(GatewayError::invalid(
+            Stage::Store,
+            "message_id",
+            "no message with that id in the store",
+        ));
+    }
+    for m in messages {
+        let deliveries = store.deliveries(&m.flow, &m.message_id).await?;
+        let audit = store.audit(&m.flow, &m.message_id).await?;
+        if as_json {
+            let v = json!({
+                "flow": m.flow, "message_id": m.message_id, "state": m.state, "attempts": m.attempts,
+                "source": m.source, "error_class": m.error_class, "error_stage": m.error_stage,
+                "last_error": m.last_error, "received_at": ms(m.received_at), "updated_at": ms(m.updated_at),
+                "deliveries": deliveries.iter().map(|d| json!({
+                    "destination": d.destination, "state": d.state, "attempts": d.attempts,
+                    "idempotency_key": d.idempotency_key, "response_status": d.response_status,
+                    "last_error": d.last_error, "delivered_at": d.delivered_at.map(ms),
+                })).collect::<Vec<_>>(),
+                "audit": audit.iter().map(|a| json!({
+                    "at": ms(a.at), "actor": a.entry.actor, "action": a.entry.action,
+                    "destination": a.entry.destination, "fields": a.entry.fields,
+                    "agreement": a.entry.agreement, "detail": a.entry.detail,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            continue;
+        }
+        println!("message   {} ({})", m.message_id, m.flow);
+        println!("state     {}", m.state);
+        println!("attempts  {}", m.attempts);
+        println!("received  {}", ms(m.received_at));
+        println!("updated   {}", ms(m.updated_at));
+        if let Some(e) = &m.last_error {
+            println!(
+                "error     [{} at {}] {e}",
+                m.error_class.as_deref().unwrap_or("?"),
+                m.error_stage.as_deref().unwrap_or("?")
+            );
+        }
+        for d in &deliveries {
+            println!(
+                "delivery  {}: {} after {} attempt(s){}",
+                d.destination,
+                d.state,
+                d.attempts,
+                d.last_error
+                    .as_ref()
+                    .map(|e| format!(" — {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        for a in &audit {
+            println!(
+                "audit     {} {} by {}{}{}",
+                ms(a.at),
+                a.entry.action,
+                a.entry.actor,
+                a.entry
+                    .destination
+                    .as_ref()
+                    .map(|d| format!(" → {d}"))
+                    .unwrap_or_default(),
+                a.entry
+                    .detail
+                    .as_ref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ms(t: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}

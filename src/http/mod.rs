@@ -1,0 +1,78 @@
+//! /healthz (the process is up), /readyz (store and broker reachable), /metrics (Prometheus).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::broker::BrokerStatus;
+use crate::error::{GatewayError, Result, Stage};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub store: Store,
+    pub metrics: Metrics,
+    /// None in spool mode (no broker to be ready for).
+    pub broker: Option<Arc<BrokerStatus>>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    let store_ok = s.store.ping().await.is_ok();
+    let broker = s.broker.as_ref().map(|b| b.is_consuming());
+    let ready = store_ok && broker.unwrap_or(true);
+    let body = json!({
+        "ready": ready,
+        "store": if store_ok { "ok" } else { "unreachable" },
+        "broker": match broker { None => "not-configured", Some(true) => "ok", Some(false) => "unreachable" },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        GatewayError::invalid(
+            Stage::Config,
+            "http.listen",
+            format!("cannot listen on {addr}: {e}"),
+        )
+    })
+}
+
+pub async fn serve(listener: TcpListener, state: HttpState, mut shutdown: Shutdown) -> Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+        .map_err(|e| GatewayError::transient(Stage::Config, format!("HTTP server: {e}")))
+}

@@ -1,0 +1,10 @@
+//! Decode and validate: envelopes, size limits, FHIR referral Bundles → canonical model.
+
+pub mod bundle;
+pub mod dates;
+pub mod envelope;
+pub mod json;
+mod referral;
+
+pub use envelope::{Envelope, Headers};
+pub use referral::{DecodedReferral, SOCIAL_PRESCRIBING_REFERRAL, decode_referral};

@@ -1,0 +1,153 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+// Many small short-lived allocations per message (JSON trees): mimalloc halves their cost.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use clw_gateway::config::{Config, LogFormat};
+use clw_gateway::error::GatewayError;
+use clw_gateway::{app, broker, cli, shutdown};
+
+/// clw-gateway moves social-prescribing referrals from GP systems to Community Link
+/// Worker platforms, exactly once, and tells you precisely why when it cannot.
+///
+/// With no configuration it runs the embedded default: referral files dropped in
+/// data/spool/referrals/inbox are delivered to data/outbox/referrals, with state in
+/// data/clw-gateway.db (SQLite). Configure a [broker] to consume from RabbitMQ instead.
+#[derive(Parser)]
+#[command(name = "clw-gateway", version, max_term_width = 100)]
+struct Cli {
+    /// Configuration file (TOML). Every key can be overridden by CLW_SECTION__KEY=value.
+    #[arg(long, short, global = true, env = "CLW_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: consume referrals (RabbitMQ, or the spool folders when no broker is
+    /// configured), deliver them, and serve /healthz, /readyz and /metrics. Stops gracefully
+    /// on SIGTERM or SIGINT: no new messages are taken, in-flight ones finish and are acked.
+    Serve,
+    /// Check the configuration, every destination's schema and token, and (if configured)
+    /// that the store and broker can be reached. Exits non-zero naming each problem.
+    Check,
+    /// Parked messages: those that failed for good, with the reason in their headers.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Show what happened to one message: its state, attempts, last error, each
+    /// destination's delivery and the audit trail. With no id, counts messages per state.
+    Status {
+        /// The message id (ce-id, or the Bundle / MessageHeader id when there is none).
+        message_id: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the RabbitMQ topology as a definitions file (deploy/rabbitmq/definitions.json).
+    Topology {
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// Measure end-to-end referrals/s against a raw lapin consume-and-ack loop on the same
+    /// broker and message, and print the ratio (needs RabbitMQ; see docs/benchmarks.md).
+    Bench(cli::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List parked messages: id, stage, error class, field and reason (nothing is removed).
+    List,
+    /// Republish parked messages to the referral queue (after the cause is fixed). Audited.
+    Replay {
+        /// The message id (ce-id) to replay.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        message_id: Option<String>,
+        /// Replay every parked message.
+        #[arg(long)]
+        all: bool,
+        /// Who is replaying, for the audit log (default: $USER).
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+    },
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logging.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.logging.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("clw-gateway: {e}");
+    ExitCode::from(2)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let result: Result<(), GatewayError> = match cli.command {
+        Command::Serve => {
+            init_logging(&config);
+            serve(config).await
+        }
+        Command::Check => return cli::check(&config).await,
+        Command::Dlq { command } => match command {
+            DlqCommand::List => cli::dlq_list(&config).await,
+            DlqCommand::Replay {
+                message_id,
+                all,
+                actor,
+            } => cli::dlq_replay(&config, message_id.as_deref(), all, &actor).await,
+        },
+        Command::Status { message_id, json } => {
+            cli::status(&config, message_id.as_deref(), json).await
+        }
+        Command::Topology { vhost } => match &config.broker {
+            Some(b) => {
+                let t = broker::topology(&config, b);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&t.definitions(&vhost)).unwrap_or_default()
+                );
+                Ok(())
+            }
+            None => Err(GatewayError::invalid(
+                clw_gateway::error::Stage::Config,
+                "broker",
+                "no [broker] configured, so there is no topology",
+            )),
+        },
+        Command::Bench(args) => {
+            init_logging(&config);
+            cli::bench::run(&config, args).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+async fn serve(config: Config) -> Result<(), GatewayError> {
+    let running = app::start(config).await?;
+    tokio::spawn(shutdown::on_signals(running.trigger().clone()));
+    running.wait().await
+}

@@ -1,0 +1,127 @@
+//! Prometheus metrics, served from the gateway's own HTTP server at /metrics.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabels {
+    pub flow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    pub flow: String,
+    /// `none` when the failure came before any destination (e.g. a malformed message).
+    pub destination: String,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub received: Family<FlowLabels, Counter>,
+    pub delivered: Family<DestinationLabels, Counter>,
+    pub retried: Family<DestinationLabels, Counter>,
+    pub parked: Family<DestinationLabels, Counter>,
+    pub withheld: Family<FlowLabels, Counter>,
+    pub duplicates: Family<FlowLabels, Counter>,
+    pub latency: Family<FlowLabels, Histogram>,
+    pub in_flight: Family<FlowLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("clw_gateway");
+        let received = Family::<FlowLabels, Counter>::default();
+        let delivered = Family::<DestinationLabels, Counter>::default();
+        let retried = Family::<DestinationLabels, Counter>::default();
+        let parked = Family::<DestinationLabels, Counter>::default();
+        let withheld = Family::<FlowLabels, Counter>::default();
+        let duplicates = Family::<FlowLabels, Counter>::default();
+        let latency = Family::<FlowLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        let in_flight = Family::<FlowLabels, Gauge>::default();
+        r.register(
+            "messages_received",
+            "Messages taken from a source",
+            received.clone(),
+        );
+        r.register(
+            "messages_delivered",
+            "Deliveries that reached their destination",
+            delivered.clone(),
+        );
+        r.register(
+            "messages_retried",
+            "Messages sent to a retry tier",
+            retried.clone(),
+        );
+        r.register(
+            "messages_parked",
+            "Messages parked for good",
+            parked.clone(),
+        );
+        r.register(
+            "messages_withheld",
+            "Messages not sent by policy (e.g. consent declined)",
+            withheld.clone(),
+        );
+        r.register(
+            "messages_duplicate",
+            "Redeliveries absorbed by idempotency",
+            duplicates.clone(),
+        );
+        r.register(
+            "processing_seconds",
+            "Time from taking a message to its outcome",
+            latency.clone(),
+        );
+        r.register(
+            "messages_in_flight",
+            "Messages being processed now",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry: Arc::new(r),
+            received,
+            delivered,
+            retried,
+            parked,
+            withheld,
+            duplicates,
+            latency,
+            in_flight,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub fn flow(flow: &str) -> FlowLabels {
+    FlowLabels {
+        flow: flow.to_string(),
+    }
+}
+
+pub fn dest(flow: &str, destination: &str) -> DestinationLabels {
+    DestinationLabels {
+        flow: flow.to_string(),
+        destination: destination.to_string(),
+    }
+}

@@ -1,0 +1,181 @@
+use serde::{Deserialize, Serialize};
+
+/// A code from a code system, with its display term and any free text that came with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Coded {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identifier {
+    pub system: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonName {
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub prefix: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub given: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Address {
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub lines: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postcode: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContactPoint {
+    /// phone | email | sms | ... (FHIR ContactPoint.system)
+    pub system: String,
+    pub value: String,
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContactPreferences {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_contact_method: Option<Coded>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_contact_times: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_written_communication_format: Option<Coded>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_language: Option<Coded>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter_required: Option<bool>,
+}
+
+/// PRSB "Person demographics".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonDemographics {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nhs_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chi_number: Option<String>,
+    pub name: PersonName,
+    /// FHIR date (YYYY, YYYY-MM or YYYY-MM-DD).
+    pub date_of_birth: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub telecom: Vec<ContactPoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ethnic_category: Option<Coded>,
+}
+
+/// An organisation, identified by ODS (England) or practice code (Scotland).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Organisation {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ods_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub telecom: Vec<ContactPoint>,
+}
+
+/// PRSB "Referrer details".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Referrer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<PersonName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Coded>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub identifiers: Vec<Identifier>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub telecom: Vec<ContactPoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<Organisation>,
+}
+
+/// PRSB "Referral details" with "Reason for referral" and "What matters to me".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReferralDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_request_id: Option<String>,
+    /// FHIR dateTime the referral was made (ServiceRequest.authoredOn).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referral_date: Option<String>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    pub service_requested: Coded,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_of_referral: Option<Coded>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub reasons_for_referral: Vec<Coded>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what_matters_to_me: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentState {
+    /// Share everything the destination's allow-list permits.
+    Full,
+    /// Share coded items only; no narrative.
+    CodesOnly,
+    /// Share nothing onward.
+    Declined,
+    /// No Consent in the referral: configuration decides.
+    #[default]
+    NotRecorded,
+}
+
+impl ConsentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentState::Full => "full",
+            ConsentState::CodesOnly => "codes-only",
+            ConsentState::Declined => "declined",
+            ConsentState::NotRecorded => "not-recorded",
+        }
+    }
+}
+
+/// PRSB "Consent" (to share with the social prescribing service).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsentInfo {
+    pub state: ConsentState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<String>,
+}
+
+/// The canonical referral: PRSB "Referral to social prescribing services".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Referral {
+    pub person_demographics: PersonDemographics,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_preferences: Option<ContactPreferences>,
+    pub referral_details: ReferralDetails,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer_details: Option<Referrer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gp_practice: Option<Organisation>,
+    /// The CLW organisation the referral is addressed to, when the referral names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referred_to: Option<Organisation>,
+    pub consent: ConsentInfo,
+}

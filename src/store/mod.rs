@@ -1,0 +1,335 @@
+//! The store (sqlx; SQLite by default, PostgreSQL by URL): message state, per-destination
+//! idempotency and the audit log. Writes go through one writer task that groups them into
+//! transactions (group commit), so many in-flight messages share one fsync.
+
+mod lookup;
+mod writer;
+pub mod writer_types {
+    pub use super::writer::{DeliveryUpdate, ErrorSummary};
+}
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{GatewayError, Result, Stage};
+pub use writer::Write;
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    pub flow: String,
+    pub message_id: String,
+    pub state: String,
+    pub attempts: i64,
+    pub source: Option<String>,
+    pub error_class: Option<String>,
+    pub error_stage: Option<String>,
+    pub last_error: Option<String>,
+    pub received_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub destination: String,
+    pub state: String,
+    pub attempts: i64,
+    pub idempotency_key: String,
+    pub response_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditEntry {
+    pub actor: String,
+    pub action: String,
+    pub flow: String,
+    pub message_id: String,
+    pub destination: Option<String>,
+    /// Field names only, never values.
+    pub fields: Vec<String>,
+    pub agreement: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub at: i64,
+    pub entry: AuditEntry,
+}
+
+struct Job {
+    write: Write,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    writer: mpsc::Sender<Job>,
+    lookups: mpsc::Sender<lookup::Lookup>,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Connects, runs migrations and starts the writer task.
+    pub async fn connect(url: &str, max_connections: u32, batch_max: usize) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        if backend == Backend::Sqlite {
+            ensure_sqlite_parent(url)?;
+        }
+        let options: AnyConnectOptions = url.parse().map_err(|e| {
+            GatewayError::invalid(Stage::Config, "store.url", format!("cannot be parsed: {e}"))
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL keeps a commit durable
+                        // through power loss (group commit pays for the fsync).
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                GatewayError::transient(Stage::Store, format!("cannot connect to the store: {e}"))
+            })?;
+        MIGRATOR.run(&pool).await.map_err(|e| {
+            GatewayError::permanent(Stage::Store, format!("store migrations failed: {e}"))
+        })?;
+        let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
+        tokio::spawn(writer::run(pool.clone(), rx, batch_max.max(1)));
+        let (lookups, lrx) = mpsc::channel(batch_max.max(1) * 4);
+        tokio::spawn(lookup::run(pool.clone(), lrx, batch_max.max(1)));
+        Ok(Store {
+            pool,
+            backend,
+            writer: tx,
+            lookups,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Queues a write and waits until it is committed.
+    pub async fn write(&self, write: Write) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Job { write, reply })
+            .await
+            .map_err(|_| GatewayError::transient(Stage::Store, "store writer has stopped"))?;
+        rx.await
+            .map_err(|_| GatewayError::transient(Stage::Store, "store writer has stopped"))?
+    }
+
+    /// Queues a write without waiting for its commit. Writes commit in queue order, so a
+    /// later awaited write makes this one durable too. For bookkeeping that nothing is
+    /// acknowledged on (the "received" mark), so it adds no latency to a message.
+    pub async fn write_nowait(&self, write: Write) -> Result<()> {
+        let (reply, _) = oneshot::channel();
+        self.writer
+            .send(Job { write, reply })
+            .await
+            .map_err(|_| GatewayError::transient(Stage::Store, "store writer has stopped"))
+    }
+
+    /// The destinations `message_id` has already been delivered to (idempotency check),
+    /// answered in batches with other messages' look-ups.
+    pub async fn delivered_to(&self, flow: &str, message_id: &str) -> Result<Vec<String>> {
+        let (reply, rx) = oneshot::channel();
+        let stopped = || GatewayError::transient(Stage::Store, "store reader has stopped");
+        self.lookups
+            .send(lookup::Lookup {
+                flow: flow.to_string(),
+                message_id: message_id.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn message(&self, flow: &str, message_id: &str) -> Result<Option<MessageRow>> {
+        let row = sqlx::query(
+            "SELECT flow, message_id, state, attempts, source, error_class, error_stage, last_error, \
+             received_at, updated_at FROM messages WHERE flow = $1 AND message_id = $2",
+        )
+        .bind(flow)
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| -> Result<MessageRow> {
+            Ok(MessageRow {
+                flow: r.try_get(0)?,
+                message_id: r.try_get(1)?,
+                state: r.try_get(2)?,
+                attempts: r.try_get(3)?,
+                source: r.try_get(4)?,
+                error_class: r.try_get(5)?,
+                error_stage: r.try_get(6)?,
+                last_error: r.try_get(7)?,
+                received_at: r.try_get(8)?,
+                updated_at: r.try_get(9)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Finds messages by id in any flow (for `status`).
+    pub async fn find_message(&self, message_id: &str) -> Result<Vec<MessageRow>> {
+        let flows: Vec<String> = sqlx::query("SELECT flow FROM messages WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for f in flows {
+            out.extend(self.message(&f, message_id).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn deliveries(&self, flow: &str, message_id: &str) -> Result<Vec<DeliveryRow>> {
+        let rows = sqlx::query(
+            "SELECT destination, state, attempts, idempotency_key, response_status, last_error, delivered_at \
+             FROM deliveries WHERE flow = $1 AND message_id = $2 ORDER BY destination",
+        )
+        .bind(flow)
+        .bind(message_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeliveryRow {
+                    destination: r.try_get(0)?,
+                    state: r.try_get(1)?,
+                    attempts: r.try_get(2)?,
+                    idempotency_key: r.try_get(3)?,
+                    response_status: r.try_get(4)?,
+                    last_error: r.try_get(5)?,
+                    delivered_at: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn audit(&self, flow: &str, message_id: &str) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, destination, fields, agreement, detail FROM audit_log \
+             WHERE flow = $1 AND message_id = $2 ORDER BY at, id",
+        )
+        .bind(flow)
+        .bind(message_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let fields: Option<String> = r.try_get(4)?;
+                Ok(AuditRow {
+                    at: r.try_get(0)?,
+                    entry: AuditEntry {
+                        actor: r.try_get(1)?,
+                        action: r.try_get(2)?,
+                        flow: flow.to_string(),
+                        message_id: message_id.to_string(),
+                        destination: r.try_get(3)?,
+                        fields: fields
+                            .map(|f| {
+                                f.split(',')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_string)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        agreement: r.try_get(5)?,
+                        detail: r.try_get(6)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Counts messages per state (for `status` with no id, and tests).
+    pub async fn count_by_state(&self, flow: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM messages WHERE flow = $1 GROUP BY state ORDER BY state",
+        )
+        .bind(flow)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn ensure_sqlite_parent(url: &str) -> Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            GatewayError::invalid(
+                Stage::Config,
+                "store.url",
+                format!("cannot create {}: {e}", parent.display()),
+            )
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,375 @@
+//! The referral flow over a real RabbitMQ: delivery, retries, parking, idempotency,
+//! connection loss and replay.
+
+mod common;
+
+use clw_gateway::broker::dlq;
+use clw_gateway::schema::CompiledSchema;
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn happy_path_delivers_once_with_the_right_fields() {
+    let h = Harness::start("happy", &[], &["300ms"]).await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    let row = h.wait_state(&id, "delivered").await;
+    assert_eq!(row.attempts, 1);
+    h.wait_queue_len(&h.t.queue(), 0).await; // acked
+
+    let got = h.hook.received();
+    assert_eq!(got.len(), 1, "exactly one delivery");
+    let r = &got[0];
+    let schema = CompiledSchema::load(&repo_path("schemas/prsb-referral.v1.schema.json")).unwrap();
+    schema.check(&r.body).expect("payload meets its schema");
+    assert_eq!(r.headers["authorization"], "Bearer test-token-123");
+    assert_eq!(
+        r.headers["idempotency-key"],
+        clw_gateway::deliver::idempotency_key("referral", &id, "clw").as_str()
+    );
+    let p = &r.body["referral"];
+    assert_eq!(r.body["message_id"], json!(id));
+    assert_eq!(p["person_demographics"]["nhs_number"], "9912003888");
+    assert_eq!(p["person_demographics"]["name"]["family"], "SMITH");
+    assert_eq!(p["person_demographics"]["date_of_birth"], "1970-09-11");
+    assert_eq!(p["person_demographics"]["address"]["postcode"], "LS17 7DF");
+    assert_eq!(
+        p["referral_details"]["service_requested"]["code"],
+        "871731000000106"
+    );
+    assert_eq!(
+        p["referral_details"]["reasons_for_referral"][0]["code"],
+        "422650009"
+    );
+    assert_eq!(p["referrer_details"]["name"]["family"], "Rastall");
+    assert_eq!(p["referrer_details"]["role"]["code"], "62247001");
+    assert_eq!(p["gp_practice"]["ods_code"], "GP5");
+    assert_eq!(p["referred_to"]["ods_code"], "X99CLW");
+    assert_eq!(p["consent"]["state"], "full");
+
+    // delivered, with an audit row naming fields but never values
+    let d = h.gw.store.deliveries("referral", &id).await.unwrap();
+    assert_eq!(
+        (d[0].state.as_str(), d[0].response_status),
+        ("delivered", Some(200))
+    );
+    let audit = h.gw.store.audit("referral", &id).await.unwrap();
+    let delivered = audit
+        .iter()
+        .find(|a| a.entry.action == "delivered")
+        .expect("audited");
+    assert_eq!(delivered.entry.agreement.as_deref(), Some("DSA-TEST-1"));
+    assert!(
+        delivered
+            .entry
+            .fields
+            .contains(&"person_demographics.nhs_number".to_string())
+    );
+    assert!(
+        !format!("{audit:?}").contains("9912003888"),
+        "audit must not hold values"
+    );
+
+    let base = format!("http://{}", h.gw.http_addr.unwrap());
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "clw_gateway_messages_delivered_total{flow=\"referral\",destination=\"clw\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("clw_gateway_processing_seconds_count{flow=\"referral\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn two_503s_then_200_delivers_once_after_three_attempts() {
+    let h = Harness::start("retry", &[503, 503], &["300ms", "300ms", "300ms"]).await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    let row = h.wait_state(&id, "delivered").await;
+    assert_eq!(row.attempts, 3);
+    assert_eq!(h.hook.count(), 3, "two refused, one accepted");
+    let keys: Vec<_> = h
+        .hook
+        .received()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "same Idempotency-Key on every attempt"
+    );
+    let audit = h.gw.store.audit("referral", &id).await.unwrap();
+    assert_eq!(
+        audit.iter().filter(|a| a.entry.action == "retry").count(),
+        2
+    );
+    for q in h.t.queue_names() {
+        h.wait_queue_len(&q, 0).await;
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn transient_failures_past_the_last_tier_are_parked() {
+    let h = Harness::start("giveup", &[503, 503, 503, 503], &["200ms", "200ms"]).await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    let row = h.wait_state(&id, "parked").await;
+    assert_eq!(row.attempts, 3);
+    assert!(row.last_error.unwrap().contains("gave up after 3 attempts"));
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_400_is_parked_at_once_with_the_reason_then_replayed_when_fixed() {
+    let h = Harness::start("park400", &[400], &["300ms", "300ms"]).await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    let row = h.wait_state(&id, "parked").await;
+    assert_eq!(row.attempts, 1, "not retried");
+    assert_eq!(row.error_class.as_deref(), Some("permanent"));
+    assert_eq!(h.hook.count(), 1);
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+
+    let parked = dlq::list(&amqp_url(), &h.t).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    let p = &parked[0];
+    assert_eq!(p.message_id, id);
+    assert_eq!(
+        (
+            p.stage.as_str(),
+            p.error_class.as_str(),
+            p.attempts.as_str()
+        ),
+        ("deliver", "permanent", "1")
+    );
+    assert!(p.reason.contains("400"), "{}", p.reason);
+    assert_eq!(
+        h.rabbit.queue_len(&h.t.parked_queue()).await,
+        1,
+        "listing leaves it parked"
+    );
+
+    // the receiver is fixed (answers 200 from now on): replay
+    let replayed = dlq::replay(
+        &amqp_url(),
+        &h.t,
+        dlq::Selection::Id(&id),
+        &h.gw.store,
+        "test-operator",
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed, vec![id.clone()]);
+    h.wait_state(&id, "delivered").await;
+    assert_eq!(h.hook.count(), 2);
+    assert_eq!(h.rabbit.queue_len(&h.t.parked_queue()).await, 0);
+    let r = h.wait_audit(&id, "replayed").await;
+    assert_eq!(r.entry.actor, "test-operator");
+    h.finish().await;
+}
+
+/// Each malformed input is parked with a reason naming the field.
+#[tokio::test]
+async fn malformed_inputs_are_parked_naming_the_field() {
+    let h = Harness::start_with("malformed", &[], &["300ms"], |c| {
+        c.intake.max_message_bytes = 64 * 1024
+    })
+    .await;
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
+    cases.push((
+        "invalid-json",
+        b"{\"resourceType\": \"Bundle\", ".to_vec(),
+        "$",
+    ));
+    cases.push((
+        "not-a-bundle",
+        json!({"resourceType": "Patient"}).to_string().into_bytes(),
+        "resourceType",
+    ));
+    let mut no_sr = referral();
+    no_sr["entry"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["resource"]["resourceType"] != "ServiceRequest");
+    no_sr["type"] = json!("collection");
+    cases.push((
+        "no-service-request",
+        no_sr.to_string().into_bytes(),
+        "Bundle.entry",
+    ));
+    let mut bad_nhs = referral();
+    bad_nhs["entry"][2]["resource"]["identifier"][0]["value"] = json!("9912003889");
+    cases.push((
+        "bad-nhs-check-digit",
+        bad_nhs.to_string().into_bytes(),
+        "Bundle.entry[2].resource.identifier[0].value",
+    ));
+    let mut bad_date = referral();
+    bad_date["entry"][2]["resource"]["birthDate"] = json!("1970-02-30");
+    cases.push((
+        "bad-date",
+        bad_date.to_string().into_bytes(),
+        "Bundle.entry[2].resource.birthDate",
+    ));
+    let mut dangling = referral();
+    dangling["entry"][1]["resource"]["subject"]["reference"] =
+        json!("urn:uuid:00000000-0000-0000-0000-000000000000");
+    cases.push((
+        "unresolved-reference",
+        dangling.to_string().into_bytes(),
+        "Bundle.entry[1].resource.subject.reference",
+    ));
+    let mut big = referral();
+    big["entry"][1]["resource"]["note"][0]["text"] = json!("x".repeat(70 * 1024));
+    cases.push(("oversized", big.to_string().into_bytes(), "body"));
+
+    let ids: Vec<String> = cases.iter().map(|(name, _, _)| unique(name)).collect();
+    let messages: Vec<_> = cases
+        .iter()
+        .zip(&ids)
+        .map(|((_, body, _), id)| (body.clone(), ce_headers(id)))
+        .collect();
+    h.rabbit.publish_many(&h.t.exchange(), &messages).await;
+
+    for ((name, _, field), id) in cases.iter().zip(&ids) {
+        let row = h.wait_state(id, "parked").await;
+        assert_eq!(row.error_class.as_deref(), Some("permanent"), "{name}");
+        let reason = row.last_error.unwrap();
+        assert!(
+            reason.starts_with(&format!("{field}: ")),
+            "{name}: reason {reason:?} should name {field}"
+        );
+        assert!(
+            !reason.contains("9912003889"),
+            "{name}: reason must not carry the number"
+        );
+    }
+    h.wait_queue_len(&h.t.parked_queue(), cases.len() as u32)
+        .await;
+    let parked = dlq::list(&amqp_url(), &h.t).await.unwrap();
+    for ((name, _, field), id) in cases.iter().zip(&ids) {
+        let p = parked
+            .iter()
+            .find(|p| &p.message_id == id)
+            .unwrap_or_else(|| panic!("{name} parked"));
+        assert_eq!(&p.field, field, "{name}");
+        assert_eq!(p.attempts, "1");
+    }
+    assert_eq!(h.hook.count(), 0, "nothing malformed was delivered");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_same_ce_id_twice_is_delivered_once() {
+    let h = Harness::start("dup", &[], &["300ms"]).await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    h.wait_state(&id, "delivered").await;
+    h.publish(&id, &referral()).await;
+    h.wait_audit(&id, "duplicate").await;
+    assert_eq!(h.hook.count(), 1);
+    assert_eq!(h.state(&id).await.as_deref(), Some("delivered"));
+    h.wait_queue_len(&h.t.queue(), 0).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn consent_declined_sends_nothing_and_records_why() {
+    let h = Harness::start("declined", &[], &["300ms"]).await;
+    let mut r = referral();
+    r["entry"][7]["resource"]["provision"]["type"] = json!("deny");
+    let id = unique("ref");
+    h.publish(&id, &r).await;
+    h.wait_state(&id, "withheld").await;
+    let w = h.wait_audit(&id, "withheld").await;
+    assert!(w.entry.detail.as_deref().unwrap().contains("declined"));
+    h.wait_queue_len(&h.t.queue(), 0).await;
+    assert_eq!(h.hook.count(), 0);
+    assert_eq!(
+        h.rabbit.queue_len(&h.t.parked_queue()).await,
+        0,
+        "policy is not an error"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_mid_flight_redelivers_and_delivers_once() {
+    let h = Harness::start("drop", &[], &["300ms"]).await;
+    h.hook.hold();
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    // the delivery is in flight: the receiver has it and has not answered
+    eventually("request in flight", WAIT, || async {
+        (h.hook.count() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        close_connections_named(&h.s.prefix),
+        1,
+        "the gateway's connection was found and closed"
+    );
+    h.hook.release();
+
+    // the ack was lost with the channel, so RabbitMQ redelivers; idempotency absorbs it
+    h.wait_audit(&id, "duplicate").await;
+    h.wait_queue_len(&h.t.queue(), 0).await;
+    assert_eq!(h.hook.count(), 1, "delivered once");
+    assert_eq!(h.state(&id).await.as_deref(), Some("delivered"));
+    // and the recovered consumer keeps working
+    let id2 = unique("ref");
+    h.publish(&id2, &referral()).await;
+    h.wait_state(&id2, "delivered").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_topology_is_declared_as_exported() {
+    let s = Setup::new("topo");
+    let rabbit = Rabbit::connect().await;
+    let t = rabbit
+        .declare(&s.broker_config("http://127.0.0.1:9/", &["1s", "5s"]))
+        .await;
+    t.declare(&rabbit.ch)
+        .await
+        .expect("declaring twice is harmless");
+    let defs: Value = t.definitions("/");
+    let queues = defs["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 4);
+    let main = queues.iter().find(|q| q["name"] == t.queue()).unwrap();
+    assert_eq!(main["arguments"]["x-queue-type"], "quorum");
+    assert_eq!(
+        main["arguments"]["x-dead-letter-exchange"],
+        t.dead_letter_exchange()
+    );
+    for q in t.queue_names() {
+        assert_eq!(rabbit.queue_len(&q).await, 0, "{q} exists");
+    }
+    rabbit.cleanup(&t).await;
+}

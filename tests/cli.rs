@@ -1,0 +1,154 @@
+//! The operator's commands, run as the binary: check, topology, status, dlq list|replay.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output};
+
+fn gateway(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_clw-gateway"));
+    c.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CLW_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn check_passes_on_the_example_embedded_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = gateway(
+        &["--config", "deploy/config/embedded.toml", "check"],
+        &[
+            ("CLW_GATEWAY__DATA_DIR", dir.path().display().to_string()),
+            (
+                "CLW_DESTINATIONS__OUTBOX__DIR",
+                dir.path().join("out").display().to_string(),
+            ),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("ok   destination outbox"), "{}", text(&o));
+}
+
+#[test]
+fn check_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[broker]\nurl = \"amqp://x\"\nprefetch = -1\n").unwrap();
+    let o = gateway(&["--config", path.to_str().unwrap(), "check"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("broker.prefetch"), "{}", text(&o));
+
+    std::fs::write(&path, "[destinations.hook]\nkind = \"webhook\"\nurl = \"https://x\"\ntoken_env = \"CLW_TEST_UNSET_TOKEN\"\n[referrals]\ndestinations = [\"hook\"]\n").unwrap();
+    let o = gateway(
+        &["--config", path.to_str().unwrap(), "check"],
+        &[("CLW_GATEWAY__DATA_DIR", dir.path().display().to_string())],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("destinations.hook.token_env"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn exported_definitions_match_the_topology() {
+    let o = gateway(
+        &["--config", "deploy/config/rabbitmq.toml", "topology"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path("deploy/rabbitmq/definitions.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        printed, committed,
+        "regenerate deploy/rabbitmq/definitions.json with `clw-gateway topology`"
+    );
+}
+
+#[test]
+fn help_explains_each_command() {
+    let o = gateway(&["--help"], &[]);
+    let t = text(&o);
+    for cmd in ["serve", "check", "dlq", "status", "topology", "bench"] {
+        assert!(t.contains(cmd), "{cmd} in --help");
+    }
+    let o = gateway(&["dlq", "replay", "--help"], &[]);
+    assert!(text(&o).contains("--all"));
+}
+
+#[tokio::test]
+async fn status_and_dlq_replay_from_the_command_line() {
+    let h = Harness::start("cli", &[400], &["300ms"]).await;
+    let s = &h.s;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+
+    let env = vec![
+        ("CLW_STORE__URL", s.store_url.clone()),
+        ("CLW_BROKER__URL", amqp_url()),
+        ("CLW_BROKER__PREFIX", s.prefix.clone()),
+        ("CLW_RETRY__TIERS", "[\"300ms\"]".to_string()),
+        ("CLW_GATEWAY__DATA_DIR", s.dir.path().display().to_string()),
+    ];
+    let cfg = s.dir.path().join("cli.toml");
+    std::fs::write(&cfg, "[broker]\nurl = \"amqp://placeholder\"\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+
+    let o = gateway(&["--config", cfg, "status", &id], &env);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("state     parked"), "{}", text(&o));
+    assert!(text(&o).contains("answered 400"), "{}", text(&o));
+
+    let o = gateway(&["--config", cfg, "dlq", "list"], &env);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .map(str::to_string);
+    let line = line.unwrap_or_else(|| panic!("{id} listed: {}", text(&o)));
+    assert!(line.contains("deliver\tpermanent\tattempts=1"), "{line}");
+
+    let o = gateway(
+        &["--config", cfg, "dlq", "replay", &id, "--actor", "it-team"],
+        &env,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&format!("replayed {id}")));
+    h.wait_state(&id, "delivered").await;
+    let o = gateway(&["--config", cfg, "status", &id, "--json"], &env);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["state"], "delivered");
+    assert!(
+        v["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "replayed" && a["actor"] == "it-team")
+    );
+
+    let o = gateway(&["--config", cfg, "dlq", "replay", &id], &env);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "nothing left to replay: {}",
+        text(&o)
+    );
+    h.finish().await;
+}

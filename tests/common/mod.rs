@@ -1,0 +1,444 @@
+//! Shared test harness: a scriptable HTTP receiver, a RabbitMQ helper that cleans up
+//! after itself, configuration builders and polling with deadlines (never sleeps as
+//! synchronisation).
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use clw_gateway::broker::Topology;
+use clw_gateway::config::Config;
+use futures_util::future::try_join_all;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+pub fn amqp_url() -> String {
+    std::env::var("CLW_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn pg_url() -> String {
+    std::env::var("CLW_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+/// The example referral (a UK Core message Bundle) as JSON to vary per test.
+pub fn referral() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(repo_path("examples/referral-bundle.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+// ---------------------------------------------------------------- HTTP receiver
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    script: Mutex<VecDeque<u16>>,
+    received: Mutex<Vec<Received>>,
+    /// While held, requests wait here before answering (a slow or stuck receiver).
+    hold: Mutex<bool>,
+    /// Answer time of every request (a receiver doing real work).
+    delay: Mutex<Duration>,
+    release: Notify,
+    arrived: Notify,
+}
+
+/// A CLW platform's webhook: answers from a script of status codes, then 200; records
+/// every request.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    state: Arc<ReceiverState>,
+}
+
+async fn receive(
+    State(s): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap) {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.received.lock().unwrap().push(Received { headers, body });
+    s.arrived.notify_waiters();
+    while *s.hold.lock().unwrap() {
+        let wait = s.release.notified();
+        if !*s.hold.lock().unwrap() {
+            break;
+        }
+        wait.await;
+    }
+    let delay = *s.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let code = s.script.lock().unwrap().pop_front().unwrap_or(200);
+    let mut h = HeaderMap::new();
+    if code == 429 || code == 503 {
+        h.insert("retry-after", "0".parse().unwrap());
+    }
+    (StatusCode::from_u16(code).unwrap(), h)
+}
+
+impl Receiver {
+    pub async fn start(script: &[u16]) -> Receiver {
+        let state = Arc::new(ReceiverState::default());
+        state.script.lock().unwrap().extend(script.iter().copied());
+        let app = axum::Router::new()
+            .route("/referrals", axum::routing::post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/referrals", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, state }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.received.lock().unwrap().len()
+    }
+
+    pub fn set_script(&self, script: &[u16]) {
+        let mut s = self.state.script.lock().unwrap();
+        s.clear();
+        s.extend(script.iter().copied());
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        *self.state.delay.lock().unwrap() = d;
+    }
+
+    pub fn hold(&self) {
+        *self.state.hold.lock().unwrap() = true;
+    }
+
+    pub fn release(&self) {
+        *self.state.hold.lock().unwrap() = false;
+        self.state.release.notify_waiters();
+    }
+}
+
+// ---------------------------------------------------------------- configuration
+
+pub struct Setup {
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    pub store_url: String,
+}
+
+impl Setup {
+    pub fn new(name: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = format!("sqlite://{}/gw.db?mode=rwc", dir.path().display());
+        Setup {
+            prefix: unique(name),
+            dir,
+            store_url,
+        }
+    }
+
+    /// A broker-mode configuration delivering to `hook` with short retry tiers.
+    pub fn broker_config(&self, hook: &str, tiers: &[&str]) -> Config {
+        let tiers: Vec<String> = tiers.iter().map(|t| format!("\"{t}\"")).collect();
+        self.config(&format!(
+            "[broker]\nurl = \"{}\"\nprefix = \"{}\"\nprefetch = 16\n\
+             [retry]\ntiers = [{}]\n[referrals]\ndestinations = [\"clw\"]\n\
+             [destinations.clw]\nkind = \"webhook\"\nurl = \"{hook}\"\ntoken_env = \"CLW_TEST_TOKEN\"\nagreement = \"DSA-TEST-1\"\n\
+             timeout = \"5s\"\nschema = \"{}\"\n",
+            amqp_url(),
+            self.prefix,
+            tiers.join(", "),
+            repo_path("schemas/prsb-referral.v1.schema.json").display()
+        ))
+    }
+
+    pub fn config(&self, extra: &str) -> Config {
+        // SAFETY: tests set the same constant value; no test reads a different one.
+        unsafe { std::env::set_var("CLW_TEST_TOKEN", "test-token-123") };
+        let text = format!(
+            "[gateway]\ninstance = \"{}\"\ndata_dir = \"{}\"\n[store]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}",
+            self.prefix,
+            self.dir.path().display(),
+            self.store_url
+        );
+        Config::from_toml(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+// ---------------------------------------------------------------- RabbitMQ
+
+/// One message to publish: body and `ce-*`/custom headers.
+pub type Outgoing<'a> = (Vec<u8>, Vec<(&'a str, String)>);
+
+pub struct Rabbit {
+    pub conn: Connection,
+    pub ch: Channel,
+}
+
+pub fn ce_headers(id: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ce-id", id.to_string()),
+        ("ce-specversion", "1.0".into()),
+        ("ce-type", "uk.nhs.socialprescribing.referral.v1".into()),
+        ("ce-source", "urn:test:practice-system".into()),
+        ("ce-time", "2026-11-22T10:00:00Z".into()),
+    ]
+}
+
+impl Rabbit {
+    pub async fn connect() -> Rabbit {
+        let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Rabbit { conn, ch }
+    }
+
+    /// Publishes with a broker confirm.
+    pub async fn publish(&self, exchange: &str, body: &[u8], headers: &[(&str, String)]) {
+        self.publish_many(exchange, &[(body.to_vec(), headers.to_vec())])
+            .await;
+    }
+
+    pub async fn publish_many(&self, exchange: &str, messages: &[Outgoing<'_>]) {
+        let mut confirms = Vec::new();
+        for (body, headers) in messages {
+            let mut t = FieldTable::default();
+            for (k, v) in headers {
+                t.insert(
+                    ShortString::from(*k),
+                    AMQPValue::LongString(LongString::from(v.as_str())),
+                );
+            }
+            let props = BasicProperties::default()
+                .with_content_type(ShortString::from("application/fhir+json"))
+                .with_delivery_mode(2)
+                .with_headers(t);
+            confirms.push(
+                self.ch
+                    .basic_publish(
+                        ShortString::from(exchange),
+                        ShortString::from("referral.new"),
+                        BasicPublishOptions::default(),
+                        body,
+                        props,
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+        try_join_all(confirms).await.unwrap();
+    }
+
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        self.ch
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    /// Declares the topology a configuration's gateway uses (as deploy/rabbitmq/definitions.json
+    /// would in production), so a test can publish before the gateway has connected.
+    pub async fn declare(&self, config: &Config) -> Topology {
+        let t =
+            clw_gateway::broker::topology(config, config.broker.as_ref().expect("broker config"));
+        t.declare(&self.ch).await.unwrap();
+        t
+    }
+
+    /// Deletes every queue and exchange of a test's topology, then closes the connection.
+    pub async fn cleanup(&self, t: &Topology) {
+        for q in t.queue_names() {
+            let _ = self
+                .ch
+                .queue_delete(ShortString::from(q), QueueDeleteOptions::default())
+                .await;
+        }
+        for e in t.exchange_names() {
+            let _ = self
+                .ch
+                .exchange_delete(ShortString::from(e), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = self.conn.close(200, ShortString::from("test done")).await;
+    }
+}
+
+/// Closes the broker connection(s) whose client-given name is `name`, as a network
+/// failure or a broker restart would (uses rabbitmqctl, as root on the test machine).
+pub fn close_connections_named(name: &str) -> usize {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut closed = 0;
+    for line in text.lines() {
+        if line.contains(&format!("\"{name}\"")) {
+            let pid = line.split_whitespace().next().unwrap_or("");
+            let ok = std::process::Command::new("rabbitmqctl")
+                .args(["-q", "close_connection", pid, "test: connection dropped"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                closed += 1;
+            }
+        }
+    }
+    closed
+}
+
+// ---------------------------------------------------------------- a running gateway on RabbitMQ
+
+/// One test's world: a receiver, a declared topology, a running gateway.
+pub struct Harness {
+    pub s: Setup,
+    pub hook: Receiver,
+    pub rabbit: Rabbit,
+    pub t: Topology,
+    pub gw: clw_gateway::app::Running,
+}
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+impl Harness {
+    pub async fn start(name: &str, script: &[u16], tiers: &[&str]) -> Harness {
+        Self::start_with(name, script, tiers, |_| {}).await
+    }
+
+    pub async fn start_with(
+        name: &str,
+        script: &[u16],
+        tiers: &[&str],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Harness {
+        let s = Setup::new(name);
+        let hook = Receiver::start(script).await;
+        let mut config = s.broker_config(&hook.url, tiers);
+        adjust(&mut config);
+        let rabbit = Rabbit::connect().await;
+        let t = rabbit.declare(&config).await;
+        let gw = clw_gateway::app::start(config).await.unwrap();
+        Harness {
+            s,
+            hook,
+            rabbit,
+            t,
+            gw,
+        }
+    }
+
+    pub async fn publish(&self, id: &str, body: &Value) {
+        self.rabbit
+            .publish(
+                &self.t.exchange(),
+                body.to_string().as_bytes(),
+                &ce_headers(id),
+            )
+            .await;
+    }
+
+    pub async fn wait_state(&self, id: &str, want: &str) -> clw_gateway::store::MessageRow {
+        eventually(&format!("message {id} to be {want}"), WAIT, || async {
+            self.gw
+                .store
+                .message("referral", id)
+                .await
+                .unwrap()
+                .filter(|m| m.state == want)
+        })
+        .await
+    }
+
+    pub async fn wait_queue_len(&self, queue: &str, len: u32) {
+        eventually(&format!("{queue} to hold {len}"), WAIT, || async {
+            (self.rabbit.queue_len(queue).await == len).then_some(())
+        })
+        .await
+    }
+
+    pub async fn wait_audit(&self, id: &str, action: &str) -> clw_gateway::store::AuditRow {
+        eventually(&format!("{action} audited for {id}"), WAIT, || async {
+            let audit = self.gw.store.audit("referral", id).await.unwrap();
+            audit.into_iter().find(|a| a.entry.action == action)
+        })
+        .await
+    }
+
+    pub async fn state(&self, id: &str) -> Option<String> {
+        self.gw
+            .store
+            .message("referral", id)
+            .await
+            .unwrap()
+            .map(|m| m.state)
+    }
+
+    /// Stops the gateway and removes the test's queues and exchanges.
+    pub async fn finish(self) {
+        self.gw.stop().await.unwrap();
+        self.rabbit.cleanup(&self.t).await;
+    }
+}

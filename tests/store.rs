@@ -1,0 +1,196 @@
+//! The store on SQLite and on PostgreSQL: migrations, state, idempotency rows, audit.
+
+mod common;
+
+use clw_gateway::store::writer_types::{DeliveryUpdate, ErrorSummary};
+use clw_gateway::store::{AuditEntry, Backend, Store, Write};
+use common::*;
+use sqlx::Connection;
+
+/// A PostgreSQL schema of its own for one test, dropped at the end.
+struct PgSchema {
+    name: String,
+}
+
+impl PgSchema {
+    async fn create() -> (PgSchema, String) {
+        let name = unique("t").replace('-', "_");
+        let mut c = sqlx::PgConnection::connect(&pg_url())
+            .await
+            .expect("PostgreSQL is running");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let sep = if pg_url().contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}options=-c%20search_path%3D{name}", pg_url());
+        (PgSchema { name }, url)
+    }
+
+    async fn drop_it(self) {
+        let mut c = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+fn outcome(id: &str, state: &str, attempts: i64, dest_state: &str) -> Write {
+    Write::Outcome {
+        flow: "referral".into(),
+        message_id: id.into(),
+        state: state.into(),
+        attempts,
+        error: (state != "delivered").then(|| ErrorSummary {
+            class: "transient".into(),
+            stage: "deliver".into(),
+            reason: "clw answered 503".into(),
+        }),
+        deliveries: vec![DeliveryUpdate {
+            destination: "clw".into(),
+            state: dest_state.into(),
+            idempotency_key: "key-1".into(),
+            response_status: (dest_state == "delivered").then_some(200),
+            last_error: None,
+        }],
+        audit: vec![AuditEntry {
+            actor: "gw-test".into(),
+            action: if state == "delivered" {
+                "delivered"
+            } else {
+                "retry"
+            }
+            .into(),
+            flow: "referral".into(),
+            message_id: id.into(),
+            destination: Some("clw".into()),
+            fields: vec![
+                "person_demographics.nhs_number".into(),
+                "referral_details.status".into(),
+            ],
+            agreement: Some("DSA-1".into()),
+            detail: None,
+        }],
+    }
+}
+
+fn received(id: &str) -> Write {
+    Write::Received {
+        flow: "referral".into(),
+        message_id: id.into(),
+        source: "amqp:test".into(),
+        body_sha256: "sha256:00".into(),
+    }
+}
+
+async fn exercise(store: &Store) {
+    let id = unique("msg");
+    store.write(received(&id)).await.unwrap();
+    let m = store.message("referral", &id).await.unwrap().unwrap();
+    assert_eq!((m.state.as_str(), m.attempts), ("received", 0));
+
+    store
+        .write(outcome(&id, "retrying", 1, "retrying"))
+        .await
+        .unwrap();
+    store
+        .write(outcome(&id, "delivered", 2, "delivered"))
+        .await
+        .unwrap();
+    // a redelivery marks it received again without undoing the outcome
+    store.write(received(&id)).await.unwrap();
+    let m = store.message("referral", &id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.state.as_str(), m.attempts, m.last_error),
+        ("delivered", 2, None)
+    );
+    let d = store.deliveries("referral", &id).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].state.as_str(), d[0].attempts, d[0].response_status),
+        ("delivered", 2, Some(200))
+    );
+    assert!(d[0].delivered_at.is_some());
+    let audit = store.audit("referral", &id).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .map(|a| a.entry.action.as_str())
+            .collect::<Vec<_>>(),
+        vec!["retry", "delivered"]
+    );
+    assert_eq!(
+        audit[1].entry.fields,
+        vec!["person_demographics.nhs_number", "referral_details.status"]
+    );
+    assert_eq!(store.find_message(&id).await.unwrap().len(), 1);
+
+    // group commit: many concurrent writers, every write lands
+    let ids: Vec<String> = (0..200).map(|i| format!("{id}-{i}")).collect();
+    let writes = ids
+        .iter()
+        .map(|i| store.write(outcome(i, "delivered", 1, "delivered")));
+    for r in futures_util::future::join_all(writes).await {
+        r.unwrap();
+    }
+    for i in ids.iter().step_by(37) {
+        assert_eq!(
+            store.message("referral", i).await.unwrap().unwrap().state,
+            "delivered"
+        );
+    }
+    assert!(
+        store
+            .message("referral", "no-such-id")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/store.db?mode=rwc", dir.path().display());
+    let store = Store::connect(&url, 4, 64).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    exercise(&store).await;
+    store.close().await;
+    // migrations are idempotent: a second start finds the same data
+    let again = Store::connect(&url, 4, 64).await.unwrap();
+    assert_eq!(
+        again.count_by_state("referral").await.unwrap(),
+        vec![("delivered".to_string(), 201)]
+    );
+    again.close().await;
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let (schema, url) = PgSchema::create().await;
+    let store = Store::connect(&url, 4, 64).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    exercise(&store).await;
+    store.close().await;
+    let again = Store::connect(&url, 4, 64).await.unwrap();
+    assert_eq!(
+        again.count_by_state("referral").await.unwrap(),
+        vec![("delivered".to_string(), 201)]
+    );
+    again.close().await;
+    schema.drop_it().await;
+}
+
+#[tokio::test]
+async fn gateway_runs_on_postgres() {
+    let (schema, url) = PgSchema::create().await;
+    let h = Harness::start_with("pg", &[], &["300ms"], |c| c.store.url = Some(url)).await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    h.wait_state(&id, "delivered").await;
+    assert_eq!(h.hook.count(), 1);
+    h.finish().await;
+    schema.drop_it().await;
+}
