@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::shaped_chunks;
 use crate::error::Result;
 
 pub(super) struct Lookup {
@@ -15,8 +16,6 @@ pub(super) struct Lookup {
     pub reply: oneshot::Sender<Result<Vec<String>>>,
 }
 
-const MAX_IDS: usize = 200;
-
 pub(super) async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, batch_max: usize) {
     let mut batch = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
@@ -24,12 +23,16 @@ pub(super) async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, batch_max
         for l in batch.drain(..) {
             by_flow.entry(l.flow.clone()).or_default().push(l);
         }
-        for (flow, mut lookups) in by_flow {
-            while !lookups.is_empty() {
-                let chunk: Vec<Lookup> = lookups.drain(..lookups.len().min(MAX_IDS)).collect();
-                let ids: Vec<&str> = chunk.iter().map(|l| l.message_id.as_str()).collect();
-                let answer = delivered(&pool, &flow, &ids).await;
-                for l in chunk {
+        for (flow, lookups) in by_flow {
+            let mut lookups = lookups.into_iter();
+            let ids: Vec<String> = lookups
+                .as_slice()
+                .iter()
+                .map(|l| l.message_id.clone())
+                .collect();
+            for ids in shaped_chunks(&ids) {
+                let answer = delivered(&pool, &flow, ids).await;
+                for l in lookups.by_ref().take(ids.len()) {
                     let r = match &answer {
                         Ok(map) => Ok(map.get(&l.message_id).cloned().unwrap_or_default()),
                         Err(e) => Err(e.clone()),
@@ -45,7 +48,7 @@ pub(super) async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Lookup>, batch_max
 async fn delivered(
     pool: &AnyPool,
     flow: &str,
-    ids: &[&str],
+    ids: &[String],
 ) -> Result<HashMap<String, Vec<String>>> {
     let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
@@ -55,7 +58,7 @@ async fn delivered(
     );
     let mut q = sqlx::query(&sql).bind(flow);
     for id in ids {
-        q = q.bind(*id);
+        q = q.bind(id.as_str());
     }
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for row in q.fetch_all(pool).await? {

@@ -85,6 +85,19 @@ pub struct Store {
     lookups: mpsc::Sender<lookup::Lookup>,
 }
 
+/// Splits `items` into chunks of a few fixed sizes (largest first). Statements are
+/// cached by their SQL text, so a handful of shapes keeps every multi-row statement
+/// prepared once instead of re-parsed for each batch size.
+pub(crate) fn shaped_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    const SHAPES: [usize; 5] = [128, 32, 8, 2, 1];
+    std::iter::from_fn(move || {
+        let size = SHAPES.into_iter().find(|&s| s <= items.len())?;
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Store {
@@ -332,4 +345,25 @@ fn ensure_sqlite_parent(url: &str) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shaped_chunks;
+
+    #[test]
+    fn shaped_chunks_cover_every_item_in_order_with_few_shapes() {
+        for n in 0..300usize {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = shaped_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items, "n = {n}");
+            assert!(chunks.iter().all(|c| [128, 32, 8, 2, 1].contains(&c.len())));
+        }
+        assert_eq!(
+            shaped_chunks(&[0u8; 200])
+                .map(<[u8]>::len)
+                .collect::<Vec<_>>(),
+            [128, 32, 32, 8]
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::mpsc;
 
-use super::{AuditEntry, Job, now_ms};
+use super::{AuditEntry, Job, now_ms, shaped_chunks};
 use crate::error::Result;
 
 #[derive(Debug, Clone)]
@@ -120,9 +120,6 @@ const AUDIT: Table = Table {
     conflict: "",
 };
 
-/// Most rows in one statement (keeps bound parameters well under SQLite's limit).
-const MAX_ROWS: usize = 200;
-
 /// Rows of every table for a set of writes.
 #[derive(Default)]
 struct Rows {
@@ -196,8 +193,16 @@ impl Rows {
     fn has_repeated_keys(&self) -> bool {
         fn repeated(rows: &[Vec<Param>], key_len: usize) -> bool {
             let mut seen = std::collections::HashSet::new();
-            rows.iter()
-                .any(|r| !seen.insert(format!("{:?}", &r[..key_len])))
+            rows.iter().any(|r| {
+                let key: Vec<Option<&str>> = r[..key_len]
+                    .iter()
+                    .map(|p| match p {
+                        Param::Text(t) => t.as_deref(),
+                        Param::Int(_) => None,
+                    })
+                    .collect();
+                !seen.insert(key)
+            })
         }
         repeated(&self.received, 2) || repeated(&self.outcome, 2) || repeated(&self.delivery, 3)
     }
@@ -228,7 +233,7 @@ fn audit_row(a: &AuditEntry, now: i64) -> Vec<Param> {
 /// Multi-row INSERT (in chunks), numbering placeholders $1.. in order of appearance,
 /// which both PostgreSQL and SQLite read positionally.
 async fn insert(tx: &mut Transaction<'_, Any>, table: &Table, rows: &[Vec<Param>]) -> Result<()> {
-    for chunk in rows.chunks(MAX_ROWS) {
+    for chunk in shaped_chunks(rows) {
         let mut sql = String::with_capacity(
             table.insert.len() + chunk.len() * table.columns * 5 + table.conflict.len(),
         );
