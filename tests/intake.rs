@@ -44,7 +44,7 @@ fn message_bundle_golden() {
 fn transaction_bundle_of_corpus_resources() {
     let corpus = |n: &str| -> Value {
         serde_json::from_str(
-            &std::fs::read_to_string(repo_path(&format!("../shared/corpus/uk-core/{n}"))).unwrap(),
+            &std::fs::read_to_string(repo_path(&format!("tests/fixtures/uk-core/{n}"))).unwrap(),
         )
         .unwrap()
     };

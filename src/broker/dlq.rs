@@ -2,7 +2,7 @@
 //! cause is fixed. Listing takes each message without acking and closes the channel, so
 //! RabbitMQ puts every one back.
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 
 use super::consumer::publish_confirmed;
@@ -68,6 +68,7 @@ pub async fn list(url: &str, topology: &Topology) -> Result<Vec<ParkedMessage>> 
     let conn = connect(url, "clw-gateway dlq list").await?;
     let ch = conn.create_channel().await?;
     let mut out = Vec::new();
+    let mut last = None;
     while out.len() < MAX_SCAN {
         let Some(m) = ch
             .basic_get(
@@ -80,8 +81,17 @@ pub async fn list(url: &str, topology: &Topology) -> Result<Vec<ParkedMessage>> 
         };
         let h = headers::from_table(m.delivery.properties.headers().as_ref());
         out.push(ParkedMessage::from_headers(&h, m.delivery.data.len()));
+        last = Some(m.delivery.acker);
     }
-    // Closing without acking returns every message to the parking queue.
+    // Hand every message read back to the parking queue, unchanged.
+    if let Some(acker) = last {
+        acker
+            .nack(BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            })
+            .await?;
+    }
     let _ = ch.close(200, ShortString::from("listed")).await;
     let _ = conn.close(200, ShortString::from("listed")).await;
     Ok(out)
