@@ -9,6 +9,7 @@ pub mod deliver;
 pub mod error;
 pub mod http;
 pub mod intake;
+pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -59,6 +59,12 @@ enum Command {
     /// Measure end-to-end referrals/s against a raw lapin consume-and-ack loop on the same
     /// broker and message, and print the ratio (needs RabbitMQ; see docs/benchmarks.md).
     Bench(cli::bench::BenchArgs),
+    /// Mappings (mappings/*.yaml): run their golden fixtures, or map one file and show the
+    /// output and every validation error. No broker or store needed.
+    Mapping {
+        #[command(subcommand)]
+        command: cli::mapping::MappingCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -135,6 +141,9 @@ async fn main() -> ExitCode {
                 "no [broker] configured, so there is no topology",
             )),
         },
+        Command::Mapping { command } => {
+            return cli::mapping::run(command).unwrap_or_else(fail);
+        }
         Command::Bench(args) => {
             init_logging(&config);
             cli::bench::run(&config, args).await

@@ -29,7 +29,13 @@ impl CompiledSchema {
                 format!("schema {} is not JSON: {e}", path.display()),
             )
         })?;
-        let validator = jsonschema::validator_for(&schema).map_err(|e| {
+        Self::from_value(path, &schema)
+    }
+
+    /// Compiles a schema already in memory (e.g. one built into the binary); `path`
+    /// names it in errors.
+    pub fn from_value(path: &Path, schema: &Value) -> Result<CompiledSchema> {
+        let validator = jsonschema::validator_for(schema).map_err(|e| {
             GatewayError::permanent(
                 Stage::Config,
                 format!("schema {} does not compile: {}", path.display(), e.masked()),
@@ -41,15 +47,19 @@ impl CompiledSchema {
         })
     }
 
+    /// Every failure as (JSON pointer, message), values masked; at most `limit`.
+    pub fn errors(&self, instance: &Value, limit: usize) -> Vec<(String, String)> {
+        self.validator
+            .iter_errors(instance)
+            .take(limit)
+            .map(|e| (e.instance_path().to_string(), e.masked().to_string()))
+            .collect()
+    }
+
     /// Checks `instance`; the error names every failing JSON pointer (values masked,
     /// so patient data never reaches an error message).
     pub fn check(&self, instance: &Value) -> Result<()> {
-        let errors: Vec<(String, String)> = self
-            .validator
-            .iter_errors(instance)
-            .take(10)
-            .map(|e| (e.instance_path().to_string(), e.masked().to_string()))
-            .collect();
+        let errors = self.errors(instance, 10);
         match errors.first() {
             None => Ok(()),
             Some((first_path, _)) => {

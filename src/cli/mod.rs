@@ -1,6 +1,7 @@
-//! The operator commands behind `check`, `dlq` and `status`.
+//! The operator commands behind `check`, `dlq`, `status` and `mapping`.
 
 pub mod bench;
+pub mod mapping;
 
 use std::process::ExitCode;
 

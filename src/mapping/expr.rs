@@ -1,0 +1,218 @@
+//! FHIRPath expressions, parsed once at load (rh-fhirpath; see
+//! docs/decisions/0004-fhirpath-engine.md), evaluated per message, and read statically
+//! for the paths they touch so an allow-list can be enforced before anything runs.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use rh_fhirpath::{
+    EvaluationContext, Expression, FhirPathEvaluator, FhirPathExpression, FhirPathParser,
+    FhirPathValue, Invocation, Term,
+};
+use serde_json::Value;
+
+thread_local! {
+    // The evaluator holds its function table in non-Send closures: one per thread,
+    // built once, rather than one per message.
+    static EVALUATOR: FhirPathEvaluator = FhirPathEvaluator::new();
+    static PARSER: RefCell<Option<FhirPathParser>> = const { RefCell::new(None) };
+}
+
+/// One compiled FHIRPath expression.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub source: String,
+    parsed: FhirPathExpression,
+}
+
+/// The input an expression runs on, prepared once per message for all its fields.
+pub struct Input {
+    context: EvaluationContext,
+}
+
+impl Input {
+    /// `constants` become `%name` in expressions (destination settings such as a
+    /// Lamplight work area id).
+    pub fn new(root: &Value, constants: &BTreeMap<String, String>) -> Input {
+        let mut context = EvaluationContext::new(root.clone());
+        for (k, v) in constants {
+            context.add_constant(k.clone(), FhirPathValue::String(v.clone()));
+        }
+        Input { context }
+    }
+}
+
+impl Expr {
+    pub fn parse(source: &str) -> Result<Expr, String> {
+        let parsed = PARSER.with(|p| {
+            p.borrow_mut()
+                .get_or_insert_with(FhirPathParser::new)
+                .parse(source)
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(Expr {
+            source: source.to_string(),
+            parsed,
+        })
+    }
+
+    /// Evaluates to a flat collection of JSON values (FHIRPath results are collections).
+    pub fn eval(&self, input: &Input) -> Result<Vec<Value>, String> {
+        let result = EVALUATOR
+            .with(|e| e.evaluate(&self.parsed, &input.context))
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        flatten(result.to_json(), &mut out);
+        Ok(out)
+    }
+
+    /// Dotted input paths the expression reads (`person_demographics.name.family`,
+    /// `person_demographics.telecom.system` for a `where(system = ...)` filter).
+    pub fn paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(p) = path_of(&self.parsed.root, &[], &mut out) {
+            out.push(p);
+        }
+        let mut paths: Vec<String> = out
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.join("."))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+}
+
+fn flatten(v: Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Array(items) => items.into_iter().for_each(|i| flatten(i, out)),
+        Value::Null => {}
+        other => out.push(other),
+    }
+}
+
+/// The member path `e` denotes relative to `base`, if it is a path; every path read
+/// along the way (function arguments, operands) is pushed onto `out`.
+fn path_of(e: &Expression, base: &[String], out: &mut Vec<Vec<String>>) -> Option<Vec<String>> {
+    let extend = |p: &[String], m: &str| {
+        let mut p = p.to_vec();
+        p.push(m.to_string());
+        p
+    };
+    match e {
+        Expression::Term(Term::Invocation(inv)) => invoke(inv, base, out),
+        Expression::Term(Term::Parenthesized(inner)) => path_of(inner, base, out),
+        Expression::Term(_) => None,
+        Expression::Invocation { left, invocation } => {
+            let left_path = path_of(left, base, out);
+            match &left_path {
+                Some(lp) => invoke(invocation, lp, out),
+                None => match invocation {
+                    Invocation::Member(m) => Some(extend(base, m)),
+                    _ => None,
+                },
+            }
+        }
+        other => {
+            for child in children(other) {
+                if let Some(p) = path_of(child, base, out) {
+                    out.push(p);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// An invocation on `target` (a path). Function arguments are evaluated per element of
+/// the target, so their paths are relative to it.
+fn invoke(inv: &Invocation, target: &[String], out: &mut Vec<Vec<String>>) -> Option<Vec<String>> {
+    match inv {
+        Invocation::Member(m) => {
+            let mut p = target.to_vec();
+            p.push(m.clone());
+            Some(p)
+        }
+        Invocation::Function { parameters, .. } => {
+            for a in parameters {
+                if let Some(p) = path_of(a, target, out) {
+                    out.push(p);
+                }
+            }
+            Some(target.to_vec())
+        }
+        _ => Some(target.to_vec()),
+    }
+}
+
+fn children(e: &Expression) -> Vec<&Expression> {
+    match e {
+        Expression::Indexer { left, index } => vec![left, index],
+        Expression::Polarity { operand, .. } => vec![operand],
+        Expression::Multiplicative { left, right, .. }
+        | Expression::Additive { left, right, .. }
+        | Expression::Union { left, right }
+        | Expression::Inequality { left, right, .. }
+        | Expression::Equality { left, right, .. }
+        | Expression::Membership { left, right, .. }
+        | Expression::And { left, right }
+        | Expression::Or { left, right, .. }
+        | Expression::Implies { left, right } => vec![left, right],
+        Expression::Type { left, .. } => vec![left],
+        Expression::Term(_) | Expression::Invocation { .. } => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(src: &str, v: Value) -> Vec<Value> {
+        Expr::parse(src)
+            .unwrap()
+            .eval(&Input::new(&v, &BTreeMap::new()))
+            .unwrap()
+    }
+
+    #[test]
+    fn evaluates_paths_filters_and_functions() {
+        let v = json!({"p": {"name": {"given": ["Ann", "Bo"], "family": "Lee"},
+            "telecom": [{"system": "phone", "value": "1"}, {"system": "email", "value": "a@b"}]}});
+        assert_eq!(eval("p.name.given", v.clone()), [json!("Ann"), json!("Bo")]);
+        assert_eq!(eval("p.name.given.first()", v.clone()), [json!("Ann")]);
+        assert_eq!(
+            eval("p.telecom.where(system = 'email').value", v.clone()),
+            [json!("a@b")]
+        );
+        assert_eq!(eval("p.missing", v), Vec::<Value>::new());
+    }
+
+    #[test]
+    fn constants_are_available() {
+        let mut c = BTreeMap::new();
+        c.insert("work_area".to_string(), "12".to_string());
+        let e = Expr::parse("%work_area").unwrap();
+        assert_eq!(e.eval(&Input::new(&json!({}), &c)).unwrap(), [json!("12")]);
+    }
+
+    #[test]
+    fn paths_read_are_found() {
+        let p = |s: &str| Expr::parse(s).unwrap().paths();
+        assert_eq!(p("a.b.c.first()"), ["a.b.c"]);
+        assert_eq!(
+            p("a.telecom.where(system = 'email').value"),
+            ["a.telecom.system", "a.telecom.value"]
+        );
+        assert_eq!(p("a.x | b.y"), ["a.x", "b.y"]);
+        assert_eq!(p("(a.b).c"), ["a.b.c"]);
+        assert_eq!(p("'literal'"), Vec::<String>::new());
+        assert_eq!(p("a.b.exists() and c.d = 'x'"), ["a.b", "c.d"]);
+    }
+
+    #[test]
+    fn bad_syntax_is_an_error() {
+        assert!(Expr::parse("a.where(").is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! Field transforms, applied in order to the collection an expression produced.
+//! Error messages name the problem, never the value (values may be patient data).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate};
+use serde_json::Value;
+
+use super::codes::CodeMap;
+use super::spec::Shape;
+
+#[derive(Debug, Clone)]
+pub enum Transform {
+    Date(String),
+    Code {
+        map: Arc<CodeMap>,
+        from: String,
+        to: String,
+        display: bool,
+        fallback: Option<String>,
+    },
+    Join(String),
+    Default(Value),
+    Required,
+    As(Shape),
+}
+
+impl Transform {
+    pub fn apply(&self, values: Vec<Value>) -> Result<Vec<Value>, String> {
+        match self {
+            Transform::Date(pattern) => values
+                .into_iter()
+                .map(|v| format_date(&v, pattern).map(Value::String))
+                .collect(),
+            Transform::Code {
+                map,
+                from,
+                to,
+                display,
+                fallback,
+            } => values
+                .into_iter()
+                .map(|v| {
+                    let code = text(&v)?;
+                    match (map.lookup(from, &code, to)?, fallback) {
+                        (Some(e), _) => Ok(Value::String(if *display {
+                            e.display.clone()
+                        } else {
+                            e.code.clone()
+                        })),
+                        (None, Some(f)) => Ok(Value::String(f.clone())),
+                        (None, None) => Err(format!(
+                            "code {code} ({from}) has no {to} entry in code map {}",
+                            map.name
+                        )),
+                    }
+                })
+                .collect(),
+            Transform::Join(sep) => {
+                if values.is_empty() {
+                    return Ok(values);
+                }
+                let parts: Result<Vec<String>, String> = values.iter().map(text).collect();
+                Ok(vec![Value::String(parts?.join(sep))])
+            }
+            Transform::Default(d) => Ok(if values.is_empty() {
+                vec![d.clone()]
+            } else {
+                values
+            }),
+            Transform::Required => {
+                if values.is_empty() {
+                    Err("required, but the input has nothing here".into())
+                } else {
+                    Ok(values)
+                }
+            }
+            Transform::As(shape) => shape_values(values, *shape),
+        }
+    }
+}
+
+/// Text of a scalar; objects and lists are refused (a mapping should pick a member).
+pub fn text(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null => Ok(String::new()),
+        Value::Object(_) | Value::Array(_) => {
+            Err("is an object, not a text value: select one of its elements".into())
+        }
+    }
+}
+
+fn format_date(v: &Value, pattern: &str) -> Result<String, String> {
+    let s = text(v)?;
+    let formatted = if let Ok(dt) = DateTime::parse_from_rfc3339(&s) {
+        dt.format(pattern).to_string()
+    } else if let Ok(d) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+        d.format(pattern).to_string()
+    } else {
+        return Err(format!(
+            "is not a full FHIR date or dateTime (YYYY-MM-DD…), so cannot be formatted as {pattern}"
+        ));
+    };
+    Ok(formatted)
+}
+
+fn shape_values(values: Vec<Value>, shape: Shape) -> Result<Vec<Value>, String> {
+    if shape == Shape::List {
+        return Ok(vec![Value::Array(values)]);
+    }
+    if values.len() > 1 {
+        return Err(format!(
+            "gave {} values where one is expected: add first() or a join",
+            values.len()
+        ));
+    }
+    values
+        .into_iter()
+        .map(|v| match shape {
+            Shape::Text => text(&v).map(Value::String),
+            Shape::Number => match &v {
+                Value::Number(_) => Ok(v),
+                other => text(other)?
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .ok_or_else(|| "is not a number".to_string()),
+            },
+            Shape::Boolean => match &v {
+                Value::Bool(_) => Ok(v),
+                Value::String(s) if s == "true" || s == "false" => Ok(Value::Bool(s == "true")),
+                _ => Err("is not a boolean".into()),
+            },
+            Shape::List => Ok(v),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dates_format_and_partial_dates_fail_without_echoing_them() {
+        let t = Transform::Date("%d/%m/%Y".into());
+        assert_eq!(
+            t.apply(vec![json!("1970-09-11")]).unwrap(),
+            [json!("11/09/1970")]
+        );
+        assert_eq!(
+            t.apply(vec![json!("2026-11-20T10:15:00+00:00")]).unwrap(),
+            [json!("20/11/2026")]
+        );
+        let e = t.apply(vec![json!("1970-09")]).unwrap_err();
+        assert!(!e.contains("1970"), "{e}");
+    }
+
+    #[test]
+    fn join_default_required_and_shapes() {
+        let j = Transform::Join(", ".into());
+        assert_eq!(
+            j.apply(vec![json!("a"), json!("b")]).unwrap(),
+            [json!("a, b")]
+        );
+        assert!(j.apply(vec![]).unwrap().is_empty());
+        assert_eq!(
+            Transform::Default(json!("n/a")).apply(vec![]).unwrap(),
+            [json!("n/a")]
+        );
+        assert!(Transform::Required.apply(vec![]).is_err());
+        assert!(
+            Transform::As(Shape::Text)
+                .apply(vec![json!(1), json!(2)])
+                .is_err()
+        );
+        assert_eq!(
+            Transform::As(Shape::Number)
+                .apply(vec![json!("42")])
+                .unwrap(),
+            [json!(42.0)]
+        );
+        assert_eq!(
+            Transform::As(Shape::List).apply(vec![json!("x")]).unwrap(),
+            [json!(["x"])]
+        );
+    }
+}

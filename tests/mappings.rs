@@ -1,0 +1,190 @@
+//! The mapping engine against the shipped mappings/ (golden fixtures) and against
+//! deliberately broken mapping folders.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clw_gateway::mapping::{MappingSet, run_fixtures};
+use serde_json::json;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch mappings folder: `files` are (relative path, contents).
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, text) in files {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+const REASONS: &str = r#"
+name: reasons
+columns: {snomed: {}, platform: {}}
+entries:
+  - snomed: {code: "422650009", display: Social isolation}
+    platform: {code: Loneliness, display: Loneliness}
+"#;
+
+fn mapping(fields: &str) -> String {
+    format!(
+        "name: t\nversion: '1'\nflow: referral\ndirection: outbound\ninput: canonical-referral\n\
+         output: {{format: form}}\nfields:\n{fields}"
+    )
+}
+
+fn load(dir: &Path) -> Result<MappingSet, String> {
+    MappingSet::load(dir).map_err(|e| e.reason())
+}
+
+fn load_err(dir: &Path) -> String {
+    match load(dir) {
+        Ok(_) => panic!("{} loaded, but should have been refused", dir.display()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn every_shipped_mapping_passes_its_golden_fixtures() {
+    let set = MappingSet::load(&repo().join("mappings")).unwrap();
+    let outcomes = run_fixtures(&set);
+    let failures: Vec<_> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    for name in ["lamplight-referral", "charitylog-referral", "csv-referral"] {
+        assert!(
+            outcomes.iter().any(|o| o.mapping == name),
+            "{name} has no fixtures"
+        );
+    }
+}
+
+#[test]
+fn a_mapping_that_breaks_the_mapping_schema_is_refused_naming_file_and_place() {
+    let bad = mapping("  - to: x\n    expr: a.b\n    transforms: [{date: 7}]\n")
+        .replace("direction: outbound", "direction: sideways");
+    let dir = folder(&[("codes/reasons.yaml", REASONS), ("referral/bad.yaml", &bad)]);
+    let err = load_err(dir.path());
+    assert!(err.contains("referral/bad.yaml"), "{err}");
+    assert!(err.contains("/direction"), "{err}");
+    assert!(err.contains("/fields/0/transforms/0"), "{err}");
+}
+
+#[test]
+fn bad_fhirpath_unknown_code_maps_and_columns_are_refused_at_load() {
+    let bad = mapping(
+        "  - to: x\n    expr: a.where(\n\
+         \x20 - to: y\n    expr: a\n    transforms: [{code: {map: nope, from: snomed, to: platform}}]\n\
+         \x20 - to: z\n    expr: a\n    transforms: [{code: {map: reasons, from: snomed, to: read2}}]\n",
+    );
+    let dir = folder(&[("codes/reasons.yaml", REASONS), ("m.yaml", &bad)]);
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("fields[0] (x): expr \"a.where(\" does not parse"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fields[1] (y): code map \"nope\" does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fields[2] (z): code map reasons has no column \"read2\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unmapped_code_fails_the_mapping_unless_it_falls_back() {
+    let m = mapping(
+        "  - to: strict\n    expr: referral_details.reasons_for_referral.code\n\
+         \x20   transforms: [{code: {map: reasons, from: snomed, to: platform}}]\n\
+         \x20 - to: lenient\n    expr: referral_details.reasons_for_referral.code\n\
+         \x20   transforms: [{code: {map: reasons, from: snomed, to: platform, fallback: Other}}]\n",
+    );
+    let dir = folder(&[("codes/reasons.yaml", REASONS), ("m.yaml", &m)]);
+    let set = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let t = set.get("t").unwrap();
+    let input = |code: &str| json!({"referral_details": {"reasons_for_referral": [{"system": "http://snomed.info/sct", "code": code}]}});
+    let out = t.apply(&input("422650009"), &BTreeMap::new()).unwrap();
+    assert_eq!(
+        out.document,
+        json!({"strict": "Loneliness", "lenient": "Loneliness"})
+    );
+
+    let errs = t.apply(&input("73595000"), &BTreeMap::new()).unwrap_err();
+    assert_eq!(errs.len(), 1, "only the field without a fallback fails");
+    assert_eq!(errs[0].field.as_deref(), Some("strict"));
+    assert!(
+        errs[0]
+            .message
+            .contains("code 73595000 (snomed) has no platform entry in code map reasons"),
+        "{}",
+        errs[0].message
+    );
+}
+
+#[test]
+fn a_mapping_reading_outside_its_destinations_allow_list_is_refused_naming_both() {
+    let set = MappingSet::load(&repo().join("mappings")).unwrap();
+    let csv = set.get("csv-referral").unwrap();
+    let allowed: Vec<String> = [
+        "referral_details",
+        "gp_practice",
+        "person_demographics.name",
+    ]
+    .map(String::from)
+    .to_vec();
+    let err = csv.check_allowed("sheet", &allowed).unwrap_err().reason();
+    assert!(
+        err.starts_with("destinations.sheet.allow: mapping csv-referral"),
+        "{err}"
+    );
+    assert!(
+        err.contains("field \"NHS number\" reads person_demographics.nhs_number"),
+        "{err}"
+    );
+    assert!(
+        err.contains("field \"Phone\" reads person_demographics.telecom.system"),
+        "{err}"
+    );
+    assert!(!err.contains("Family name"), "{err}");
+
+    let everything: Vec<String> = ["referral_details", "gp_practice", "person_demographics"]
+        .map(String::from)
+        .to_vec();
+    csv.check_allowed("sheet", &everything).unwrap();
+}
+
+#[test]
+fn flat_outputs_refuse_many_values_and_json_outputs_nest() {
+    let m = mapping("  - to: given\n    expr: person_demographics.name.given\n");
+    let j = mapping("  - to: person.given\n    expr: person_demographics.name.given\n  - to: person.family\n    expr: person_demographics.name.family\n")
+        .replace("name: t", "name: j")
+        .replace("format: form", "format: json");
+    let dir = folder(&[("m.yaml", &m), ("j.yaml", &j)]);
+    let set = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let input =
+        json!({"person_demographics": {"name": {"given": ["Ann", "Marie"], "family": "Lee"}}});
+    let errs = set
+        .get("t")
+        .unwrap()
+        .apply(&input, &BTreeMap::new())
+        .unwrap_err();
+    assert!(
+        errs[0].reason().contains("gave 2 values for a flat"),
+        "{}",
+        errs[0].reason()
+    );
+    let out = set
+        .get("j")
+        .unwrap()
+        .apply(&input, &BTreeMap::new())
+        .unwrap();
+    assert_eq!(
+        out.document,
+        json!({"person": {"given": ["Ann", "Marie"], "family": "Lee"}})
+    );
+}
