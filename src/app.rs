@@ -11,6 +11,7 @@ use crate::broker::{self, BrokerSource, BrokerStatus};
 use crate::config::Config;
 use crate::error::Result;
 use crate::http::{self, HttpState};
+use crate::mapping::MappingSet;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -49,6 +50,15 @@ impl Running {
 
 /// Starts everything and returns once the store is migrated and HTTP is listening.
 pub async fn start(config: Config) -> Result<Running> {
+    // A broken mapping must stop start-up, not the first message that needs it.
+    if config.mappings.dir.is_dir() {
+        let set = MappingSet::load(&config.mappings.dir)?;
+        info!(
+            mappings = set.iter().count(),
+            code_maps = set.codes.len(),
+            "mappings loaded"
+        );
+    }
     let store = Store::connect(
         &config.store_url(),
         config.store.max_connections,

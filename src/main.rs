@@ -142,7 +142,7 @@ async fn main() -> ExitCode {
             )),
         },
         Command::Mapping { command } => {
-            return cli::mapping::run(command).unwrap_or_else(fail);
+            return cli::mapping::run(command, &config).unwrap_or_else(fail);
         }
         Command::Bench(args) => {
             init_logging(&config);

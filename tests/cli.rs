@@ -152,3 +152,39 @@ async fn status_and_dlq_replay_from_the_command_line() {
     );
     h.finish().await;
 }
+
+#[test]
+fn mapping_test_runs_the_golden_fixtures_and_check_refuses_a_broken_mapping() {
+    let o = gateway(&["mapping", "test"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains(" fixtures, 0 failed"), "{}", text(&o));
+
+    let o = gateway(
+        &[
+            "mapping",
+            "run",
+            "examples/referral-bundle.json",
+            "--mapping",
+            "charitylog-referral",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("error: org_type_id: required"),
+        "{}",
+        text(&o)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.yaml"), "name: Not A Valid Name\n").unwrap();
+    let o = gateway(
+        &["check"],
+        &[
+            ("CLW_MAPPINGS__DIR", dir.path().display().to_string()),
+            ("CLW_GATEWAY__DATA_DIR", dir.path().display().to_string()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("broken.yaml: /name"), "{}", text(&o));
+}

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::{MappingSet, run_fixtures};
 
@@ -12,9 +13,9 @@ pub enum MappingCommand {
     /// Load every mapping and code map (validating each against its schema), then run
     /// every mapping's golden fixtures. Exits non-zero naming each failure.
     Test {
-        /// Folder holding the mappings and mappings/codes.
-        #[arg(long, default_value = "mappings")]
-        dir: PathBuf,
+        /// Folder holding the mappings and their codes/ (default: mappings.dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Map one input file and print the output, or every error. A mapping whose input
     /// is the canonical referral also takes a FHIR referral Bundle (decoded and put
@@ -28,8 +29,9 @@ pub enum MappingCommand {
         /// A destination constant, NAME=VALUE, read as %NAME in expressions (repeatable).
         #[arg(long = "constant", value_parser = parse_constant)]
         constants: Vec<(String, String)>,
-        #[arg(long, default_value = "mappings")]
-        dir: PathBuf,
+        /// Folder holding the mappings and their codes/ (default: mappings.dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -39,15 +41,21 @@ fn parse_constant(s: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
 }
 
-pub fn run(command: MappingCommand) -> Result<ExitCode> {
+pub fn run(command: MappingCommand, config: &Config) -> Result<ExitCode> {
+    let configured = &config.mappings.dir;
     match command {
-        MappingCommand::Test { dir } => test(&dir),
+        MappingCommand::Test { dir } => test(dir.as_ref().unwrap_or(configured)),
         MappingCommand::Run {
             file,
             mapping,
             constants,
             dir,
-        } => run_one(&dir, &file, &mapping, constants.into_iter().collect()),
+        } => run_one(
+            dir.as_ref().unwrap_or(configured),
+            &file,
+            &mapping,
+            constants.into_iter().collect(),
+        ),
     }
 }
 

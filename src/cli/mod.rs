@@ -11,6 +11,7 @@ use crate::broker::{self, dlq};
 use crate::config::{BrokerConfig, Config};
 use crate::deliver::Destination;
 use crate::error::{GatewayError, Result, Stage};
+use crate::mapping::MappingSet;
 use crate::schema::SchemaSet;
 use crate::store::Store;
 
@@ -43,6 +44,21 @@ pub async fn check(config: &Config) -> ExitCode {
                 format!("destination {name} (schema {})", d.schema().display()),
             ),
             Err(e) => line(false, format!("destination {name}: {}", e.reason())),
+        }
+    }
+    let dir = &config.mappings.dir;
+    if dir.is_dir() {
+        match MappingSet::load(dir) {
+            Ok(set) => line(
+                true,
+                format!(
+                    "mappings in {} ({} mappings, {} code maps)",
+                    dir.display(),
+                    set.iter().count(),
+                    set.codes.len()
+                ),
+            ),
+            Err(e) => line(false, e.reason()),
         }
     }
     match store(config).await {

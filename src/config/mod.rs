@@ -38,6 +38,23 @@ pub struct Config {
     pub referrals: FlowConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub mappings: MappingsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingsConfig {
+    /// Mapping files and `codes/` code maps; loaded and validated at start-up when present.
+    pub dir: PathBuf,
+}
+
+impl Default for MappingsConfig {
+    fn default() -> Self {
+        MappingsConfig {
+            dir: PathBuf::from("mappings"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
