@@ -109,15 +109,18 @@ impl Mapping {
         Ok(Output { fields, document })
     }
 
+    /// (output field, expression) for every field computed by an expression.
+    pub fn expressions(&self) -> impl Iterator<Item = (&str, &Expr)> {
+        self.fields.iter().filter_map(|f| match &f.source {
+            FieldSource::Expr(e) => Some((f.to.as_str(), e)),
+            FieldSource::Value(_) => None,
+        })
+    }
+
     /// (output field, input path) for every input path a field reads.
     pub fn reads(&self) -> Vec<(String, String)> {
-        self.fields
-            .iter()
-            .filter_map(|f| match &f.source {
-                FieldSource::Expr(e) => Some(e.paths().into_iter().map(|p| (f.to.clone(), p))),
-                FieldSource::Value(_) => None,
-            })
-            .flatten()
+        self.expressions()
+            .flat_map(|(to, e)| e.paths().into_iter().map(move |p| (to.to_string(), p)))
             .collect()
     }
 

@@ -1,0 +1,119 @@
+//! Mapping throughput: clw-gateway's engine against fhirpath.js (the HL7 reference
+//! JavaScript implementation) on the same expressions and the same input, in one run.
+//! `cargo bench --bench mapping` (needs Node; installs benches/fhirpathjs on first use).
+//!
+//! One "referral mapped" = every shipped referral mapping applied once. The gateway side
+//! does the whole mapping (expressions, transforms, code maps, output schema); the
+//! fhirpath.js side only evaluates the expressions, so the comparison favours fhirpath.js.
+//! The raw expression results of both engines are also compared, as a correctness check.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use clw_gateway::mapping::{Input, Mapping, MappingSet, load_input};
+use serde_json::{Value, json};
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let iterations: usize = std::env::var("CLW_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let set = MappingSet::load(&root.join("mappings")).expect("mappings load");
+    let mappings: Vec<&Mapping> = set.iter().map(|m| m.as_ref()).collect();
+    let input = load_input(mappings[0], &root.join("examples/referral-bundle.json")).unwrap();
+    let constants: Vec<BTreeMap<String, String>> = mappings
+        .iter()
+        .map(|m| {
+            m.fixtures
+                .first()
+                .map(|f| f.constants.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let expressions: usize = mappings.iter().map(|m| m.expressions().count()).sum();
+
+    // The gateway: whole mappings.
+    let run = || {
+        for (m, c) in mappings.iter().zip(&constants) {
+            black_box(m.apply(&input, c).unwrap());
+        }
+    };
+    for _ in 0..iterations / 10 {
+        run();
+    }
+    let start = Instant::now();
+    for _ in 0..iterations {
+        run();
+    }
+    let ours = iterations as f64 / start.elapsed().as_secs_f64();
+
+    // fhirpath.js: the same expressions, same input, same constants.
+    let mut ours_raw = Vec::new();
+    let mut spec_exprs = Vec::new();
+    for (m, c) in mappings.iter().zip(&constants) {
+        let prepared = Input::new(&input, c);
+        for (to, e) in m.expressions() {
+            ours_raw.push(Value::Array(e.eval(&prepared).unwrap()));
+            spec_exprs.push(json!({"mapping": m.name, "to": to, "expr": e.source, "constants": c}));
+        }
+    }
+    let js = fhirpath_js(
+        &root.join("benches/fhirpathjs"),
+        &json!({"input": input, "iterations": iterations, "expressions": spec_exprs}),
+    );
+    let theirs = js["referrals_per_s"].as_f64().unwrap_or(f64::NAN);
+    let disagree: Vec<String> = ours_raw
+        .iter()
+        .zip(js["results"].as_array().into_iter().flatten())
+        .zip(&spec_exprs)
+        .filter(|((a, b), _)| a != b)
+        .map(|((a, b), e)| format!("  {}: gateway {a} vs fhirpath.js {b}", e["expr"]))
+        .collect();
+
+    println!(
+        "mappings: {}  expressions: {expressions}  iterations: {iterations}",
+        mappings.len()
+    );
+    println!("clw-gateway (whole mappings) : {ours:>10.0} referrals mapped/s");
+    println!("fhirpath.js (expressions)    : {theirs:>10.0} referrals mapped/s");
+    println!("ratio                        : {:>10.1} ×", ours / theirs);
+    println!(
+        "results agree                : {}/{}",
+        ours_raw.len() - disagree.len(),
+        ours_raw.len()
+    );
+    for d in &disagree {
+        println!("{d}");
+    }
+}
+
+fn fhirpath_js(dir: &Path, spec: &Value) -> Value {
+    if !dir.join("node_modules/fhirpath").is_dir() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "npm ci in {} failed", dir.display());
+    }
+    let spec_file =
+        std::env::temp_dir().join(format!("clw-mapping-bench-{}.json", std::process::id()));
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let out = Command::new("node")
+        .arg(dir.join("bench.js"))
+        .arg(&spec_file)
+        .output()
+        .expect("node runs");
+    let _ = std::fs::remove_file(&spec_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("bench.js prints JSON")
+}
