@@ -2,7 +2,7 @@
 //! docs/decisions/0004-fhirpath-engine.md), evaluated per message, and read statically
 //! for the paths they touch so an allow-list can be enforced before anything runs.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 
 use rh_fhirpath::{
@@ -10,6 +10,8 @@ use rh_fhirpath::{
     FhirPathValue, Invocation, Term,
 };
 use serde_json::Value;
+
+use super::plan::Plan;
 
 thread_local! {
     // The evaluator holds its function table in non-Send closures: one per thread,
@@ -23,22 +25,37 @@ thread_local! {
 pub struct Expr {
     pub source: String,
     parsed: FhirPathExpression,
+    /// The by-reference fast path, when the expression is within its subset.
+    plan: Option<Plan>,
 }
 
-/// The input an expression runs on, prepared once per message for all its fields.
-pub struct Input {
-    context: EvaluationContext,
+/// The input an expression runs on, shared by all of a message's fields. The general
+/// evaluator's context (a copy of the document) is built only if an expression needs it.
+pub struct Input<'a> {
+    root: &'a Value,
+    constants: &'a BTreeMap<String, String>,
+    context: OnceCell<EvaluationContext>,
 }
 
-impl Input {
+impl<'a> Input<'a> {
     /// `constants` become `%name` in expressions (destination settings such as a
     /// Lamplight work area id).
-    pub fn new(root: &Value, constants: &BTreeMap<String, String>) -> Input {
-        let mut context = EvaluationContext::new(root.clone());
-        for (k, v) in constants {
-            context.add_constant(k.clone(), FhirPathValue::String(v.clone()));
+    pub fn new(root: &'a Value, constants: &'a BTreeMap<String, String>) -> Input<'a> {
+        Input {
+            root,
+            constants,
+            context: OnceCell::new(),
         }
-        Input { context }
+    }
+
+    fn context(&self) -> &EvaluationContext {
+        self.context.get_or_init(|| {
+            let mut context = EvaluationContext::new(self.root.clone());
+            for (k, v) in self.constants {
+                context.add_constant(k.clone(), FhirPathValue::String(v.clone()));
+            }
+            context
+        })
     }
 }
 
@@ -52,14 +69,23 @@ impl Expr {
         })?;
         Ok(Expr {
             source: source.to_string(),
+            plan: Plan::compile(&parsed.root),
             parsed,
         })
     }
 
     /// Evaluates to a flat collection of JSON values (FHIRPath results are collections).
     pub fn eval(&self, input: &Input) -> Result<Vec<Value>, String> {
+        match &self.plan {
+            Some(plan) => Ok(plan.eval(input.root, input.constants)),
+            None => self.eval_general(input),
+        }
+    }
+
+    /// Evaluation by the general (rh-fhirpath) evaluator, whatever the expression.
+    pub fn eval_general(&self, input: &Input) -> Result<Vec<Value>, String> {
         let result = EVALUATOR
-            .with(|e| e.evaluate(&self.parsed, &input.context))
+            .with(|e| e.evaluate(&self.parsed, input.context()))
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         flatten(result.to_json(), &mut out);
@@ -169,11 +195,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Evaluates both ways and insists the fast path agrees with the general evaluator.
     fn eval(src: &str, v: Value) -> Vec<Value> {
-        Expr::parse(src)
-            .unwrap()
-            .eval(&Input::new(&v, &BTreeMap::new()))
-            .unwrap()
+        let e = Expr::parse(src).unwrap();
+        let consts = BTreeMap::new();
+        let input = Input::new(&v, &consts);
+        let general = e.eval_general(&input).unwrap();
+        assert_eq!(e.eval(&input).unwrap(), general, "{src}");
+        general
     }
 
     #[test]
@@ -190,11 +219,52 @@ mod tests {
     }
 
     #[test]
+    fn fast_path_agrees_with_the_general_evaluator_on_fhir_resources() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uk-core");
+        let read = |n: &str| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(dir.join(n)).unwrap()).unwrap()
+        };
+        let patient = read("UKCore-Patient-RichardSmith-Example.json");
+        for src in [
+            "Patient.name.given",
+            "name.family",
+            "Patient.identifier.where(system = 'https://fhir.nhs.uk/Id/nhs-number').value",
+            "telecom.where(system = 'phone').value.first()",
+            "address.postalCode | address.city",
+            "birthDate",
+            "name.where(use = 'official').given.first()",
+            "Patient.missing.exists()",
+            "name.exists()",
+            "extension.url",
+            "'fixed'",
+            "(name.family)",
+        ] {
+            assert!(
+                Expr::parse(src).unwrap().plan.is_some(),
+                "{src} takes the fast path"
+            );
+            eval(src, patient.clone());
+        }
+        // Outside the subset: the general evaluator answers.
+        for src in [
+            "name.given.count()",
+            "birthDate > @1960-01-01",
+            "name.given[0]",
+        ] {
+            assert!(Expr::parse(src).unwrap().plan.is_none(), "{src}");
+            eval(src, patient.clone());
+        }
+    }
+
+    #[test]
     fn constants_are_available() {
         let mut c = BTreeMap::new();
         c.insert("work_area".to_string(), "12".to_string());
         let e = Expr::parse("%work_area").unwrap();
-        assert_eq!(e.eval(&Input::new(&json!({}), &c)).unwrap(), [json!("12")]);
+        let root = json!({});
+        let input = Input::new(&root, &c);
+        assert_eq!(e.eval(&input).unwrap(), [json!("12")]);
+        assert_eq!(e.eval_general(&input).unwrap(), [json!("12")]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod codes;
 mod expr;
 mod fixtures;
+mod plan;
 pub mod spec;
 mod transform;
 
