@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::deliver::{
-    DeliveryRequest, Destination, field_names, idempotency_key, referral_payload,
-};
+use crate::deliver::{DeliveryRequest, Destination, field_names, idempotency_key};
 use crate::error::{ErrorClass, GatewayError, Result, Stage};
 use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_size};
 use crate::intake::{Envelope, Headers, decode_referral};
+use crate::mapping::MappingSet;
 use crate::metrics::{self, Metrics};
 use crate::policy::apply_consent;
 use crate::schema::SchemaSet;
@@ -75,6 +75,8 @@ impl Disposition {
 }
 
 pub struct Pipeline {
+    /// Some destination renders through a mapping (so the canonical JSON is needed).
+    any_mapped: bool,
     store: Store,
     metrics: Metrics,
     destinations: Vec<Arc<Destination>>,
@@ -86,6 +88,17 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn from_config(config: &Config, store: Store, metrics: Metrics) -> Result<Pipeline> {
         let mut schemas = SchemaSet::default();
+        let needs_mappings = config
+            .referrals
+            .destinations
+            .iter()
+            .filter_map(|n| config.destinations.get(n))
+            .any(|d| d.terms().mapping.is_some());
+        let mappings = if needs_mappings {
+            Some(MappingSet::load(&config.mappings.dir)?)
+        } else {
+            None
+        };
         let destinations = config
             .referrals
             .destinations
@@ -98,10 +111,11 @@ impl Pipeline {
                         format!("no destination {name:?}"),
                     )
                 })?;
-                Destination::build(name, d, &mut schemas)
+                Destination::build(name, d, &mut schemas, mappings.as_ref())
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Pipeline {
+            any_mapped: needs_mappings,
             store,
             metrics,
             destinations,
@@ -252,20 +266,26 @@ impl Pipeline {
             Ok(r) => r,
             Err(policy) => return self.finish(&message_id, attempts, policy).await,
         };
-        let payload = referral_payload(&message_id, release.referral());
-        let fields = field_names(&payload);
+        // Mapped destinations read the canonical referral as JSON: make it once.
+        let canonical = if self.any_mapped {
+            serde_json::to_value(release.referral()).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
         let results = join_all(pending.iter().map(|d| {
             let key = idempotency_key(REFERRAL_FLOW, &message_id, &d.name);
-            let payload = &payload;
-            let message_id = &message_id;
+            let (message_id, referral, canonical) = (&message_id, release.referral(), &canonical);
             async move {
-                d.schema.check(payload)?;
+                let r = d.render(message_id, referral, canonical)?;
                 let req = DeliveryRequest {
                     message_id,
                     idempotency_key: &key,
-                    payload,
+                    payload: &r.payload,
+                    fields: &r.fields,
                 };
-                d.deliver(&req).await.map(|ok| (ok, key))
+                d.deliver(&req)
+                    .await
+                    .map(|ok| (ok, field_names(&r.payload)))
             }
         }))
         .await;
@@ -276,7 +296,7 @@ impl Pipeline {
         for (d, r) in pending.iter().zip(results) {
             let key = idempotency_key(REFERRAL_FLOW, &message_id, &d.name);
             match r {
-                Ok((ok, _)) => {
+                Ok((ok, names)) => {
                     self.metrics
                         .delivered
                         .get_or_create(&metrics::dest(REFERRAL_FLOW, &d.name))
@@ -289,7 +309,7 @@ impl Pipeline {
                         last_error: None,
                     });
                     let mut a = self.audit(&message_id, "delivered", Some(d), None);
-                    a.fields = fields.clone();
+                    a.fields = names;
                     audits.push(a);
                 }
                 Err(e) => {

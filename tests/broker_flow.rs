@@ -370,3 +370,102 @@ async fn the_topology_is_declared_as_exported() {
     }
     rabbit.cleanup(&t).await;
 }
+
+/// A CSV sheet for the programme beside the webhook, through the csv-referral mapping.
+fn add_sheet(c: &mut clw_gateway::config::Config, allow: &[&str]) -> std::path::PathBuf {
+    use clw_gateway::config::{CsvConfig, DestinationConfig, FilePer};
+    let dir = c.gateway.data_dir.join("sheet");
+    c.mappings.dir = repo_path("mappings");
+    c.destinations.insert(
+        "sheet".into(),
+        DestinationConfig::Csv(CsvConfig {
+            dir: dir.clone(),
+            mapping: "csv-referral".into(),
+            file_prefix: "referrals".into(),
+            file_per: FilePer::Day,
+            batch_rows: 500,
+            agreement: Some("DSA-SHEET-1".into()),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            constants: Default::default(),
+        }),
+    );
+    c.referrals.destinations.push("sheet".into());
+    dir
+}
+
+const SHEET_ALLOWS: &[&str] = &["person_demographics", "gp_practice", "referral_details"];
+
+#[tokio::test]
+async fn fan_out_to_a_webhook_and_a_csv_sheet_retries_each_destination_independently() {
+    let mut sheet = None;
+    let h = Harness::start_with("fanout", &[503, 200], &["200ms", "200ms"], |c| {
+        sheet = Some(add_sheet(c, SHEET_ALLOWS));
+    })
+    .await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    let row = h.wait_state(&id, "delivered").await;
+    assert_eq!(row.attempts, 2, "the webhook's 503 made a second attempt");
+    assert_eq!(h.hook.count(), 2);
+
+    let deliveries = h.gw.store.deliveries("referral", &id).await.unwrap();
+    let attempts: Vec<(&str, &str, i64)> = deliveries
+        .iter()
+        .map(|d| (d.destination.as_str(), d.state.as_str(), d.attempts))
+        .collect();
+    assert_eq!(
+        attempts,
+        [("clw", "delivered", 2), ("sheet", "delivered", 1)],
+        "the sheet was written once, not again on the webhook's retry"
+    );
+
+    let dir = sheet.unwrap();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.starts_with('\u{feff}'), "UTF-8 BOM for Excel");
+    let lines: Vec<&str> = text.trim_start_matches('\u{feff}').split("\r\n").collect();
+    assert_eq!(lines.len(), 3, "header, one row, final CRLF: {lines:?}");
+    assert!(lines[0].starts_with("Referral date,NHS number,Given name,Family name,"));
+    assert!(lines[0].ends_with(",Gateway reference"));
+    assert!(
+        lines[1].starts_with("20/11/2026,9912003888,Richard,SMITH,11/09/1970,"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].ends_with(&format!(",{id}")));
+
+    let audit = h.wait_audit(&id, "delivered").await;
+    assert!(audit.entry.destination.is_some());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_destination_whose_mapping_reads_outside_its_allow_list_stops_start_up() {
+    let s = Setup::new("allow");
+    let hook = Receiver::start(&[]).await;
+    let mut config = s.broker_config(&hook.url, &["1s"]);
+    add_sheet(
+        &mut config,
+        &[
+            "referral_details",
+            "gp_practice",
+            "person_demographics.name",
+        ],
+    );
+    let err = match clw_gateway::app::start(config).await {
+        Ok(_) => panic!("started despite the allow-list"),
+        Err(e) => e.reason(),
+    };
+    assert!(
+        err.starts_with("destinations.sheet.allow: mapping csv-referral"),
+        "{err}"
+    );
+    assert!(
+        err.contains("reads person_demographics.nhs_number"),
+        "{err}"
+    );
+}

@@ -36,29 +36,36 @@ pub async fn check(config: &Config) -> ExitCode {
         ok &= good;
     };
     line(true, "configuration".into());
-    let mut schemas = SchemaSet::default();
-    for (name, d) in &config.destinations {
-        match Destination::build(name, d, &mut schemas) {
-            Ok(_) => line(
-                true,
-                format!("destination {name} (schema {})", d.schema().display()),
-            ),
-            Err(e) => line(false, format!("destination {name}: {}", e.reason())),
-        }
-    }
     let dir = &config.mappings.dir;
+    let mut mappings = None;
     if dir.is_dir() {
         match MappingSet::load(dir) {
-            Ok(set) => line(
-                true,
-                format!(
-                    "mappings in {} ({} mappings, {} code maps)",
-                    dir.display(),
-                    set.iter().count(),
-                    set.codes.len()
-                ),
-            ),
+            Ok(set) => {
+                line(
+                    true,
+                    format!(
+                        "mappings in {} ({} mappings, {} code maps)",
+                        dir.display(),
+                        set.iter().count(),
+                        set.codes.len()
+                    ),
+                );
+                mappings = Some(set);
+            }
             Err(e) => line(false, e.reason()),
+        }
+    }
+    let mut schemas = SchemaSet::default();
+    for (name, d) in &config.destinations {
+        match Destination::build(name, d, &mut schemas, mappings.as_ref()) {
+            Ok(built) => line(
+                true,
+                match built.mapping_version() {
+                    Some(m) => format!("destination {name} (mapping {m})"),
+                    None => format!("destination {name} (schema {})", d.schema().display()),
+                },
+            ),
+            Err(e) => line(false, format!("destination {name}: {}", e.reason())),
         }
     }
     match store(config).await {

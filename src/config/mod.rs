@@ -212,22 +212,99 @@ pub enum DestinationConfig {
     Webhook(WebhookConfig),
     /// The same JSON written as one file per referral (the embedded default's outbox).
     File(FileConfig),
+    /// One spreadsheet row per referral (a `csv` mapping says which columns).
+    Csv(CsvConfig),
+}
+
+/// What every destination kind may say about the data it receives.
+#[derive(Debug, Clone, Copy)]
+pub struct DataTerms<'a> {
+    /// The data-sharing agreement this destination receives data under (audited).
+    pub agreement: Option<&'a str>,
+    /// A mapping in mappings/ that produces the payload (default: the PRSB payload).
+    pub mapping: Option<&'a str>,
+    /// Canonical fields the destination may receive; a mapping reading anything else is
+    /// refused at start-up.
+    pub allow: &'a [String],
+    /// Values for the mapping's `%name` constants.
+    pub constants: &'a BTreeMap<String, String>,
 }
 
 impl DestinationConfig {
-    pub fn agreement(&self) -> Option<&str> {
-        match self {
-            DestinationConfig::Webhook(w) => w.agreement.as_deref(),
-            DestinationConfig::File(f) => f.agreement.as_deref(),
+    pub fn terms(&self) -> DataTerms<'_> {
+        let (agreement, mapping, allow, constants) = match self {
+            DestinationConfig::Webhook(w) => {
+                (&w.agreement, w.mapping.as_deref(), &w.allow, &w.constants)
+            }
+            DestinationConfig::File(f) => {
+                (&f.agreement, f.mapping.as_deref(), &f.allow, &f.constants)
+            }
+            DestinationConfig::Csv(c) => (
+                &c.agreement,
+                Some(c.mapping.as_str()),
+                &c.allow,
+                &c.constants,
+            ),
+        };
+        DataTerms {
+            agreement: agreement.as_deref(),
+            mapping,
+            allow,
+            constants,
         }
     }
 
+    pub fn agreement(&self) -> Option<&str> {
+        self.terms().agreement
+    }
+
+    /// The schema for the PRSB payload, used when no mapping is named (a mapping
+    /// carries its own output schema).
     pub fn schema(&self) -> &Path {
         match self {
             DestinationConfig::Webhook(w) => &w.schema,
             DestinationConfig::File(f) => &f.schema,
+            DestinationConfig::Csv(_) => Path::new(""),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilePer {
+    /// `<prefix>-YYYY-MM-DD.csv` (UTC day).
+    Day,
+    /// A new `<prefix>-<timestamp>.csv` every `batch_rows` rows.
+    Batch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvConfig {
+    pub dir: PathBuf,
+    /// A mapping with `output.format: csv`.
+    pub mapping: String,
+    #[serde(default = "default_file_prefix")]
+    pub file_prefix: String,
+    #[serde(default = "default_file_per")]
+    pub file_per: FilePer,
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    pub agreement: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, String>,
+}
+
+fn default_file_prefix() -> String {
+    "referrals".into()
+}
+fn default_file_per() -> FilePer {
+    FilePer::Day
+}
+fn default_batch_rows() -> usize {
+    500
 }
 
 fn default_schema() -> PathBuf {
@@ -251,6 +328,12 @@ pub struct WebhookConfig {
     pub schema: PathBuf,
     /// The data-sharing agreement this destination receives data under (audited).
     pub agreement: Option<String>,
+    /// A mapping that produces the payload instead of the PRSB referral.
+    pub mapping: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, String>,
 }
 
 fn default_timeout() -> Duration {
@@ -267,6 +350,11 @@ pub struct FileConfig {
     #[serde(default = "default_schema")]
     pub schema: PathBuf,
     pub agreement: Option<String>,
+    pub mapping: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,6 +379,9 @@ fn default_destinations() -> BTreeMap<String, DestinationConfig> {
             dir: PathBuf::from("data/outbox/referrals"),
             schema: default_schema(),
             agreement: None,
+            mapping: None,
+            allow: Vec::new(),
+            constants: BTreeMap::new(),
         }),
     )])
 }

@@ -29,13 +29,7 @@ pub fn safe_file_stem(id: &str) -> String {
 
 impl FileDestination {
     pub fn new(name: &str, c: &FileConfig) -> Result<Self> {
-        std::fs::create_dir_all(&c.dir).map_err(|e| {
-            GatewayError::invalid(
-                Stage::Config,
-                format!("destinations.{name}.dir"),
-                format!("cannot create {}: {e}", c.dir.display()),
-            )
-        })?;
+        super::ensure_dir(name, &c.dir)?;
         Ok(FileDestination {
             name: name.to_string(),
             dir: c.dir.clone(),

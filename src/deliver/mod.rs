@@ -1,17 +1,23 @@
 //! Platform adapters: each takes a validated payload and makes it arrive, once.
 
+mod csv;
 mod file;
 mod payload;
 mod webhook;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::config::DestinationConfig;
-use crate::error::Result;
+use crate::error::{GatewayError, Result, Stage};
+use crate::mapping::spec::{Flow, InputKind, OutputFormat};
+use crate::mapping::{Mapping, MappingSet};
+use crate::model::Referral;
 use crate::schema::{CompiledSchema, SchemaSet};
 
+pub use csv::{CsvDestination, REFERENCE_COLUMN, encode_row};
 pub use file::FileDestination;
 pub use payload::{field_names, idempotency_key, referral_payload};
 pub use webhook::{WebhookDestination, classify_status, parse_retry_after};
@@ -21,6 +27,9 @@ pub struct DeliveryRequest<'a> {
     pub message_id: &'a str,
     pub idempotency_key: &'a str,
     pub payload: &'a Value,
+    /// The payload's fields in mapping order (CSV columns, form fields); empty for the
+    /// PRSB payload.
+    pub fields: &'a [(String, Value)],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,39 +41,169 @@ pub struct Delivered {
 pub enum Adapter {
     Webhook(WebhookDestination),
     File(FileDestination),
+    Csv(CsvDestination),
 }
 
-/// A configured destination: its adapter, the schema its payload must meet, and the
+/// How a destination's payload is made.
+pub enum Render {
+    /// The PRSB referral JSON, checked against this schema.
+    Prsb(CompiledSchema),
+    /// A mapping from mappings/ (which checks its own output schema).
+    Mapped {
+        mapping: Arc<Mapping>,
+        constants: BTreeMap<String, String>,
+    },
+}
+
+/// A rendered payload.
+pub struct Rendered {
+    pub payload: Value,
+    pub fields: Vec<(String, Value)>,
+}
+
+/// A configured destination: its adapter, how its payload is made, and the
 /// data-sharing agreement it receives data under.
 pub struct Destination {
     pub name: String,
     pub adapter: Adapter,
-    pub schema: CompiledSchema,
+    pub render: Render,
     pub agreement: Option<String>,
 }
 
 impl Destination {
+    /// Builds the adapter and resolves the mapping, refusing one that reads outside the
+    /// destination's allow-list or produces the wrong kind of output for the adapter.
     pub fn build(
         name: &str,
         config: &DestinationConfig,
         schemas: &mut SchemaSet,
+        mappings: Option<&MappingSet>,
     ) -> Result<Arc<Destination>> {
-        let adapter = match config {
-            DestinationConfig::Webhook(w) => Adapter::Webhook(WebhookDestination::new(name, w)?),
-            DestinationConfig::File(f) => Adapter::File(FileDestination::new(name, f)?),
+        let terms = config.terms();
+        let (adapter, wants) = match config {
+            DestinationConfig::Webhook(w) => (
+                Adapter::Webhook(WebhookDestination::new(name, w)?),
+                OutputFormat::Json,
+            ),
+            DestinationConfig::File(f) => (
+                Adapter::File(FileDestination::new(name, f)?),
+                OutputFormat::Json,
+            ),
+            DestinationConfig::Csv(c) => (
+                Adapter::Csv(CsvDestination::new(name, c)?),
+                OutputFormat::Csv,
+            ),
+        };
+        let render = match terms.mapping {
+            None => Render::Prsb(schemas.get_or_load(config.schema())?),
+            Some(m) => {
+                let key = format!("destinations.{name}.mapping");
+                let mapping = mappings
+                    .and_then(|set| set.get(m))
+                    .ok_or_else(|| {
+                        GatewayError::invalid(
+                            Stage::Config,
+                            key.clone(),
+                            format!("no mapping {m:?} in the mappings folder (mappings.dir)"),
+                        )
+                    })?
+                    .clone();
+                if mapping.flow != Flow::Referral || mapping.input != InputKind::CanonicalReferral {
+                    return Err(GatewayError::invalid(
+                        Stage::Config,
+                        key,
+                        format!("mapping {m} does not map the canonical referral"),
+                    ));
+                }
+                if mapping.format != wants {
+                    return Err(GatewayError::invalid(
+                        Stage::Config,
+                        key,
+                        format!(
+                            "mapping {m} produces {:?} output; this destination needs {wants:?}",
+                            mapping.format
+                        ),
+                    ));
+                }
+                mapping.check_allowed(name, terms.allow)?;
+                Render::Mapped {
+                    mapping,
+                    constants: terms.constants.clone(),
+                }
+            }
         };
         Ok(Arc::new(Destination {
             name: name.to_string(),
             adapter,
-            schema: schemas.get_or_load(config.schema())?,
-            agreement: config.agreement().map(str::to_string),
+            render,
+            agreement: terms.agreement.map(str::to_string),
         }))
+    }
+
+    /// The payload for one referral. `canonical` is the referral as JSON, made once per
+    /// message by the caller for every mapped destination.
+    pub fn render(
+        &self,
+        message_id: &str,
+        referral: &Referral,
+        canonical: &Value,
+    ) -> Result<Rendered> {
+        match &self.render {
+            Render::Prsb(schema) => {
+                let payload = referral_payload(message_id, referral);
+                schema.check(&payload)?;
+                Ok(Rendered {
+                    payload,
+                    fields: Vec::new(),
+                })
+            }
+            Render::Mapped { mapping, constants } => match mapping.apply(canonical, constants) {
+                Ok(out) => Ok(Rendered {
+                    payload: out.document,
+                    fields: out.fields,
+                }),
+                Err(errors) => Err(combine(errors)),
+            },
+        }
+    }
+
+    pub fn mapping_version(&self) -> Option<String> {
+        match &self.render {
+            Render::Mapped { mapping, .. } => Some(mapping.id()),
+            Render::Prsb(_) => None,
+        }
     }
 
     pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivered> {
         match &self.adapter {
             Adapter::Webhook(w) => w.deliver(req).await,
             Adapter::File(f) => f.deliver(req).await,
+            Adapter::Csv(c) => c.deliver(req).await,
         }
     }
+}
+
+/// Creates a destination's output folder at start-up, naming the config key on failure.
+fn ensure_dir(name: &str, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        GatewayError::invalid(
+            Stage::Config,
+            format!("destinations.{name}.dir"),
+            format!("cannot create {}: {e}", dir.display()),
+        )
+    })
+}
+
+/// Every mapping error in one, naming the first field (parking headers carry one).
+fn combine(errors: Vec<GatewayError>) -> GatewayError {
+    let reasons: Vec<String> = errors.iter().map(GatewayError::reason).collect();
+    let mut e = errors
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| GatewayError::permanent(Stage::Map, "mapping failed"));
+    if reasons.len() > 1 {
+        e.message = reasons.join("; ");
+        e.field = None;
+    }
+    e
 }
