@@ -188,3 +188,24 @@ fn mapping_test_runs_the_golden_fixtures_and_check_refuses_a_broken_mapping() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("broken.yaml: /name"), "{}", text(&o));
 }
+
+#[test]
+fn check_passes_on_the_example_csv_sheet_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = gateway(
+        &["--config", "deploy/config/csv-sheet.toml", "check"],
+        &[
+            ("CLW_GATEWAY__DATA_DIR", dir.path().display().to_string()),
+            (
+                "CLW_DESTINATIONS__SHEET__DIR",
+                dir.path().join("sheet").display().to_string(),
+            ),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("ok   destination sheet (mapping csv-referral@1)"),
+        "{}",
+        text(&o)
+    );
+}
