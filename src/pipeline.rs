@@ -282,6 +282,7 @@ impl Pipeline {
                     idempotency_key: &key,
                     payload: &r.payload,
                     fields: &r.fields,
+                    person: &r.person,
                 };
                 d.deliver(&req)
                     .await

@@ -33,6 +33,7 @@ async fn send(d: &CsvDestination, id: &str, name: &str) {
         idempotency_key: "k",
         payload: &payload,
         fields: &fields,
+        person: &[],
     })
     .await
     .unwrap();

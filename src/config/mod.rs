@@ -214,6 +214,10 @@ pub enum DestinationConfig {
     File(FileConfig),
     /// One spreadsheet row per referral (a `csv` mapping says which columns).
     Csv(CsvConfig),
+    /// Charitylog / Dizions External Referral Manager (PUT, form fields).
+    Charitylog(CharitylogConfig),
+    /// Lamplight: find or create the person, then `referral/add` (POST, form fields).
+    Lamplight(LamplightConfig),
 }
 
 /// What every destination kind may say about the data it receives.
@@ -245,6 +249,18 @@ impl DestinationConfig {
                 &c.allow,
                 &c.constants,
             ),
+            DestinationConfig::Charitylog(c) => (
+                &c.agreement,
+                Some(c.mapping.as_str()),
+                &c.allow,
+                &c.constants,
+            ),
+            DestinationConfig::Lamplight(c) => (
+                &c.agreement,
+                Some(c.mapping.as_str()),
+                &c.allow,
+                &c.constants,
+            ),
         };
         DataTerms {
             agreement: agreement.as_deref(),
@@ -264,7 +280,9 @@ impl DestinationConfig {
         match self {
             DestinationConfig::Webhook(w) => &w.schema,
             DestinationConfig::File(f) => &f.schema,
-            DestinationConfig::Csv(_) => Path::new(""),
+            DestinationConfig::Csv(_)
+            | DestinationConfig::Charitylog(_)
+            | DestinationConfig::Lamplight(_) => Path::new(""),
         }
     }
 }
@@ -295,6 +313,73 @@ pub struct CsvConfig {
     pub allow: Vec<String>,
     #[serde(default)]
     pub constants: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CharitylogConfig {
+    #[serde(default = "default_charitylog_url")]
+    pub url: String,
+    /// The three API keys Charitylog authenticates with (headers Source, Org, User):
+    /// environment variable names, or files.
+    pub source_key_env: Option<String>,
+    pub source_key_file: Option<PathBuf>,
+    pub org_key_env: Option<String>,
+    pub org_key_file: Option<PathBuf>,
+    pub user_key_env: Option<String>,
+    pub user_key_file: Option<PathBuf>,
+    /// A mapping with `output.format: form`.
+    pub mapping: String,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub agreement: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, String>,
+}
+
+fn default_charitylog_url() -> String {
+    "https://api.dizions.co.uk/v2/external_referral".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LamplightConfig {
+    /// Up to and including `/api`.
+    #[serde(default = "default_lamplight_url")]
+    pub base_url: String,
+    /// The Lamplight ID and project from the publishing settings' access parameters.
+    pub lampid: String,
+    pub project: String,
+    /// The API key: an environment variable name, or a file.
+    pub key_env: Option<String>,
+    pub key_file: Option<PathBuf>,
+    /// Role of the profile created for the person referred (user, contact, ...).
+    #[serde(default = "default_lamplight_role")]
+    pub role: String,
+    /// A form mapping for `people/add` (the person's profile).
+    pub person_mapping: String,
+    /// A form mapping for `referral/add`.
+    pub mapping: String,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub agreement: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, String>,
+}
+
+fn default_lamplight_url() -> String {
+    "https://lamplight.online/api".into()
+}
+fn default_lamplight_role() -> String {
+    "user".into()
 }
 
 fn default_file_prefix() -> String {

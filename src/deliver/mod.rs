@@ -1,7 +1,10 @@
 //! Platform adapters: each takes a validated payload and makes it arrive, once.
 
+mod charitylog;
 mod csv;
 mod file;
+mod http;
+mod lamplight;
 mod payload;
 mod webhook;
 
@@ -17,8 +20,10 @@ use crate::mapping::{Mapping, MappingSet};
 use crate::model::Referral;
 use crate::schema::{CompiledSchema, SchemaSet};
 
+pub use charitylog::CharitylogDestination;
 pub use csv::{CsvDestination, REFERENCE_COLUMN, encode_row};
 pub use file::FileDestination;
+pub use lamplight::LamplightDestination;
 pub use payload::{field_names, idempotency_key, referral_payload};
 pub use webhook::{WebhookDestination, classify_status, parse_retry_after};
 
@@ -30,6 +35,8 @@ pub struct DeliveryRequest<'a> {
     /// The payload's fields in mapping order (CSV columns, form fields); empty for the
     /// PRSB payload.
     pub fields: &'a [(String, Value)],
+    /// The person's own record where a platform keeps it apart (Lamplight profiles).
+    pub person: &'a [(String, Value)],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +49,8 @@ pub enum Adapter {
     Webhook(WebhookDestination),
     File(FileDestination),
     Csv(CsvDestination),
+    Charitylog(CharitylogDestination),
+    Lamplight(LamplightDestination),
 }
 
 /// How a destination's payload is made.
@@ -59,6 +68,7 @@ pub enum Render {
 pub struct Rendered {
     pub payload: Value,
     pub fields: Vec<(String, Value)>,
+    pub person: Vec<(String, Value)>,
 }
 
 /// A configured destination: its adapter, how its payload is made, and the
@@ -80,6 +90,7 @@ impl Destination {
         mappings: Option<&MappingSet>,
     ) -> Result<Arc<Destination>> {
         let terms = config.terms();
+        let resolve = |m: &str, key: &str| resolve_mapping(name, m, key, terms.allow, mappings);
         let (adapter, wants) = match config {
             DestinationConfig::Webhook(w) => (
                 Adapter::Webhook(WebhookDestination::new(name, w)?),
@@ -93,39 +104,25 @@ impl Destination {
                 Adapter::Csv(CsvDestination::new(name, c)?),
                 OutputFormat::Csv,
             ),
+            DestinationConfig::Charitylog(c) => (
+                Adapter::Charitylog(CharitylogDestination::new(name, c)?),
+                OutputFormat::Form,
+            ),
+            DestinationConfig::Lamplight(c) => {
+                let person = resolve(&c.person_mapping, "person_mapping")?;
+                let key = format!("destinations.{name}.person_mapping");
+                expect_format(&person, OutputFormat::Form, &key)?;
+                (
+                    Adapter::Lamplight(LamplightDestination::new(name, c, person)?),
+                    OutputFormat::Form,
+                )
+            }
         };
         let render = match terms.mapping {
             None => Render::Prsb(schemas.get_or_load(config.schema())?),
             Some(m) => {
-                let key = format!("destinations.{name}.mapping");
-                let mapping = mappings
-                    .and_then(|set| set.get(m))
-                    .ok_or_else(|| {
-                        GatewayError::invalid(
-                            Stage::Config,
-                            key.clone(),
-                            format!("no mapping {m:?} in the mappings folder (mappings.dir)"),
-                        )
-                    })?
-                    .clone();
-                if mapping.flow != Flow::Referral || mapping.input != InputKind::CanonicalReferral {
-                    return Err(GatewayError::invalid(
-                        Stage::Config,
-                        key,
-                        format!("mapping {m} does not map the canonical referral"),
-                    ));
-                }
-                if mapping.format != wants {
-                    return Err(GatewayError::invalid(
-                        Stage::Config,
-                        key,
-                        format!(
-                            "mapping {m} produces {:?} output; this destination needs {wants:?}",
-                            mapping.format
-                        ),
-                    ));
-                }
-                mapping.check_allowed(name, terms.allow)?;
+                let mapping = resolve(m, "mapping")?;
+                expect_format(&mapping, wants, &format!("destinations.{name}.mapping"))?;
                 Render::Mapped {
                     mapping,
                     constants: terms.constants.clone(),
@@ -155,15 +152,26 @@ impl Destination {
                 Ok(Rendered {
                     payload,
                     fields: Vec::new(),
+                    person: Vec::new(),
                 })
             }
-            Render::Mapped { mapping, constants } => match mapping.apply(canonical, constants) {
-                Ok(out) => Ok(Rendered {
+            Render::Mapped { mapping, constants } => {
+                let out = mapping.apply(canonical, constants).map_err(combine)?;
+                let person = match &self.adapter {
+                    Adapter::Lamplight(l) => {
+                        l.person_mapping
+                            .apply(canonical, &l.constants)
+                            .map_err(combine)?
+                            .fields
+                    }
+                    _ => Vec::new(),
+                };
+                Ok(Rendered {
                     payload: out.document,
                     fields: out.fields,
-                }),
-                Err(errors) => Err(combine(errors)),
-            },
+                    person,
+                })
+            }
         }
     }
 
@@ -179,8 +187,51 @@ impl Destination {
             Adapter::Webhook(w) => w.deliver(req).await,
             Adapter::File(f) => f.deliver(req).await,
             Adapter::Csv(c) => c.deliver(req).await,
+            Adapter::Charitylog(c) => c.deliver(req).await,
+            Adapter::Lamplight(l) => l.deliver(req, req.person).await,
         }
     }
+}
+
+/// A referral mapping by name, checked against the destination's allow-list.
+fn resolve_mapping(
+    destination: &str,
+    name: &str,
+    key: &str,
+    allow: &[String],
+    mappings: Option<&MappingSet>,
+) -> Result<Arc<Mapping>> {
+    let key = format!("destinations.{destination}.{key}");
+    let mapping = mappings.and_then(|set| set.get(name)).ok_or_else(|| {
+        GatewayError::invalid(
+            Stage::Config,
+            key.clone(),
+            format!("no mapping {name:?} in the mappings folder (mappings.dir)"),
+        )
+    })?;
+    if mapping.flow != Flow::Referral || mapping.input != InputKind::CanonicalReferral {
+        return Err(GatewayError::invalid(
+            Stage::Config,
+            key,
+            format!("mapping {name} does not map the canonical referral"),
+        ));
+    }
+    mapping.check_allowed(destination, allow)?;
+    Ok(mapping.clone())
+}
+
+fn expect_format(mapping: &Mapping, wants: OutputFormat, key: &str) -> Result<()> {
+    if mapping.format == wants {
+        return Ok(());
+    }
+    Err(GatewayError::invalid(
+        Stage::Config,
+        key,
+        format!(
+            "mapping {} produces {:?} output; this destination needs {wants:?}",
+            mapping.name, mapping.format
+        ),
+    ))
 }
 
 /// Creates a destination's output folder at start-up, naming the config key on failure.

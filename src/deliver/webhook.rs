@@ -5,66 +5,31 @@ use std::time::{Duration, SystemTime};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
+use super::http::{Http, parse_url, read_secret};
 use super::{Delivered, DeliveryRequest};
 use crate::config::WebhookConfig;
-use crate::error::{ErrorClass, GatewayError, Result, Stage};
+use crate::error::{ErrorClass, Result};
 
 pub struct WebhookDestination {
-    name: String,
     url: reqwest::Url,
     token: Option<String>,
-    timeout: Duration,
-    client: reqwest::Client,
+    http: Http,
 }
 
 impl WebhookDestination {
     pub fn new(name: &str, c: &WebhookConfig) -> Result<Self> {
-        let key = |k: &str| format!("destinations.{name}.{k}");
-        let url = reqwest::Url::parse(&c.url).map_err(|e| {
-            GatewayError::invalid(Stage::Config, key("url"), format!("not a URL: {e}"))
-        })?;
-        let token = match (&c.token_env, &c.token_file) {
-            (Some(var), _) => Some(std::env::var(var).map_err(|_| {
-                GatewayError::invalid(
-                    Stage::Config,
-                    key("token_env"),
-                    format!("environment variable {var} is not set"),
-                )
-            })?),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| {
-                        GatewayError::invalid(
-                            Stage::Config,
-                            key("token_file"),
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        // One client per destination: keeps its connections alive between deliveries.
-        let client = reqwest::Client::builder()
-            .connect_timeout(c.connect_timeout)
-            .timeout(c.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("clw-gateway/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| GatewayError::permanent(Stage::Config, format!("HTTP client: {e}")))?;
+        let url = parse_url(name, "url", &c.url)?;
+        let token = read_secret(name, "token", c.token_env.as_deref(), c.token_file.as_ref())?;
         Ok(WebhookDestination {
-            name: name.to_string(),
             url,
             token,
-            timeout: c.timeout,
-            client,
+            http: Http::new(name, c.connect_timeout, c.timeout)?,
         })
     }
 
     pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivered> {
         let mut r = self
+            .http
             .client
             .post(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
@@ -74,35 +39,10 @@ impl WebhookDestination {
         if let Some(t) = &self.token {
             r = r.header(AUTHORIZATION, format!("Bearer {t}"));
         }
-        let resp = r.send().await.map_err(|e| {
-            let what = if e.is_timeout() {
-                format!("no answer within {}s", self.timeout.as_secs_f32())
-            } else if e.is_connect() {
-                "cannot connect".to_string()
-            } else {
-                "request failed".to_string()
-            };
-            GatewayError::transient(
-                Stage::Deliver,
-                format!(
-                    "{} ({}): {what}",
-                    self.name,
-                    self.url.host_str().unwrap_or("")
-                ),
-            )
-        })?;
-        let status = resp.status();
-        match classify_status(status) {
-            None => Ok(Delivered {
-                status: Some(status.as_u16()),
-            }),
-            Some(class) => Err(GatewayError::new(
-                class,
-                Stage::Deliver,
-                format!("{} answered {}", self.name, status),
-            )
-            .with_retry_after(parse_retry_after(resp.headers(), SystemTime::now()))),
-        }
+        let resp = self.http.send(r, self.url.host_str().unwrap_or("")).await?;
+        Ok(Delivered {
+            status: Some(resp.status().as_u16()),
+        })
     }
 }
 

@@ -436,14 +436,8 @@ fn compile_transform(
     Ok(match t {
         TransformSpec::Date(p) => {
             // chrono reports a bad pattern only when formatting: try it now.
-            use std::fmt::Write;
-            let mut s = String::new();
-            let probe = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default();
-            if write!(s, "{}", probe.format(p)).is_err() {
-                return Err(format!(
-                    "date pattern {p:?} is not a valid strftime pattern"
-                ));
-            }
+            let probe = chrono::DateTime::UNIX_EPOCH.fixed_offset();
+            transform::format_with(&probe, p)?;
             Transform::Date(p.clone())
         }
         TransformSpec::Code(c) => {

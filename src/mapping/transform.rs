@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde_json::Value;
 
 use super::codes::CodeMap;
@@ -95,16 +95,30 @@ pub fn text(v: &Value) -> Result<String, String> {
 
 fn format_date(v: &Value, pattern: &str) -> Result<String, String> {
     let s = text(v)?;
-    let formatted = if let Ok(dt) = DateTime::parse_from_rfc3339(&s) {
-        dt.format(pattern).to_string()
-    } else if let Ok(d) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
-        d.format(pattern).to_string()
-    } else {
-        return Err(format!(
-            "is not a full FHIR date or dateTime (YYYY-MM-DD…), so cannot be formatted as {pattern}"
-        ));
-    };
-    Ok(formatted)
+    // A date alone is taken as midnight UTC, so one pattern serves both forms.
+    let dt = DateTime::parse_from_rfc3339(&s)
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc().fixed_offset())
+        })
+        .ok_or_else(|| {
+            format!(
+                "is not a full FHIR date or dateTime (YYYY-MM-DD…), so cannot be formatted as {pattern}"
+            )
+        })?;
+    format_with(&dt, pattern)
+}
+
+/// Formats without panicking on a pattern chrono cannot render.
+pub fn format_with(dt: &DateTime<FixedOffset>, pattern: &str) -> Result<String, String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{}", dt.format(pattern))
+        .map_err(|_| format!("date pattern {pattern:?} is not a valid strftime pattern"))?;
+    Ok(out)
 }
 
 fn shape_values(values: Vec<Value>, shape: Shape) -> Result<Vec<Value>, String> {

@@ -1,0 +1,395 @@
+//! The Lamplight and Charitylog adapters against local stand-ins that check each
+//! request as those platforms document it (paths, methods, credentials, encoding, field
+//! names and formats) and answer as they document. Neither SaaS can run here.
+//! Lamplight: github.com/mattparker/lamplight-phpclient docs (index, profiles, referral,
+//! errors). Charitylog: wiki.dizions.co.uk "API external referrals", "API Authentication".
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use clw_gateway::config::{CharitylogConfig, Config, DestinationConfig, LamplightConfig};
+use common::*;
+use serde_json::{Value, json};
+
+type Form = Vec<(String, String)>;
+
+fn field<'a>(form: &'a Form, name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// What a stand-in accepted and what it refused, for the test to inspect.
+#[derive(Default)]
+struct Log {
+    accepted: Vec<(String, Form)>,
+    refused: Vec<String>,
+    /// Status codes to answer referral/add with before accepting (e.g. 503).
+    script: Vec<u16>,
+}
+
+type Shared = Arc<Mutex<Log>>;
+
+fn form_of(headers: &HeaderMap, body: &Bytes) -> Result<Form, String> {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct != "application/x-www-form-urlencoded" {
+        return Err(format!("content-type {ct:?}"));
+    }
+    serde_urlencoded::from_bytes(body).map_err(|e| format!("body is not form-encoded: {e}"))
+}
+
+// ------------------------------------------------------------------ Lamplight
+
+const LAMPID: &str = "L42";
+const PROJECT: &str = "1";
+const KEY: &str = "lamplight-test-key";
+
+fn lamplight_error(code: u32, msg: &str) -> (StatusCode, String) {
+    (
+        StatusCode::OK,
+        json!({"error": code, "msg": msg}).to_string(),
+    )
+}
+
+async fn lamplight(
+    State(log): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let mut log = log.lock().unwrap();
+    let path = uri.path().to_string();
+    let refuse = |log: &mut Log, why: String| {
+        log.refused.push(format!("{path}: {why}"));
+    };
+    if method != Method::POST {
+        refuse(&mut log, format!("method {method}"));
+        return lamplight_error(1050, "must be POSTed");
+    }
+    let form = match form_of(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => {
+            refuse(&mut log, e);
+            return lamplight_error(1056, "No valid data found to add/update");
+        }
+    };
+    if (
+        field(&form, "lampid"),
+        field(&form, "project"),
+        field(&form, "key"),
+    ) != (Some(LAMPID), Some(PROJECT), Some(KEY))
+    {
+        refuse(&mut log, "credentials".into());
+        return (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": 1, "msg": "Invalid credentials"}).to_string(),
+        );
+    }
+    if form.iter().any(|(_, v)| v.contains('<') && v.contains('>')) {
+        refuse(&mut log, "html".into());
+        return lamplight_error(9999, "Data provided may have been a malicious attack");
+    }
+    match path.as_str() {
+        "/api/people/add/role/user" => {
+            let postcode_ok = field(&form, "postcode").is_none_or(regex_lite_postcode);
+            if field(&form, "surname").is_none_or(str::is_empty) || !postcode_ok {
+                refuse(&mut log, "profile data".into());
+                return lamplight_error(1055, "Data provided to add/update profile was not valid");
+            }
+            log.accepted.push((path, form));
+            let id = 1000 + log.accepted.len();
+            (
+                StatusCode::OK,
+                json!({"data": {"id": id}, "meta": ""}).to_string(),
+            )
+        }
+        "/api/referral/add/" => {
+            if let Some(code) = (!log.script.is_empty()).then(|| log.script.remove(0)) {
+                return (StatusCode::from_u16(code).unwrap(), String::new());
+            }
+            let attendee_known = field(&form, "attendee").is_some_and(|a| {
+                log.accepted.iter().enumerate().any(|(i, (p, _))| {
+                    p.starts_with("/api/people/add") && a == (1001 + i).to_string()
+                })
+            });
+            let date_ok = field(&form, "date_from").is_some_and(|d| {
+                d.len() == 10 && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok()
+            });
+            let area_ok = field(&form, "workareaid").is_some_and(|w| w.parse::<u32>().is_ok());
+            if !attendee_known {
+                refuse(&mut log, "attendee".into());
+                return lamplight_error(
+                    1024,
+                    "The attendee could not be unambiguously identified in the database",
+                );
+            }
+            if !date_ok || !area_ok || field(&form, "referral_reason").is_none() {
+                refuse(&mut log, "referral data".into());
+                return lamplight_error(1040, "Referral data provided was not valid");
+            }
+            log.accepted.push((path, form));
+            (
+                StatusCode::OK,
+                json!({"data": {"id": 123, "attend": true}, "meta": ""}).to_string(),
+            )
+        }
+        other => {
+            refuse(&mut log, format!("unknown path {other}"));
+            (StatusCode::NOT_FOUND, String::new())
+        }
+    }
+}
+
+/// Lamplight's documented postcode pattern: ^[A-Z]{1,2}[0-9R][0-9A-Z]? [0-9][ABD-HJLNP-UW-Z]{2}$
+fn regex_lite_postcode(p: &str) -> bool {
+    let Some((out, inward)) = p.split_once(' ') else {
+        return false;
+    };
+    let o: Vec<char> = out.chars().collect();
+    let letters = o.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    let rest = &o[letters..];
+    let inward: Vec<char> = inward.chars().collect();
+    (1..=2).contains(&letters)
+        && !rest.is_empty()
+        && rest.len() <= 2
+        && (rest[0].is_ascii_digit() || rest[0] == 'R')
+        && rest[1..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        && inward.len() == 3
+        && inward[0].is_ascii_digit()
+        && inward[1..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() && !"CIKMOV".contains(*c))
+}
+
+// ------------------------------------------------------------------ Charitylog
+
+const SOURCE: &str = "src-key";
+const ORG: &str = "org-key";
+const USER: &str = "user-key";
+
+async fn charitylog(
+    State(log): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let mut log = log.lock().unwrap();
+    let path = uri.path().to_string();
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if method != Method::PUT || path != "/v2/external_referral" {
+        log.refused.push(format!("{method} {path}"));
+        return (StatusCode::NOT_FOUND, String::new());
+    }
+    if (h("Source"), h("Org"), h("User"))
+        != (Some(SOURCE.into()), Some(ORG.into()), Some(USER.into()))
+    {
+        log.refused.push("keys".into());
+        return (
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "Unauthorised"}).to_string(),
+        );
+    }
+    let form = match form_of(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => {
+            log.refused.push(e);
+            return (StatusCode::BAD_REQUEST, String::new());
+        }
+    };
+    let ok = field(&form, "org_type_id").is_some_and(|v| v.parse::<u32>().is_ok())
+        && field(&form, "surname").is_some_and(|v| !v.is_empty());
+    if !ok {
+        log.refused.push("minimum fields".into());
+        return (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "org_type_id and surname are required"}).to_string(),
+        );
+    }
+    log.accepted.push((path, form));
+    (
+        StatusCode::OK,
+        json!({"id": log.accepted.len()}).to_string(),
+    )
+}
+
+async fn serve(handler: axum::routing::MethodRouter<Shared>, script: &[u16]) -> (String, Shared) {
+    let log: Shared = Arc::new(Mutex::new(Log {
+        script: script.to_vec(),
+        ..Default::default()
+    }));
+    let app = axum::Router::new()
+        .fallback(handler)
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, log)
+}
+
+const ALLOW: &[&str] = &["person_demographics", "referral_details", "gp_practice"];
+
+fn only(c: &mut Config, name: &str, d: DestinationConfig) {
+    c.mappings.dir = repo_path("mappings");
+    c.destinations.insert(name.into(), d);
+    c.referrals.destinations = vec![name.into()];
+}
+
+#[tokio::test]
+async fn lamplight_gets_one_profile_and_one_referral_even_when_referral_add_is_retried() {
+    let (url, log) = serve(axum::routing::any(lamplight), &[503]).await;
+    // SAFETY: a value no other test reads.
+    unsafe { std::env::set_var("CLW_TEST_LAMPLIGHT_KEY", KEY) };
+    let h = Harness::start_with("lamplight", &[], &["200ms", "200ms"], |c| {
+        only(
+            c,
+            "lamplight",
+            DestinationConfig::Lamplight(LamplightConfig {
+                base_url: format!("{url}/api"),
+                lampid: LAMPID.into(),
+                project: PROJECT.into(),
+                key_env: Some("CLW_TEST_LAMPLIGHT_KEY".into()),
+                key_file: None,
+                role: "user".into(),
+                person_mapping: "lamplight-person".into(),
+                mapping: "lamplight-referral".into(),
+                timeout: std::time::Duration::from_secs(5),
+                connect_timeout: std::time::Duration::from_secs(2),
+                agreement: Some("DSA-LAMPLIGHT-1".into()),
+                allow: ALLOW.iter().map(|s| s.to_string()).collect(),
+                constants: [("referrer", "1042"), ("workareaid", "7")]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into(),
+            }),
+        )
+    })
+    .await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    let row = h.wait_state(&id, "delivered").await;
+    assert_eq!(row.attempts, 2, "referral/add answered 503 once");
+
+    {
+        let log = log.lock().unwrap();
+        assert!(log.refused.is_empty(), "{:?}", log.refused);
+        let paths: Vec<&str> = log.accepted.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/api/people/add/role/user", "/api/referral/add/"],
+            "one profile, one referral"
+        );
+        let person = &log.accepted[0].1;
+        assert_eq!(field(person, "surname"), Some("SMITH"));
+        assert_eq!(field(person, "postcode"), Some("LS17 7DF"));
+        let referral = &log.accepted[1].1;
+        assert_eq!(field(referral, "attendee"), Some("1001"));
+        assert_eq!(field(referral, "date_from"), Some("2026-11-20"));
+        assert_eq!(field(referral, "workareaid"), Some("7"));
+        assert_eq!(field(referral, "referrer"), Some("1042"));
+        assert!(
+            field(referral, "referral_reason")
+                .unwrap()
+                .starts_with("Social isolation")
+        );
+    }
+    h.finish().await;
+}
+
+fn charitylog_config(url: &str, org_env: &str) -> DestinationConfig {
+    DestinationConfig::Charitylog(CharitylogConfig {
+        url: format!("{url}/v2/external_referral"),
+        source_key_env: Some("CLW_TEST_CL_SOURCE".into()),
+        source_key_file: None,
+        org_key_env: Some(org_env.into()),
+        org_key_file: None,
+        user_key_env: Some("CLW_TEST_CL_USER".into()),
+        user_key_file: None,
+        mapping: "charitylog-referral".into(),
+        timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(2),
+        agreement: Some("DSA-CHARITYLOG-1".into()),
+        allow: ALLOW.iter().map(|s| s.to_string()).collect(),
+        constants: [("org_type_id", "3"), ("project", "Community Links")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+    })
+}
+
+fn charitylog_keys() {
+    // SAFETY: values no other test reads.
+    unsafe {
+        std::env::set_var("CLW_TEST_CL_SOURCE", SOURCE);
+        std::env::set_var("CLW_TEST_CL_ORG", ORG);
+        std::env::set_var("CLW_TEST_CL_ORG_WRONG", "not-the-org-key");
+        std::env::set_var("CLW_TEST_CL_USER", USER);
+    }
+}
+
+#[tokio::test]
+async fn charitylog_gets_the_external_referral_form_with_its_three_keys() {
+    let (url, log) = serve(axum::routing::any(charitylog), &[]).await;
+    charitylog_keys();
+    let h = Harness::start_with("charitylog", &[], &["200ms"], |c| {
+        only(c, "charitylog", charitylog_config(&url, "CLW_TEST_CL_ORG"))
+    })
+    .await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    h.wait_state(&id, "delivered").await;
+    {
+        let log = log.lock().unwrap();
+        assert!(log.refused.is_empty(), "{:?}", log.refused);
+        assert_eq!(log.accepted.len(), 1);
+        let form: Value = log.accepted[0]
+            .1
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        assert_eq!(
+            form,
+            json!({
+                "org_type_id": "3", "surname": "SMITH", "first_name": "Richard",
+                "description": "Social isolation\nWould like to get back to gardening and meet people nearby.",
+                "date": "2026-11-20 10:15:00", "project": "Community Links", "source": "1"
+            })
+        );
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_wrong_charitylog_key_parks_the_referral_without_retrying() {
+    let (url, log) = serve(axum::routing::any(charitylog), &[]).await;
+    charitylog_keys();
+    let h = Harness::start_with("charitylog-401", &[], &["200ms", "200ms"], |c| {
+        only(
+            c,
+            "charitylog",
+            charitylog_config(&url, "CLW_TEST_CL_ORG_WRONG"),
+        )
+    })
+    .await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    let row = h.wait_state(&id, "parked").await;
+    assert_eq!(row.attempts, 1);
+    assert!(row.last_error.unwrap().contains("401"));
+    assert_eq!(log.lock().unwrap().refused, ["keys"]);
+    h.finish().await;
+}
