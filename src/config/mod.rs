@@ -218,6 +218,8 @@ pub enum DestinationConfig {
     Charitylog(CharitylogConfig),
     /// Lamplight: find or create the person, then `referral/add` (POST, form fields).
     Lamplight(LamplightConfig),
+    /// A FHIR R4 server: ServiceRequest + Task in one transaction, conditional creates.
+    Fhir(FhirConfig),
 }
 
 /// What every destination kind may say about the data it receives.
@@ -261,6 +263,12 @@ impl DestinationConfig {
                 &c.allow,
                 &c.constants,
             ),
+            DestinationConfig::Fhir(c) => (
+                &c.agreement,
+                Some(c.mapping.as_str()),
+                &c.allow,
+                &c.constants,
+            ),
         };
         DataTerms {
             agreement: agreement.as_deref(),
@@ -282,7 +290,8 @@ impl DestinationConfig {
             DestinationConfig::File(f) => &f.schema,
             DestinationConfig::Csv(_)
             | DestinationConfig::Charitylog(_)
-            | DestinationConfig::Lamplight(_) => Path::new(""),
+            | DestinationConfig::Lamplight(_)
+            | DestinationConfig::Fhir(_) => Path::new(""),
         }
     }
 }
@@ -373,6 +382,34 @@ pub struct LamplightConfig {
     pub allow: Vec<String>,
     #[serde(default)]
     pub constants: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirConfig {
+    /// The FHIR base, e.g. `https://clw.example.org/fhir`.
+    pub base_url: String,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// A json mapping producing the ServiceRequest.
+    pub mapping: String,
+    /// System of the identifier the gateway gives the ServiceRequest and Task (their
+    /// value is the message id), used for conditional create.
+    #[serde(default = "default_identifier_system")]
+    pub identifier_system: String,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub agreement: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, String>,
+}
+
+fn default_identifier_system() -> String {
+    "https://clw-gateway.org/Id/referral".into()
 }
 
 fn default_lamplight_url() -> String {

@@ -2,6 +2,7 @@
 
 mod charitylog;
 mod csv;
+mod fhir;
 mod file;
 mod http;
 mod lamplight;
@@ -22,6 +23,7 @@ use crate::schema::{CompiledSchema, SchemaSet};
 
 pub use charitylog::CharitylogDestination;
 pub use csv::{CsvDestination, REFERENCE_COLUMN, encode_row};
+pub use fhir::{FhirDestination, transaction as fhir_transaction};
 pub use file::FileDestination;
 pub use lamplight::LamplightDestination;
 pub use payload::{field_names, idempotency_key, referral_payload};
@@ -51,6 +53,7 @@ pub enum Adapter {
     Csv(CsvDestination),
     Charitylog(CharitylogDestination),
     Lamplight(LamplightDestination),
+    Fhir(FhirDestination),
 }
 
 /// How a destination's payload is made.
@@ -107,6 +110,10 @@ impl Destination {
             DestinationConfig::Charitylog(c) => (
                 Adapter::Charitylog(CharitylogDestination::new(name, c)?),
                 OutputFormat::Form,
+            ),
+            DestinationConfig::Fhir(c) => (
+                Adapter::Fhir(FhirDestination::new(name, c)?),
+                OutputFormat::Json,
             ),
             DestinationConfig::Lamplight(c) => {
                 let person = resolve(&c.person_mapping, "person_mapping")?;
@@ -189,6 +196,7 @@ impl Destination {
             Adapter::Csv(c) => c.deliver(req).await,
             Adapter::Charitylog(c) => c.deliver(req).await,
             Adapter::Lamplight(l) => l.deliver(req, req.person).await,
+            Adapter::Fhir(f) => f.deliver(req).await,
         }
     }
 }

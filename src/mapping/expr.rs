@@ -48,6 +48,10 @@ impl<'a> Input<'a> {
         }
     }
 
+    pub fn constants(&self) -> &BTreeMap<String, String> {
+        self.constants
+    }
+
     fn context(&self) -> &EvaluationContext {
         self.context.get_or_init(|| {
             let mut context = EvaluationContext::new(self.root.clone());

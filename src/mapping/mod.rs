@@ -168,7 +168,7 @@ impl Field {
             FieldSource::Value(v) => vec![v.clone()],
         };
         for t in &self.transforms {
-            values = t.apply(values)?;
+            values = t.apply_with(values, input.constants())?;
         }
         let flat = matches!(format, OutputFormat::Form | OutputFormat::Csv);
         match values.len() {
@@ -469,5 +469,6 @@ fn compile_transform(
         TransformSpec::Default(v) => Transform::Default(v.clone()),
         TransformSpec::Required => Transform::Required,
         TransformSpec::As(s) => Transform::As(*s),
+        TransformSpec::Template(t) => Transform::Template(t.clone()),
     })
 }

@@ -98,6 +98,8 @@ pub enum TransformSpec {
     Required,
     /// Shape the result: one text, a number, a boolean, or always a list.
     As(Shape),
+    /// Build a JSON value per input value: `{member}`, `{.}`, `{%constant}` placeholders.
+    Template(Value),
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
 //! Field transforms, applied in order to the collection an expression produced.
 //! Error messages name the problem, never the value (values may be patient data).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -23,11 +24,26 @@ pub enum Transform {
     Default(Value),
     Required,
     As(Shape),
+    /// Build a JSON value per input value from a template (see [`fill`]).
+    Template(Value),
 }
 
 impl Transform {
     pub fn apply(&self, values: Vec<Value>) -> Result<Vec<Value>, String> {
+        self.apply_with(values, &BTreeMap::new())
+    }
+
+    /// As [`Transform::apply`], with the destination's constants for templates.
+    pub fn apply_with(
+        &self,
+        values: Vec<Value>,
+        constants: &BTreeMap<String, String>,
+    ) -> Result<Vec<Value>, String> {
         match self {
+            Transform::Template(t) => Ok(values
+                .iter()
+                .filter_map(|v| fill(t, v, constants))
+                .collect()),
             Transform::Date(pattern) => values
                 .into_iter()
                 .map(|v| format_date(&v, pattern).map(Value::String))
@@ -77,6 +93,40 @@ impl Transform {
             }
             Transform::As(shape) => shape_values(values, *shape),
         }
+    }
+}
+
+/// Fills a template for one value. A string that is wholly `{name}` takes that member
+/// of the value (dotted for nested members; `{.}` is the value itself; `{%name}` a
+/// destination constant), keeping its JSON type; a key or list item whose placeholder
+/// finds nothing is left out, and an object left empty is dropped. Other strings are
+/// literal.
+pub fn fill(template: &Value, v: &Value, constants: &BTreeMap<String, String>) -> Option<Value> {
+    match template {
+        Value::String(s) => match s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+            Some(".") => Some(v.clone()).filter(|x| !x.is_null()),
+            Some(name) if name.starts_with('%') => {
+                constants.get(&name[1..]).map(|c| Value::String(c.clone()))
+            }
+            Some(path) => path
+                .split('.')
+                .try_fold(v, |node, key| node.get(key))
+                .filter(|x| !x.is_null())
+                .cloned(),
+            None => Some(template.clone()),
+        },
+        Value::Object(m) => {
+            let out: serde_json::Map<String, Value> = m
+                .iter()
+                .filter_map(|(k, t)| fill(t, v, constants).map(|x| (k.clone(), x)))
+                .collect();
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(items) => {
+            let out: Vec<Value> = items.iter().filter_map(|t| fill(t, v, constants)).collect();
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+        other => Some(other.clone()),
     }
 }
 
@@ -172,6 +222,34 @@ mod tests {
         );
         let e = t.apply(vec![json!("1970-09")]).unwrap_err();
         assert!(!e.contains("1970"), "{e}");
+    }
+
+    #[test]
+    fn templates_build_fhir_shapes_and_drop_what_is_missing() {
+        let t = Transform::Template(json!({
+            "coding": [{"system": "{system}", "code": "{code}", "display": "{display}"}],
+            "text": "{text}"
+        }));
+        let out = t
+            .apply(vec![
+                json!({"system": "http://snomed.info/sct", "code": "1", "text": "x"}),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            [json!({"coding": [{"system": "http://snomed.info/sct", "code": "1"}], "text": "x"})]
+        );
+        let id = Transform::Template(json!({"system": "{%system}", "value": "{.}"}));
+        let mut c = BTreeMap::new();
+        c.insert(
+            "system".to_string(),
+            "https://fhir.nhs.uk/Id/nhs-number".to_string(),
+        );
+        assert_eq!(
+            id.apply_with(vec![json!("9912003888")], &c).unwrap(),
+            [json!({"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9912003888"})]
+        );
+        assert_eq!(id.apply(vec![json!({})]).unwrap(), [json!({"value": {}})]);
     }
 
     #[test]

@@ -1,0 +1,215 @@
+//! The FHIR destination against a real FHIR R4 engine (Medplum's, in memory, in
+//! tests/fhir-server) that validates every write with @medplum/core and FHIR.js; what
+//! the gateway wrote is read back and checked again with FHIR.js on its own.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clw_gateway::config::{DestinationConfig, FhirConfig};
+use clw_gateway::deliver::{DeliveryRequest, FhirDestination};
+use common::*;
+use serde_json::{Value, json};
+
+const SYSTEM: &str = "https://clw-gateway.org/Id/referral";
+
+/// The Node FHIR server on a free port; killed when dropped.
+struct FhirServer {
+    child: Child,
+    base: String,
+}
+
+impl FhirServer {
+    async fn start() -> FhirServer {
+        let dir = repo_path("tests/fhir-server");
+        assert!(
+            dir.join("node_modules/@medplum/fhir-router").is_dir(),
+            "the FHIR test server is not installed: run scripts/test (or npm ci in tests/fhir-server)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("server.mjs"))
+            .arg("0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().unwrap();
+        let port = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line.trim().strip_prefix("listening ").unwrap().to_string()
+        });
+        let port = tokio::time::timeout(Duration::from_secs(60), port)
+            .await
+            .expect("the FHIR server started within 60 s")
+            .unwrap();
+        FhirServer {
+            child,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+        }
+    }
+
+    async fn search(&self, query: &str) -> Vec<Value> {
+        let b: Value = reqwest::get(format!("{}/{query}", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        b["entry"]
+            .as_array()
+            .map(|e| e.iter().map(|x| x["resource"].clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FhirServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// FHIR.js on its own (tests/fhir-server/validate.cjs): Ok or its messages.
+fn fhir_js_validate(resources: &[Value]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let p = dir.path().join(format!("r{i}.json"));
+            std::fs::write(&p, r.to_string()).unwrap();
+            p
+        })
+        .collect();
+    let out = Command::new("node")
+        .arg(repo_path("tests/fhir-server/validate.cjs"))
+        .args(&files)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+}
+
+async fn send(
+    dest: &FhirDestination,
+    id: &str,
+    payload: &Value,
+) -> Result<clw_gateway::deliver::Delivered, clw_gateway::error::GatewayError> {
+    dest.deliver(&DeliveryRequest {
+        message_id: id,
+        idempotency_key: "k",
+        payload,
+        fields: &[],
+        person: &[],
+    })
+    .await
+}
+
+fn config(base: &str) -> FhirConfig {
+    FhirConfig {
+        base_url: base.to_string(),
+        token_env: None,
+        token_file: None,
+        mapping: "fhir-servicerequest".into(),
+        identifier_system: SYSTEM.into(),
+        timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(2),
+        agreement: Some("DSA-FHIR-1".into()),
+        allow: [
+            "person_demographics.nhs_number",
+            "person_demographics.chi_number",
+            "referral_details",
+            "referrer_details.name",
+            "referred_to",
+        ]
+        .map(String::from)
+        .to_vec(),
+        constants: [(
+            "chi_system".to_string(),
+            "https://fhir.nhs.uk/Id/chi-number".to_string(),
+        )]
+        .into(),
+    }
+}
+
+#[tokio::test]
+async fn a_referral_becomes_a_valid_service_request_and_task_once() {
+    let server = FhirServer::start().await;
+    let h = Harness::start_with("fhir", &[], &["300ms"], |c| {
+        c.mappings.dir = repo_path("mappings");
+        c.destinations.insert(
+            "clw-fhir".into(),
+            DestinationConfig::Fhir(config(&server.base)),
+        );
+        c.referrals.destinations = vec!["clw-fhir".into()];
+    })
+    .await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    h.wait_state(&id, "delivered").await;
+
+    let srs = server
+        .search(&format!("ServiceRequest?identifier={SYSTEM}|{id}"))
+        .await;
+    let tasks = server
+        .search(&format!("Task?identifier={SYSTEM}|{id}"))
+        .await;
+    assert_eq!((srs.len(), tasks.len()), (1, 1));
+    let (sr, task) = (&srs[0], &tasks[0]);
+    assert_eq!(sr["status"], "active");
+    assert_eq!(sr["intent"], "order");
+    assert_eq!(sr["code"]["coding"][0]["code"], "871731000000106");
+    assert_eq!(sr["subject"]["identifier"]["value"], "9912003888");
+    assert_eq!(sr["reasonCode"][0]["coding"][0]["code"], "422650009");
+    assert_eq!(task["status"], "requested");
+    assert_eq!(task["intent"], "order");
+    assert_eq!(task["code"]["coding"][0]["code"], "fulfill");
+    assert_eq!(
+        task["focus"]["reference"],
+        json!(format!("ServiceRequest/{}", sr["id"].as_str().unwrap()))
+    );
+    assert_eq!(task["for"], sr["subject"]);
+    fhir_js_validate(&[sr.clone(), task.clone()]).unwrap();
+
+    // Sending the same message again (a redelivery past the store, e.g. after a crash
+    // between the write and its record) finds both instead of copying them.
+    let dest = FhirDestination::new("clw-fhir", &config(&server.base)).unwrap();
+    let mut payload = sr.clone();
+    for k in ["id", "meta", "identifier"] {
+        payload.as_object_mut().unwrap().remove(k);
+    }
+    send(&dest, &id, &payload).await.unwrap();
+    let srs = server
+        .search(&format!("ServiceRequest?identifier={SYSTEM}|{id}"))
+        .await;
+    let tasks = server
+        .search(&format!("Task?identifier={SYSTEM}|{id}"))
+        .await;
+    assert_eq!((srs.len(), tasks.len()), (1, 1), "no copies on resend");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_invalid_resource_is_refused_by_the_server_as_a_permanent_error() {
+    let server = FhirServer::start().await;
+    let dest = FhirDestination::new("clw-fhir", &config(&server.base)).unwrap();
+    let bad = json!({"resourceType": "ServiceRequest", "status": "not-a-status", "intent": "order",
+        "subject": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9912003888"}}});
+    let err = send(&dest, "bad-1", &bad).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.message.contains("400"), "{err}");
+    assert!(
+        server.search("ServiceRequest").await.is_empty(),
+        "nothing stored"
+    );
+    assert!(
+        fhir_js_validate(&[bad])
+            .unwrap_err()
+            .contains("not-a-status")
+    );
+}
