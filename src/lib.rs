@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
+pub mod routing;
 pub mod schema;
 pub mod shutdown;
 pub mod spool;

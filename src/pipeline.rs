@@ -16,7 +16,9 @@ use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_size};
 use crate::intake::{Envelope, Headers, decode_referral};
 use crate::mapping::MappingSet;
 use crate::metrics::{self, Metrics};
+use crate::model::ConsentState;
 use crate::policy::apply_consent;
+use crate::routing::Routes;
 use crate::schema::SchemaSet;
 use crate::store::writer_types::{DeliveryUpdate, ErrorSummary};
 use crate::store::{AuditEntry, Store, Write};
@@ -77,6 +79,9 @@ impl Disposition {
 pub struct Pipeline {
     /// Some destination renders through a mapping (so the canonical JSON is needed).
     any_mapped: bool,
+    /// Practice → programme → destinations; None sends every referral to all.
+    routes: Option<Routes>,
+    consent_not_recorded: ConsentState,
     store: Store,
     metrics: Metrics,
     destinations: Vec<Arc<Destination>>,
@@ -88,9 +93,19 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn from_config(config: &Config, store: Store, metrics: Metrics) -> Result<Pipeline> {
         let mut schemas = SchemaSet::default();
-        let needs_mappings = config
-            .referrals
-            .destinations
+        let routes = match &config.referrals.routes {
+            Some(path) => Some(Routes::load(
+                path,
+                &config.destinations.keys().cloned().collect(),
+            )?),
+            None => None,
+        };
+        // With routes, every destination a programme uses; else the fixed list.
+        let names: Vec<String> = match &routes {
+            Some(r) => r.destinations().into_iter().collect(),
+            None => config.referrals.destinations.clone(),
+        };
+        let needs_mappings = names
             .iter()
             .filter_map(|n| config.destinations.get(n))
             .any(|d| d.terms().mapping.is_some());
@@ -99,9 +114,7 @@ impl Pipeline {
         } else {
             None
         };
-        let destinations = config
-            .referrals
-            .destinations
+        let destinations = names
             .iter()
             .map(|name| {
                 let d = config.destinations.get(name).ok_or_else(|| {
@@ -116,6 +129,8 @@ impl Pipeline {
             .collect::<Result<Vec<_>>>()?;
         Ok(Pipeline {
             any_mapped: needs_mappings,
+            routes,
+            consent_not_recorded: config.referrals.consent_not_recorded,
             store,
             metrics,
             destinations,
@@ -221,13 +236,30 @@ impl Pipeline {
             .unwrap_or(digest.clone());
         let attempts = env.previous_attempts + 1;
 
+        let routed: Vec<&Arc<Destination>> = match &self.routes {
+            None => self.destinations.iter().collect(),
+            Some(r) => {
+                let practice = decoded
+                    .referral
+                    .gp_practice
+                    .as_ref()
+                    .and_then(|p| p.ods_code.as_deref());
+                match r.destinations_for(practice) {
+                    Ok(names) => self
+                        .destinations
+                        .iter()
+                        .filter(|d| names.contains(&d.name))
+                        .collect(),
+                    Err(e) => return self.finish(&message_id, attempts, e).await,
+                }
+            }
+        };
         let delivered = match self.store.delivered_to(REFERRAL_FLOW, &message_id).await {
             Ok(p) => p,
             Err(e) => return self.decide(message_id, attempts, e, "none"),
         };
-        let pending: Vec<&Arc<Destination>> = self
-            .destinations
-            .iter()
+        let pending: Vec<&Arc<Destination>> = routed
+            .into_iter()
             .filter(|d| !delivered.contains(&d.name))
             .collect();
         if pending.is_empty() {
@@ -262,7 +294,7 @@ impl Pipeline {
             return self.decide(message_id, attempts, e, "none");
         }
 
-        let release = match apply_consent(decoded.referral) {
+        let release = match apply_consent(decoded.referral, self.consent_not_recorded) {
             Ok(r) => r,
             Err(policy) => return self.finish(&message_id, attempts, policy).await,
         };

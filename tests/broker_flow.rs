@@ -469,3 +469,82 @@ async fn a_destination_whose_mapping_reads_outside_its_allow_list_stops_start_up
         "{err}"
     );
 }
+
+/// A referral from `practice` (the example's practice code swapped for it).
+fn referral_from(practice: &str) -> Value {
+    serde_json::from_str(
+        &referral()
+            .to_string()
+            .replace("\"GP5\"", &format!("\"{practice}\"")),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn routes_send_each_practice_to_its_programmes_destinations() {
+    let mut sheet = None;
+    let h = Harness::start_with("routes", &[], &["200ms"], |c| {
+        sheet = Some(add_sheet(c, SHEET_ALLOWS));
+        let routes = c.gateway.data_dir.join("routes.yaml");
+        std::fs::write(
+            &routes,
+            "programmes:\n  leeds: {destinations: [clw, sheet]}\n  york: {destinations: [sheet]}\n\
+             practices:\n  GP5: leeds\n  B82005: york\n",
+        )
+        .unwrap();
+        c.referrals.routes = Some(routes);
+    })
+    .await;
+    let (leeds, york, nowhere) = (unique("leeds"), unique("york"), unique("nowhere"));
+    h.publish(&leeds, &referral_from("GP5")).await;
+    h.publish(&york, &referral_from("B82005")).await;
+    h.publish(&nowhere, &referral_from("X99999")).await;
+    h.wait_state(&leeds, "delivered").await;
+    h.wait_state(&york, "delivered").await;
+    let parked = h.wait_state(&nowhere, "parked").await;
+    assert!(
+        parked
+            .last_error
+            .unwrap()
+            .contains("practice X99999 has no programme"),
+        "the reason names the practice"
+    );
+
+    let store = &h.gw.store;
+    let to = |id: &str| {
+        let id = id.to_string();
+        async move {
+            let mut d: Vec<String> = store
+                .deliveries("referral", &id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.destination)
+                .collect();
+            d.sort();
+            d
+        }
+    };
+    assert_eq!(to(&leeds).await, ["clw", "sheet"]);
+    assert_eq!(to(&york).await, ["sheet"]);
+    assert!(to(&nowhere).await.is_empty());
+    assert_eq!(
+        h.hook.count(),
+        1,
+        "only the Leeds referral reached the webhook"
+    );
+    let dir = sheet.unwrap();
+    let rows: usize = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            std::fs::read_to_string(e.unwrap().path())
+                .unwrap()
+                .matches("\r\n")
+                .count()
+                - 1
+        })
+        .sum();
+    assert_eq!(rows, 2, "both routed referrals are rows in the sheet");
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.finish().await;
+}

@@ -214,3 +214,22 @@ fn fast_path_and_general_evaluator_agree_on_every_shipped_expression() {
     }
     assert!(checked > 50, "only {checked} checked");
 }
+
+/// The prsb-referral mapping produces exactly the built-in PRSB payload.
+#[test]
+fn the_prsb_mapping_matches_the_built_in_payload() {
+    let set = MappingSet::load(&repo().join("mappings")).unwrap();
+    let m = set.get("prsb-referral").unwrap();
+    let body = std::fs::read(repo().join("examples/referral-bundle.json")).unwrap();
+    let referral = clw_gateway::intake::decode_referral(&body)
+        .unwrap()
+        .referral;
+    let canonical = serde_json::to_value(&referral).unwrap();
+    let mut c = BTreeMap::new();
+    c.insert("message_id".to_string(), "m-1".to_string());
+    let mapped = m.apply(&canonical, &c).unwrap().document;
+    assert_eq!(
+        mapped,
+        clw_gateway::deliver::referral_payload("m-1", &referral)
+    );
+}

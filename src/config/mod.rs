@@ -3,6 +3,7 @@
 
 mod env;
 
+use crate::model::ConsentState;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -482,14 +483,31 @@ pub struct FileConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowConfig {
-    /// Destinations every referral is delivered to.
+    /// Destinations every referral is delivered to (when no `routes` file is given).
+    #[serde(default = "default_flow_destinations")]
     pub destinations: Vec<String>,
+    /// A routes file (practice → programme → destinations); replaces `destinations`.
+    #[serde(default)]
+    pub routes: Option<PathBuf>,
+    /// What a referral without a Consent resource may share.
+    #[serde(default = "default_consent_not_recorded")]
+    pub consent_not_recorded: ConsentState,
+}
+
+fn default_flow_destinations() -> Vec<String> {
+    vec!["outbox".into()]
+}
+/// Without a recorded decision, share codes but no narrative.
+fn default_consent_not_recorded() -> ConsentState {
+    ConsentState::CodesOnly
 }
 
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
-            destinations: vec!["outbox".into()],
+            destinations: default_flow_destinations(),
+            routes: None,
+            consent_not_recorded: default_consent_not_recorded(),
         }
     }
 }
@@ -596,6 +614,12 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errs = Vec::new();
+        if self.referrals.consent_not_recorded == ConsentState::NotRecorded {
+            errs.push(config_error(
+                "referrals.consent_not_recorded",
+                "must be full, codes-only or declined",
+            ));
+        }
         if let Some(b) = &self.broker {
             if !(b.url.starts_with("amqp://") || b.url.starts_with("amqps://")) {
                 errs.push(config_error(

@@ -163,7 +163,10 @@ impl Destination {
                 })
             }
             Render::Mapped { mapping, constants } => {
-                let out = mapping.apply(canonical, constants).map_err(combine)?;
+                // The gateway's own constant: which message this is.
+                let mut constants = constants.clone();
+                constants.insert("message_id".into(), message_id.to_string());
+                let out = mapping.apply(canonical, &constants).map_err(combine)?;
                 let person = match &self.adapter {
                     Adapter::Lamplight(l) => {
                         l.person_mapping

@@ -9,6 +9,7 @@ use super::spec::InputKind;
 use super::{Mapping, MappingSet};
 use crate::error::GatewayError;
 use crate::intake::decode_referral;
+use crate::model::ConsentState;
 use crate::policy::apply_consent;
 
 /// The result of one fixture.
@@ -32,7 +33,9 @@ pub fn load_input(mapping: &Mapping, path: &Path) -> Result<Value, String> {
         && value.get("resourceType").and_then(Value::as_str) == Some("Bundle")
     {
         let decoded = decode_referral(&bytes).map_err(|e| e.reason())?;
-        let release = apply_consent(decoded.referral).map_err(|e| e.reason())?;
+        // Without a Consent resource, the shipped default: codes only.
+        let release =
+            apply_consent(decoded.referral, ConsentState::CodesOnly).map_err(|e| e.reason())?;
         return serde_json::to_value(release.referral()).map_err(|e| e.to_string());
     }
     Ok(value)

@@ -13,9 +13,17 @@ pub enum Release {
     CodesOnly(Referral),
 }
 
-/// Applies the referral's consent. `Err` is a Policy outcome (nothing is sent), not a failure.
-pub fn apply_consent(referral: Referral) -> Result<Release, GatewayError> {
-    match referral.consent.state {
+/// Applies the referral's consent (or, when it records none, `not_recorded` from
+/// configuration). `Err` is a Policy outcome (nothing is sent), not a failure.
+pub fn apply_consent(
+    referral: Referral,
+    not_recorded: ConsentState,
+) -> Result<Release, GatewayError> {
+    let state = match referral.consent.state {
+        ConsentState::NotRecorded => not_recorded,
+        recorded => recorded,
+    };
+    match state {
         ConsentState::Declined => Err(GatewayError::policy(
             "consent to share with the social prescribing service was declined; nothing sent",
         )),
@@ -69,12 +77,14 @@ mod tests {
 
     #[test]
     fn declined_sends_nothing() {
-        assert!(apply_consent(referral(ConsentState::Declined)).is_err());
+        assert!(apply_consent(referral(ConsentState::Declined), ConsentState::Full).is_err());
     }
 
     #[test]
     fn codes_only_drops_free_text() {
-        let Ok(Release::CodesOnly(r)) = apply_consent(referral(ConsentState::CodesOnly)) else {
+        let Ok(Release::CodesOnly(r)) =
+            apply_consent(referral(ConsentState::CodesOnly), ConsentState::Full)
+        else {
             panic!("expected codes-only");
         };
         assert_eq!(r.referral_details.what_matters_to_me, None);
@@ -88,6 +98,23 @@ mod tests {
     #[test]
     fn full_keeps_everything() {
         let r = referral(ConsentState::Full);
-        assert_eq!(apply_consent(r.clone()), Ok(Release::Full(r)));
+        assert_eq!(
+            apply_consent(r.clone(), ConsentState::Declined),
+            Ok(Release::Full(r))
+        );
+    }
+
+    #[test]
+    fn configuration_decides_when_the_referral_records_no_consent() {
+        let r = referral(ConsentState::NotRecorded);
+        assert!(apply_consent(r.clone(), ConsentState::Declined).is_err());
+        assert!(matches!(
+            apply_consent(r.clone(), ConsentState::CodesOnly),
+            Ok(Release::CodesOnly(_))
+        ));
+        assert!(matches!(
+            apply_consent(r, ConsentState::Full),
+            Ok(Release::Full(_))
+        ));
     }
 }

@@ -1,0 +1,172 @@
+//! Routing: which CLW programme a referral goes to, by the referring practice (ODS code
+//! in England, practice code in Scotland), and so which destinations. Routes are data
+//! (`mappings/routes.yaml`, format `schemas/routes.schema.json`), checked at start-up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{GatewayError, Result, Stage};
+use crate::schema::CompiledSchema;
+
+const ROUTES_SCHEMA: &str = include_str!("../schemas/routes.schema.json");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesFile {
+    programmes: BTreeMap<String, Programme>,
+    practices: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Programme {
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    destinations: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// practice code → programme
+    practices: BTreeMap<String, String>,
+    /// programme → destinations
+    programmes: BTreeMap<String, Vec<String>>,
+}
+
+impl Routes {
+    /// Loads and checks a routes file: its schema, then that every practice names a
+    /// programme and every programme only destinations in `known`.
+    pub fn load(path: &Path, known: &BTreeSet<String>) -> Result<Routes> {
+        let fail = |msg: String| {
+            GatewayError::invalid(
+                Stage::Config,
+                "referrals.routes",
+                format!("{}: {msg}", path.display()),
+            )
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let value: Value =
+            serde_yaml_ng::from_str(&text).map_err(|e| fail(format!("is not valid YAML: {e}")))?;
+        let schema: Value =
+            serde_json::from_str(ROUTES_SCHEMA).map_err(|e| fail(format!("routes schema: {e}")))?;
+        let schema = CompiledSchema::from_value(Path::new("schemas/routes.schema.json"), &schema)?;
+        let errs = schema.errors(&value, 20);
+        if !errs.is_empty() {
+            let all: Vec<String> = errs.into_iter().map(|(p, m)| format!("{p}: {m}")).collect();
+            return Err(fail(all.join("; ")));
+        }
+        let file: RoutesFile = serde_path_to_error::deserialize(value)
+            .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
+        let mut problems = Vec::new();
+        for (practice, programme) in &file.practices {
+            if !file.programmes.contains_key(programme) {
+                problems.push(format!(
+                    "practice {practice} names programme {programme:?}, which is not defined"
+                ));
+            }
+        }
+        for (name, p) in &file.programmes {
+            for d in &p.destinations {
+                if !known.contains(d) {
+                    problems.push(format!(
+                        "programme {name} names destination {d:?}, which is not in [destinations]"
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(fail(problems.join("; ")));
+        }
+        Ok(Routes {
+            practices: file.practices,
+            programmes: file
+                .programmes
+                .into_iter()
+                .map(|(k, p)| (k, p.destinations))
+                .collect(),
+        })
+    }
+
+    /// Every destination some programme uses.
+    pub fn destinations(&self) -> BTreeSet<String> {
+        self.programmes.values().flatten().cloned().collect()
+    }
+
+    /// The destinations for a referral from `practice`. Practice codes are
+    /// organisation identifiers, not patient data, so errors may name them.
+    pub fn destinations_for(&self, practice: Option<&str>) -> Result<&[String]> {
+        let practice = practice.ok_or_else(|| {
+            GatewayError::invalid(
+                Stage::Policy,
+                "gp_practice.ods_code",
+                "the referral names no GP practice, so no programme can be chosen",
+            )
+        })?;
+        let programme = self.practices.get(practice).ok_or_else(|| {
+            GatewayError::invalid(
+                Stage::Policy,
+                "gp_practice.ods_code",
+                format!("practice {practice} has no programme in the routes (referrals.routes)"),
+            )
+        })?;
+        Ok(self
+            .programmes
+            .get(programme)
+            .map(Vec::as_slice)
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, known: &[&str]) -> Result<Routes> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("routes.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        Routes::load(&p, &known.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn practices_choose_programmes_and_programmes_destinations() {
+        let r = load(
+            "programmes:\n  leeds: {destinations: [a, b]}\n  york: {destinations: [b]}\n\
+             practices:\n  GP5: leeds\n  B82005: york\n",
+            &["a", "b"],
+        )
+        .unwrap();
+        assert_eq!(r.destinations_for(Some("GP5")).unwrap(), ["a", "b"]);
+        assert_eq!(r.destinations_for(Some("B82005")).unwrap(), ["b"]);
+        let e = r.destinations_for(Some("X1")).unwrap_err();
+        assert!(
+            e.reason().contains("practice X1 has no programme"),
+            "{}",
+            e.reason()
+        );
+        assert!(r.destinations_for(None).is_err());
+    }
+
+    #[test]
+    fn unknown_programmes_and_destinations_are_refused_naming_them() {
+        let e = load(
+            "programmes:\n  leeds: {destinations: [nope]}\npractices:\n  GP5: york\n",
+            &["a"],
+        )
+        .unwrap_err()
+        .reason();
+        assert!(e.contains("practice GP5 names programme \"york\""), "{e}");
+        assert!(
+            e.contains("programme leeds names destination \"nope\""),
+            "{e}"
+        );
+        let e = load("programmes: []\npractices: {}\n", &[])
+            .unwrap_err()
+            .reason();
+        assert!(e.contains("/programmes"), "{e}");
+    }
+}
