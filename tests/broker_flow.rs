@@ -316,6 +316,52 @@ async fn consent_declined_sends_nothing_and_records_why() {
     h.finish().await;
 }
 
+/// Codes-only consent: the coded items travel, no narrative does — through the PRSB
+/// payload and through a mapped CSV sheet alike — and the audit lists no narrative field.
+#[tokio::test]
+async fn codes_only_consent_sends_no_narrative_to_any_destination() {
+    let mut sheet = None;
+    let h = Harness::start_with("codesonly", &[], &["300ms"], |c| {
+        sheet = Some(add_sheet(c, SHEET_ALLOWS));
+    })
+    .await;
+    let mut r = referral();
+    r["entry"][7]["resource"]["provision"]["provision"] =
+        json!([{"type": "deny", "purpose": [{"code": "narrative"}]}]);
+    let id = unique("ref");
+    h.publish(&id, &r).await;
+    h.wait_state(&id, "delivered").await;
+
+    let got = h.hook.received();
+    let details = &got[0].body["referral"]["referral_details"];
+    assert_eq!(details["reasons_for_referral"][0]["code"], "422650009");
+    assert!(details.get("what_matters_to_me").is_none(), "{details}");
+    assert!(details["reasons_for_referral"][0].get("text").is_none());
+
+    let dir = sheet.unwrap();
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains("422650009"));
+    assert!(!text.contains("gardening"), "no narrative in the sheet");
+    assert!(!text.contains("bereavement"));
+
+    let audit = h.gw.store.audit("referral", &id).await.unwrap();
+    let fields: Vec<&String> = audit.iter().flat_map(|a| a.entry.fields.iter()).collect();
+    assert!(!fields.is_empty());
+    assert!(
+        fields
+            .iter()
+            .all(|f| !f.contains("what_matters_to_me") && !f.contains("What matters")),
+        "{fields:?}"
+    );
+    h.finish().await;
+}
+
 #[tokio::test]
 async fn a_dropped_connection_mid_flight_redelivers_and_delivers_once() {
     let h = Harness::start("drop", &[], &["300ms"]).await;

@@ -209,3 +209,40 @@ fn check_passes_on_the_example_csv_sheet_config() {
         text(&o)
     );
 }
+
+/// The production example wires every adapter through mappings, routes and allow-lists;
+/// `check` must accept it once its secrets and paths exist.
+#[test]
+fn check_accepts_the_production_example_with_every_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    std::fs::copy("deploy/routes/routes.yaml", dir.path().join("routes.yaml")).unwrap();
+    let o = gateway(
+        &["--config", "deploy/config/rabbitmq.toml", "check"],
+        &[
+            (
+                "CLW_STORE__URL",
+                format!("sqlite://{}?mode=rwc", d("gw.db")),
+            ),
+            ("CLW_BROKER__URL", amqp_url()),
+            ("CLW_REFERRALS__ROUTES", d("routes.yaml")),
+            ("CLW_MAPPINGS__DIR", "mappings".into()),
+            ("CLW_DESTINATIONS__LEEDS_SHEET__DIR", d("sheet")),
+            ("LEEDS_LINKS_TOKEN", "t".into()),
+            ("LEEDS_LAMPLIGHT_KEY", "k".into()),
+            ("YORK_CHARITYLOG_SOURCE_KEY", "s".into()),
+            ("YORK_CHARITYLOG_ORG_KEY", "o".into()),
+            ("YORK_CHARITYLOG_USER_KEY", "u".into()),
+        ],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for want in [
+        "ok   destination leeds-links (mapping prsb-referral@1)",
+        "ok   destination leeds-lamplight (mapping lamplight-referral@1)",
+        "ok   destination leeds-sheet (mapping csv-referral@1)",
+        "ok   destination york-charitylog (mapping charitylog-referral@1)",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+}

@@ -12,6 +12,7 @@ use crate::config::{BrokerConfig, Config};
 use crate::deliver::Destination;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::MappingSet;
+use crate::routing::Routes;
 use crate::schema::SchemaSet;
 use crate::store::Store;
 
@@ -52,6 +53,20 @@ pub async fn check(config: &Config) -> ExitCode {
                 );
                 mappings = Some(set);
             }
+            Err(e) => line(false, e.reason()),
+        }
+    }
+    if let Some(path) = &config.referrals.routes {
+        let known = config.destinations.keys().cloned().collect();
+        match Routes::load(path, &known) {
+            Ok(r) => line(
+                true,
+                format!(
+                    "routes in {} ({} destinations)",
+                    path.display(),
+                    r.destinations().len()
+                ),
+            ),
             Err(e) => line(false, e.reason()),
         }
     }

@@ -665,13 +665,18 @@ impl Config {
         if self.spool.concurrency == 0 {
             errs.push(config_error("spool.concurrency", "must be at least 1"));
         }
-        if self.referrals.destinations.is_empty() {
+        // With a routes file the routes name the destinations (checked when it loads).
+        let fixed: &[String] = match self.referrals.routes {
+            Some(_) => &[],
+            None => &self.referrals.destinations,
+        };
+        if self.referrals.routes.is_none() && fixed.is_empty() {
             errs.push(config_error(
                 "referrals.destinations",
                 "name at least one destination",
             ));
         }
-        for (i, name) in self.referrals.destinations.iter().enumerate() {
+        for (i, name) in fixed.iter().enumerate() {
             if !self.destinations.contains_key(name) {
                 errs.push(config_error(
                     format!("referrals.destinations[{i}]"),
