@@ -2,6 +2,7 @@
 //! docs/decisions/0004-fhirpath-engine.md), evaluated per message, and read statically
 //! for the paths they touch so an allow-list can be enforced before anything runs.
 
+use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 
@@ -80,10 +81,29 @@ impl Expr {
 
     /// Evaluates to a flat collection of JSON values (FHIRPath results are collections).
     pub fn eval(&self, input: &Input) -> Result<Vec<Value>, String> {
+        Ok(self
+            .eval_borrowed(input)?
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect())
+    }
+
+    /// As [`Expr::eval`], borrowing the parts of the input the result consists of (no
+    /// copy of a sub-document until the caller needs one).
+    pub fn eval_borrowed<'a>(&self, input: &Input<'a>) -> Result<Vec<Cow<'a, Value>>, String> {
         match &self.plan {
             Some(plan) => Ok(plan.eval(input.root, input.constants)),
-            None => self.eval_general(input),
+            None => Ok(self
+                .eval_general(input)?
+                .into_iter()
+                .map(Cow::Owned)
+                .collect()),
         }
+    }
+
+    /// Whether the by-reference fast path evaluates it (else the general evaluator).
+    pub fn is_compiled(&self) -> bool {
+        self.plan.is_some()
     }
 
     /// Evaluation by the general (rh-fhirpath) evaluator, whatever the expression.
@@ -242,6 +262,9 @@ mod tests {
             "extension.url",
             "'fixed'",
             "(name.family)",
+            "name.given[0]",
+            "address.line[1]",
+            "name[0].given[5]",
         ] {
             assert!(
                 Expr::parse(src).unwrap().plan.is_some(),
@@ -253,7 +276,7 @@ mod tests {
         for src in [
             "name.given.count()",
             "birthDate > @1960-01-01",
-            "name.given[0]",
+            "name.given.last()",
         ] {
             assert!(Expr::parse(src).unwrap().plan.is_none(), "{src}");
             eval(src, patient.clone());

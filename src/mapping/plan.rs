@@ -1,9 +1,10 @@
 //! A compiled fast path for the FHIRPath that mappings use most: member paths,
-//! `where(path = 'literal')`, `first()`, `exists()`, unions, `%constants` and string
-//! literals. It walks the input by reference (no copying of the document), where the
+//! `where(path = 'literal')`, `first()`, `[n]`, `exists()`, unions, `%constants` and
+//! string literals. It walks the input by reference (no copying of the document), where the
 //! general evaluator copies sub-trees at every step. Expressions outside this subset
 //! keep using the general evaluator; `tests` check both give the same results.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rh_fhirpath::{EqualityOperator, Expression, Invocation, Literal, Term};
@@ -23,6 +24,8 @@ pub enum Plan {
 pub enum Step {
     Member(String),
     First,
+    /// `[n]`: the n-th item (0-based) of the collection so far.
+    Index(usize),
     /// Keep items whose relative path gives exactly one value equal to the literal.
     WhereEq(Vec<Step>, Value),
 }
@@ -48,26 +51,38 @@ impl Plan {
         }
     }
 
-    pub fn eval(&self, root: &Value, constants: &BTreeMap<String, String>) -> Vec<Value> {
+    /// Evaluates, borrowing from the input wherever the result is part of it.
+    pub fn eval<'v>(
+        &self,
+        root: &'v Value,
+        constants: &BTreeMap<String, String>,
+    ) -> Vec<Cow<'v, Value>> {
         let mut out = Vec::new();
         self.eval_into(root, constants, &mut out);
         out
     }
 
-    fn eval_into(&self, root: &Value, constants: &BTreeMap<String, String>, out: &mut Vec<Value>) {
+    fn eval_into<'v>(
+        &self,
+        root: &'v Value,
+        constants: &BTreeMap<String, String>,
+        out: &mut Vec<Cow<'v, Value>>,
+    ) {
         match self {
-            Plan::Path(steps) => out.extend(navigate(steps, root).into_iter().cloned()),
-            Plan::Constant(name) => {
-                out.extend(constants.get(name).map(|v| Value::String(v.clone())))
-            }
-            Plan::Text(s) => out.push(Value::String(s.clone())),
+            Plan::Path(steps) => out.extend(navigate(steps, root).into_iter().map(Cow::Borrowed)),
+            Plan::Constant(name) => out.extend(
+                constants
+                    .get(name)
+                    .map(|v| Cow::Owned(Value::String(v.clone()))),
+            ),
+            Plan::Text(s) => out.push(Cow::Owned(Value::String(s.clone()))),
             Plan::Union(a, b) => {
                 // FHIRPath `|` merges and drops duplicates, keeping first-seen order.
                 let mut items = Vec::new();
                 a.eval_into(root, constants, &mut items);
                 b.eval_into(root, constants, &mut items);
                 for v in items {
-                    if !out.contains(&v) {
+                    if !out.iter().any(|o| **o == *v) {
                         out.push(v);
                     }
                 }
@@ -75,7 +90,7 @@ impl Plan {
             Plan::Exists(p) => {
                 let mut found = Vec::new();
                 p.eval_into(root, constants, &mut found);
-                out.push(Value::Bool(!found.is_empty()));
+                out.push(Cow::Owned(Value::Bool(!found.is_empty())));
             }
         }
     }
@@ -84,6 +99,14 @@ impl Plan {
 /// A member path with `first()` / `where(path = 'literal')` steps, outermost last.
 fn steps(e: &Expression) -> Option<Vec<Step>> {
     match e {
+        Expression::Indexer { left, index } => {
+            let Expression::Term(Term::Literal(Literal::Integer(n))) = index.as_ref() else {
+                return None;
+            };
+            let mut s = steps(left)?;
+            s.push(Step::Index(usize::try_from(*n).ok()?));
+            Some(s)
+        }
         Expression::Term(Term::Invocation(Invocation::Member(m))) => {
             Some(vec![Step::Member(m.clone())])
         }
@@ -138,6 +161,7 @@ fn navigate<'v>(steps: &[Step], start: &'v Value) -> Vec<&'v Value> {
                 current = next;
             }
             Step::First => current.truncate(1),
+            Step::Index(n) => current = current.get(*n).map(|v| vec![*v]).unwrap_or_default(),
             Step::WhereEq(path, literal) => current.retain(|item| {
                 let found = navigate(path, item);
                 found.len() == 1 && found[0] == literal
