@@ -63,6 +63,8 @@ pub enum Disposition {
         message_id: String,
         attempts: u32,
         error: GatewayError,
+        /// The mapping (name@version) that made the failing payload, for parking headers.
+        mapping: String,
     },
 }
 
@@ -184,8 +186,9 @@ impl Pipeline {
                 message_id,
                 attempts,
                 error,
+                mapping,
             } => warn!(
-                flow = REFERRAL_FLOW, message_id, attempts, stage = error.stage.as_str(),
+                flow = REFERRAL_FLOW, message_id, attempts, mapping, stage = error.stage.as_str(),
                 class = error.class.as_str(), error = %error.reason(), "parked"
             ),
         }
@@ -462,9 +465,20 @@ impl Pipeline {
                     message_id,
                     attempts,
                     error,
+                    mapping: self.mapping_of(destination),
                 }
             }
         }
+    }
+
+    /// The mapping id a destination renders with (the PRSB payload's when none, and for
+    /// failures before any destination).
+    fn mapping_of(&self, destination: &str) -> String {
+        self.destinations
+            .iter()
+            .find(|d| d.name == destination)
+            .and_then(|d| d.mapping_version())
+            .unwrap_or_else(|| MAPPING_VERSION.to_string())
     }
 
     /// Writes the outcome, its delivery rows and audit rows in one store write, then

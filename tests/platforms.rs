@@ -391,5 +391,14 @@ async fn a_wrong_charitylog_key_parks_the_referral_without_retrying() {
     assert_eq!(row.attempts, 1);
     assert!(row.last_error.unwrap().contains("401"));
     assert_eq!(log.lock().unwrap().refused, ["keys"]);
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    let parked = clw_gateway::broker::dlq::list(&amqp_url(), &h.t)
+        .await
+        .unwrap();
+    assert_eq!(
+        parked[0].mapping, "charitylog-referral@1",
+        "the header names the mapping"
+    );
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
     h.finish().await;
 }

@@ -24,7 +24,7 @@ use super::headers::{
 use super::{Topology, connect};
 use crate::error::{GatewayError, Result, Stage};
 use crate::intake::envelope::ATTEMPT_HEADER;
-use crate::pipeline::{self, Disposition, Inbound, Pipeline};
+use crate::pipeline::{Disposition, Inbound, Pipeline};
 use crate::shutdown::Shutdown;
 
 /// Whether the source is connected and consuming (for /readyz).
@@ -255,9 +255,15 @@ async fn settle(
             .await
         }
         Disposition::Park {
-            attempts, error, ..
+            attempts,
+            error,
+            mapping,
+            ..
         } => {
-            let table = headers::with(original, &park_headers(*attempts, error, routing_key));
+            let table = headers::with(
+                original,
+                &park_headers(*attempts, error, mapping, routing_key),
+            );
             publish_confirmed(
                 publisher,
                 &topology.dead_letter_exchange(),
@@ -273,6 +279,7 @@ async fn settle(
 pub(crate) fn park_headers(
     attempts: u32,
     error: &GatewayError,
+    mapping: &str,
     routing_key: String,
 ) -> Vec<(&'static str, String)> {
     vec![
@@ -281,7 +288,7 @@ pub(crate) fn park_headers(
         (ERROR, error.reason()),
         (FIELD, error.field.clone().unwrap_or_default()),
         (ATTEMPTS, attempts.to_string()),
-        (MAPPING_VERSION, pipeline::MAPPING_VERSION.to_string()),
+        (MAPPING_VERSION, mapping.to_string()),
         (PARKED_AT, chrono::Utc::now().to_rfc3339()),
         (PARKED_BY, hostname()),
         (ROUTING_KEY, routing_key),

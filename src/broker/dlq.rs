@@ -6,7 +6,9 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, Confirm
 use lapin::types::ShortString;
 
 use super::consumer::publish_confirmed;
-use super::headers::{self, ATTEMPTS, ERROR, ERROR_CLASS, FIELD, PARKED_AT, STAGE};
+use super::headers::{
+    self, ATTEMPTS, ERROR, ERROR_CLASS, FIELD, MAPPING_VERSION, PARKED_AT, STAGE,
+};
 use super::{Topology, connect};
 use crate::error::Result;
 use crate::intake::Headers;
@@ -25,6 +27,8 @@ pub struct ParkedMessage {
     pub field: String,
     pub attempts: String,
     pub parked_at: String,
+    /// The mapping (name@version) behind the failing payload.
+    pub mapping: String,
     pub body_bytes: usize,
 }
 
@@ -59,6 +63,7 @@ impl ParkedMessage {
             field: get(FIELD),
             attempts: get(ATTEMPTS),
             parked_at: get(PARKED_AT),
+            mapping: get(MAPPING_VERSION),
             body_bytes,
         }
     }

@@ -114,8 +114,8 @@ pub async fn dlq_list(config: &Config) -> Result<()> {
     }
     for p in &parked {
         println!(
-            "{}\t{}\t{}\tattempts={}\tparked_at={}\t{}",
-            p.message_id, p.stage, p.error_class, p.attempts, p.parked_at, p.reason
+            "{}\t{}\t{}\tattempts={}\tparked_at={}\tmapping={}\t{}",
+            p.message_id, p.stage, p.error_class, p.attempts, p.parked_at, p.mapping, p.reason
         );
     }
     Ok(())

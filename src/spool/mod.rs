@@ -165,6 +165,7 @@ impl SpoolSource {
                     message_id,
                     attempts,
                     error,
+                    ..
                 } => {
                     self.fail(&file, &message_id, attempts, &error);
                     return;
