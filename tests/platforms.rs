@@ -30,6 +30,8 @@ struct Log {
     refused: Vec<String>,
     /// Status codes to answer referral/add with before accepting (e.g. 503).
     script: Vec<u16>,
+    /// Lamplight profile searches made ("field=value").
+    searches: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Log>>;
@@ -96,6 +98,37 @@ async fn lamplight(
     if form.iter().any(|(_, v)| v.contains('<') && v.contains('>')) {
         refuse(&mut log, "html".into());
         return lamplight_error(9999, "Data provided may have been a malicious attack");
+    }
+    if let Some(query) = path.strip_prefix("/api/people/some/role/user/") {
+        // Search by a published field: 'contains' match, as documented.
+        let Some((name, value)) = query.split_once('/') else {
+            refuse(&mut log, "search path".into());
+            return lamplight_error(1004, "Method not recognised");
+        };
+        let decode = |s: &str| -> String {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("x={s}")).unwrap()[0]
+                .1
+                .clone()
+        };
+        let (name, value) = (decode(name), decode(value));
+        let stored = name.to_lowercase();
+        let data: Vec<Value> = log
+            .accepted
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, f))| {
+                p.starts_with("/api/people/add") && field(f, &stored).is_some_and(|v| v.contains(&value))
+            })
+            .map(|(i, (_, f))| {
+                json!({"id": 1001 + i, "surname": field(f, "surname"), name.clone(): field(f, &stored)})
+            })
+            .collect();
+        log.searches.push(format!("{name}={value}"));
+        let n = data.len();
+        return (
+            StatusCode::OK,
+            json!({"data": data, "meta": {"numRecords": n, "totalRecords": n}}).to_string(),
+        );
     }
     match path.as_str() {
         "/api/people/add/role/user" => {
@@ -253,29 +286,11 @@ fn only(c: &mut Config, name: &str, d: DestinationConfig) {
 #[tokio::test]
 async fn lamplight_gets_one_profile_and_one_referral_even_when_referral_add_is_retried() {
     let (url, log) = serve(axum::routing::any(lamplight), &[503]).await;
-    // SAFETY: a value no other test reads.
-    unsafe { std::env::set_var("CLW_TEST_LAMPLIGHT_KEY", KEY) };
     let h = Harness::start_with("lamplight", &[], &["200ms", "200ms"], |c| {
         only(
             c,
             "lamplight",
-            DestinationConfig::Lamplight(LamplightConfig {
-                base_url: format!("{url}/api"),
-                lampid: LAMPID.into(),
-                project: PROJECT.into(),
-                key_env: Some("CLW_TEST_LAMPLIGHT_KEY".into()),
-                key_file: None,
-                role: "user".into(),
-                person_mapping: "lamplight-person".into(),
-                mapping: "lamplight-referral".into(),
-                timeout: std::time::Duration::from_secs(5),
-                connect_timeout: std::time::Duration::from_secs(2),
-                agreement: Some("DSA-LAMPLIGHT-1".into()),
-                allow: ALLOW.iter().map(|s| s.to_string()).collect(),
-                constants: [("referrer", "1042"), ("workareaid", "7")]
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .into(),
-            }),
+            lamplight_config(&url, "lamplight-person", None),
         )
     })
     .await;
@@ -305,6 +320,78 @@ async fn lamplight_gets_one_profile_and_one_referral_even_when_referral_add_is_r
             field(referral, "referral_reason")
                 .unwrap()
                 .starts_with("Social isolation")
+        );
+    }
+    h.finish().await;
+}
+
+fn lamplight_config(
+    url: &str,
+    person_mapping: &str,
+    matching: Option<(&str, &str)>,
+) -> DestinationConfig {
+    // SAFETY: a value no other test reads.
+    unsafe { std::env::set_var("CLW_TEST_LAMPLIGHT_KEY", KEY) };
+    DestinationConfig::Lamplight(LamplightConfig {
+        base_url: format!("{url}/api"),
+        lampid: LAMPID.into(),
+        project: PROJECT.into(),
+        key_env: Some("CLW_TEST_LAMPLIGHT_KEY".into()),
+        key_file: None,
+        role: "user".into(),
+        person_mapping: person_mapping.into(),
+        match_field: matching.map(|m| m.0.to_string()),
+        match_from: matching.map(|m| m.1.to_string()),
+        mapping: "lamplight-referral".into(),
+        timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(2),
+        agreement: Some("DSA-LAMPLIGHT-1".into()),
+        allow: ALLOW.iter().map(|s| s.to_string()).collect(),
+        constants: [("referrer", "1042"), ("workareaid", "7")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+    })
+}
+
+/// With match_field set, a person Lamplight already has is found, not created again.
+#[tokio::test]
+async fn lamplight_finds_a_known_person_by_nhs_number_instead_of_creating_them_again() {
+    let (url, log) = serve(axum::routing::any(lamplight), &[]).await;
+    let h = Harness::start_with("lamplight-find", &[], &["200ms"], |c| {
+        only(
+            c,
+            "lamplight",
+            lamplight_config(
+                &url,
+                "lamplight-person-nhs",
+                Some(("NHS_number", "nhs_number")),
+            ),
+        )
+    })
+    .await;
+    let (first, second) = (unique("ref"), unique("ref"));
+    h.publish(&first, &referral()).await;
+    h.wait_state(&first, "delivered").await;
+    h.publish(&second, &referral()).await;
+    h.wait_state(&second, "delivered").await;
+    {
+        let log = log.lock().unwrap();
+        assert!(log.refused.is_empty(), "{:?}", log.refused);
+        let paths: Vec<&str> = log.accepted.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/api/people/add/role/user",
+                "/api/referral/add/",
+                "/api/referral/add/"
+            ],
+            "one profile for two referrals"
+        );
+        assert_eq!(field(&log.accepted[0].1, "nhs_number"), Some("9912003888"));
+        assert_eq!(field(&log.accepted[2].1, "attendee"), Some("1001"));
+        assert_eq!(
+            log.searches,
+            ["NHS_number=9912003888", "NHS_number=9912003888"]
         );
     }
     h.finish().await;

@@ -372,6 +372,11 @@ pub struct LamplightConfig {
     pub role: String,
     /// A form mapping for `people/add` (the person's profile).
     pub person_mapping: String,
+    /// Find before create: a publishable Lamplight profile field that identifies a
+    /// person (as Lamplight names it in search paths, e.g. `NHS_number`)...
+    pub match_field: Option<String>,
+    /// ...and the person mapping's field holding the value to look for.
+    pub match_from: Option<String>,
     /// A form mapping for `referral/add`.
     pub mapping: String,
     #[serde(default = "default_timeout", with = "humantime_serde")]

@@ -1,16 +1,17 @@
 //! Lamplight (lamplight-publishing.co.uk datain API; github.com/mattparker/lamplight-phpclient
 //! docs): every request is a POST of form fields carrying `lampid`, `project` and `key`.
-//! Lamplight will not create the referred person itself, so a delivery is two calls:
-//! `people/add/role/{role}` (the person mapping) → profile id, then `referral/add/`
-//! (the referral mapping) with `attendee` = that id. Answers are JSON:
+//! Lamplight will not create the referred person itself, so a delivery is: find the
+//! person (when `match_field` is set: `people/some/role/{role}/{field}/{value}`, a
+//! 'contains' search over published profiles, checked here for an exact match), else
+//! `people/add/role/{role}` (the person mapping) → profile id; then `referral/add/` (the
+//! referral mapping) with `attendee` = that id. Answers are JSON:
 //! `{"data": {"id": N, ...}, "meta": ...}` or `{"error": code, "msg": "..."}`.
 //!
 //! Lamplight takes no idempotency key. The profile id made for a message is kept for
 //! the process's lifetime, so a retry (e.g. after referral/add timed out) does not make
-//! a second profile; after a restart it would, and Lamplight's duplicate check on
-//! import is then the safety net.
+//! a second profile; after a restart, only `match_field` finds it again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -28,11 +29,13 @@ pub struct LamplightDestination {
     host: String,
     role: String,
     credentials: [(String, String); 3],
+    /// (Lamplight search field, person-mapping field with the value).
+    matching: Option<(String, String)>,
     /// Renders the person's profile from the canonical referral.
     pub person_mapping: Arc<Mapping>,
-    pub constants: std::collections::BTreeMap<String, String>,
+    pub constants: BTreeMap<String, String>,
     http: Http,
-    /// message id → profile id created for it.
+    /// message id → profile id created or found for it.
     profiles: Mutex<HashMap<String, i64>>,
 }
 
@@ -50,6 +53,7 @@ impl LamplightDestination {
                 ("project".into(), c.project.clone()),
                 ("key".into(), key),
             ],
+            matching: c.match_field.clone().zip(c.match_from.clone()),
             person_mapping,
             constants: c.constants.clone(),
             http: Http::new(name, c.connect_timeout, c.timeout)?,
@@ -67,12 +71,21 @@ impl LamplightDestination {
         let profile = match known {
             Some(id) => id,
             None => {
-                let id = self
-                    .post(
-                        &format!("people/add/role/{}", self.role),
-                        form_fields(person),
-                    )
-                    .await?;
+                let found = match &self.matching {
+                    Some((field, from)) => self.find(field, from, person).await?,
+                    None => None,
+                };
+                let id = match found {
+                    Some(id) => id,
+                    None => {
+                        let path = format!("people/add/role/{}", self.role);
+                        record_id(
+                            &self.name,
+                            &path,
+                            self.call(&path, form_fields(person)).await?,
+                        )?
+                    }
+                };
                 self.profiles
                     .lock()
                     .await
@@ -85,20 +98,71 @@ impl LamplightDestination {
             .filter(|(k, _)| k != "attendee")
             .collect();
         fields.push(("attendee".into(), profile.to_string()));
-        self.post("referral/add/", fields).await?;
+        let path = "referral/add/";
+        record_id(&self.name, path, self.call(path, fields).await?)?;
         self.profiles.lock().await.remove(req.message_id);
         Ok(Delivered { status: Some(200) })
     }
 
-    /// POSTs form fields plus credentials; the id Lamplight answers with.
-    async fn post(&self, path: &str, mut fields: Vec<(String, String)>) -> Result<i64> {
+    /// The one published profile whose `field` is exactly the person's `from` value;
+    /// None when there is none, or the person has no such value.
+    async fn find(
+        &self,
+        field: &str,
+        from: &str,
+        person: &[(String, Value)],
+    ) -> Result<Option<i64>> {
+        let Some(value) = person
+            .iter()
+            .find(|(k, _)| k == from)
+            .and_then(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+        else {
+            return Ok(None);
+        };
+        let mut path = format!("people/some/role/{}/", self.role);
+        path.extend(url::form_urlencoded::byte_serialize(field.as_bytes()));
+        path.push('/');
+        path.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+        let body = self
+            .call(&path, vec![("return".into(), "full".into())])
+            .await?;
+        if lamplight_error(&body).is_some() {
+            // "Nothing published matches" comes back as an error code.
+            return Ok(None);
+        }
+        let exact: Vec<i64> = body
+            .get("data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.get(field).and_then(Value::as_str) == Some(value))
+            .filter_map(|r| r.get("id").and_then(Value::as_i64))
+            .collect();
+        match exact[..] {
+            [] => Ok(None),
+            [id] => Ok(Some(id)),
+            _ => Err(GatewayError::permanent(
+                Stage::Deliver,
+                format!(
+                    "{}: {} published Lamplight profiles have this person's {field}; merge them in Lamplight, then replay",
+                    self.name,
+                    exact.len()
+                ),
+            )),
+        }
+    }
+
+    /// POSTs form fields plus credentials (Lamplight recommends POST for every call);
+    /// the JSON answer.
+    async fn call(&self, path: &str, mut fields: Vec<(String, String)>) -> Result<Value> {
         fields.extend(self.credentials.iter().cloned());
         let url = format!("{}/{path}", self.base);
         let resp = self
             .http
             .send(self.http.client.post(&url).form(&fields), &self.host)
             .await?;
-        let body: Value = resp.json().await.map_err(|_| {
+        resp.json().await.map_err(|_| {
             GatewayError::transient(
                 Stage::Deliver,
                 format!(
@@ -106,35 +170,41 @@ impl LamplightDestination {
                     self.name
                 ),
             )
-        })?;
-        if let Some(code) = body
-            .get("error")
-            .filter(|e| !e.is_null() && *e != &Value::Bool(false))
-        {
-            let msg = body
-                .get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
-            // Lamplight's codes (1xxx, 9999) are all about the data or the account's
-            // settings: sending the same again will not help.
-            return Err(GatewayError::permanent(
-                Stage::Deliver,
-                format!(
-                    "{}: {path} refused it: Lamplight error {code}: {msg}",
-                    self.name
-                ),
-            ));
-        }
-        let id = match body.get("data") {
-            Some(Value::Object(d)) => d.get("id").and_then(Value::as_i64),
-            Some(v) => v.as_i64(),
-            None => None,
-        };
-        id.filter(|&i| i > 0).ok_or_else(|| {
-            GatewayError::transient(
-                Stage::Deliver,
-                format!("{}: {path} answered without a record id", self.name),
-            )
         })
     }
+}
+
+/// Lamplight's error code and message, when the answer is an error.
+fn lamplight_error(body: &Value) -> Option<(String, String)> {
+    let code = body
+        .get("error")
+        .filter(|e| !e.is_null() && *e != &Value::Bool(false))?;
+    let msg = body
+        .get("msg")
+        .and_then(Value::as_str)
+        .unwrap_or("no message");
+    Some((code.to_string(), msg.to_string()))
+}
+
+/// The id of the record a datain call made.
+fn record_id(name: &str, path: &str, body: Value) -> Result<i64> {
+    if let Some((code, msg)) = lamplight_error(&body) {
+        // Lamplight's codes (1xxx, 9999) are all about the data or the account's
+        // settings: sending the same again will not help.
+        return Err(GatewayError::permanent(
+            Stage::Deliver,
+            format!("{name}: {path} refused it: Lamplight error {code}: {msg}"),
+        ));
+    }
+    let id = match body.get("data") {
+        Some(Value::Object(d)) => d.get("id").and_then(Value::as_i64),
+        Some(v) => v.as_i64(),
+        None => None,
+    };
+    id.filter(|&i| i > 0).ok_or_else(|| {
+        GatewayError::transient(
+            Stage::Deliver,
+            format!("{name}: {path} answered without a record id"),
+        )
+    })
 }

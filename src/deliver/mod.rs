@@ -52,7 +52,8 @@ pub enum Adapter {
     File(FileDestination),
     Csv(CsvDestination),
     Charitylog(CharitylogDestination),
-    Lamplight(LamplightDestination),
+    // Boxed: by far the largest adapter (credentials, person mapping, profile cache).
+    Lamplight(Box<LamplightDestination>),
     Fhir(FhirDestination),
 }
 
@@ -120,7 +121,7 @@ impl Destination {
                 let key = format!("destinations.{name}.person_mapping");
                 expect_format(&person, OutputFormat::Form, &key)?;
                 (
-                    Adapter::Lamplight(LamplightDestination::new(name, c, person)?),
+                    Adapter::Lamplight(Box::new(LamplightDestination::new(name, c, person)?)),
                     OutputFormat::Form,
                 )
             }
