@@ -1,13 +1,13 @@
 //! Per-stage CPU cost of one referral (no broker, no network):
 //! `cargo bench --bench stages`. Prints µs per referral for each stage.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clw_gateway::deliver::{field_names, referral_payload};
 use clw_gateway::intake::decode_referral;
-use clw_gateway::schema::CompiledSchema;
+use clw_gateway::mapping::MappingSet;
 
 fn time<T>(name: &str, n: u32, mut f: impl FnMut() -> T) {
     for _ in 0..n / 10 {
@@ -27,9 +27,12 @@ fn time<T>(name: &str, n: u32, mut f: impl FnMut() -> T) {
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let body = std::fs::read(root.join("examples/referral-bundle.json")).unwrap();
-    let schema = CompiledSchema::load(&root.join("schemas/prsb-referral.v1.schema.json")).unwrap();
+    let set = MappingSet::load_configured(&root.join("mappings")).unwrap();
+    let prsb = set.get("prsb-referral").unwrap().clone();
     let decoded = decode_referral(&body).unwrap();
-    let payload = referral_payload("m1", &decoded.referral);
+    let canonical = serde_json::to_value(&decoded.referral).unwrap();
+    let constants = BTreeMap::from([("message_id".to_string(), "m1".to_string())]);
+    let payload = prsb.apply(&canonical, &constants).unwrap().document;
     let n = 5000;
     println!("body: {} bytes", body.len());
     time("parse JSON only", n, || {
@@ -38,20 +41,19 @@ fn main() {
     time("decode Bundle → Referral", n, || {
         decode_referral(&body).unwrap()
     });
-    time("build payload", n, || {
-        referral_payload("m1", &decoded.referral)
+    time("canonical JSON", n, || {
+        serde_json::to_value(&decoded.referral).unwrap()
     });
-    time("validate payload schema", n, || {
-        schema.check(&payload).unwrap()
+    time("map + schema (prsb-referral)", n, || {
+        prsb.apply(&canonical, &constants).unwrap()
     });
-    time("audit field names", n, || field_names(&payload));
     time("serialise payload", n, || {
         serde_json::to_vec(&payload).unwrap()
     });
     time("all of the above", n, || {
         let d = decode_referral(&body).unwrap();
-        let p = referral_payload("m1", &d.referral);
-        schema.check(&p).unwrap();
-        (field_names(&p), serde_json::to_vec(&p).unwrap())
+        let c = serde_json::to_value(&d.referral).unwrap();
+        let p = prsb.apply(&c, &constants).unwrap();
+        serde_json::to_vec(&p.document).unwrap()
     });
 }

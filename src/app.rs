@@ -9,14 +9,15 @@ use tracing::info;
 
 use crate::broker::{self, BrokerSource, BrokerStatus};
 use crate::config::Config;
+use crate::engine::{Engine, Pipeline};
 use crate::error::Result;
+use crate::flows::referral::ReferralFront;
 use crate::http::{self, HttpState};
-use crate::mapping::MappingSet;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::spool::{SpoolDirs, SpoolSource};
 use crate::store::Store;
+use crate::wiring::Wiring;
 
 pub struct Running {
     trigger: ShutdownTrigger,
@@ -48,17 +49,21 @@ impl Running {
     }
 }
 
-/// Starts everything and returns once the store is migrated and HTTP is listening.
+/// Starts everything and returns once the store is migrated and HTTP is listening. A
+/// configuration problem (any the wiring plan finds) stops start-up, reported whole.
 pub async fn start(config: Config) -> Result<Running> {
-    // A broken mapping must stop start-up, not the first message that needs it.
-    if config.mappings.dir.is_dir() {
-        let set = MappingSet::load(&config.mappings.dir)?;
-        info!(
-            mappings = set.iter().count(),
-            code_maps = set.codes.len(),
-            "mappings loaded"
-        );
-    }
+    let wiring = Wiring::build(&config).map_err(|e| e.into_error())?;
+    start_wired(config, wiring).await
+}
+
+/// Starts from a wiring plan already built (and reported on) by the caller.
+pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
+    info!(
+        mappings = wiring.mappings.iter().count(),
+        code_maps = wiring.mappings.codes.len(),
+        destinations = wiring.destinations.len(),
+        "configuration wired"
+    );
     let store = Store::connect(
         &config.store_url(),
         config.store.max_connections,
@@ -66,11 +71,19 @@ pub async fn start(config: Config) -> Result<Running> {
     )
     .await?;
     let metrics = Metrics::new();
-    let pipeline = Arc::new(Pipeline::from_config(
-        &config,
-        store.clone(),
-        metrics.clone(),
-    )?);
+    let engine = Arc::new(Engine {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        tiers: config.retry.tiers.clone(),
+        actor: config.gateway.instance.clone(),
+    });
+    let pipeline = Arc::new(Pipeline::new(
+        engine,
+        Box::new(ReferralFront::new(
+            &wiring.referrals,
+            config.intake.max_message_bytes,
+        )),
+    ));
     if config.broker.is_none() {
         // Exist before start returns, so files can be dropped at once.
         SpoolDirs::for_flow(&config.spool_dir(), "referrals").create()?;

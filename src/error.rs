@@ -1,4 +1,4 @@
-//! One error taxonomy for every stage (DESIGN.md "Errors, one taxonomy").
+//! One error taxonomy for every stage (ARCHITECTURE.md "Errors").
 //!
 //! Messages never carry patient values: they name the field (a FHIR path or a
 //! JSON pointer) and say what is wrong with it.
@@ -66,6 +66,11 @@ pub struct GatewayError {
     pub message: String,
     /// A destination's Retry-After, honoured when choosing the retry tier.
     pub retry_after: Option<Duration>,
+    /// The HTTP status a destination answered with, when it answered.
+    pub status: Option<u16>,
+    /// The request may have reached the destination (it timed out or broke off after
+    /// sending): its effect is unknown, not absent.
+    pub sent: bool,
 }
 
 impl GatewayError {
@@ -76,6 +81,8 @@ impl GatewayError {
             field: None,
             message: message.into(),
             retry_after: None,
+            status: None,
+            sent: false,
         }
     }
 

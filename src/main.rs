@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clw_gateway::config::{Config, LogFormat};
 use clw_gateway::error::GatewayError;
+use clw_gateway::wiring::Wiring;
 use clw_gateway::{app, broker, cli, shutdown};
 
 /// clw-gateway moves social-prescribing referrals from GP systems to Community Link
@@ -105,14 +106,26 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+    // serve and check report the configuration's problems together with the wiring
+    // plan's (Wiring::build); the other commands need only a valid file.
+    let wired = matches!(cli.command, Command::Serve | Command::Check);
+    let loaded = if wired {
+        Config::parse(cli.config.as_deref(), std::env::vars())
+    } else {
+        Config::load(cli.config.as_deref(), std::env::vars())
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     let result: Result<(), GatewayError> = match cli.command {
         Command::Serve => {
+            let wiring = match Wiring::build(&config) {
+                Ok(w) => w,
+                Err(e) => return fail(e),
+            };
             init_logging(&config);
-            serve(config).await
+            serve(config, wiring).await
         }
         Command::Check => return cli::check(&config).await,
         Command::Dlq { command } => match command {
@@ -155,8 +168,8 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), GatewayError> {
-    let running = app::start(config).await?;
+async fn serve(config: Config, wiring: Wiring) -> Result<(), GatewayError> {
+    let running = app::start_wired(config, wiring).await?;
     tokio::spawn(shutdown::on_signals(running.trigger().clone()));
     running.wait().await
 }

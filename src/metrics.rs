@@ -113,6 +113,9 @@ impl Metrics {
     }
 }
 
+/// The destination label of a failure that came before any destination.
+pub const NO_DESTINATION: &str = "none";
+
 pub fn flow(flow: &str) -> FlowLabels {
     FlowLabels {
         flow: flow.to_string(),

@@ -56,14 +56,14 @@ async fn happy_path_delivers_once_with_the_right_fields() {
     let audit = h.gw.store.audit("referral", &id).await.unwrap();
     let delivered = audit
         .iter()
-        .find(|a| a.entry.action == "delivered")
+        .find(|a| a.entry.action.as_str() == "delivered")
         .expect("audited");
     assert_eq!(delivered.entry.agreement.as_deref(), Some("DSA-TEST-1"));
     assert!(
         delivered
             .entry
             .fields
-            .contains(&"person_demographics.nhs_number".to_string())
+            .contains(&"referral.person_demographics.nhs_number".to_string())
     );
     assert!(
         !format!("{audit:?}").contains("9912003888"),
@@ -124,7 +124,10 @@ async fn two_503s_then_200_delivers_once_after_three_attempts() {
     );
     let audit = h.gw.store.audit("referral", &id).await.unwrap();
     assert_eq!(
-        audit.iter().filter(|a| a.entry.action == "retry").count(),
+        audit
+            .iter()
+            .filter(|a| a.entry.action.as_str() == "retry")
+            .count(),
         2
     );
     for q in h.t.queue_names() {
@@ -419,21 +422,15 @@ async fn the_topology_is_declared_as_exported() {
 
 /// A CSV sheet for the programme beside the webhook, through the csv-referral mapping.
 fn add_sheet(c: &mut clw_gateway::config::Config, allow: &[&str]) -> std::path::PathBuf {
-    use clw_gateway::config::{CsvConfig, DestinationConfig, FilePer};
     let dir = c.gateway.data_dir.join("sheet");
     c.mappings.dir = repo_path("mappings");
     c.destinations.insert(
-        "sheet".into(),
-        DestinationConfig::Csv(CsvConfig {
-            dir: dir.clone(),
-            mapping: "csv-referral".into(),
-            file_prefix: "referrals".into(),
-            file_per: FilePer::Day,
-            batch_rows: 500,
-            agreement: Some("DSA-SHEET-1".into()),
-            allow: allow.iter().map(|s| s.to_string()).collect(),
-            constants: Default::default(),
-        }),
+        "sheet",
+        destination(&format!(
+            "kind = \"csv\"\ndir = {:?}\nmapping = \"csv-referral\"\nagreement = \"DSA-SHEET-1\"\nallow = {:?}\n",
+            dir.display().to_string(),
+            allow
+        )),
     );
     c.referrals.destinations.push("sheet".into());
     dir

@@ -38,7 +38,11 @@ fn check_passes_on_the_example_embedded_config() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("ok   destination outbox"), "{}", text(&o));
+    assert!(
+        text(&o).contains("ok   destination outbox (file for referral, mapping prsb-referral@1)"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -50,14 +54,16 @@ fn check_names_the_bad_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("broker.prefetch"), "{}", text(&o));
 
-    std::fs::write(&path, "[destinations.hook]\nkind = \"webhook\"\nurl = \"https://x\"\ntoken_env = \"CLW_TEST_UNSET_TOKEN\"\n[referrals]\ndestinations = [\"hook\"]\n").unwrap();
+    std::fs::write(&path, "[destinations.hook]\nkind = \"webhook\"\nurl = \"https://x\"\ntoken = { env = \"CLW_TEST_UNSET_TOKEN\" }\nallow = [\"referral_details\"]\n[referrals]\ndestinations = [\"hook\"]\n").unwrap();
     let o = gateway(
         &["--config", path.to_str().unwrap(), "check"],
         &[("CLW_GATEWAY__DATA_DIR", dir.path().display().to_string())],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("destinations.hook.token_env"),
+        text(&o).contains(
+            "destinations.hook.token: environment variable CLW_TEST_UNSET_TOKEN is not set"
+        ),
         "{}",
         text(&o)
     );
@@ -204,7 +210,7 @@ fn check_passes_on_the_example_csv_sheet_config() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("ok   destination sheet (mapping csv-referral@1)"),
+        text(&o).contains("ok   destination sheet (csv for referral, mapping csv-referral@1)"),
         "{}",
         text(&o)
     );
@@ -238,11 +244,65 @@ fn check_accepts_the_production_example_with_every_adapter() {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     for want in [
-        "ok   destination leeds-links (mapping prsb-referral@1)",
-        "ok   destination leeds-lamplight (mapping lamplight-referral@1)",
-        "ok   destination leeds-sheet (mapping csv-referral@1)",
-        "ok   destination york-charitylog (mapping charitylog-referral@1)",
+        "ok   destination leeds-links (webhook for referral, mapping prsb-referral@1)",
+        "ok   destination leeds-lamplight (lamplight for referral, mapping lamplight-referral@1)",
+        "ok   destination leeds-sheet (csv for referral, mapping csv-referral@1)",
+        "ok   destination york-charitylog (charitylog for referral, mapping charitylog-referral@1)",
     ] {
         assert!(out.contains(want), "{want}\n{out}");
+    }
+}
+
+/// The same broken configuration gives the same problems, each named by its key,
+/// whether `check` or start-up (`serve`) meets it.
+#[test]
+fn check_and_start_up_report_the_same_problems_for_the_same_broken_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\ndata_dir = {:?}\n[http]\nenabled = false\n[retry]\ntiers = [\"0s\"]\n\
+             [referrals]\ndestinations = [\"hook\", \"nowhere\", \"lamp\"]\n\
+             [destinations.hook]\nkind = \"webhook\"\nurl = \"http://clw.example.org/in\"\n\
+             token = {{ env = \"CLW_TEST_SURELY_UNSET_1\" }}\nallow = [\"referral_details\"]\n\
+             [destinations.lamp]\nkind = \"lamplight\"\nlampid = \"1\"\nproject = \"2\"\n\
+             key = {{ env = \"CLW_TEST_SURELY_UNSET_2\", file = \"/x\" }}\n\
+             person_mapping = \"no-such-mapping\"\nmapping = \"lamplight-referral\"\nallow = [\"referral_details\"]\n\
+             [destinations.typo]\nkind = \"webhook\"\nurl = \"https://x.example.org\"\nallow = [\"consent\"]\ntimeot = \"5s\"\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let problems = |o: &Output| -> Vec<String> {
+        let mut p: Vec<String> = text(o)
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("- "))
+            .map(str::to_string)
+            .collect();
+        p.sort();
+        p
+    };
+    let config = path.to_str().unwrap();
+    let check = gateway(&["--config", config, "check"], &[]);
+    let serve = gateway(&["--config", config, "serve"], &[]);
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert_eq!(serve.status.code(), Some(2), "{}", text(&serve));
+    let (from_check, from_serve) = (problems(&check), problems(&serve));
+    assert_eq!(from_check, from_serve);
+    for key in [
+        "retry.tiers:",
+        "referrals.destinations[1]: no destination named \"nowhere\"",
+        "destinations.hook.url: must be https://",
+        "destinations.hook.token: environment variable CLW_TEST_SURELY_UNSET_1 is not set",
+        "destinations.lamp.key: set env or file, not both",
+        "destinations.lamp.person_mapping: no mapping \"no-such-mapping\"",
+        "destinations.hook.allow: mapping prsb-referral reads",
+        "destinations.typo: unknown field `timeot`",
+    ] {
+        assert!(
+            from_check.iter().any(|p| p.starts_with(key)),
+            "{key}\n{from_check:#?}"
+        );
     }
 }

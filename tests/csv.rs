@@ -1,42 +1,29 @@
 //! The CSV destination on its own: atomic appends, no second row for a redelivery,
 //! batch rollover, Excel-friendly encoding.
 
-use clw_gateway::config::{CsvConfig, FilePer};
-use clw_gateway::deliver::{CsvDestination, DeliveryRequest};
+mod common;
+
+use clw_gateway::deliver::Destination;
+use common::*;
 use serde_json::{Value, json};
 
-fn sheet(dir: &std::path::Path, per: FilePer, batch_rows: usize) -> CsvDestination {
-    CsvDestination::new(
+fn sheet(dir: &std::path::Path, per: &str, batch_rows: usize) -> std::sync::Arc<Destination> {
+    build_destination(
         "sheet",
-        &CsvConfig {
-            dir: dir.to_path_buf(),
-            mapping: "csv-referral".into(),
-            file_prefix: "referrals".into(),
-            file_per: per,
-            batch_rows,
-            agreement: None,
-            allow: Vec::new(),
-            constants: Default::default(),
-        },
+        &format!(
+            "kind = \"csv\"\ndir = {:?}\nmapping = \"csv-referral\"\nfile_per = {per:?}\n\
+             batch_rows = {batch_rows}\nallow = [\"person_demographics\", \"gp_practice\", \"referral_details\"]\n",
+            dir.display().to_string()
+        ),
     )
-    .unwrap()
 }
 
-async fn send(d: &CsvDestination, id: &str, name: &str) {
+async fn send(d: &Destination, id: &str, name: &str) {
     let fields: Vec<(String, Value)> = vec![
         ("Family name".into(), json!(name)),
         ("Phone".into(), json!("+44 113 496 0000")),
     ];
-    let payload = json!({});
-    d.deliver(&DeliveryRequest {
-        message_id: id,
-        idempotency_key: "k",
-        payload: &payload,
-        fields: &fields,
-        person: &[],
-    })
-    .await
-    .unwrap();
+    send_payload(d, id, fields, json!({})).await.unwrap();
 }
 
 fn files(dir: &std::path::Path) -> Vec<String> {
@@ -51,7 +38,7 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test]
 async fn a_redelivery_adds_no_row_and_cells_are_quoted_for_excel() {
     let dir = tempfile::tempdir().unwrap();
-    let d = sheet(dir.path(), FilePer::Day, 500);
+    let d = sheet(dir.path(), "day", 500);
     send(&d, "m-1", "O'Neil, Jr").await;
     send(&d, "m-1", "O'Neil, Jr").await;
     send(&d, "m-2", "Lee").await;
@@ -68,7 +55,7 @@ async fn a_redelivery_adds_no_row_and_cells_are_quoted_for_excel() {
 #[tokio::test]
 async fn batches_roll_over_after_batch_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let d = sheet(dir.path(), FilePer::Batch, 2);
+    let d = sheet(dir.path(), "batch", 2);
     for i in 0..5 {
         send(&d, &format!("m-{i}"), "X").await;
     }

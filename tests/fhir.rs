@@ -8,8 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use clw_gateway::config::{DestinationConfig, FhirConfig};
-use clw_gateway::deliver::{DeliveryRequest, FhirDestination};
+use clw_gateway::deliver::Destination;
 use common::*;
 use serde_json::{Value, json};
 
@@ -96,45 +95,21 @@ fn fhir_js_validate(resources: &[Value]) -> Result<(), String> {
 }
 
 async fn send(
-    dest: &FhirDestination,
+    dest: &Destination,
     id: &str,
     payload: &Value,
-) -> Result<clw_gateway::deliver::Delivered, clw_gateway::error::GatewayError> {
-    dest.deliver(&DeliveryRequest {
-        message_id: id,
-        idempotency_key: "k",
-        payload,
-        fields: &[],
-        person: &[],
-    })
-    .await
+) -> Result<clw_gateway::deliver::Sent, clw_gateway::error::GatewayError> {
+    send_payload(dest, id, Vec::new(), payload.clone()).await
 }
 
-fn config(base: &str) -> FhirConfig {
-    FhirConfig {
-        base_url: base.to_string(),
-        token_env: None,
-        token_file: None,
-        mapping: "fhir-servicerequest".into(),
-        identifier_system: SYSTEM.into(),
-        timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(2),
-        agreement: Some("DSA-FHIR-1".into()),
-        allow: [
-            "person_demographics.nhs_number",
-            "person_demographics.chi_number",
-            "referral_details",
-            "referrer_details.name",
-            "referred_to",
-        ]
-        .map(String::from)
-        .to_vec(),
-        constants: [(
-            "chi_system".to_string(),
-            "https://fhir.nhs.uk/Id/chi-number".to_string(),
-        )]
-        .into(),
-    }
+fn config(base: &str) -> String {
+    format!(
+        "kind = \"fhir\"\nbase_url = \"{base}\"\nmapping = \"fhir-servicerequest\"\n\
+         identifier_system = \"{SYSTEM}\"\ntimeout = \"10s\"\nconnect_timeout = \"2s\"\n\
+         agreement = \"DSA-FHIR-1\"\n\
+         allow = [\"person_demographics.nhs_number\", \"person_demographics.chi_number\", \"referral_details\", \"referrer_details.name\", \"referred_to\"]\n\
+         constants = {{ chi_system = \"https://fhir.nhs.uk/Id/chi-number\" }}\n"
+    )
 }
 
 #[tokio::test]
@@ -142,10 +117,8 @@ async fn a_referral_becomes_a_valid_service_request_and_task_once() {
     let server = FhirServer::start().await;
     let h = Harness::start_with("fhir", &[], &["300ms"], |c| {
         c.mappings.dir = repo_path("mappings");
-        c.destinations.insert(
-            "clw-fhir".into(),
-            DestinationConfig::Fhir(config(&server.base)),
-        );
+        c.destinations
+            .insert("clw-fhir", destination(&config(&server.base)));
         c.referrals.destinations = vec!["clw-fhir".into()];
     })
     .await;
@@ -178,7 +151,7 @@ async fn a_referral_becomes_a_valid_service_request_and_task_once() {
 
     // Sending the same message again (a redelivery past the store, e.g. after a crash
     // between the write and its record) finds both instead of copying them.
-    let dest = FhirDestination::new("clw-fhir", &config(&server.base)).unwrap();
+    let dest = build_destination("clw-fhir", &config(&server.base));
     let mut payload = sr.clone();
     for k in ["id", "meta", "identifier"] {
         payload.as_object_mut().unwrap().remove(k);
@@ -197,7 +170,7 @@ async fn a_referral_becomes_a_valid_service_request_and_task_once() {
 #[tokio::test]
 async fn an_invalid_resource_is_refused_by_the_server_as_a_permanent_error() {
     let server = FhirServer::start().await;
-    let dest = FhirDestination::new("clw-fhir", &config(&server.base)).unwrap();
+    let dest = build_destination("clw-fhir", &config(&server.base));
     let bad = json!({"resourceType": "ServiceRequest", "status": "not-a-status", "intent": "order",
         "subject": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9912003888"}}});
     let err = send(&dest, "bad-1", &bad).await.unwrap_err();

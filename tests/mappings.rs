@@ -215,21 +215,32 @@ fn fast_path_and_general_evaluator_agree_on_every_shipped_expression() {
     assert!(checked > 50, "only {checked} checked");
 }
 
-/// The prsb-referral mapping produces exactly the built-in PRSB payload.
+/// Without a mappings folder (the embedded default run from anywhere) the built-in
+/// prsb-referral mapping renders the same payload as the repository's file: its golden
+/// fixture.
 #[test]
-fn the_prsb_mapping_matches_the_built_in_payload() {
-    let set = MappingSet::load(&repo().join("mappings")).unwrap();
-    let m = set.get("prsb-referral").unwrap();
+fn the_built_in_prsb_mapping_renders_the_golden_payload_without_a_mappings_folder() {
+    let empty = tempfile::tempdir().unwrap();
+    let set = MappingSet::load_configured(&empty.path().join("absent")).unwrap();
+    let m = set.get("prsb-referral").expect("built in");
+    assert!(
+        m.schema.is_some(),
+        "the built-in mapping checks its output schema"
+    );
     let body = std::fs::read(repo().join("examples/referral-bundle.json")).unwrap();
     let referral = clw_gateway::intake::decode_referral(&body)
         .unwrap()
         .referral;
     let canonical = serde_json::to_value(&referral).unwrap();
     let mut c = BTreeMap::new();
-    c.insert("message_id".to_string(), "m-1".to_string());
+    c.insert("message_id".to_string(), "msg-0001".to_string());
     let mapped = m.apply(&canonical, &c).unwrap().document;
-    assert_eq!(
-        mapped,
-        clw_gateway::deliver::referral_payload("m-1", &referral)
-    );
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo().join("mappings/referral/fixtures/prsb-referral.expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(mapped, golden);
 }

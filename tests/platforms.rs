@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use clw_gateway::config::{CharitylogConfig, Config, DestinationConfig, LamplightConfig};
+use clw_gateway::config::{Config, DestinationConfig};
 use common::*;
 use serde_json::{Value, json};
 
@@ -279,7 +279,7 @@ const ALLOW: &[&str] = &["person_demographics", "referral_details", "gp_practice
 
 fn only(c: &mut Config, name: &str, d: DestinationConfig) {
     c.mappings.dir = repo_path("mappings");
-    c.destinations.insert(name.into(), d);
+    c.destinations.insert(name, d);
     c.referrals.destinations = vec![name.into()];
 }
 
@@ -332,25 +332,16 @@ fn lamplight_config(
 ) -> DestinationConfig {
     // SAFETY: a value no other test reads.
     unsafe { std::env::set_var("CLW_TEST_LAMPLIGHT_KEY", KEY) };
-    DestinationConfig::Lamplight(LamplightConfig {
-        base_url: format!("{url}/api"),
-        lampid: LAMPID.into(),
-        project: PROJECT.into(),
-        key_env: Some("CLW_TEST_LAMPLIGHT_KEY".into()),
-        key_file: None,
-        role: "user".into(),
-        person_mapping: person_mapping.into(),
-        match_field: matching.map(|m| m.0.to_string()),
-        match_from: matching.map(|m| m.1.to_string()),
-        mapping: "lamplight-referral".into(),
-        timeout: std::time::Duration::from_secs(5),
-        connect_timeout: std::time::Duration::from_secs(2),
-        agreement: Some("DSA-LAMPLIGHT-1".into()),
-        allow: ALLOW.iter().map(|s| s.to_string()).collect(),
-        constants: [("referrer", "1042"), ("workareaid", "7")]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .into(),
-    })
+    let matching = matching
+        .map(|(f, from)| format!("match_field = {f:?}\nmatch_from = {from:?}\n"))
+        .unwrap_or_default();
+    destination(&format!(
+        "kind = \"lamplight\"\nbase_url = \"{url}/api\"\nlampid = {LAMPID:?}\nproject = {PROJECT:?}\n\
+         key = {{ env = \"CLW_TEST_LAMPLIGHT_KEY\" }}\nperson_mapping = {person_mapping:?}\n{matching}\
+         mapping = \"lamplight-referral\"\ntimeout = \"5s\"\nconnect_timeout = \"2s\"\n\
+         agreement = \"DSA-LAMPLIGHT-1\"\nallow = {ALLOW:?}\n\
+         constants = {{ referrer = \"1042\", workareaid = \"7\" }}\n"
+    ))
 }
 
 /// With match_field set, a person Lamplight already has is found, not created again.
@@ -398,23 +389,13 @@ async fn lamplight_finds_a_known_person_by_nhs_number_instead_of_creating_them_a
 }
 
 fn charitylog_config(url: &str, org_env: &str) -> DestinationConfig {
-    DestinationConfig::Charitylog(CharitylogConfig {
-        url: format!("{url}/v2/external_referral"),
-        source_key_env: Some("CLW_TEST_CL_SOURCE".into()),
-        source_key_file: None,
-        org_key_env: Some(org_env.into()),
-        org_key_file: None,
-        user_key_env: Some("CLW_TEST_CL_USER".into()),
-        user_key_file: None,
-        mapping: "charitylog-referral".into(),
-        timeout: std::time::Duration::from_secs(5),
-        connect_timeout: std::time::Duration::from_secs(2),
-        agreement: Some("DSA-CHARITYLOG-1".into()),
-        allow: ALLOW.iter().map(|s| s.to_string()).collect(),
-        constants: [("org_type_id", "3"), ("project", "Community Links")]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .into(),
-    })
+    destination(&format!(
+        "kind = \"charitylog\"\nurl = \"{url}/v2/external_referral\"\n\
+         source_key = {{ env = \"CLW_TEST_CL_SOURCE\" }}\norg_key = {{ env = {org_env:?} }}\n\
+         user_key = {{ env = \"CLW_TEST_CL_USER\" }}\nmapping = \"charitylog-referral\"\n\
+         timeout = \"5s\"\nconnect_timeout = \"2s\"\nagreement = \"DSA-CHARITYLOG-1\"\n\
+         allow = {ALLOW:?}\nconstants = {{ org_type_id = \"3\", project = \"Community Links\" }}\n"
+    ))
 }
 
 fn charitylog_keys() {

@@ -26,13 +26,12 @@ async fn sigterm_during_a_burst_loses_nothing() {
         format!(
             "[gateway]\ninstance = \"{p}\"\ndata_dir = \"{d}\"\n[store]\nurl = \"{u}\"\n[http]\nenabled = false\n\
              [broker]\nurl = \"{a}\"\nprefix = \"{p}\"\nprefetch = 16\n[retry]\ntiers = [\"300ms\"]\n\
-             [referrals]\ndestinations = [\"clw\"]\n[destinations.clw]\nkind = \"webhook\"\nurl = \"{h}\"\nschema = \"{sc}\"\n",
+             [referrals]\ndestinations = [\"clw\"]\n[destinations.clw]\nkind = \"webhook\"\nurl = \"{h}\"\nallow = {PRSB_ALLOW}\n",
             p = s.prefix,
             d = s.dir.path().display(),
             u = s.store_url,
             a = amqp_url(),
             h = hook.url,
-            sc = repo_path("schemas/prsb-referral.v1.schema.json").display()
         ),
     )
     .unwrap();

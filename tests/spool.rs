@@ -16,11 +16,10 @@ async fn spool_mode_processes_dropped_files_without_a_broker() {
     // Deliberately no [broker]; a webhook and the file outbox both receive each referral.
     let config = s.config(&format!(
         "[retry]\ntiers = [\"200ms\"]\n[referrals]\ndestinations = [\"clw\", \"files\"]\n\
-         [destinations.clw]\nkind = \"webhook\"\nurl = \"{}\"\nschema = \"{sc}\"\n\
-         [destinations.files]\nkind = \"file\"\ndir = \"{}\"\nschema = \"{sc}\"\n",
+         [destinations.clw]\nkind = \"webhook\"\nurl = \"{}\"\nallow = {PRSB_ALLOW}\n\
+         [destinations.files]\nkind = \"file\"\ndir = \"{}\"\nallow = {PRSB_ALLOW}\n",
         hook.url,
         outbox.display(),
-        sc = repo_path("schemas/prsb-referral.v1.schema.json").display()
     ));
     assert!(config.broker.is_none());
     let spool = s.dir.path().join("spool/referrals");
@@ -87,9 +86,8 @@ async fn files_left_in_processing_are_picked_up_after_a_restart() {
     let s = Setup::new("spool-restart");
     let outbox = s.dir.path().join("outbox");
     let config = s.config(&format!(
-        "[referrals]\ndestinations = [\"files\"]\n[destinations.files]\nkind = \"file\"\ndir = \"{}\"\nschema = \"{}\"\n",
+        "[referrals]\ndestinations = [\"files\"]\n[destinations.files]\nkind = \"file\"\ndir = \"{}\"\nallow = {PRSB_ALLOW}\n",
         outbox.display(),
-        repo_path("schemas/prsb-referral.v1.schema.json").display()
     ));
     let spool = s.dir.path().join("spool/referrals");
     std::fs::create_dir_all(spool.join("processing")).unwrap();

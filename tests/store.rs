@@ -2,6 +2,7 @@
 
 mod common;
 
+use clw_gateway::engine::{AuditAction, DeliveryState, MessageState};
 use clw_gateway::store::writer_types::{DeliveryUpdate, ErrorSummary};
 use clw_gateway::store::{AuditEntry, Backend, Store, Write};
 use common::*;
@@ -40,7 +41,7 @@ fn outcome(id: &str, state: &str, attempts: i64, dest_state: &str) -> Write {
     Write::Outcome {
         flow: "referral".into(),
         message_id: id.into(),
-        state: state.into(),
+        state: MessageState::parse(state).unwrap(),
         attempts,
         error: (state != "delivered").then(|| ErrorSummary {
             class: "transient".into(),
@@ -49,7 +50,7 @@ fn outcome(id: &str, state: &str, attempts: i64, dest_state: &str) -> Write {
         }),
         deliveries: vec![DeliveryUpdate {
             destination: "clw".into(),
-            state: dest_state.into(),
+            state: DeliveryState::parse(dest_state).unwrap(),
             idempotency_key: "key-1".into(),
             response_status: (dest_state == "delivered").then_some(200),
             last_error: None,
@@ -57,11 +58,10 @@ fn outcome(id: &str, state: &str, attempts: i64, dest_state: &str) -> Write {
         audit: vec![AuditEntry {
             actor: "gw-test".into(),
             action: if state == "delivered" {
-                "delivered"
+                AuditAction::Delivered
             } else {
-                "retry"
-            }
-            .into(),
+                AuditAction::Retry
+            },
             flow: "referral".into(),
             message_id: id.into(),
             destination: Some("clw".into()),

@@ -22,9 +22,9 @@ use super::headers::{
     STAGE,
 };
 use super::{Topology, connect};
+use crate::engine::{Disposition, Inbound, Pipeline};
 use crate::error::{GatewayError, Result, Stage};
 use crate::intake::envelope::ATTEMPT_HEADER;
-use crate::pipeline::{Disposition, Inbound, Pipeline};
 use crate::shutdown::Shutdown;
 
 /// Whether the source is connected and consuming (for /readyz).

@@ -10,9 +10,10 @@ use super::headers::{
     self, ATTEMPTS, ERROR, ERROR_CLASS, FIELD, MAPPING_VERSION, PARKED_AT, STAGE,
 };
 use super::{Topology, connect};
+use crate::engine::AuditAction;
 use crate::error::Result;
 use crate::intake::Headers;
-use crate::pipeline::REFERRAL_FLOW;
+use crate::model::Flow;
 use crate::store::{AuditEntry, Store, Write};
 
 /// Most messages one `dlq` command looks at.
@@ -152,9 +153,12 @@ pub async fn replay(
         store
             .write(Write::Audit(AuditEntry {
                 actor: actor.to_string(),
-                action: "replayed".into(),
-                flow: REFERRAL_FLOW.into(),
+                action: AuditAction::Replayed,
+                flow: Flow::Referral.as_str().into(),
                 message_id: id.clone(),
+                destination: None,
+                fields: Vec::new(),
+                agreement: None,
                 detail: Some(format!(
                     "replayed from {} (was: {})",
                     topology.parked_queue(),
@@ -162,7 +166,6 @@ pub async fn replay(
                         .cloned()
                         .unwrap_or_else(|| "dead-lettered by RabbitMQ".into())
                 )),
-                ..Default::default()
             }))
             .await?;
         d.acker.ack(BasicAckOptions::default()).await?;

@@ -2,7 +2,7 @@
 //! receiver → store → ack) beside a raw lapin consume-and-ack loop, on the same broker
 //! and the same message, and the ratio of the two.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,11 +18,13 @@ use lapin::{BasicProperties, Channel};
 
 use crate::broker::{self, BrokerSource, BrokerStatus};
 use crate::config::Config;
+use crate::engine::{Engine, Pipeline};
 use crate::error::{GatewayError, Result, Stage};
+use crate::flows::referral::ReferralFront;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 use crate::shutdown;
 use crate::store::Store;
+use crate::wiring::Wiring;
 
 /// The referral every benchmark message carries (a UK Core message Bundle).
 pub const SAMPLE_REFERRAL: &str = include_str!("../../examples/referral-bundle.json");
@@ -166,10 +168,10 @@ async fn end_to_end(
             "[gateway]\ninstance = \"bench-{run}\"\n[store]\nurl = \"sqlite://{}/bench.db?mode=rwc\"\n\
              [broker]\nurl = \"{url}\"\nprefix = \"bench-{run}\"\nprefetch = {}\n\
              [retry]\ntiers = [\"1s\"]\n[referrals]\ndestinations = [\"hook\"]\n\
-             [destinations.hook]\nkind = \"webhook\"\nurl = \"{hook}\"\nschema = \"{}\"\n",
+             [destinations.hook]\nkind = \"webhook\"\nurl = \"{hook}\"\n\
+             allow = [\"person_demographics\", \"contact_preferences\", \"referral_details\", \"referrer_details\", \"gp_practice\", \"referred_to\", \"consent\"]\n",
             dir.display(),
             args.prefetch,
-            schema_path().display()
         ),
         Vec::new(),
     )
@@ -188,11 +190,20 @@ async fn end_to_end(
         config.store.batch_max,
     )
     .await?;
-    let pipeline = Arc::new(Pipeline::from_config(
-        &config,
-        store.clone(),
-        Metrics::new(),
-    )?);
+    let wiring = Wiring::build(&config).map_err(|e| e.into_error())?;
+    let engine = Arc::new(Engine {
+        store: store.clone(),
+        metrics: Metrics::new(),
+        tiers: config.retry.tiers.clone(),
+        actor: config.gateway.instance.clone(),
+    });
+    let pipeline = Arc::new(Pipeline::new(
+        engine,
+        Box::new(ReferralFront::new(
+            &wiring.referrals,
+            config.intake.max_message_bytes,
+        )),
+    ));
     let (trigger, shutdown) = shutdown::channel();
     let source = BrokerSource {
         url: url.to_string(),
@@ -245,15 +256,6 @@ async fn end_to_end(
         ));
     }
     Ok(elapsed)
-}
-
-fn schema_path() -> PathBuf {
-    let local = PathBuf::from("schemas/prsb-referral.v1.schema.json");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/prsb-referral.v1.schema.json")
-    }
 }
 
 pub async fn run(config: &Config, args: BenchArgs) -> Result<()> {

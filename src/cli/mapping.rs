@@ -60,7 +60,7 @@ pub fn run(command: MappingCommand, config: &Config) -> Result<ExitCode> {
 }
 
 fn test(dir: &Path) -> Result<ExitCode> {
-    let set = MappingSet::load(dir)?;
+    let set = MappingSet::load_configured(dir)?;
     let outcomes = run_fixtures(&set);
     let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
     for o in &outcomes {
@@ -91,7 +91,7 @@ fn run_one(
     name: &str,
     constants: BTreeMap<String, String>,
 ) -> Result<ExitCode> {
-    let set = MappingSet::load(dir)?;
+    let set = MappingSet::load_configured(dir)?;
     let mapping = set.get(name).ok_or_else(|| {
         GatewayError::invalid(
             Stage::Config,

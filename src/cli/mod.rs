@@ -9,12 +9,9 @@ use serde_json::json;
 
 use crate::broker::{self, dlq};
 use crate::config::{BrokerConfig, Config};
-use crate::deliver::Destination;
 use crate::error::{GatewayError, Result, Stage};
-use crate::mapping::MappingSet;
-use crate::routing::Routes;
-use crate::schema::SchemaSet;
 use crate::store::Store;
+use crate::wiring::Wiring;
 
 async fn store(config: &Config) -> Result<Store> {
     Store::connect(&config.store_url(), 2, config.store.batch_max).await
@@ -36,52 +33,42 @@ pub async fn check(config: &Config) -> ExitCode {
         println!("{} {what}", if good { "ok  " } else { "FAIL" });
         ok &= good;
     };
-    line(true, "configuration".into());
-    let dir = &config.mappings.dir;
-    let mut mappings = None;
-    if dir.is_dir() {
-        match MappingSet::load(dir) {
-            Ok(set) => {
+    match Wiring::build(config) {
+        Ok(w) => {
+            line(true, "configuration".into());
+            line(
+                true,
+                format!(
+                    "mappings in {} ({} mappings, {} code maps)",
+                    w.mappings.dir.display(),
+                    w.mappings.iter().count(),
+                    w.mappings.codes.len()
+                ),
+            );
+            if let (Some(r), Some(path)) = (&w.referrals.routes, &config.referrals.routes) {
                 line(
                     true,
                     format!(
-                        "mappings in {} ({} mappings, {} code maps)",
-                        dir.display(),
-                        set.iter().count(),
-                        set.codes.len()
+                        "routes in {} ({} destinations)",
+                        path.display(),
+                        r.destinations().len()
                     ),
                 );
-                mappings = Some(set);
             }
-            Err(e) => line(false, e.reason()),
+            for (name, d) in &w.destinations {
+                line(
+                    true,
+                    format!(
+                        "destination {name} ({} for {}, mapping {})",
+                        d.kind,
+                        d.flow,
+                        d.mapping_version()
+                    ),
+                );
+            }
         }
-    }
-    if let Some(path) = &config.referrals.routes {
-        let known = config.destinations.keys().cloned().collect();
-        match Routes::load(path, &known) {
-            Ok(r) => line(
-                true,
-                format!(
-                    "routes in {} ({} destinations)",
-                    path.display(),
-                    r.destinations().len()
-                ),
-            ),
-            Err(e) => line(false, e.reason()),
-        }
-    }
-    let mut schemas = SchemaSet::default();
-    for (name, d) in &config.destinations {
-        match Destination::build(name, d, &mut schemas, mappings.as_ref()) {
-            Ok(built) => line(
-                true,
-                match built.mapping_version() {
-                    Some(m) => format!("destination {name} (mapping {m})"),
-                    None => format!("destination {name} (schema {})", d.schema().display()),
-                },
-            ),
-            Err(e) => line(false, format!("destination {name}: {}", e.reason())),
-        }
+        // The same report start-up gives for the same file.
+        Err(e) => line(false, e.to_string().trim_end().to_string()),
     }
     match store(config).await {
         Ok(s) => {
@@ -160,7 +147,9 @@ pub async fn status(config: &Config, id: Option<&str>, as_json: bool) -> Result<
 
 async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<()> {
     let Some(id) = id else {
-        let counts = store.count_by_state(crate::pipeline::REFERRAL_FLOW).await?;
+        let counts = store
+            .count_by_state(crate::model::Flow::Referral.as_str())
+            .await?;
         for (state, n) in counts {
             println!("{state}\t{n}");
         }
@@ -188,7 +177,7 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
                     "last_error": d.last_error, "delivered_at": d.delivered_at.map(ms),
                 })).collect::<Vec<_>>(),
                 "audit": audit.iter().map(|a| json!({
-                    "at": ms(a.at), "actor": a.entry.actor, "action": a.entry.action,
+                    "at": ms(a.at), "actor": a.entry.actor, "action": a.entry.action.as_str(),
                     "destination": a.entry.destination, "fields": a.entry.fields,
                     "agreement": a.entry.agreement, "detail": a.entry.detail,
                 })).collect::<Vec<_>>(),

@@ -1,50 +1,79 @@
 //! Charitylog / Dizions: `PUT /v2/external_referral`, x-www-form-urlencoded, with the
 //! Source, Org and User key headers (wiki.dizions.co.uk "API external referrals",
 //! "API Authentication"). Referrals land in the External Referral Manager, where a
-//! person imports them and removes duplicates; the API takes no idempotency key, so a
-//! retry after a lost answer can stage a second copy for that person to discard.
+//! person imports them and removes duplicates.
 
-use super::http::{Http, form_fields, parse_url, require_secret};
-use super::{Delivered, DeliveryRequest};
-use crate::config::CharitylogConfig;
+use futures_util::future::BoxFuture;
+use reqwest::Url;
+
+use super::http::{Http, endpoint, form_fields, host_of};
+use super::terms::{HasHttp, destination_config};
+use super::{Build, Job, Sent, Sink};
+use crate::config::Secret;
 use crate::error::Result;
+use crate::mapping::spec::OutputFormat;
+use crate::model::Flow;
 
-pub struct CharitylogDestination {
-    url: reqwest::Url,
+pub const FLOW: Flow = Flow::Referral;
+
+destination_config! { @http
+    /// `kind = "charitylog"`
+    pub struct Config {
+        #[serde(default = "default_url")]
+        pub url: String,
+        /// The three API keys Charitylog authenticates with (headers Source, Org, User).
+        pub source_key: Secret,
+        pub org_key: Secret,
+        pub user_key: Secret,
+        /// A mapping with `output.format: form`.
+        pub mapping: String,
+    }
+}
+
+fn default_url() -> String {
+    "https://api.dizions.co.uk/v2/external_referral".into()
+}
+
+pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
+    b.mapping("mapping", "mapping", &c.mapping, OutputFormat::Form);
+    let url = endpoint(b, "url", &c.url);
+    let http = Http::build(b, c.http());
+    let source = b.secret("source_key", &c.source_key);
+    let org = b.secret("org_key", &c.org_key);
+    let user = b.secret("user_key", &c.user_key);
+    Some(Box::new(Charitylog {
+        url: url?,
+        source: source?,
+        org: org?,
+        user: user?,
+        http: http?,
+    }))
+}
+
+struct Charitylog {
+    url: Url,
     source: String,
     org: String,
     user: String,
     http: Http,
 }
 
-impl CharitylogDestination {
-    pub fn new(name: &str, c: &CharitylogConfig) -> Result<Self> {
-        let url = parse_url(name, "url", &c.url)?;
-        let secret = |what: &str, env: &Option<String>, file| {
-            require_secret(name, what, env.as_deref(), file)
-        };
-        Ok(CharitylogDestination {
-            url,
-            source: secret("source_key", &c.source_key_env, c.source_key_file.as_ref())?,
-            org: secret("org_key", &c.org_key_env, c.org_key_file.as_ref())?,
-            user: secret("user_key", &c.user_key_env, c.user_key_file.as_ref())?,
-            http: Http::new(name, c.connect_timeout, c.timeout)?,
-        })
-    }
-
-    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivered> {
-        let r = self
-            .http
-            .client
-            .put(self.url.clone())
-            .header("Source", &self.source)
-            .header("Org", &self.org)
-            .header("User", &self.user)
-            // Sets Content-Type: application/x-www-form-urlencoded.
-            .form(&form_fields(req.fields));
-        let resp = self.http.send(r, self.url.host_str().unwrap_or("")).await?;
-        Ok(Delivered {
-            status: Some(resp.status().as_u16()),
+impl Sink for Charitylog {
+    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
+        Box::pin(async move {
+            let r = self
+                .http
+                .client
+                .put(self.url.clone())
+                .header("Source", &self.source)
+                .header("Org", &self.org)
+                .header("User", &self.user)
+                // Sets Content-Type: application/x-www-form-urlencoded.
+                .form(&form_fields(job.fields()));
+            let resp = self.http.send(r, &host_of(&self.url)).await?;
+            Ok(Sent {
+                status: Some(resp.status().as_u16()),
+            })
         })
     }
 }

@@ -5,20 +5,76 @@
 
 use std::path::{Path, PathBuf};
 
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::{Delivered, DeliveryRequest};
-use crate::config::{CsvConfig, FilePer};
+use super::terms::destination_config;
+use super::{Build, Job, Sent, Sink};
 use crate::error::{GatewayError, Result, Stage};
+use crate::mapping::spec::OutputFormat;
+use crate::model::Flow;
+
+pub const FLOW: Flow = Flow::Referral;
+
+destination_config! { @data
+    /// `kind = "csv"`
+    pub struct Config {
+        pub dir: PathBuf,
+        /// A mapping with `output.format: csv`.
+        pub mapping: String,
+        #[serde(default = "default_file_prefix")]
+        pub file_prefix: String,
+        #[serde(default = "default_file_per")]
+        pub file_per: FilePer,
+        #[serde(default = "default_batch_rows")]
+        pub batch_rows: usize,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilePer {
+    /// `<prefix>-YYYY-MM-DD.csv` (UTC day).
+    Day,
+    /// A new `<prefix>-<timestamp>.csv` every `batch_rows` rows.
+    Batch,
+}
+
+fn default_file_prefix() -> String {
+    "referrals".into()
+}
+fn default_file_per() -> FilePer {
+    FilePer::Day
+}
+fn default_batch_rows() -> usize {
+    500
+}
+
+pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
+    b.mapping("mapping", "mapping", &c.mapping, OutputFormat::Csv);
+    b.dir("dir", &c.dir);
+    if c.batch_rows == 0 {
+        b.problem("batch_rows", "must be at least 1");
+    }
+    Some(Box::new(CsvDestination {
+        name: b.name.to_string(),
+        dir: c.dir.clone(),
+        prefix: c.file_prefix.clone(),
+        per: c.file_per,
+        batch_rows: c.batch_rows.max(1),
+        batch: Mutex::new(None),
+    }))
+}
 
 const BOM: &str = "\u{feff}";
 /// The last column: lets a programme quote a referral back, and lets a redelivery be
 /// recognised so it does not add a second row.
 pub const REFERENCE_COLUMN: &str = "Gateway reference";
 
-pub struct CsvDestination {
+struct CsvDestination {
     name: String,
     dir: PathBuf,
     prefix: String,
@@ -28,28 +84,18 @@ pub struct CsvDestination {
     batch: Mutex<Option<(String, usize)>>,
 }
 
-impl CsvDestination {
-    pub fn new(name: &str, c: &CsvConfig) -> Result<Self> {
-        super::ensure_dir(name, &c.dir)?;
-        Ok(CsvDestination {
-            name: name.to_string(),
-            dir: c.dir.clone(),
-            prefix: c.file_prefix.clone(),
-            per: c.file_per,
-            batch_rows: c.batch_rows.max(1),
-            batch: Mutex::new(None),
-        })
+impl Sink for CsvDestination {
+    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
+        Box::pin(self.append(job.message_id, job.fields()))
     }
+}
 
-    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivered> {
-        let mut header: Vec<String> = req.fields.iter().map(|(k, _)| k.clone()).collect();
+impl CsvDestination {
+    async fn append(&self, message_id: &str, fields: &[(String, Value)]) -> Result<Sent> {
+        let mut header: Vec<String> = fields.iter().map(|(k, _)| k.clone()).collect();
         header.push(REFERENCE_COLUMN.into());
-        let mut row = req
-            .fields
-            .iter()
-            .map(|(_, v)| cell_text(v))
-            .collect::<Vec<_>>();
-        row.push(req.message_id.to_string());
+        let mut row = fields.iter().map(|(_, v)| cell_text(v)).collect::<Vec<_>>();
+        row.push(message_id.to_string());
 
         let mut batch = self.batch.lock().await;
         let file = match self.per {
@@ -74,7 +120,7 @@ impl CsvDestination {
             Err(e) => return Err(self.io(e)),
         };
         let rows_before = existing.as_deref().map(count_rows).unwrap_or(0);
-        let encoded = encode_row(&[req.message_id.to_string()]);
+        let encoded = encode_row(&[message_id.to_string()]);
         let reference = encoded.trim_end_matches("\r\n");
         let already = existing
             .as_deref()
@@ -87,7 +133,7 @@ impl CsvDestination {
         if self.per == FilePer::Batch {
             *batch = Some((file, rows_before + usize::from(!already)));
         }
-        Ok(Delivered { status: None })
+        Ok(Sent { status: None })
     }
 
     async fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<()> {

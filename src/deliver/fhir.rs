@@ -5,63 +5,100 @@
 //! `ifNoneExist` on it, so a resend finds them instead of making copies. Requests are
 //! built with reqwest (not fhir-sdk's client, which retries POSTs on timeout).
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use futures_util::future::BoxFuture;
+use reqwest::Url;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 
-use super::http::{Http, parse_url, read_secret};
-use super::{Delivered, DeliveryRequest};
-use crate::config::FhirConfig;
+use super::http::auth::{Auth, OAuth2Config};
+use super::http::{Http, endpoint, host_of};
+use super::terms::{HasHttp, destination_config};
+use super::{Build, Job, Sent, Sink};
+use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
+use crate::mapping::spec::OutputFormat;
+use crate::model::Flow;
 
 const FHIR_JSON: &str = "application/fhir+json";
 
-pub struct FhirDestination {
+pub const FLOW: Flow = Flow::Referral;
+
+destination_config! { @http
+    /// `kind = "fhir"`
+    pub struct Config {
+        /// The FHIR base, e.g. `https://clw.example.org/fhir`.
+        pub base_url: String,
+        pub token: Option<Secret>,
+        pub oauth2: Option<OAuth2Config>,
+        /// A json mapping producing the ServiceRequest.
+        pub mapping: String,
+        /// System of the identifier the gateway gives the ServiceRequest and Task (their
+        /// value is the message id), used for conditional create.
+        #[serde(default = "default_identifier_system")]
+        pub identifier_system: String,
+    }
+}
+
+fn default_identifier_system() -> String {
+    "https://clw-gateway.org/Id/referral".into()
+}
+
+pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
+    b.mapping("mapping", "mapping", &c.mapping, OutputFormat::Json);
+    let base = endpoint(b, "base_url", c.base_url.trim_end_matches('/'));
+    let http = Http::build(b, c.http());
+    let auth = Auth::build(b, c.token.as_ref(), c.oauth2.as_ref());
+    Some(Box::new(FhirDestination {
+        name: b.name.to_string(),
+        base: base?,
+        auth: auth?,
+        identifier_system: c.identifier_system.clone(),
+        http: http?,
+    }))
+}
+
+struct FhirDestination {
     name: String,
-    base: reqwest::Url,
-    token: Option<String>,
+    base: Url,
+    auth: Auth,
     identifier_system: String,
     http: Http,
 }
 
-impl FhirDestination {
-    pub fn new(name: &str, c: &FhirConfig) -> Result<Self> {
-        let base = parse_url(name, "base_url", c.base_url.trim_end_matches('/'))?;
-        Ok(FhirDestination {
-            name: name.to_string(),
-            base,
-            token: read_secret(name, "token", c.token_env.as_deref(), c.token_file.as_ref())?,
-            identifier_system: c.identifier_system.clone(),
-            http: Http::new(name, c.connect_timeout, c.timeout)?,
-        })
-    }
-
-    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivered> {
-        let bundle = transaction(req.payload, &self.identifier_system, req.message_id)?;
-        let mut r = self
-            .http
-            .client
-            .post(self.base.clone())
-            .header(CONTENT_TYPE, FHIR_JSON)
-            .header(ACCEPT, FHIR_JSON)
-            .header("X-Request-ID", req.idempotency_key)
-            .json(&bundle);
-        if let Some(t) = &self.token {
-            r = r.header(AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let host = self.base.host_str().unwrap_or("").to_string();
-        let resp = match self.http.send(r, &host).await {
-            Ok(resp) => resp,
-            Err(mut e) => {
-                e.message
-                    .push_str(" (the server refused the ServiceRequest/Task transaction)");
-                return Err(e);
-            }
-        };
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        check_response(&self.name, &body)?;
-        Ok(Delivered {
-            status: Some(status),
+impl Sink for FhirDestination {
+    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
+        Box::pin(async move {
+            let bundle = transaction(job.payload(), &self.identifier_system, job.message_id)?;
+            let make = || {
+                self.http
+                    .client
+                    .post(self.base.clone())
+                    .header(CONTENT_TYPE, FHIR_JSON)
+                    .header(ACCEPT, FHIR_JSON)
+                    .header("X-Request-ID", job.idempotency_key)
+                    .json(&bundle)
+            };
+            let host = host_of(&self.base);
+            let resp = match self
+                .auth
+                .send(&self.http, &host, make)
+                .await
+                .and_then(|r| self.http.check(r))
+            {
+                Ok(resp) => resp,
+                Err(mut e) => {
+                    e.message
+                        .push_str(" (the server refused the ServiceRequest/Task transaction)");
+                    return Err(e);
+                }
+            };
+            let status = resp.status().as_u16();
+            let body: Value =
+                serde_json::from_slice(&self.http.body(resp).await?).unwrap_or(Value::Null);
+            check_response(&self.name, &body)?;
+            Ok(Sent {
+                status: Some(status),
+            })
         })
     }
 }

@@ -11,19 +11,89 @@
 //! the process's lifetime, so a retry (e.g. after referral/add timed out) does not make
 //! a second profile; after a restart, only `match_field` finds it again.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::http::{Http, form_fields, parse_url, require_secret};
-use super::{Delivered, DeliveryRequest};
-use crate::config::LamplightConfig;
+use super::http::{Http, endpoint, form_fields, host_of};
+use super::terms::{HasHttp, destination_config};
+use super::{Build, Job, Sent, Sink};
+use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
-use crate::mapping::Mapping;
+use crate::mapping::spec::OutputFormat;
+use crate::model::Flow;
 
-pub struct LamplightDestination {
+pub const FLOW: Flow = Flow::Referral;
+
+destination_config! { @http
+    /// `kind = "lamplight"`
+    pub struct Config {
+        /// Up to and including `/api`.
+        #[serde(default = "default_base_url")]
+        pub base_url: String,
+        /// The Lamplight ID and project from the publishing settings' access parameters.
+        pub lampid: String,
+        pub project: String,
+        /// The API key.
+        pub key: Secret,
+        /// Role of the profile created for the person referred (user, contact, ...).
+        #[serde(default = "default_role")]
+        pub role: String,
+        /// A form mapping for `people/add` (the person's profile).
+        pub person_mapping: String,
+        /// Find before create: a publishable Lamplight profile field that identifies a
+        /// person (as Lamplight names it in search paths, e.g. `NHS_number`)...
+        pub match_field: Option<String>,
+        /// ...and the person mapping's field holding the value to look for.
+        pub match_from: Option<String>,
+        /// A form mapping for `referral/add`.
+        pub mapping: String,
+    }
+}
+
+fn default_base_url() -> String {
+    "https://lamplight.online/api".into()
+}
+fn default_role() -> String {
+    "user".into()
+}
+
+/// The person mapping's slot.
+const PERSON: &str = "person";
+
+pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
+    b.mapping("mapping", "mapping", &c.mapping, OutputFormat::Form);
+    b.mapping(
+        PERSON,
+        "person_mapping",
+        &c.person_mapping,
+        OutputFormat::Form,
+    );
+    if c.match_field.is_some() != c.match_from.is_some() {
+        b.problem("match_field", "set match_field and match_from together");
+    }
+    let url = endpoint(b, "base_url", &c.base_url);
+    let http = Http::build(b, c.http());
+    let key = b.secret("key", &c.key);
+    Some(Box::new(LamplightDestination {
+        name: b.name.to_string(),
+        base: c.base_url.trim_end_matches('/').to_string(),
+        host: host_of(&url?),
+        role: c.role.clone(),
+        credentials: [
+            ("lampid".into(), c.lampid.clone()),
+            ("project".into(), c.project.clone()),
+            ("key".into(), key?),
+        ],
+        matching: c.match_field.clone().zip(c.match_from.clone()),
+        http: http?,
+        profiles: Mutex::new(HashMap::new()),
+    }))
+}
+
+struct LamplightDestination {
     name: String,
     base: String,
     host: String,
@@ -31,42 +101,27 @@ pub struct LamplightDestination {
     credentials: [(String, String); 3],
     /// (Lamplight search field, person-mapping field with the value).
     matching: Option<(String, String)>,
-    /// Renders the person's profile from the canonical referral.
-    pub person_mapping: Arc<Mapping>,
-    pub constants: BTreeMap<String, String>,
     http: Http,
     /// message id → profile id created or found for it.
     profiles: Mutex<HashMap<String, i64>>,
 }
 
-impl LamplightDestination {
-    pub fn new(name: &str, c: &LamplightConfig, person_mapping: Arc<Mapping>) -> Result<Self> {
-        let url = parse_url(name, "base_url", &c.base_url)?;
-        let key = require_secret(name, "key", c.key_env.as_deref(), c.key_file.as_ref())?;
-        Ok(LamplightDestination {
-            name: name.to_string(),
-            base: c.base_url.trim_end_matches('/').to_string(),
-            host: url.host_str().unwrap_or("").to_string(),
-            role: c.role.clone(),
-            credentials: [
-                ("lampid".into(), c.lampid.clone()),
-                ("project".into(), c.project.clone()),
-                ("key".into(), key),
-            ],
-            matching: c.match_field.clone().zip(c.match_from.clone()),
-            person_mapping,
-            constants: c.constants.clone(),
-            http: Http::new(name, c.connect_timeout, c.timeout)?,
-            profiles: Mutex::new(HashMap::new()),
+impl Sink for LamplightDestination {
+    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
+        Box::pin(async move {
+            let person = job
+                .rendered
+                .slot(PERSON)
+                .map(|o| o.fields.as_slice())
+                .unwrap_or_default();
+            self.deliver(job, person).await
         })
     }
+}
 
+impl LamplightDestination {
     /// `person` is the rendered person mapping (form fields), `req` the referral.
-    pub async fn deliver(
-        &self,
-        req: &DeliveryRequest<'_>,
-        person: &[(String, Value)],
-    ) -> Result<Delivered> {
+    async fn deliver(&self, req: &Job<'_>, person: &[(String, Value)]) -> Result<Sent> {
         let known = self.profiles.lock().await.get(req.message_id).copied();
         let profile = match known {
             Some(id) => id,
@@ -93,7 +148,7 @@ impl LamplightDestination {
                 id
             }
         };
-        let mut fields: Vec<(String, String)> = form_fields(req.fields)
+        let mut fields: Vec<(String, String)> = form_fields(req.fields())
             .into_iter()
             .filter(|(k, _)| k != "attendee")
             .collect();
@@ -101,7 +156,7 @@ impl LamplightDestination {
         let path = "referral/add/";
         record_id(&self.name, path, self.call(path, fields).await?)?;
         self.profiles.lock().await.remove(req.message_id);
-        Ok(Delivered { status: Some(200) })
+        Ok(Sent { status: Some(200) })
     }
 
     /// The one published profile whose `field` is exactly the person's `from` value;

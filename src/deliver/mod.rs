@@ -1,260 +1,370 @@
-//! Platform adapters: each takes a validated payload and makes it arrive, once.
+//! Destinations: where a flow's effects land. A destination *kind* (webhook, csv,
+//! lamplight, ...) is one module holding its config struct (shared keys added by
+//! [`terms::destination_config!`]), its validation, its secrets, its mapping slots and
+//! its [`Sink`]. The kinds are listed once, in [`kinds!`] below: adding a kind is its
+//! module and one line there.
 
 mod charitylog;
 mod csv;
 mod fhir;
 mod file;
-mod http;
+pub mod http;
 mod lamplight;
 mod payload;
+pub mod terms;
 mod webhook;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use crate::config::DestinationConfig;
 use crate::error::{GatewayError, Result, Stage};
-use crate::mapping::spec::{Flow, InputKind, OutputFormat};
-use crate::mapping::{Mapping, MappingSet};
-use crate::model::Referral;
-use crate::schema::{CompiledSchema, SchemaSet};
+use crate::mapping::spec::{InputKind, OutputFormat};
+use crate::mapping::{Mapping, MappingSet, Output};
+use crate::model::Flow;
+use crate::schema::SchemaSet;
+use terms::HasTerms;
 
-pub use charitylog::CharitylogDestination;
-pub use csv::{CsvDestination, REFERENCE_COLUMN, encode_row};
-pub use fhir::{FhirDestination, transaction as fhir_transaction};
-pub use file::FileDestination;
-pub use lamplight::LamplightDestination;
-pub use payload::{field_names, idempotency_key, referral_payload};
-pub use webhook::{WebhookDestination, classify_status, parse_retry_after};
+pub use csv::{REFERENCE_COLUMN, encode_row};
+pub use fhir::transaction as fhir_transaction;
+pub use file::safe_file_stem;
+pub use payload::idempotency_key;
+pub use webhook::{classify_status, parse_retry_after};
+
+/// Lists every destination kind: `"kind" => Variant(module)`. The module provides
+/// `Config` (via `destination_config!`), `FLOW` and `build`.
+macro_rules! kinds {
+    ($($tag:literal => $variant:ident($module:ident)),* $(,)?) => {
+        /// `[destinations.NAME]`: one of the kinds, chosen by `kind = "..."`.
+        #[derive(Debug, Clone, serde::Deserialize)]
+        #[serde(tag = "kind", deny_unknown_fields)]
+        pub enum DestinationConfig {
+            $(#[serde(rename = $tag)] $variant($module::Config),)*
+        }
+
+        /// Every kind's name, for messages and docs.
+        pub const KINDS: &[&str] = &[$($tag),*];
+
+        impl DestinationConfig {
+            pub fn kind(&self) -> &'static str {
+                match self { $(DestinationConfig::$variant(_) => $tag,)* }
+            }
+
+            /// The flow this kind serves.
+            pub fn flow(&self) -> Flow {
+                match self { $(DestinationConfig::$variant(_) => $module::FLOW,)* }
+            }
+
+            pub fn terms(&self) -> terms::DataTerms<'_> {
+                match self { $(DestinationConfig::$variant(c) => c.terms(),)* }
+            }
+
+            fn build_sink(&self, b: &mut Build<'_>) -> Option<Box<dyn Sink>> {
+                match self { $(DestinationConfig::$variant(c) => $module::build(b, c),)* }
+            }
+        }
+    };
+}
+
+kinds! {
+    "webhook" => Webhook(webhook),
+    "file" => File(file),
+    "csv" => Csv(csv),
+    "charitylog" => Charitylog(charitylog),
+    "lamplight" => Lamplight(lamplight),
+    "fhir" => Fhir(fhir),
+}
+
+/// Makes one delivery attempt happen. Implemented by each kind.
+pub trait Sink: Send + Sync {
+    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>>;
+}
 
 /// What one delivery attempt carries.
-pub struct DeliveryRequest<'a> {
+pub struct Job<'a> {
+    pub flow: Flow,
     pub message_id: &'a str,
+    /// The same for every attempt of this (flow, message, destination).
     pub idempotency_key: &'a str,
-    pub payload: &'a Value,
-    /// The payload's fields in mapping order (CSV columns, form fields); empty for the
-    /// PRSB payload.
-    pub fields: &'a [(String, Value)],
-    /// The person's own record where a platform keeps it apart (Lamplight profiles).
-    pub person: &'a [(String, Value)],
+    pub rendered: &'a Rendered,
+}
+
+impl Job<'_> {
+    /// The main payload (the `mapping` slot).
+    pub fn payload(&self) -> &Value {
+        &self.rendered.main().document
+    }
+
+    /// The main payload's fields in mapping order (CSV columns, form fields).
+    pub fn fields(&self) -> &[(String, Value)] {
+        &self.rendered.main().fields
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delivered {
+pub struct Sent {
     /// HTTP status for HTTP destinations.
     pub status: Option<u16>,
 }
 
-pub enum Adapter {
-    Webhook(WebhookDestination),
-    File(FileDestination),
-    Csv(CsvDestination),
-    Charitylog(CharitylogDestination),
-    // Boxed: by far the largest adapter (credentials, person mapping, profile cache).
-    Lamplight(Box<LamplightDestination>),
-    Fhir(FhirDestination),
+/// A mapping a kind renders with, under the name its sink asks for it by.
+pub struct Slot {
+    pub name: &'static str,
+    pub mapping: Arc<Mapping>,
 }
 
-/// How a destination's payload is made.
-pub enum Render {
-    /// The PRSB referral JSON, checked against this schema.
-    Prsb(CompiledSchema),
-    /// A mapping from mappings/ (which checks its own output schema).
-    Mapped {
-        mapping: Arc<Mapping>,
-        constants: BTreeMap<String, String>,
-    },
-}
-
-/// A rendered payload.
+/// Every slot's output for one message, the main (`mapping`) slot first.
 pub struct Rendered {
-    pub payload: Value,
-    pub fields: Vec<(String, Value)>,
-    pub person: Vec<(String, Value)>,
+    outputs: Vec<(&'static str, Output)>,
 }
 
-/// A configured destination: its adapter, how its payload is made, and the
-/// data-sharing agreement it receives data under.
+impl Rendered {
+    /// A payload made elsewhere (a resend in a test, a replay), as the main slot.
+    pub fn single(output: Output) -> Rendered {
+        Rendered {
+            outputs: vec![("mapping", output)],
+        }
+    }
+
+    pub fn main(&self) -> &Output {
+        &self.outputs[0].1
+    }
+
+    pub fn slot(&self, name: &str) -> Option<&Output> {
+        self.outputs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, o)| o)
+    }
+
+    /// The dotted names of the leaf fields that carry a value, for the audit log
+    /// (names, never values); fields of other slots are prefixed with the slot's name.
+    pub fn field_names(&self) -> Vec<String> {
+        fn walk(v: &Value, name: &str, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, child) in m {
+                        walk(child, &format!("{name}.{k}"), out);
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|child| walk(child, name, out)),
+                v if is_empty(v) => {}
+                _ => out.push(name.to_string()),
+            }
+        }
+        let mut out = Vec::new();
+        for (i, (slot, output)) in self.outputs.iter().enumerate() {
+            for (name, value) in &output.fields {
+                let name = if i == 0 {
+                    name.clone()
+                } else {
+                    format!("{slot}:{name}")
+                };
+                walk(value, &name, &mut out);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// A configured destination: its sink, the mappings that make its payload, the
+/// constants they read and the agreement it receives data under.
 pub struct Destination {
     pub name: String,
-    pub adapter: Adapter,
-    pub render: Render,
+    pub kind: &'static str,
+    pub flow: Flow,
     pub agreement: Option<String>,
+    constants: std::collections::BTreeMap<String, String>,
+    slots: Vec<Slot>,
+    sink: Box<dyn Sink>,
 }
 
 impl Destination {
-    /// Builds the adapter and resolves the mapping, refusing one that reads outside the
-    /// destination's allow-list or produces the wrong kind of output for the adapter.
+    /// Builds a destination, reporting every problem with its config key.
     pub fn build(
         name: &str,
         config: &DestinationConfig,
+        mappings: &MappingSet,
         schemas: &mut SchemaSet,
-        mappings: Option<&MappingSet>,
-    ) -> Result<Arc<Destination>> {
+    ) -> std::result::Result<Arc<Destination>, Vec<GatewayError>> {
         let terms = config.terms();
-        let resolve = |m: &str, key: &str| resolve_mapping(name, m, key, terms.allow, mappings);
-        let (adapter, wants) = match config {
-            DestinationConfig::Webhook(w) => (
-                Adapter::Webhook(WebhookDestination::new(name, w)?),
-                OutputFormat::Json,
-            ),
-            DestinationConfig::File(f) => (
-                Adapter::File(FileDestination::new(name, f)?),
-                OutputFormat::Json,
-            ),
-            DestinationConfig::Csv(c) => (
-                Adapter::Csv(CsvDestination::new(name, c)?),
-                OutputFormat::Csv,
-            ),
-            DestinationConfig::Charitylog(c) => (
-                Adapter::Charitylog(CharitylogDestination::new(name, c)?),
-                OutputFormat::Form,
-            ),
-            DestinationConfig::Fhir(c) => (
-                Adapter::Fhir(FhirDestination::new(name, c)?),
-                OutputFormat::Json,
-            ),
-            DestinationConfig::Lamplight(c) => {
-                let person = resolve(&c.person_mapping, "person_mapping")?;
-                let key = format!("destinations.{name}.person_mapping");
-                expect_format(&person, OutputFormat::Form, &key)?;
-                (
-                    Adapter::Lamplight(Box::new(LamplightDestination::new(name, c, person)?)),
-                    OutputFormat::Form,
-                )
-            }
+        let mut b = Build {
+            name,
+            flow: config.flow(),
+            allow: terms.allow,
+            mappings,
+            schemas,
+            problems: Vec::new(),
+            slots: Vec::new(),
         };
-        let render = match terms.mapping {
-            None => Render::Prsb(schemas.get_or_load(config.schema())?),
-            Some(m) => {
-                let mapping = resolve(m, "mapping")?;
-                expect_format(&mapping, wants, &format!("destinations.{name}.mapping"))?;
-                Render::Mapped {
-                    mapping,
-                    constants: terms.constants.clone(),
+        if terms.allow.is_empty() {
+            b.problem(
+                "allow",
+                "name the canonical fields this destination may receive (its data-sharing agreement's field list)",
+            );
+        }
+        let sink = config.build_sink(&mut b);
+        match sink {
+            Some(sink) if b.problems.is_empty() => {
+                if b.slots.is_empty() {
+                    return Err(vec![b.error("mapping", "this kind named no mapping")]);
                 }
+                Ok(Arc::new(Destination {
+                    name: name.to_string(),
+                    kind: config.kind(),
+                    flow: config.flow(),
+                    agreement: terms.agreement.map(str::to_string),
+                    constants: terms.constants.clone(),
+                    slots: b.slots,
+                    sink,
+                }))
             }
+            _ => Err(b.problems),
+        }
+    }
+
+    /// Renders every slot from the flow's canonical JSON. `message_id` is the gateway's
+    /// own `%message_id` constant.
+    pub fn render(&self, canonical: &Value, message_id: &str) -> Result<Rendered> {
+        let mut constants = self.constants.clone();
+        constants.insert("message_id".into(), message_id.to_string());
+        let mut outputs = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let out = slot.mapping.apply(canonical, &constants).map_err(combine)?;
+            outputs.push((slot.name, out));
+        }
+        Ok(Rendered { outputs })
+    }
+
+    /// `name@version` of the main mapping, for parking headers.
+    pub fn mapping_version(&self) -> String {
+        self.slots
+            .first()
+            .map(|s| s.mapping.id())
+            .unwrap_or_default()
+    }
+
+    pub async fn send(&self, job: &Job<'_>) -> Result<Sent> {
+        self.sink.send(job).await
+    }
+}
+
+/// What a kind's `build` works with: its config keys are named from here, problems are
+/// collected (not returned one at a time), mapping slots resolved and checked.
+pub struct Build<'a> {
+    pub name: &'a str,
+    pub flow: Flow,
+    allow: &'a [String],
+    mappings: &'a MappingSet,
+    pub schemas: &'a mut SchemaSet,
+    problems: Vec<GatewayError>,
+    slots: Vec<Slot>,
+}
+
+impl Build<'_> {
+    /// `destinations.NAME.key`
+    pub fn key(&self, key: &str) -> String {
+        format!("destinations.{}.{key}", self.name)
+    }
+
+    pub fn error(&self, key: &str, message: impl Into<String>) -> GatewayError {
+        GatewayError::invalid(Stage::Config, self.key(key), message)
+    }
+
+    pub fn problem(&mut self, key: &str, message: impl Into<String>) {
+        let e = self.error(key, message);
+        self.problems.push(e);
+    }
+
+    /// Keeps a result's value, or records its error as a problem.
+    pub fn check<T>(&mut self, r: Result<T>) -> Option<T> {
+        r.map_err(|e| self.problems.push(e)).ok()
+    }
+
+    pub fn has_problems(&self) -> bool {
+        !self.problems.is_empty()
+    }
+
+    /// Reads a secret; a problem names `key` and why, never the value.
+    pub fn secret(&mut self, key: &str, secret: &crate::config::Secret) -> Option<String> {
+        secret.read().map_err(|why| self.problem(key, why)).ok()
+    }
+
+    pub fn optional_secret(
+        &mut self,
+        key: &str,
+        secret: Option<&crate::config::Secret>,
+    ) -> Option<String> {
+        secret.and_then(|s| self.secret(key, s))
+    }
+
+    /// Resolves mapping `name` into slot `slot` (configured under `key`): it must exist,
+    /// map this flow's canonical input, produce `format`, and read only what `allow`
+    /// covers.
+    pub fn mapping(&mut self, slot: &'static str, key: &str, name: &str, format: OutputFormat) {
+        let Some(mapping) = self.mappings.get(name).cloned() else {
+            self.problem(
+                key,
+                format!("no mapping {name:?} in the mappings folder (mappings.dir)"),
+            );
+            return;
         };
-        Ok(Arc::new(Destination {
-            name: name.to_string(),
-            adapter,
-            render,
-            agreement: terms.agreement.map(str::to_string),
-        }))
+        let input = match self.flow {
+            Flow::Referral => InputKind::CanonicalReferral,
+            Flow::MessageBack => InputKind::CanonicalEvent,
+        };
+        if mapping.flow != self.flow || mapping.input != input {
+            self.problem(
+                key,
+                format!(
+                    "mapping {name} does not map the canonical {} ({} destinations need one that does)",
+                    if self.flow == Flow::Referral { "referral" } else { "message-back event" },
+                    self.flow
+                ),
+            );
+            return;
+        }
+        if mapping.format != format {
+            self.problem(
+                key,
+                format!(
+                    "mapping {name} produces {:?} output; this destination needs {format:?}",
+                    mapping.format
+                ),
+            );
+            return;
+        }
+        if !self.allow.is_empty()
+            && let Err(e) = mapping.check_allowed(self.name, self.allow)
+        {
+            self.problems.push(e);
+            return;
+        }
+        self.slots.push(Slot {
+            name: slot,
+            mapping,
+        });
     }
 
-    /// The payload for one referral. `canonical` is the referral as JSON, made once per
-    /// message by the caller for every mapped destination.
-    pub fn render(
-        &self,
-        message_id: &str,
-        referral: &Referral,
-        canonical: &Value,
-    ) -> Result<Rendered> {
-        match &self.render {
-            Render::Prsb(schema) => {
-                let payload = referral_payload(message_id, referral);
-                schema.check(&payload)?;
-                Ok(Rendered {
-                    payload,
-                    fields: Vec::new(),
-                    person: Vec::new(),
-                })
-            }
-            Render::Mapped { mapping, constants } => {
-                // The gateway's own constant: which message this is.
-                let mut constants = constants.clone();
-                constants.insert("message_id".into(), message_id.to_string());
-                let out = mapping.apply(canonical, &constants).map_err(combine)?;
-                let person = match &self.adapter {
-                    Adapter::Lamplight(l) => {
-                        l.person_mapping
-                            .apply(canonical, &l.constants)
-                            .map_err(combine)?
-                            .fields
-                    }
-                    _ => Vec::new(),
-                };
-                Ok(Rendered {
-                    payload: out.document,
-                    fields: out.fields,
-                    person,
-                })
-            }
+    /// Creates an output folder now, so a bad path stops start-up rather than a delivery.
+    pub fn dir(&mut self, key: &str, dir: &std::path::Path) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            self.problem(key, format!("cannot create {}: {e}", dir.display()));
         }
     }
-
-    pub fn mapping_version(&self) -> Option<String> {
-        match &self.render {
-            Render::Mapped { mapping, .. } => Some(mapping.id()),
-            Render::Prsb(_) => None,
-        }
-    }
-
-    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivered> {
-        match &self.adapter {
-            Adapter::Webhook(w) => w.deliver(req).await,
-            Adapter::File(f) => f.deliver(req).await,
-            Adapter::Csv(c) => c.deliver(req).await,
-            Adapter::Charitylog(c) => c.deliver(req).await,
-            Adapter::Lamplight(l) => l.deliver(req, req.person).await,
-            Adapter::Fhir(f) => f.deliver(req).await,
-        }
-    }
-}
-
-/// A referral mapping by name, checked against the destination's allow-list.
-fn resolve_mapping(
-    destination: &str,
-    name: &str,
-    key: &str,
-    allow: &[String],
-    mappings: Option<&MappingSet>,
-) -> Result<Arc<Mapping>> {
-    let key = format!("destinations.{destination}.{key}");
-    let mapping = mappings.and_then(|set| set.get(name)).ok_or_else(|| {
-        GatewayError::invalid(
-            Stage::Config,
-            key.clone(),
-            format!("no mapping {name:?} in the mappings folder (mappings.dir)"),
-        )
-    })?;
-    if mapping.flow != Flow::Referral || mapping.input != InputKind::CanonicalReferral {
-        return Err(GatewayError::invalid(
-            Stage::Config,
-            key,
-            format!("mapping {name} does not map the canonical referral"),
-        ));
-    }
-    mapping.check_allowed(destination, allow)?;
-    Ok(mapping.clone())
-}
-
-fn expect_format(mapping: &Mapping, wants: OutputFormat, key: &str) -> Result<()> {
-    if mapping.format == wants {
-        return Ok(());
-    }
-    Err(GatewayError::invalid(
-        Stage::Config,
-        key,
-        format!(
-            "mapping {} produces {:?} output; this destination needs {wants:?}",
-            mapping.name, mapping.format
-        ),
-    ))
-}
-
-/// Creates a destination's output folder at start-up, naming the config key on failure.
-fn ensure_dir(name: &str, dir: &std::path::Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        GatewayError::invalid(
-            Stage::Config,
-            format!("destinations.{name}.dir"),
-            format!("cannot create {}: {e}", dir.display()),
-        )
-    })
 }
 
 /// Every mapping error in one, naming the first field (parking headers carry one).

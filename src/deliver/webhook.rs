@@ -1,116 +1,128 @@
-//! Generic JSON webhook: POST with a bearer token and an Idempotency-Key.
+//! Generic JSON webhook: POST the payload (the PRSB referral JSON unless another json
+//! mapping is named) with an `Idempotency-Key` that is the same on every attempt,
+//! authenticated by a bearer token or OAuth2 client credentials, optionally signed
+//! with HMAC-SHA256 (see `crate::signing` for what a receiver checks).
 
-use std::time::{Duration, SystemTime};
+use futures_util::future::BoxFuture;
+use reqwest::Url;
+use reqwest::header::CONTENT_TYPE;
+use serde::Deserialize;
 
-use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use super::http::auth::{Auth, OAuth2Config};
+use super::http::{Http, endpoint, host_of};
+use super::terms::{HasHttp, destination_config};
+use super::{Build, Job, Sent, Sink};
+use crate::config::Secret;
+use crate::error::{GatewayError, Result, Stage};
+use crate::mapping::spec::OutputFormat;
+use crate::model::Flow;
+use crate::signing;
 
-use super::http::{Http, parse_url, read_secret};
-use super::{Delivered, DeliveryRequest};
-use crate::config::WebhookConfig;
-use crate::error::{ErrorClass, Result};
+pub use super::http::{classify_status, parse_retry_after};
 
-pub struct WebhookDestination {
-    url: reqwest::Url,
-    token: Option<String>,
-    http: Http,
+pub const FLOW: Flow = Flow::Referral;
+
+destination_config! { @http
+    /// `kind = "webhook"`
+    pub struct Config {
+        pub url: String,
+        /// A json mapping producing the body (default: the PRSB referral JSON).
+        #[serde(default = "default_mapping")]
+        pub mapping: String,
+        /// A static bearer token.
+        pub token: Option<Secret>,
+        /// OAuth2 client credentials instead of a static token.
+        pub oauth2: Option<OAuth2Config>,
+        /// Sign every request with HMAC-SHA256.
+        pub signing: Option<SigningConfig>,
+    }
 }
 
-impl WebhookDestination {
-    pub fn new(name: &str, c: &WebhookConfig) -> Result<Self> {
-        let url = parse_url(name, "url", &c.url)?;
-        let token = read_secret(name, "token", c.token_env.as_deref(), c.token_file.as_ref())?;
-        Ok(WebhookDestination {
-            url,
-            token,
-            http: Http::new(name, c.connect_timeout, c.timeout)?,
-        })
-    }
+fn default_mapping() -> String {
+    "prsb-referral".into()
+}
 
-    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivered> {
-        let mut r = self
-            .http
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", req.idempotency_key)
-            .header("X-Correlation-ID", req.message_id)
-            .json(req.payload);
-        if let Some(t) = &self.token {
-            r = r.header(AUTHORIZATION, format!("Bearer {t}"));
+/// `[destinations.NAME.signing]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    pub secret: Secret,
+    /// Sent as X-CLW-Key-Id so the receiver knows which secret to check with.
+    pub key_id: Option<String>,
+}
+
+struct Signer {
+    secret: String,
+    key_id: Option<String>,
+}
+
+pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
+    b.mapping("mapping", "mapping", &c.mapping, OutputFormat::Json);
+    let url = endpoint(b, "url", &c.url);
+    let http = Http::build(b, c.http());
+    let auth = Auth::build(b, c.token.as_ref(), c.oauth2.as_ref());
+    let signer = match &c.signing {
+        Some(s) => {
+            if let Some(k) = &s.key_id
+                && (k.is_empty() || !k.chars().all(|ch| ch.is_ascii_graphic()))
+            {
+                b.problem("signing.key_id", "must be printable ASCII without spaces");
+            }
+            Some(Signer {
+                secret: b.secret("signing.secret", &s.secret)?,
+                key_id: s.key_id.clone(),
+            })
         }
-        let resp = self.http.send(r, self.url.host_str().unwrap_or("")).await?;
-        Ok(Delivered {
-            status: Some(resp.status().as_u16()),
+        None => None,
+    };
+    Some(Box::new(Webhook {
+        url: url?,
+        http: http?,
+        auth: auth?,
+        signer,
+    }))
+}
+
+struct Webhook {
+    url: Url,
+    http: Http,
+    auth: Auth,
+    signer: Option<Signer>,
+}
+
+impl Sink for Webhook {
+    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
+        Box::pin(async move {
+            // Signed bytes must be the bytes sent: serialise once.
+            let body = serde_json::to_vec(job.payload())
+                .map_err(|e| GatewayError::permanent(Stage::Deliver, format!("payload: {e}")))?;
+            let host = host_of(&self.url);
+            let make = || {
+                let mut r = self
+                    .http
+                    .client
+                    .post(self.url.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .header("Idempotency-Key", job.idempotency_key)
+                    .header("X-Correlation-ID", job.message_id);
+                if let Some(s) = &self.signer {
+                    let now = chrono::Utc::now().timestamp();
+                    r = r.header(signing::TIMESTAMP_HEADER, now.to_string()).header(
+                        signing::SIGNATURE_HEADER,
+                        signing::sign(s.secret.as_bytes(), now, &body),
+                    );
+                    if let Some(k) = &s.key_id {
+                        r = r.header(signing::KEY_ID_HEADER, k);
+                    }
+                }
+                r.body(body.clone())
+            };
+            let resp = self
+                .http
+                .check(self.auth.send(&self.http, &host, make).await?)?;
+            Ok(Sent {
+                status: Some(resp.status().as_u16()),
+            })
         })
-    }
-}
-
-/// None for success; else the error class of an HTTP status (DESIGN.md error taxonomy):
-/// 408, 429 and 5xx are transient, any other non-2xx is permanent.
-pub fn classify_status(status: StatusCode) -> Option<ErrorClass> {
-    if status.is_success() {
-        None
-    } else if status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-    {
-        Some(ErrorClass::Transient)
-    } else {
-        Some(ErrorClass::Permanent)
-    }
-}
-
-/// Retry-After as delta-seconds or an HTTP date.
-pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_classes() {
-        assert_eq!(classify_status(StatusCode::OK), None);
-        assert_eq!(classify_status(StatusCode::CREATED), None);
-        assert_eq!(
-            classify_status(StatusCode::BAD_REQUEST),
-            Some(ErrorClass::Permanent)
-        );
-        assert_eq!(
-            classify_status(StatusCode::UNAUTHORIZED),
-            Some(ErrorClass::Permanent)
-        );
-        assert_eq!(
-            classify_status(StatusCode::REQUEST_TIMEOUT),
-            Some(ErrorClass::Transient)
-        );
-        assert_eq!(
-            classify_status(StatusCode::TOO_MANY_REQUESTS),
-            Some(ErrorClass::Transient)
-        );
-        assert_eq!(
-            classify_status(StatusCode::SERVICE_UNAVAILABLE),
-            Some(ErrorClass::Transient)
-        );
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        h.insert(RETRY_AFTER, later.parse().unwrap());
-        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(30)));
-        h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(parse_retry_after(&h, now), None);
     }
 }

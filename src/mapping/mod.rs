@@ -275,6 +275,27 @@ impl MappingSet {
         })
     }
 
+    /// The configured folder's mappings when it exists, plus the built-in ones it does
+    /// not replace: what `serve`, `check` and `mapping test` all work from.
+    pub fn load_configured(dir: &Path) -> Result<MappingSet> {
+        let mut set = if dir.is_dir() {
+            MappingSet::load(dir)?
+        } else {
+            MappingSet {
+                dir: dir.to_path_buf(),
+                mappings: BTreeMap::new(),
+                codes: BTreeMap::new(),
+            }
+        };
+        for (name, yaml, schema) in BUILTIN {
+            if !set.mappings.contains_key(*name) {
+                let m = builtin(name, yaml, schema)?;
+                set.mappings.insert(m.name.clone(), Arc::new(m));
+            }
+        }
+        Ok(set)
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<Mapping>> {
         self.mappings.get(name)
     }
@@ -282,6 +303,28 @@ impl MappingSet {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Mapping>> {
         self.mappings.values()
     }
+}
+
+/// Mappings built into the binary so the embedded default runs from any folder:
+/// (name, mapping file, its output schema). A file of the same name in `mappings.dir`
+/// replaces one.
+const BUILTIN: &[(&str, &str, &str)] = &[(
+    "prsb-referral",
+    include_str!("../../mappings/referral/prsb-referral.yaml"),
+    include_str!("../../schemas/prsb-referral.v1.schema.json"),
+)];
+
+fn builtin(name: &str, yaml: &str, schema: &str) -> Result<Mapping> {
+    let fail =
+        |e: String| GatewayError::permanent(Stage::Config, format!("built-in mapping {name}: {e}"));
+    let mut file: MappingFile = serde_yaml_ng::from_str(yaml).map_err(|e| fail(e.to_string()))?;
+    // Fixtures and the schema path are relative to the repository's file.
+    file.fixtures.clear();
+    file.output.schema = None;
+    let path = PathBuf::from(format!("(built in)/{name}.yaml"));
+    let mut m = compile(file, &path, &BTreeMap::new()).map_err(|e| fail(e.join("; ")))?;
+    m.schema = Some(embedded_schema(&format!("{name} output schema"), schema)?);
+    Ok(m)
 }
 
 /// Names are how destinations refer to mappings and mappings to code maps: one each.

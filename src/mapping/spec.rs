@@ -24,12 +24,7 @@ pub struct MappingFile {
     pub fixtures: Vec<FixtureSpec>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Flow {
-    Referral,
-    MessageBack,
-}
+pub use crate::model::Flow;
 
 /// Outbound: gateway → CLW platform or practice. Inbound: source system → canonical.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -44,6 +39,8 @@ pub enum Direction {
 pub enum InputKind {
     /// The canonical Referral (PRSB items) after consent policy.
     CanonicalReferral,
+    /// The canonical message-back event (PRSB "message back to GP") with its referral.
+    CanonicalEvent,
     /// A FHIR resource or Bundle.
     Fhir,
     /// Any JSON document (platform events).

@@ -17,10 +17,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::engine::{Disposition, Inbound, Pipeline};
 use crate::error::{GatewayError, Result, Stage};
 use crate::intake::Headers;
 use crate::intake::envelope::ATTEMPT_HEADER;
-use crate::pipeline::{Disposition, Inbound, Pipeline};
 use crate::shutdown::Shutdown;
 
 pub struct SpoolDirs {

@@ -15,6 +15,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::AuditAction;
 use crate::error::{GatewayError, Result, Stage};
 pub use writer::Write;
 
@@ -53,10 +54,10 @@ pub struct DeliveryRow {
     pub delivered_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     pub actor: String,
-    pub action: String,
+    pub action: AuditAction,
     pub flow: String,
     pub message_id: String,
     pub destination: Option<String>,
@@ -281,11 +282,17 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let fields: Option<String> = r.try_get(4)?;
+                let action: String = r.try_get(2)?;
                 Ok(AuditRow {
                     at: r.try_get(0)?,
                     entry: AuditEntry {
                         actor: r.try_get(1)?,
-                        action: r.try_get(2)?,
+                        action: AuditAction::parse(&action).ok_or_else(|| {
+                            GatewayError::permanent(
+                                Stage::Store,
+                                format!("audit_log holds an unknown action {action:?}"),
+                            )
+                        })?,
                         flow: flow.to_string(),
                         message_id: message_id.to_string(),
                         destination: r.try_get(3)?,

@@ -5,6 +5,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::mpsc;
 
 use super::{AuditEntry, Job, now_ms, shaped_chunks};
+use crate::engine::{DeliveryState, MessageState};
 use crate::error::Result;
 
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub enum Write {
     Outcome {
         flow: String,
         message_id: String,
-        state: String,
+        state: MessageState,
         attempts: i64,
         error: Option<ErrorSummary>,
         deliveries: Vec<DeliveryUpdate>,
@@ -39,7 +40,7 @@ pub struct ErrorSummary {
 #[derive(Debug, Clone)]
 pub struct DeliveryUpdate {
     pub destination: String,
-    pub state: String,
+    pub state: DeliveryState,
     pub idempotency_key: String,
     pub response_status: Option<i64>,
     pub last_error: Option<String>,
@@ -159,7 +160,7 @@ impl Rows {
                 self.outcome.push(vec![
                     text(flow),
                     text(message_id),
-                    text(state),
+                    text(state.as_str()),
                     Param::Int(Some(*attempts)),
                     Param::Text(error.as_ref().map(|e| e.class.clone())),
                     Param::Text(error.as_ref().map(|e| e.stage.clone())),
@@ -172,12 +173,12 @@ impl Rows {
                         text(flow),
                         text(message_id),
                         text(&d.destination),
-                        text(&d.state),
+                        text(d.state.as_str()),
                         Param::Int(Some(1)),
                         text(&d.idempotency_key),
                         Param::Int(d.response_status),
                         Param::Text(d.last_error.clone()),
-                        Param::Int((d.state == "delivered").then_some(now)),
+                        Param::Int((d.state == DeliveryState::Delivered).then_some(now)),
                         Param::Int(Some(now)),
                     ]);
                 }
@@ -220,7 +221,7 @@ fn audit_row(a: &AuditEntry, now: i64) -> Vec<Param> {
         text(&uuid::Uuid::new_v4().to_string()),
         Param::Int(Some(now)),
         text(&a.actor),
-        text(&a.action),
+        text(a.action.as_str()),
         text(&a.flow),
         text(&a.message_id),
         Param::Text(a.destination.clone()),

@@ -24,6 +24,46 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+/// Every section of the canonical referral: what a destination receiving the whole
+/// PRSB referral is allowed (TOML array).
+pub const PRSB_ALLOW: &str = "[\"person_demographics\", \"contact_preferences\", \"referral_details\", \"referrer_details\", \"gp_practice\", \"referred_to\", \"consent\"]";
+
+/// A `[destinations.NAME]` table written as TOML.
+pub fn destination(text: &str) -> clw_gateway::config::DestinationConfig {
+    toml::from_str(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A destination built from TOML with the repository's mappings, as the wiring plan
+/// builds it.
+pub fn build_destination(
+    name: &str,
+    text: &str,
+) -> std::sync::Arc<clw_gateway::deliver::Destination> {
+    let mappings =
+        clw_gateway::mapping::MappingSet::load_configured(&repo_path("mappings")).unwrap();
+    let mut schemas = clw_gateway::schema::SchemaSet::default();
+    clw_gateway::deliver::Destination::build(name, &destination(text), &mappings, &mut schemas)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// Sends a payload made by hand to a destination, as the engine would.
+pub async fn send_payload(
+    d: &clw_gateway::deliver::Destination,
+    id: &str,
+    fields: Vec<(String, Value)>,
+    document: Value,
+) -> Result<clw_gateway::deliver::Sent, clw_gateway::error::GatewayError> {
+    let rendered =
+        clw_gateway::deliver::Rendered::single(clw_gateway::mapping::Output { fields, document });
+    d.send(&clw_gateway::deliver::Job {
+        flow: clw_gateway::model::Flow::Referral,
+        message_id: id,
+        idempotency_key: "k",
+        rendered: &rendered,
+    })
+    .await
+}
+
 pub fn amqp_url() -> String {
     std::env::var("CLW_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -193,12 +233,11 @@ impl Setup {
         self.config(&format!(
             "[broker]\nurl = \"{}\"\nprefix = \"{}\"\nprefetch = 16\n\
              [retry]\ntiers = [{}]\n[referrals]\ndestinations = [\"clw\"]\n\
-             [destinations.clw]\nkind = \"webhook\"\nurl = \"{hook}\"\ntoken_env = \"CLW_TEST_TOKEN\"\nagreement = \"DSA-TEST-1\"\n\
-             timeout = \"5s\"\nschema = \"{}\"\n",
+             [destinations.clw]\nkind = \"webhook\"\nurl = \"{hook}\"\ntoken = {{ env = \"CLW_TEST_TOKEN\" }}\nagreement = \"DSA-TEST-1\"\n\
+             timeout = \"5s\"\nallow = {PRSB_ALLOW}\n",
             amqp_url(),
             self.prefix,
             tiers.join(", "),
-            repo_path("schemas/prsb-referral.v1.schema.json").display()
         ))
     }
 
@@ -422,7 +461,9 @@ impl Harness {
     pub async fn wait_audit(&self, id: &str, action: &str) -> clw_gateway::store::AuditRow {
         eventually(&format!("{action} audited for {id}"), WAIT, || async {
             let audit = self.gw.store.audit("referral", id).await.unwrap();
-            audit.into_iter().find(|a| a.entry.action == action)
+            audit
+                .into_iter()
+                .find(|a| a.entry.action.as_str() == action)
         })
         .await
     }

@@ -1,0 +1,113 @@
+//! The referral front: envelope and size, FHIR Bundle → canonical referral, routing by
+//! practice, consent. What comes out is the released referral as canonical JSON and the
+//! destinations its programme uses.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::{Front, Plan, Refusal};
+use crate::deliver::Destination;
+use crate::engine::Inbound;
+use crate::error::{GatewayError, Stage};
+use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_size};
+use crate::intake::{Envelope, decode_referral};
+use crate::model::{ConsentState, Flow};
+use crate::policy::apply_consent;
+use crate::routing::Routes;
+use crate::wiring::ReferralWiring;
+
+pub struct ReferralFront {
+    routes: Option<Routes>,
+    destinations: Vec<Arc<Destination>>,
+    consent_not_recorded: ConsentState,
+    max_bytes: usize,
+}
+
+impl ReferralFront {
+    pub fn new(wiring: &ReferralWiring, max_bytes: usize) -> ReferralFront {
+        ReferralFront {
+            routes: wiring.routes.clone(),
+            destinations: wiring.destinations.clone(),
+            consent_not_recorded: wiring.consent_not_recorded,
+            max_bytes,
+        }
+    }
+
+    fn plan_now(&self, inbound: &Inbound) -> Result<Plan, Refusal> {
+        let digest = body_digest(&inbound.body);
+        let previous: u32 = inbound
+            .headers
+            .get(ATTEMPT_HEADER)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let fallback = inbound
+            .headers
+            .get("ce-id")
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .unwrap_or_else(|| digest.clone());
+        let refuse = |message_id: &str, attempts: u32, error: GatewayError| Refusal {
+            message_id: message_id.to_string(),
+            attempts,
+            error,
+        };
+        let (env, decoded) = check_size(inbound.body.len(), self.max_bytes)
+            .and_then(|()| {
+                Envelope::from_headers(&inbound.headers, inbound.content_type.as_deref())
+            })
+            .and_then(|env| Ok((env, decode_referral(&inbound.body)?)))
+            .map_err(|e| refuse(&fallback, previous + 1, e))?;
+        let message_id = env
+            .id
+            .or(decoded.message_header_id)
+            .or(decoded.bundle_id)
+            .unwrap_or_else(|| digest.clone());
+        let attempts = env.previous_attempts + 1;
+
+        let targets: Vec<Arc<Destination>> = match &self.routes {
+            None => self.destinations.clone(),
+            Some(r) => {
+                let practice = decoded
+                    .referral
+                    .gp_practice
+                    .as_ref()
+                    .and_then(|p| p.ods_code.as_deref());
+                let names = r
+                    .destinations_for(practice)
+                    .map_err(|e| refuse(&message_id, attempts, e))?;
+                self.destinations
+                    .iter()
+                    .filter(|d| names.contains(&d.name))
+                    .cloned()
+                    .collect()
+            }
+        };
+        let release = apply_consent(decoded.referral, self.consent_not_recorded)
+            .map_err(|e| refuse(&message_id, attempts, e))?;
+        let canonical = serde_json::to_value(release.referral()).map_err(|e| {
+            refuse(
+                &message_id,
+                attempts,
+                GatewayError::permanent(Stage::Intake, format!("canonical referral: {e}")),
+            )
+        })?;
+        Ok(Plan {
+            message_id,
+            attempts,
+            digest,
+            canonical,
+            targets,
+        })
+    }
+}
+
+impl Front for ReferralFront {
+    fn flow(&self) -> Flow {
+        Flow::Referral
+    }
+
+    fn plan<'a>(&'a self, inbound: &'a Inbound) -> BoxFuture<'a, Result<Plan, Refusal>> {
+        Box::pin(async move { self.plan_now(inbound) })
+    }
+}
