@@ -71,12 +71,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
     )
     .await?;
     let metrics = Metrics::new();
-    let engine = Arc::new(Engine {
-        store: store.clone(),
-        metrics: metrics.clone(),
-        tiers: config.retry.tiers.clone(),
-        actor: config.gateway.instance.clone(),
-    });
+    let engine = Arc::new(Engine::new(store.clone(), metrics.clone(), &config));
     let pipeline = Arc::new(Pipeline::new(
         engine,
         Box::new(ReferralFront::new(

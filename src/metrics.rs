@@ -32,6 +32,8 @@ pub struct Metrics {
     pub duplicates: Family<FlowLabels, Counter>,
     pub latency: Family<FlowLabels, Histogram>,
     pub in_flight: Family<FlowLabels, Gauge>,
+    /// 1 while a destination is paused by its circuit breaker.
+    pub paused: Family<DestinationLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
         let in_flight = Family::<FlowLabels, Gauge>::default();
+        let paused = Family::<DestinationLabels, Gauge>::default();
         r.register(
             "messages_received",
             "Messages taken from a source",
@@ -93,8 +96,14 @@ impl Metrics {
             "Messages being processed now",
             in_flight.clone(),
         );
+        r.register(
+            "destination_paused",
+            "1 while a destination is paused (it answered 401, 403 or 404); its messages wait",
+            paused.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
+            paused,
             received,
             delivered,
             retried,

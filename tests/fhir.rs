@@ -99,7 +99,8 @@ async fn send(
     id: &str,
     payload: &Value,
 ) -> Result<clw_gateway::deliver::Sent, clw_gateway::error::GatewayError> {
-    send_payload(dest, id, Vec::new(), payload.clone()).await
+    let (store, _db) = temp_store().await;
+    send_payload(dest, &store, id, Vec::new(), payload.clone()).await
 }
 
 fn config(base: &str) -> String {

@@ -27,8 +27,10 @@ const ALLOW: &str = "allow = [\"person_demographics\", \"contact_preferences\", 
 async fn deliver(
     d: &Destination,
 ) -> Result<clw_gateway::deliver::Sent, clw_gateway::error::GatewayError> {
+    let (store, _db) = temp_store().await;
     send_payload(
         d,
+        &store,
         "msg-auth-1",
         Vec::new(),
         json!({"referral": {"status": "active"}}),

@@ -237,11 +237,11 @@ async fn settle(
     };
     match disposition {
         Disposition::Done { .. } => Ok(()),
-        Disposition::Retry { tier, .. } => {
+        Disposition::Retry { tier, attempts, .. } => {
             let table = headers::with(
                 original,
                 &[
-                    (ATTEMPT_HEADER, (tier + 1).to_string()),
+                    (ATTEMPT_HEADER, attempts.to_string()),
                     (ROUTING_KEY, routing_key),
                 ],
             );

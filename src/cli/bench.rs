@@ -191,12 +191,7 @@ async fn end_to_end(
     )
     .await?;
     let wiring = Wiring::build(&config).map_err(|e| e.into_error())?;
-    let engine = Arc::new(Engine {
-        store: store.clone(),
-        metrics: Metrics::new(),
-        tiers: config.retry.tiers.clone(),
-        actor: config.gateway.instance.clone(),
-    });
+    let engine = Arc::new(Engine::new(store.clone(), Metrics::new(), &config));
     let pipeline = Arc::new(Pipeline::new(
         engine,
         Box::new(ReferralFront::new(

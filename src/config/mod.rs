@@ -68,6 +68,10 @@ pub struct GatewaySection {
     pub instance: String,
     /// Where the SQLite store, spool folders and file outbox live by default.
     pub data_dir: PathBuf,
+    /// How long a claim on an effect holds before another copy of the message (on
+    /// this or another instance) may take it over: longer than any send can take.
+    #[serde(with = "humantime_serde")]
+    pub claim_ttl: Duration,
 }
 
 impl Default for GatewaySection {
@@ -75,6 +79,7 @@ impl Default for GatewaySection {
         GatewaySection {
             instance: "clw-gateway".into(),
             data_dir: PathBuf::from("data"),
+            claim_ttl: Duration::from_secs(120),
         }
     }
 }
@@ -184,6 +189,10 @@ pub struct RetryConfig {
     /// Delay of each retry tier; after the last, a message is parked.
     #[serde(with = "humantime_serde_vec")]
     pub tiers: Vec<Duration>,
+    /// How often a paused destination (it answered 401, 403 or 404) is probed with
+    /// one message.
+    #[serde(with = "humantime_serde")]
+    pub probe_every: Duration,
 }
 
 impl Default for RetryConfig {
@@ -193,6 +202,7 @@ impl Default for RetryConfig {
                 .into_iter()
                 .map(Duration::from_secs)
                 .collect(),
+            probe_every: Duration::from_secs(60),
         }
     }
 }

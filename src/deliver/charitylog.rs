@@ -1,7 +1,9 @@
 //! Charitylog / Dizions: `PUT /v2/external_referral`, x-www-form-urlencoded, with the
 //! Source, Org and User key headers (wiki.dizions.co.uk "API external referrals",
 //! "API Authentication"). Referrals land in the External Referral Manager, where a
-//! person imports them and removes duplicates.
+//! person imports them and removes duplicates. The API takes no idempotency key: the
+//! PUT is journalled in the store, so it is never repeated once it may have arrived;
+//! a PUT whose answer was lost is an unknown outcome for a person to check.
 
 use futures_util::future::BoxFuture;
 use reqwest::Url;
@@ -61,19 +63,29 @@ struct Charitylog {
 impl Sink for Charitylog {
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
-            let r = self
-                .http
-                .client
-                .put(self.url.clone())
-                .header("Source", &self.source)
-                .header("Org", &self.org)
-                .header("User", &self.user)
-                // Sets Content-Type: application/x-www-form-urlencoded.
-                .form(&form_fields(job.fields()));
-            let resp = self.http.send(r, &host_of(&self.url)).await?;
+            let status = job
+                .journal
+                .once("charitylog-referral", "the external referral PUT", async {
+                    let r = self
+                        .http
+                        .client
+                        .put(self.url.clone())
+                        .header("Source", &self.source)
+                        .header("Org", &self.org)
+                        .header("User", &self.user)
+                        // Sets Content-Type: application/x-www-form-urlencoded.
+                        .form(&form_fields(job.fields()));
+                    let resp = self.http.send(r, &host_of(&self.url)).await?;
+                    Ok(resp.status().as_u16().to_string())
+                })
+                .await?;
             Ok(Sent {
-                status: Some(resp.status().as_u16()),
+                status: status.parse().ok(),
             })
         })
+    }
+
+    fn resends_safely(&self) -> bool {
+        false
     }
 }

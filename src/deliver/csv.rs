@@ -1,21 +1,31 @@
 //! CSV destination for programmes that run on Excel, Access or Google Sheets: one row
 //! per referral, columns in mapping order plus a gateway reference, in a file per day or
-//! per batch. Each append rewrites the file atomically (temp file, fsync, rename), so a
-//! reader never sees half a row; UTF-8 with a BOM and CRLF so Excel opens it cleanly.
+//! per batch; UTF-8 with a BOM and CRLF so Excel opens it cleanly.
+//!
+//! Rows are appended, never rewritten. One writer at a time: a process lock, and an
+//! exclusive lock on the file across instances sharing the folder. The store knows how
+//! many bytes of each file are complete (`sheet_files`) and which row each message
+//! made (the journal), committed together after the row is on disk: a second copy, a
+//! retry or a day / batch rollover adds nothing twice, and bytes past the committed
+//! length (a writer that stopped mid-row or before recording it) are cut off before
+//! the next append, so no file is left torn.
 
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::terms::destination_config;
-use super::{Build, Job, Sent, Sink};
+use super::{Build, Job, Sent, Sink, Step};
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
 use crate::model::Flow;
+use crate::store::{Store, Write};
 
 pub const FLOW: Flow = Flow::Referral;
 
@@ -59,108 +69,190 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
     if c.batch_rows == 0 {
         b.problem("batch_rows", "must be at least 1");
     }
-    Some(Box::new(CsvDestination {
+    if c.file_prefix.is_empty() || c.file_prefix.contains(['/', '\\', '.']) {
+        b.problem("file_prefix", "must be a plain name (no dots or slashes)");
+    }
+    Some(Box::new(Sheet {
         name: b.name.to_string(),
         dir: c.dir.clone(),
         prefix: c.file_prefix.clone(),
         per: c.file_per,
-        batch_rows: c.batch_rows.max(1),
-        batch: Mutex::new(None),
+        batch_rows: c.batch_rows.max(1) as i64,
+        lock: Mutex::new(()),
     }))
 }
 
-const BOM: &str = "\u{feff}";
-/// The last column: lets a programme quote a referral back, and lets a redelivery be
-/// recognised so it does not add a second row.
-pub const REFERENCE_COLUMN: &str = "Gateway reference";
-
-struct CsvDestination {
+struct Sheet {
     name: String,
     dir: PathBuf,
     prefix: String,
     per: FilePer,
-    batch_rows: usize,
-    /// Serialises appends; holds the open batch (file name, rows in it).
-    batch: Mutex<Option<(String, usize)>>,
+    batch_rows: i64,
+    /// One append at a time in this process (the file lock covers other processes).
+    lock: Mutex<()>,
 }
 
-impl Sink for CsvDestination {
+const BOM: &str = "\u{feff}";
+/// The last column: lets a programme quote a referral back.
+pub const REFERENCE_COLUMN: &str = "Gateway reference";
+/// The journal's step: which file and offset a message's row went to.
+const ROW: &str = "sheet-row";
+
+impl Sink for Sheet {
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
-        Box::pin(self.append(job.message_id, job.fields()))
+        Box::pin(async move {
+            let _one = self.lock.lock().await;
+            // A row already made (by an earlier copy, before a rollover): nothing to add.
+            if let Step::Done(_) = job.journal.step(ROW).await? {
+                return Ok(Sent { status: None });
+            }
+            let mut header: Vec<String> = job.fields().iter().map(|(k, _)| k.clone()).collect();
+            header.push(REFERENCE_COLUMN.into());
+            let mut row: Vec<String> = job.fields().iter().map(|(_, v)| cell_text(v)).collect();
+            row.push(job.message_id.to_string());
+            let file = self.file_for_next_row(job.journal.store).await?;
+            self.append(job, &file, &encode_row(&header)?, &encode_row(&row)?)
+                .await?;
+            Ok(Sent { status: None })
+        })
     }
 }
 
-impl CsvDestination {
-    async fn append(&self, message_id: &str, fields: &[(String, Value)]) -> Result<Sent> {
-        let mut header: Vec<String> = fields.iter().map(|(k, _)| k.clone()).collect();
-        header.push(REFERENCE_COLUMN.into());
-        let mut row = fields.iter().map(|(_, v)| cell_text(v)).collect::<Vec<_>>();
-        row.push(message_id.to_string());
-
-        let mut batch = self.batch.lock().await;
-        let file = match self.per {
-            FilePer::Day => format!(
-                "{}-{}.csv",
-                self.prefix,
-                chrono::Utc::now().format("%Y-%m-%d")
-            ),
-            FilePer::Batch => match batch.as_ref() {
-                Some((f, n)) if *n < self.batch_rows => f.clone(),
-                _ => format!(
-                    "{}-{}.csv",
-                    self.prefix,
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                ),
+impl Sheet {
+    /// Today's file, or the open batch while it has room.
+    async fn file_for_next_row(&self, store: &Store) -> Result<String> {
+        let now = chrono::Utc::now();
+        Ok(match self.per {
+            FilePer::Day => format!("{}-{}.csv", self.prefix, now.format("%Y-%m-%d")),
+            FilePer::Batch => match store.latest_sheet(&self.name).await? {
+                Some((file, rows)) if rows < self.batch_rows => file,
+                _ => format!("{}-{}.csv", self.prefix, now.format("%Y%m%dT%H%M%S%.3fZ")),
             },
-        };
-        let path = self.dir.join(&file);
-        let existing = match tokio::fs::read_to_string(&path).await {
-            Ok(s) => Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.io(e)),
-        };
-        let rows_before = existing.as_deref().map(count_rows).unwrap_or(0);
-        let encoded = encode_row(&[message_id.to_string()]);
-        let reference = encoded.trim_end_matches("\r\n");
-        let already = existing
-            .as_deref()
-            .is_some_and(|s| s.lines().any(|l| l.ends_with(&format!(",{reference}"))));
-        if !already {
-            let mut content = existing.unwrap_or_else(|| format!("{BOM}{}", encode_row(&header)));
-            content.push_str(&encode_row(&row));
-            self.write_atomically(&path, content.as_bytes()).await?;
-        }
-        if self.per == FilePer::Batch {
-            *batch = Some((file, rows_before + usize::from(!already)));
-        }
-        Ok(Sent { status: None })
+        })
     }
 
-    async fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut f = tokio::fs::File::create(&tmp)
+    /// Appends one row under the file lock and records its place in the store.
+    async fn append(&self, job: &Job<'_>, file: &str, header: &[u8], row: &[u8]) -> Result<()> {
+        let store = job.journal.store;
+        let path = self.dir.join(file);
+        let io = |what: &'static str| {
+            let name = self.name.clone();
+            move |e: std::io::Error| {
+                GatewayError::transient(
+                    Stage::Deliver,
+                    format!("{name}: cannot {what} the CSV file: {e}"),
+                )
+            }
+        };
+        let f = blocking(move || {
+            let f = File::options()
+                .read(true)
+                .append(false)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            // Across instances sharing the folder: one writer at a time.
+            f.lock()?;
+            Ok(Arc::new(f))
+        })
+        .await
+        .map_err(io("open and lock"))?;
+        // Another instance may have written this message's row while we waited.
+        if let Step::Done(_) = job.journal.step(ROW).await? {
+            return Ok(());
+        }
+        let len = blocking({
+            let f = f.clone();
+            move || Ok(f.metadata()?.len() as i64)
+        })
+        .await
+        .map_err(io("read"))?;
+        let (committed, rows) = match store.sheet_file(&self.name, file).await? {
+            Some((committed, _)) if len < committed => {
+                return Err(GatewayError::permanent(
+                    Stage::Deliver,
+                    format!(
+                        "{}: {file} is shorter than the gateway wrote: it was edited or cut in place; \
+                         move it aside (copy sheets before editing them), then replay",
+                        self.name
+                    ),
+                ));
+            }
+            Some(c) => c,
+            // A file this store never recorded: one written before the store kept
+            // sheets, taken as complete (its rows uncounted); or a new file, begun
+            // with its header.
+            None if len > 0 => (len, 0),
+            None => {
+                let mut first = BOM.as_bytes().to_vec();
+                first.extend_from_slice(header);
+                self.write_at(&f, 0, first.clone())
+                    .await
+                    .map_err(io("write"))?;
+                let committed = first.len() as i64;
+                store
+                    .write(Write::Sheet {
+                        destination: self.name.clone(),
+                        file: file.to_string(),
+                        committed_bytes: committed,
+                        rows: 0,
+                    })
+                    .await?;
+                (committed, 0)
+            }
+        };
+        // Past `committed`: a row whose writer stopped before recording it. Its message
+        // is not recorded as delivered either, so its retry writes it again.
+        self.write_at(&f, committed, row.to_vec())
             .await
-            .map_err(|e| self.io(e))?;
-        f.write_all(bytes).await.map_err(|e| self.io(e))?;
-        f.sync_all().await.map_err(|e| self.io(e))?;
-        drop(f);
-        tokio::fs::rename(&tmp, path)
-            .await
-            .map_err(|e| self.io(e))?;
-        // The rename is durable only once the directory is.
-        if let Ok(d) = tokio::fs::File::open(&self.dir).await {
-            let _ = d.sync_all().await;
+            .map_err(io("write"))?;
+        let place = format!("{file}@{committed}");
+        let recorded = store
+            .write(Write::Many(vec![
+                Write::Sheet {
+                    destination: self.name.clone(),
+                    file: file.to_string(),
+                    committed_bytes: committed + row.len() as i64,
+                    rows: rows + 1,
+                },
+                job.journal.record(ROW, "done", Some(&place)),
+            ]))
+            .await;
+        if let Err(e) = recorded {
+            // Not recorded: take the row back now rather than leave it to the next writer.
+            let _ = self.write_at(&f, committed, Vec::new()).await;
+            return Err(e);
         }
         Ok(())
     }
 
-    fn io(&self, e: std::io::Error) -> GatewayError {
-        GatewayError::transient(
-            Stage::Deliver,
-            format!("{}: cannot write the CSV file: {e}", self.name),
-        )
+    /// Writes `bytes` at `offset`, cutting off whatever followed, and syncs it to disk.
+    async fn write_at(&self, f: &Arc<File>, offset: i64, bytes: Vec<u8>) -> std::io::Result<()> {
+        let f = f.clone();
+        let dir = self.dir.clone();
+        blocking(move || {
+            let mut file: &File = &f;
+            file.set_len(offset as u64)?;
+            file.seek(SeekFrom::Start(offset as u64))?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            // A new file's name is durable only once its folder is.
+            if offset == 0 {
+                File::open(&dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
     }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 fn cell_text(v: &Value) -> String {
@@ -171,37 +263,25 @@ fn cell_text(v: &Value) -> String {
     }
 }
 
-/// Data rows in a file this destination wrote (header excluded).
-fn count_rows(content: &str) -> usize {
-    content.matches("\r\n").count().saturating_sub(1)
-}
-
-/// One CSV record, RFC 4180 quoting, CRLF. A cell starting with `=`, `+`, `-`, `@`,
-/// tab or CR is prefixed with `'` so a spreadsheet shows it as text instead of running
-/// it as a formula (CSV injection).
-pub fn encode_row(cells: &[String]) -> String {
-    let mut out = String::new();
-    for (i, cell) in cells.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let guarded;
-        let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            guarded = format!("'{cell}");
-            &guarded
+/// One CSV record: RFC 4180 quoting by the `csv` crate, CRLF. A cell starting with
+/// `=`, `+`, `-`, `@`, tab or CR is prefixed with `'` so a spreadsheet shows it as text
+/// instead of running it as a formula (CSV injection).
+pub fn encode_row(cells: &[String]) -> Result<Vec<u8>> {
+    let mut w = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::CRLF)
+        .quote_style(::csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new());
+    let guarded = cells.iter().map(|c| {
+        if c.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{c}")
         } else {
-            cell
-        };
-        if cell.contains([',', '"', '\r', '\n']) || cell.starts_with(' ') || cell.ends_with(' ') {
-            out.push('"');
-            out.push_str(&cell.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(cell);
+            c.clone()
         }
-    }
-    out.push_str("\r\n");
-    out
+    });
+    w.write_record(guarded)
+        .map_err(|e| GatewayError::permanent(Stage::Deliver, format!("CSV row: {e}")))?;
+    w.into_inner()
+        .map_err(|e| GatewayError::permanent(Stage::Deliver, format!("CSV row: {e}")))
 }
 
 #[cfg(test)]
@@ -209,7 +289,10 @@ mod tests {
     use super::*;
 
     fn row(cells: &[&str]) -> String {
-        encode_row(&cells.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        String::from_utf8(
+            encode_row(&cells.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -224,6 +307,7 @@ mod tests {
             "\"'=HYPERLINK(\"\"x\"\")\"\r\n"
         );
         assert_eq!(row(&["+44 113", "-1", "@a"]), "'+44 113,'-1,'@a\r\n");
-        assert_eq!(row(&[""]), "\r\n");
+        // One empty cell is quoted, so the record is not an empty line.
+        assert_eq!(row(&[""]), "\"\"\r\n");
     }
 }

@@ -7,19 +7,20 @@
 //! referral mapping) with `attendee` = that id. Answers are JSON:
 //! `{"data": {"id": N, ...}, "meta": ...}` or `{"error": code, "msg": "..."}`.
 //!
-//! Lamplight takes no idempotency key. The profile id made for a message is kept for
-//! the process's lifetime, so a retry (e.g. after referral/add timed out) does not make
-//! a second profile; after a restart, only `match_field` finds it again.
-
-use std::collections::HashMap;
+//! Lamplight takes no idempotency key, so each step is journalled in the store (see
+//! `Journal`): started before its request, done with the record id after. A retry or
+//! a restart reuses the profile id and never adds a referral twice; a step found
+//! started but not done (a timeout after sending, a crash before the record) is an
+//! unknown outcome, parked for a person to check, never resent blindly. Errors name
+//! the operation, never a search path (it carries the person's identifier) nor
+//! Lamplight's own message text.
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 use super::http::{Http, endpoint, form_fields, host_of};
 use super::terms::{HasHttp, destination_config};
-use super::{Build, Job, Sent, Sink};
+use super::{Build, Job, Journal, Sent, Sink, Step};
 use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
@@ -89,7 +90,6 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
         ],
         matching: c.match_field.clone().zip(c.match_from.clone()),
         http: http?,
-        profiles: Mutex::new(HashMap::new()),
     }))
 }
 
@@ -102,61 +102,73 @@ struct LamplightDestination {
     /// (Lamplight search field, person-mapping field with the value).
     matching: Option<(String, String)>,
     http: Http,
-    /// message id → profile id created or found for it.
-    profiles: Mutex<HashMap<String, i64>>,
 }
 
 impl Sink for LamplightDestination {
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
-        Box::pin(async move {
-            let person = job
-                .rendered
-                .slot(PERSON)
-                .map(|o| o.fields.as_slice())
-                .unwrap_or_default();
-            self.deliver(job, person).await
-        })
+        Box::pin(self.deliver(job))
+    }
+
+    fn resends_safely(&self) -> bool {
+        false
     }
 }
 
+/// The journal's steps.
+const PROFILE: &str = "lamplight-profile";
+const REFERRAL: &str = "lamplight-referral";
+
 impl LamplightDestination {
-    /// `person` is the rendered person mapping (form fields), `req` the referral.
-    async fn deliver(&self, req: &Job<'_>, person: &[(String, Value)]) -> Result<Sent> {
-        let known = self.profiles.lock().await.get(req.message_id).copied();
-        let profile = match known {
-            Some(id) => id,
-            None => {
-                let found = match &self.matching {
-                    Some((field, from)) => self.find(field, from, person).await?,
-                    None => None,
-                };
-                let id = match found {
-                    Some(id) => id,
-                    None => {
-                        let path = format!("people/add/role/{}", self.role);
-                        record_id(
-                            &self.name,
-                            &path,
-                            self.call(&path, form_fields(person)).await?,
-                        )?
-                    }
-                };
-                self.profiles
-                    .lock()
-                    .await
-                    .insert(req.message_id.to_string(), id);
-                id
-            }
-        };
-        let mut fields: Vec<(String, String)> = form_fields(req.fields())
+    async fn deliver(&self, job: &Job<'_>) -> Result<Sent> {
+        let j = job.journal;
+        let person = job
+            .rendered
+            .slot(PERSON)
+            .map(|o| o.fields.as_slice())
+            .unwrap_or_default();
+        // The profile first: its own step, so an interrupted people/add is not
+        // mistaken for an interrupted referral/add.
+        let profile = self.profile(j, person).await?;
+        let mut fields: Vec<(String, String)> = form_fields(job.fields())
             .into_iter()
             .filter(|(k, _)| k != "attendee")
             .collect();
         fields.push(("attendee".into(), profile.to_string()));
-        let path = "referral/add/";
-        record_id(&self.name, path, self.call(path, fields).await?)?;
-        self.profiles.lock().await.remove(req.message_id);
+        j.once(REFERRAL, "referral/add", self.make("referral/add/", fields))
+            .await?;
         Ok(Sent { status: Some(200) })
+    }
+
+    /// The person's profile id: from the journal, found by `match_field`, or made.
+    async fn profile(&self, j: Journal<'_>, person: &[(String, Value)]) -> Result<i64> {
+        if let Some((field, from)) = &self.matching
+            && !matches!(j.step(PROFILE).await?, Step::Done(_))
+            && let Some(id) = self.find(field, from, person).await?
+        {
+            // Found (again): what an interrupted people/add made, or an older profile.
+            j.done(PROFILE, &id.to_string()).await?;
+            return Ok(id);
+        }
+        let path = format!("people/add/role/{}", self.role);
+        let id = j
+            .once(PROFILE, "people/add", self.make(&path, form_fields(person)))
+            .await?;
+        id.parse().map_err(|_| {
+            GatewayError::permanent(
+                Stage::Store,
+                format!(
+                    "{}: the journal holds a profile id that is not a number",
+                    self.name
+                ),
+            )
+        })
+    }
+
+    /// A record-making request; the id of the record made, as text.
+    async fn make(&self, path: &str, fields: Vec<(String, String)>) -> Result<String> {
+        let op = path.trim_end_matches('/');
+        let body = self.call(op, path, fields).await?;
+        record_id(&self.name, op, body).map(|id| id.to_string())
     }
 
     /// The one published profile whose `field` is exactly the person's `from` value;
@@ -179,20 +191,38 @@ impl LamplightDestination {
         path.extend(url::form_urlencoded::byte_serialize(field.as_bytes()));
         path.push('/');
         path.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+        // A search changes nothing: whatever goes wrong, it is an error to retry, not
+        // "no match" (which would make a second profile).
         let body = self
-            .call(&path, vec![("return".into(), "full".into())])
-            .await?;
-        if lamplight_error(&body).is_some() {
-            // "Nothing published matches" comes back as an error code.
-            return Ok(None);
+            .call(
+                "people search",
+                &path,
+                vec![("return".into(), "full".into())],
+            )
+            .await
+            .map_err(|mut e| {
+                e.sent = false;
+                e
+            })?;
+        if let Some(code) = lamplight_error(&body) {
+            return Err(GatewayError::permanent(
+                Stage::Deliver,
+                format!(
+                    "{}: people search refused: Lamplight error {code}",
+                    self.name
+                ),
+            ));
         }
-        let exact: Vec<i64> = body
-            .get("data")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+        let Some(records) = body.get("data").and_then(Value::as_array) else {
+            return Err(GatewayError::transient(
+                Stage::Deliver,
+                format!("{}: people search answered without a data list", self.name),
+            ));
+        };
+        let exact: Vec<i64> = records
+            .iter()
             .filter(|r| r.get(field).and_then(Value::as_str) == Some(value))
-            .filter_map(|r| r.get("id").and_then(Value::as_i64))
+            .filter_map(|r| r.get("id").and_then(as_id))
             .collect();
         match exact[..] {
             [] => Ok(None),
@@ -209,57 +239,78 @@ impl LamplightDestination {
     }
 
     /// POSTs form fields plus credentials (Lamplight recommends POST for every call);
-    /// the JSON answer.
-    async fn call(&self, path: &str, mut fields: Vec<(String, String)>) -> Result<Value> {
+    /// the JSON answer. `op` names the call in errors (never `path`).
+    async fn call(&self, op: &str, path: &str, mut fields: Vec<(String, String)>) -> Result<Value> {
         fields.extend(self.credentials.iter().cloned());
         let url = format!("{}/{path}", self.base);
+        let named = |mut e: GatewayError| {
+            e.message = format!("{}: {op}: {}", self.name, e.message);
+            e
+        };
         let resp = self
             .http
             .send(self.http.client.post(&url).form(&fields), &self.host)
-            .await?;
-        resp.json().await.map_err(|_| {
-            GatewayError::transient(
+            .await
+            .map_err(named)?;
+        let body = self.http.body(resp).await.map_err(named)?;
+        serde_json::from_slice(&body).map_err(|_| {
+            let mut e = GatewayError::transient(
                 Stage::Deliver,
                 format!(
-                    "{}: {path} answered with something that is not JSON",
+                    "{}: {op} answered 2xx with something that is not JSON",
                     self.name
                 ),
-            )
+            );
+            e.sent = true;
+            e
         })
     }
 }
 
-/// Lamplight's error code and message, when the answer is an error.
-fn lamplight_error(body: &Value) -> Option<(String, String)> {
+fn as_id(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Lamplight's error code, when the answer is an error. Its message text is not
+/// kept: it may echo the data sent.
+fn lamplight_error(body: &Value) -> Option<String> {
     let code = body
         .get("error")
         .filter(|e| !e.is_null() && *e != &Value::Bool(false))?;
-    let msg = body
-        .get("msg")
-        .and_then(Value::as_str)
-        .unwrap_or("no message");
-    Some((code.to_string(), msg.to_string()))
+    Some(match code {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.len() <= 12 && s.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            s.clone()
+        }
+        _ => "(unreadable)".into(),
+    })
 }
 
 /// The id of the record a datain call made.
-fn record_id(name: &str, path: &str, body: Value) -> Result<i64> {
-    if let Some((code, msg)) = lamplight_error(&body) {
+fn record_id(name: &str, op: &str, body: Value) -> Result<i64> {
+    if let Some(code) = lamplight_error(&body) {
         // Lamplight's codes (1xxx, 9999) are all about the data or the account's
         // settings: sending the same again will not help.
         return Err(GatewayError::permanent(
             Stage::Deliver,
-            format!("{name}: {path} refused it: Lamplight error {code}: {msg}"),
+            format!(
+                "{name}: {op} refused it: Lamplight error {code} (see Lamplight's API error codes)"
+            ),
         ));
     }
     let id = match body.get("data") {
-        Some(Value::Object(d)) => d.get("id").and_then(Value::as_i64),
-        Some(v) => v.as_i64(),
+        Some(Value::Object(d)) => d.get("id").and_then(as_id),
+        Some(v) => as_id(v),
         None => None,
     };
     id.filter(|&i| i > 0).ok_or_else(|| {
-        GatewayError::transient(
+        // A 2xx without the record: it may have been made.
+        let mut e = GatewayError::transient(
             Stage::Deliver,
-            format!("{name}: {path} answered without a record id"),
-        )
+            format!("{name}: {op} answered without a record id"),
+        );
+        e.sent = true;
+        e
     })
 }

@@ -4,6 +4,7 @@
 //! its [`Sink`]. The kinds are listed once, in [`kinds!`] below: adding a kind is its
 //! module and one line there.
 
+pub mod breaker;
 mod charitylog;
 mod csv;
 mod fhir;
@@ -79,6 +80,13 @@ kinds! {
 /// Makes one delivery attempt happen. Implemented by each kind.
 pub trait Sink: Send + Sync {
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>>;
+
+    /// Whether sending the same job again is harmless (an idempotency key, a
+    /// conditional create, a file named by message id). When not, a request that may
+    /// have reached the destination leaves an unknown outcome for a person to check.
+    fn resends_safely(&self) -> bool {
+        true
+    }
 }
 
 /// What one delivery attempt carries.
@@ -88,6 +96,105 @@ pub struct Job<'a> {
     /// The same for every attempt of this (flow, message, destination).
     pub idempotency_key: &'a str,
     pub rendered: &'a Rendered,
+    /// The store's journal of this effect's steps (keyless, multi-step effects).
+    pub journal: Journal<'a>,
+}
+
+/// The steps of one (flow, message, destination) effect, kept in the store so a
+/// restart or another instance knows what already happened.
+#[derive(Clone, Copy)]
+pub struct Journal<'a> {
+    pub store: &'a crate::store::Store,
+    pub flow: Flow,
+    pub message_id: &'a str,
+    pub destination: &'a str,
+}
+
+/// A journalled step as the store has it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    NotStarted,
+    /// Started and not recorded done: the request may or may not have had its effect.
+    Started(Option<String>),
+    Done(String),
+}
+
+impl Journal<'_> {
+    pub async fn step(&self, step: &str) -> Result<Step> {
+        Ok(
+            match self
+                .store
+                .effect(self.flow.as_str(), self.message_id, self.destination, step)
+                .await?
+            {
+                None => Step::NotStarted,
+                Some((state, value)) if state == "done" => Step::Done(value.unwrap_or_default()),
+                // A definite refusal made nothing: the step may run again.
+                Some((state, _)) if state == "refused" => Step::NotStarted,
+                Some((_, value)) => Step::Started(value),
+            },
+        )
+    }
+
+    /// Records, durably, that a step is about to happen.
+    pub async fn start(&self, step: &str, value: Option<&str>) -> Result<()> {
+        self.store.write(self.record(step, "started", value)).await
+    }
+
+    /// Records, durably, what a step produced.
+    pub async fn done(&self, step: &str, value: &str) -> Result<()> {
+        self.store
+            .write(self.record(step, "done", Some(value)))
+            .await
+    }
+
+    /// Runs a keyless request once: a step already done answers with what it made; a
+    /// step started and never finished is an unknown outcome (an error with `sent`
+    /// set, which the engine parks for a person); otherwise the step is journalled
+    /// around `request`. A definite refusal (nothing made) leaves it free to run again.
+    pub async fn once<F>(&self, step: &str, what: &str, request: F) -> Result<String>
+    where
+        F: std::future::Future<Output = Result<String>>,
+    {
+        match self.step(step).await? {
+            Step::Done(made) => return Ok(made),
+            Step::Started(_) => {
+                let mut e = GatewayError::permanent(
+                    Stage::Deliver,
+                    format!(
+                        "{}: {what} was sent earlier but its answer was never recorded",
+                        self.destination
+                    ),
+                );
+                e.sent = true;
+                return Err(e);
+            }
+            Step::NotStarted => {}
+        }
+        self.start(step, None).await?;
+        match request.await {
+            Ok(made) => {
+                self.done(step, &made).await?;
+                Ok(made)
+            }
+            Err(e) if e.sent => Err(e),
+            Err(e) => {
+                self.store.write(self.record(step, "refused", None)).await?;
+                Err(e)
+            }
+        }
+    }
+
+    pub fn record(&self, step: &str, state: &str, value: Option<&str>) -> crate::store::Write {
+        crate::store::Write::Effect(crate::store::writer_types::EffectRecord {
+            flow: self.flow.as_str().into(),
+            message_id: self.message_id.into(),
+            destination: self.destination.into(),
+            step: step.into(),
+            state: state.into(),
+            value: value.map(str::to_string),
+        })
+    }
 }
 
 impl Job<'_> {
@@ -187,6 +294,7 @@ pub struct Destination {
     pub kind: &'static str,
     pub flow: Flow,
     pub agreement: Option<String>,
+    pub breaker: breaker::Breaker,
     constants: std::collections::BTreeMap<String, String>,
     slots: Vec<Slot>,
     sink: Box<dyn Sink>,
@@ -227,12 +335,20 @@ impl Destination {
                     kind: config.kind(),
                     flow: config.flow(),
                     agreement: terms.agreement.map(str::to_string),
+                    breaker: breaker::Breaker::default(),
                     constants: terms.constants.clone(),
                     slots: b.slots,
                     sink,
                 }))
             }
-            _ => Err(b.problems),
+            Some(_) => Err(b.problems),
+            None if b.problems.is_empty() => {
+                Err(vec![b.error(
+                    "kind",
+                    "could not be built (no problem was named: a bug)",
+                )])
+            }
+            None => Err(b.problems),
         }
     }
 
@@ -259,6 +375,10 @@ impl Destination {
 
     pub async fn send(&self, job: &Job<'_>) -> Result<Sent> {
         self.sink.send(job).await
+    }
+
+    pub fn resends_safely(&self) -> bool {
+        self.sink.resends_safely()
     }
 }
 

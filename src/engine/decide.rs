@@ -34,6 +34,21 @@ pub fn choose_tier(
     })
 }
 
+/// The tier for a message that waits without having been tried (another copy in
+/// flight, a paused destination): the first that covers `wait`, else the last.
+pub fn defer_tier(tiers: &[Duration], wait: Option<Duration>) -> Option<usize> {
+    if tiers.is_empty() {
+        return None;
+    }
+    let wait = wait.unwrap_or(Duration::ZERO);
+    Some(
+        tiers
+            .iter()
+            .position(|t| *t >= wait)
+            .unwrap_or(tiers.len() - 1),
+    )
+}
+
 /// The decision table: transient errors go to the next tier while tiers remain;
 /// permanent errors, and transient ones past the last tier, are parked. Policy
 /// outcomes never reach here (they settle the message).
@@ -81,6 +96,16 @@ mod tests {
         assert_eq!(choose_tier(&t, 1, Some(s(86_400))), Some(3));
         // Spent tiers stay spent whatever Retry-After says.
         assert_eq!(choose_tier(&t, 5, Some(s(1))), None);
+    }
+
+    #[test]
+    fn deferrals_take_the_first_tier_that_covers_the_wait() {
+        let t = tiers();
+        assert_eq!(defer_tier(&t, None), Some(0));
+        assert_eq!(defer_tier(&t, Some(Duration::from_secs(30))), Some(1));
+        assert_eq!(defer_tier(&t, Some(Duration::from_secs(31))), Some(2));
+        assert_eq!(defer_tier(&t, Some(Duration::from_secs(99_999))), Some(3));
+        assert_eq!(defer_tier(&[], None), None);
     }
 
     #[test]

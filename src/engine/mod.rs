@@ -5,6 +5,7 @@
 //! spool, HTTP ingress) only move bytes.
 
 mod decide;
+mod inflight;
 pub mod state;
 
 use std::sync::Arc;
@@ -13,17 +14,19 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tracing::{info, warn};
 
-pub use decide::{Decision, choose_tier, decide};
+pub use decide::{Decision, choose_tier, decide, defer_tier};
+use inflight::InFlight;
 pub use state::{AuditAction, DeliveryState, MessageState};
 
-use crate::deliver::{Destination, Job, Sent, idempotency_key};
-use crate::error::{ErrorClass, GatewayError};
+use crate::deliver::breaker::{Gate, Transition};
+use crate::deliver::{Destination, Job, Journal, Sent, idempotency_key};
+use crate::error::{ErrorClass, GatewayError, Stage};
 use crate::flows::{Front, Plan, Refusal};
 use crate::intake::Headers;
 use crate::metrics::{self, Metrics};
 use crate::model::Flow;
-use crate::store::writer_types::{DeliveryUpdate, ErrorSummary};
-use crate::store::{AuditEntry, Store, Write};
+use crate::store::writer_types::{Claim, DeliveryUpdate, ErrorSummary};
+use crate::store::{AuditEntry, Store, Write, now_ms};
 
 /// One message as a source received it.
 #[derive(Debug, Clone)]
@@ -50,7 +53,8 @@ pub enum Disposition {
         message_id: String,
         settled: Settled,
     },
-    /// Try again after `retry_tiers[tier]`; `attempts` made so far.
+    /// Try again after `retry_tiers[tier]`. `attempts` is the count the next attempt
+    /// continues from (a deferral, where nothing was tried, does not add one).
     Retry {
         message_id: String,
         attempts: u32,
@@ -83,6 +87,32 @@ pub struct Engine {
     pub tiers: Vec<Duration>,
     /// Names this instance in audit rows.
     pub actor: String,
+    /// Names this process in claims (unique per start).
+    pub owner: String,
+    /// How long a claim holds before another copy may take it over.
+    pub claim_ttl: Duration,
+    /// How often a paused destination is probed with one message.
+    pub probe_every: Duration,
+    inflight: InFlight,
+}
+
+impl Engine {
+    pub fn new(store: Store, metrics: Metrics, config: &crate::config::Config) -> Engine {
+        Engine {
+            store,
+            metrics,
+            tiers: config.retry.tiers.clone(),
+            actor: config.gateway.instance.clone(),
+            owner: format!(
+                "{}/{}",
+                config.gateway.instance,
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
+            claim_ttl: config.gateway.claim_ttl,
+            probe_every: config.retry.probe_every,
+            inflight: InFlight::default(),
+        }
+    }
 }
 
 /// The engine bound to one flow's front: what a source drives.
@@ -91,11 +121,19 @@ pub struct Pipeline {
     front: Box<dyn Front>,
 }
 
-/// One destination's result in an attempt.
-struct Outcome {
-    destination: Arc<Destination>,
-    key: String,
-    result: crate::error::Result<(Sent, Vec<String>)>,
+/// One destination's part in an attempt.
+enum Outcome {
+    /// Sent (or failed) now.
+    Tried {
+        destination: Arc<Destination>,
+        key: String,
+        result: crate::error::Result<(Sent, Vec<String>)>,
+    },
+    /// Not sent now: another copy holds it, or the destination is paused.
+    Waiting {
+        destination: Arc<Destination>,
+        why: GatewayError,
+    },
 }
 
 impl Pipeline {
@@ -128,7 +166,15 @@ impl Pipeline {
         gauge.inc();
         let started = Instant::now();
         let d = match self.front.plan(inbound).await {
-            Ok(plan) => self.attempt(plan, &inbound.source).await,
+            Ok(plan) => {
+                // One copy of an id at a time here; other instances meet the claims.
+                let _held = self
+                    .engine
+                    .inflight
+                    .hold(format!("{flow}/{}", plan.message_id))
+                    .await;
+                self.attempt(plan, &inbound.source).await
+            }
             Err(refusal) => self.refused(refusal).await,
         };
         gauge.dec();
@@ -142,21 +188,38 @@ impl Pipeline {
     async fn attempt(&self, plan: Plan, source: &str) -> Disposition {
         let flow = self.flow();
         let e = &self.engine;
-        let delivered = match e.store.delivered_to(flow.as_str(), &plan.message_id).await {
-            Ok(p) => p,
+        let known = match e.store.known(flow.as_str(), &plan.message_id).await {
+            Ok(k) => k,
             Err(err) => {
                 return self
                     .failed(&plan.message_id, plan.attempts, err, None)
                     .await;
             }
         };
-        let pending: Vec<Arc<Destination>> = plan
-            .targets
-            .iter()
-            .filter(|d| !delivered.contains(&d.name))
-            .cloned()
-            .collect();
-        if pending.is_empty() {
+        if let Some(first) = &known.digest
+            && *first != plan.digest
+        {
+            let err = GatewayError::permanent(
+                Stage::Envelope,
+                "same id, different content: this message id was first received with other \
+                 content; this copy is parked and nothing was sent (check which is right, then \
+                 send the correction under a new id)",
+            )
+            .at("ce-id");
+            return self
+                .failed(&plan.message_id, plan.attempts, err, None)
+                .await;
+        }
+        let mut unknown = Vec::new();
+        let mut pending = Vec::new();
+        for d in &plan.targets {
+            match known.state(&d.name) {
+                Some(DeliveryState::Delivered) => {}
+                Some(DeliveryState::Unknown) => unknown.push(d.clone()),
+                _ => pending.push(d.clone()),
+            }
+        }
+        if pending.is_empty() && unknown.is_empty() {
             e.metrics
                 .duplicates
                 .get_or_create(&metrics::flow(flow.as_str()))
@@ -189,11 +252,82 @@ impl Pipeline {
                 .failed(&plan.message_id, plan.attempts, err, None)
                 .await;
         }
-        let outcomes = join_all(pending.into_iter().map(|d| self.send_one(&plan, d))).await;
+        // A paused destination waits without being claimed; the others are claimed
+        // before anything is sent.
+        let mut outcomes = Vec::new();
+        let mut to_claim = Vec::new();
+        for d in pending {
+            match d.breaker.gate(e.probe_every) {
+                Gate::Closed { since, reason } => outcomes.push(Outcome::Waiting {
+                    why: GatewayError::transient(
+                        Stage::Deliver,
+                        format!(
+                            "destination {} is paused since {since} ({reason}); its messages wait until a probe succeeds",
+                            d.name
+                        ),
+                    )
+                    .with_retry_after(Some(e.probe_every)),
+                    destination: d,
+                }),
+                Gate::Open | Gate::Probe => to_claim.push(d),
+            }
+        }
+        let claimed = if to_claim.is_empty() {
+            Vec::new()
+        } else {
+            let claim = Claim {
+                flow: flow.as_str().into(),
+                message_id: plan.message_id.clone(),
+                destinations: to_claim
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.name.clone(),
+                            idempotency_key(flow.as_str(), &plan.message_id, &d.name),
+                        )
+                    })
+                    .collect(),
+                owner: e.owner.clone(),
+                expires_at: now_ms() + e.claim_ttl.as_millis() as i64,
+            };
+            match e.store.claim(claim).await {
+                Ok(c) => c,
+                Err(err) => {
+                    return self
+                        .failed(&plan.message_id, plan.attempts, err, None)
+                        .await;
+                }
+            }
+        };
+        let mut sending = Vec::new();
+        for d in to_claim {
+            if claimed.contains(&d.name) {
+                sending.push(d);
+            } else {
+                outcomes.push(Outcome::Waiting {
+                    why: GatewayError::transient(
+                        Stage::Deliver,
+                        format!(
+                            "another copy of this message is being sent to {} (by this or another instance); this copy waits",
+                            d.name
+                        ),
+                    ),
+                    destination: d,
+                });
+            }
+        }
+        outcomes.extend(join_all(sending.into_iter().map(|d| self.send_one(&plan, d))).await);
+        for d in unknown {
+            outcomes.push(Outcome::Tried {
+                key: idempotency_key(flow.as_str(), &plan.message_id, &d.name),
+                result: Err(unknown_before(&d)),
+                destination: d,
+            });
+        }
         self.settle(&plan.message_id, plan.attempts, outcomes).await
     }
 
-    /// Renders and sends to one destination; the field names sent, for the audit.
+    /// Renders and sends to one claimed destination; the field names sent, for the audit.
     async fn send_one(&self, plan: &Plan, destination: Arc<Destination>) -> Outcome {
         let flow = self.flow();
         let key = idempotency_key(flow.as_str(), &plan.message_id, &destination.name);
@@ -204,87 +338,115 @@ impl Pipeline {
                 message_id: &plan.message_id,
                 idempotency_key: &key,
                 rendered: &rendered,
+                journal: Journal {
+                    store: &self.engine.store,
+                    flow,
+                    message_id: &plan.message_id,
+                    destination: &destination.name,
+                },
             };
             let sent = destination.send(&job).await?;
             Ok((sent, rendered.field_names()))
         }
         .await;
-        Outcome {
+        self.breaker(&destination, result.as_ref().map(drop));
+        Outcome::Tried {
             destination,
             key,
             result,
         }
     }
 
-    /// Records an attempt that reached the destinations: delivered when every one
-    /// succeeded, else one error naming each failing destination.
+    fn breaker(&self, d: &Destination, result: Result<(), &GatewayError>) {
+        let labels = metrics::dest(self.flow().as_str(), &d.name);
+        match d.breaker.record(result) {
+            Some(Transition::Paused(reason)) => {
+                self.engine.metrics.paused.get_or_create(&labels).set(1);
+                warn!(
+                    destination = d.name,
+                    reason,
+                    "destination paused: its messages wait; one is sent as a probe every so often"
+                );
+            }
+            Some(Transition::Resumed) => {
+                self.engine.metrics.paused.get_or_create(&labels).set(0);
+                info!(destination = d.name, "destination resumed");
+            }
+            None => {}
+        }
+    }
+
+    /// Records an attempt: delivered when every destination has it, else one error
+    /// naming each destination that does not.
     async fn settle(&self, message_id: &str, attempts: u32, outcomes: Vec<Outcome>) -> Disposition {
         let flow = self.flow();
         let m = &self.engine.metrics;
         let mut updates = Vec::new();
         let mut audits = Vec::new();
         let mut errors: Vec<(Arc<Destination>, GatewayError)> = Vec::new();
+        let mut waiting: Vec<(Arc<Destination>, GatewayError)> = Vec::new();
         for o in outcomes {
-            match o.result {
-                Ok((sent, fields)) => {
+            match o {
+                Outcome::Waiting { destination, why } => waiting.push((destination, why)),
+                Outcome::Tried {
+                    destination,
+                    key,
+                    result: Ok((sent, fields)),
+                } => {
                     m.delivered
-                        .get_or_create(&metrics::dest(flow.as_str(), &o.destination.name))
+                        .get_or_create(&metrics::dest(flow.as_str(), &destination.name))
                         .inc();
                     updates.push(DeliveryUpdate {
-                        destination: o.destination.name.clone(),
+                        destination: destination.name.clone(),
                         state: DeliveryState::Delivered,
-                        idempotency_key: o.key,
+                        idempotency_key: key,
                         response_status: sent.status.map(i64::from),
                         last_error: None,
                     });
-                    let mut a = self.audit(
-                        message_id,
-                        AuditAction::Delivered,
-                        Some(&o.destination),
-                        None,
-                    );
+                    let mut a =
+                        self.audit(message_id, AuditAction::Delivered, Some(&destination), None);
                     a.fields = fields;
                     audits.push(a);
                 }
-                Err(err) => {
+                Outcome::Tried {
+                    destination,
+                    key,
+                    result: Err(err),
+                } => {
+                    let err = outcome_of(&destination, err);
+                    let state = if err.sent {
+                        DeliveryState::Unknown
+                    } else if err.is_transient() {
+                        DeliveryState::Retrying
+                    } else {
+                        DeliveryState::Failed
+                    };
                     updates.push(DeliveryUpdate {
-                        destination: o.destination.name.clone(),
-                        state: if err.is_transient() {
-                            DeliveryState::Retrying
-                        } else {
-                            DeliveryState::Failed
-                        },
-                        idempotency_key: o.key,
+                        destination: destination.name.clone(),
+                        state,
+                        idempotency_key: key,
                         response_status: err.status.map(i64::from),
                         last_error: Some(err.reason()),
                     });
-                    errors.push((o.destination, err));
+                    errors.push((destination, err));
                 }
             }
         }
-        // Retry while anything transient remains and tiers are left; a permanent
-        // failure alone parks at once.
-        let disposition = match errors
-            .iter()
-            .find(|(_, e)| e.is_transient())
-            .or(errors.first())
-        {
-            None => Disposition::Done {
+        let disposition = if errors.is_empty() && waiting.is_empty() {
+            Disposition::Done {
                 message_id: message_id.into(),
                 settled: Settled::Delivered,
-            },
-            Some((dest, err)) => {
-                let mut err = err.clone();
-                if errors.len() > 1 {
-                    let all: Vec<String> = errors
-                        .iter()
-                        .map(|(d, e)| format!("{}: {}", d.name, e.reason()))
-                        .collect();
-                    err.message = all.join("; ");
-                    err.field = None;
-                }
-                self.decide(message_id, attempts, err, Some(dest))
             }
+        } else if errors.is_empty() {
+            // Only waiting: try again later without counting an attempt.
+            let (dest, why) = combine(&waiting);
+            self.defer(message_id, attempts, why, Some(&dest))
+        } else {
+            // Retry while anything retryable remains and tiers are left; unknown
+            // outcomes and permanent failures alone park at once.
+            errors.extend(waiting);
+            let (dest, err) = combine(&errors);
+            self.decide(message_id, attempts, err, Some(&dest))
         };
         self.record(message_id, attempts, updates, audits, disposition, None)
             .await
@@ -326,6 +488,32 @@ impl Pipeline {
         let d = self.decide(message_id, attempts, error, destination);
         self.record(message_id, attempts, Vec::new(), Vec::new(), d, None)
             .await
+    }
+
+    /// Waits in the tier that covers `why`'s Retry-After (or the first), without
+    /// counting an attempt: nothing was tried.
+    fn defer(
+        &self,
+        message_id: &str,
+        attempts: u32,
+        why: GatewayError,
+        destination: Option<&Arc<Destination>>,
+    ) -> Disposition {
+        let tiers = &self.engine.tiers;
+        let Some(tier) = defer_tier(tiers, why.retry_after) else {
+            return self.decide(message_id, attempts, why, destination);
+        };
+        let label = metrics::dest(
+            self.flow().as_str(),
+            destination.map_or(metrics::NO_DESTINATION, |d| d.name.as_str()),
+        );
+        self.engine.metrics.retried.get_or_create(&label).inc();
+        Disposition::Retry {
+            message_id: message_id.into(),
+            attempts: attempts.saturating_sub(1),
+            tier,
+            error: why,
+        }
     }
 
     /// Retry (transient, tiers left) or park, counted under the destination.
@@ -437,6 +625,59 @@ impl Pipeline {
             detail,
         }
     }
+}
+
+/// One error for several destinations: a retryable one leads (so the message retries
+/// while any can), and the message names every destination's reason.
+fn combine(items: &[(Arc<Destination>, GatewayError)]) -> (Arc<Destination>, GatewayError) {
+    let lead = items
+        .iter()
+        .find(|(_, e)| e.is_transient() && !e.sent)
+        .unwrap_or(&items[0]);
+    let mut err = lead.1.clone();
+    if items.len() > 1 {
+        err.message = items
+            .iter()
+            .map(|(d, e)| format!("{}: {}", d.name, e.reason()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        err.field = None;
+    }
+    (lead.0.clone(), err)
+}
+
+/// A failed send as the engine records it. A request that may have arrived is harmless
+/// to resend where the destination de-duplicates; elsewhere its outcome is unknown,
+/// and it is parked for a person rather than sent again.
+fn outcome_of(d: &Destination, mut err: GatewayError) -> GatewayError {
+    if !err.sent {
+        return err;
+    }
+    if d.resends_safely() {
+        err.sent = false;
+        return err;
+    }
+    err.class = ErrorClass::Permanent;
+    err.message = format!(
+        "outcome unknown, so not sent again: {}; check in {} whether it arrived, then run \
+         `clw-gateway resolve` (delivered, or resend)",
+        err.message, d.name
+    );
+    err
+}
+
+/// An earlier attempt's outcome is still unknown: nothing is sent until a person says.
+fn unknown_before(d: &Destination) -> GatewayError {
+    let mut e = GatewayError::permanent(
+        Stage::Deliver,
+        format!(
+            "{}: an earlier send's outcome is unknown (it may have arrived); check in {} \
+             whether it did, then run `clw-gateway resolve` (delivered, or resend)",
+            d.name, d.name
+        ),
+    );
+    e.sent = true;
+    e
 }
 
 fn log(flow: Flow, d: &Disposition) {

@@ -46,6 +46,8 @@ text_enum! {
 text_enum! {
     /// Where one (flow, message, destination) effect stands.
     pub enum DeliveryState {
+        /// Claimed for a first attempt that has not finished.
+        Pending = "pending",
         /// The destination has it. Never downgraded.
         Delivered = "delivered",
         /// Failed transiently; the next attempt may send again.

@@ -170,14 +170,14 @@ impl SpoolSource {
                     self.fail(&file, &message_id, attempts, &error);
                     return;
                 }
-                Disposition::Retry { tier, .. } => {
+                Disposition::Retry { tier, attempts, .. } => {
                     let delay = self.pipeline.retry_tiers()[tier];
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {},
                         // Left in processing: moved back to the inbox at next start.
                         _ = shutdown.wait() => return,
                     }
-                    previous = tier as u32 + 1;
+                    previous = attempts;
                     permit = match permits.clone().acquire_owned().await {
                         Ok(p) => p,
                         Err(_) => return,

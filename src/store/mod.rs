@@ -5,7 +5,7 @@
 mod lookup;
 mod writer;
 pub mod writer_types {
-    pub use super::writer::{DeliveryUpdate, ErrorSummary};
+    pub use super::writer::{Claim, DeliveryUpdate, EffectRecord, ErrorSummary};
 }
 
 use std::path::Path;
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::AuditAction;
 use crate::error::{GatewayError, Result, Stage};
+pub use lookup::Known;
 pub use writer::Write;
 
 pub fn now_ms() -> i64 {
@@ -75,7 +76,8 @@ pub struct AuditRow {
 
 struct Job {
     write: Write,
-    reply: oneshot::Sender<Result<()>>,
+    /// What the write took (a claim's destinations), once committed.
+    reply: oneshot::Sender<Result<Vec<String>>>,
 }
 
 #[derive(Clone)]
@@ -163,6 +165,10 @@ impl Store {
 
     /// Queues a write and waits until it is committed.
     pub async fn write(&self, write: Write) -> Result<()> {
+        self.commit(write).await.map(drop)
+    }
+
+    async fn commit(&self, write: Write) -> Result<Vec<String>> {
         let (reply, rx) = oneshot::channel();
         self.writer
             .send(Job { write, reply })
@@ -170,6 +176,57 @@ impl Store {
             .map_err(|_| GatewayError::transient(Stage::Store, "store writer has stopped"))?;
         rx.await
             .map_err(|_| GatewayError::transient(Stage::Store, "store writer has stopped"))?
+    }
+
+    /// Claims effects before they happen (see [`Write::Claim`]); the destinations taken.
+    /// Committed before this returns, so another instance sharing the store sees it.
+    pub async fn claim(&self, claim: writer::Claim) -> Result<Vec<String>> {
+        self.commit(Write::Claim(claim)).await
+    }
+
+    /// One step of a keyless effect, as the journal has it.
+    pub async fn effect(
+        &self,
+        flow: &str,
+        message_id: &str,
+        destination: &str,
+        step: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT state, value FROM effects WHERE flow = $1 AND message_id = $2 \
+             AND destination = $3 AND step = $4",
+        )
+        .bind(flow)
+        .bind(message_id)
+        .bind(destination)
+        .bind(step)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// A spreadsheet file's committed (bytes, rows), if the store knows it.
+    pub async fn sheet_file(&self, destination: &str, file: &str) -> Result<Option<(i64, i64)>> {
+        let row = sqlx::query(
+            "SELECT committed_bytes, rows_written FROM sheet_files WHERE destination = $1 AND file = $2",
+        )
+        .bind(destination)
+        .bind(file)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// The newest spreadsheet file of a destination: (file, rows).
+    pub async fn latest_sheet(&self, destination: &str) -> Result<Option<(String, i64)>> {
+        let row = sqlx::query(
+            "SELECT file, rows_written FROM sheet_files WHERE destination = $1 \
+             ORDER BY file DESC LIMIT 1",
+        )
+        .bind(destination)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     /// Queues a write without waiting for its commit. Writes commit in queue order, so a
@@ -183,9 +240,9 @@ impl Store {
             .map_err(|_| GatewayError::transient(Stage::Store, "store writer has stopped"))
     }
 
-    /// The destinations `message_id` has already been delivered to (idempotency check),
+    /// What the store knows of `message_id` (first digest, each destination's state),
     /// answered in batches with other messages' look-ups.
-    pub async fn delivered_to(&self, flow: &str, message_id: &str) -> Result<Vec<String>> {
+    pub async fn known(&self, flow: &str, message_id: &str) -> Result<Known> {
         let (reply, rx) = oneshot::channel();
         let stopped = || GatewayError::transient(Stage::Store, "store reader has stopped");
         self.lookups

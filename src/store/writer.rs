@@ -1,7 +1,7 @@
 //! The single writer: takes queued writes, commits up to `batch_max` of them in one
 //! transaction, and answers each caller once its write is durable.
 
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::{AuditEntry, Job, now_ms, shaped_chunks};
@@ -17,7 +17,8 @@ pub enum Write {
         source: String,
         body_sha256: String,
     },
-    /// The outcome of one processing attempt.
+    /// The outcome of one processing attempt. Releases the claims of its deliveries; a
+    /// delivered message or delivery is never downgraded.
     Outcome {
         flow: String,
         message_id: String,
@@ -28,6 +29,41 @@ pub enum Write {
         audit: Vec<AuditEntry>,
     },
     Audit(AuditEntry),
+    /// Claims (flow, message, destination) effects for `owner` until `expires_at`: taken
+    /// when free, already this owner's, or expired; never when delivered or unknown.
+    /// Answers with the destinations claimed.
+    Claim(Claim),
+    /// A step of a keyless effect: started before the request, done after.
+    Effect(EffectRecord),
+    /// How much of a spreadsheet file is complete.
+    Sheet {
+        destination: String,
+        file: String,
+        committed_bytes: i64,
+        rows: i64,
+    },
+    /// Several writes committed together.
+    Many(Vec<Write>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub flow: String,
+    pub message_id: String,
+    /// (destination, idempotency key)
+    pub destinations: Vec<(String, String)>,
+    pub owner: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct EffectRecord {
+    pub flow: String,
+    pub message_id: String,
+    pub destination: String,
+    pub step: String,
+    pub state: String,
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,15 +87,17 @@ pub(super) async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, batch_max: u
     while rx.recv_many(&mut batch, batch_max).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|j| &j.write).collect();
         match commit(&pool, &writes).await {
-            Ok(()) => {
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Ok(()));
+            Ok(mut answers) => {
+                for job in batch.drain(..).rev() {
+                    let _ = job.reply.send(Ok(answers.pop().unwrap_or_default()));
                 }
             }
             Err(_) if batch.len() > 1 => {
                 // One bad write must not fail its neighbours: retry each on its own.
                 for job in batch.drain(..) {
-                    let r = commit(&pool, &[&job.write]).await;
+                    let r = commit(&pool, &[&job.write])
+                        .await
+                        .map(|mut a| a.pop().unwrap_or_default());
                     let _ = job.reply.send(r);
                 }
             }
@@ -87,6 +125,8 @@ fn text(s: &str) -> Param {
 struct Table {
     insert: &'static str,
     columns: usize,
+    /// Columns of the conflict key (a leading prefix of the row).
+    key: usize,
     /// Text after VALUES (...): the upsert rule.
     conflict: &'static str,
 }
@@ -94,44 +134,74 @@ struct Table {
 const RECEIVED: Table = Table {
     insert: "INSERT INTO messages (flow, message_id, state, attempts, source, body_sha256, received_at, updated_at)",
     columns: 8,
-    conflict: "ON CONFLICT (flow, message_id) DO UPDATE SET updated_at = excluded.updated_at",
+    key: 2,
+    conflict: "ON CONFLICT (flow, message_id) DO UPDATE SET updated_at = excluded.updated_at, \
+               body_sha256 = COALESCE(messages.body_sha256, excluded.body_sha256), \
+               source = COALESCE(messages.source, excluded.source)",
 };
 
 const OUTCOME: Table = Table {
     insert: "INSERT INTO messages (flow, message_id, state, attempts, error_class, error_stage, last_error, received_at, updated_at)",
     columns: 9,
+    key: 2,
     conflict: "ON CONFLICT (flow, message_id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, \
                error_class = excluded.error_class, error_stage = excluded.error_stage, \
-               last_error = excluded.last_error, updated_at = excluded.updated_at",
+               last_error = excluded.last_error, updated_at = excluded.updated_at \
+               WHERE messages.state <> 'delivered' OR excluded.state = 'delivered'",
 };
 
 const DELIVERY: Table = Table {
     insert: "INSERT INTO deliveries (flow, message_id, destination, state, attempts, idempotency_key, \
              response_status, last_error, delivered_at, updated_at)",
     columns: 10,
+    key: 3,
     conflict: "ON CONFLICT (flow, message_id, destination) DO UPDATE SET state = excluded.state, \
                attempts = deliveries.attempts + 1, response_status = excluded.response_status, \
                last_error = excluded.last_error, delivered_at = excluded.delivered_at, \
-               updated_at = excluded.updated_at",
+               updated_at = excluded.updated_at, claimed_by = NULL, claim_expires_at = NULL \
+               WHERE deliveries.state <> 'delivered'",
 };
 
 const AUDIT: Table = Table {
     insert: "INSERT INTO audit_log (id, at, actor, action, flow, message_id, destination, fields, agreement, detail)",
     columns: 10,
+    key: 1,
     conflict: "",
 };
 
-/// Rows of every table for a set of writes.
+const EFFECT: Table = Table {
+    insert: "INSERT INTO effects (flow, message_id, destination, step, state, value, updated_at)",
+    columns: 7,
+    key: 4,
+    conflict: "ON CONFLICT (flow, message_id, destination, step) DO UPDATE SET state = excluded.state, \
+               value = COALESCE(excluded.value, effects.value), updated_at = excluded.updated_at \
+               WHERE effects.state <> 'done'",
+};
+
+const SHEET: Table = Table {
+    insert: "INSERT INTO sheet_files (destination, file, committed_bytes, rows_written, updated_at)",
+    columns: 5,
+    key: 2,
+    conflict: "ON CONFLICT (destination, file) DO UPDATE SET committed_bytes = excluded.committed_bytes, \
+               rows_written = excluded.rows_written, updated_at = excluded.updated_at",
+};
+
+/// Rows of every table for a set of writes, and the claims (run one by one, as each
+/// answers with what it took).
 #[derive(Default)]
 struct Rows {
     received: Vec<Vec<Param>>,
     outcome: Vec<Vec<Param>>,
     delivery: Vec<Vec<Param>>,
     audit: Vec<Vec<Param>>,
+    effect: Vec<Vec<Param>>,
+    sheet: Vec<Vec<Param>>,
+    /// (index of the write in the batch, claim)
+    claims: Vec<(usize, Claim)>,
 }
 
 impl Rows {
-    fn add(&mut self, w: &Write, now: i64) {
+    fn add(&mut self, index: usize, w: &Write, now: i64) {
         match w {
             Write::Received {
                 flow,
@@ -141,7 +211,7 @@ impl Rows {
             } => self.received.push(vec![
                 text(flow),
                 text(message_id),
-                text("received"),
+                text(MessageState::Received.as_str()),
                 Param::Int(Some(0)),
                 text(source),
                 text(body_sha256),
@@ -187,6 +257,29 @@ impl Rows {
                 }
             }
             Write::Audit(a) => self.audit.push(audit_row(a, now)),
+            Write::Claim(c) => self.claims.push((index, c.clone())),
+            Write::Effect(e) => self.effect.push(vec![
+                text(&e.flow),
+                text(&e.message_id),
+                text(&e.destination),
+                text(&e.step),
+                text(&e.state),
+                Param::Text(e.value.clone()),
+                Param::Int(Some(now)),
+            ]),
+            Write::Sheet {
+                destination,
+                file,
+                committed_bytes,
+                rows,
+            } => self.sheet.push(vec![
+                text(destination),
+                text(file),
+                Param::Int(Some(*committed_bytes)),
+                Param::Int(Some(*rows)),
+                Param::Int(Some(now)),
+            ]),
+            Write::Many(all) => all.iter().for_each(|w| self.add(index, w, now)),
         }
     }
 
@@ -205,14 +298,31 @@ impl Rows {
                 !seen.insert(key)
             })
         }
-        repeated(&self.received, 2) || repeated(&self.outcome, 2) || repeated(&self.delivery, 3)
+        repeated(&self.received, RECEIVED.key)
+            || repeated(&self.outcome, OUTCOME.key)
+            || repeated(&self.delivery, DELIVERY.key)
+            || repeated(&self.effect, EFFECT.key)
+            || repeated(&self.sheet, SHEET.key)
     }
 
-    async fn insert(self, tx: &mut Transaction<'_, Any>) -> Result<()> {
+    /// Inserts every row, then runs the claims; answers each claim's write index with
+    /// the destinations it took.
+    async fn insert(
+        self,
+        tx: &mut Transaction<'_, Any>,
+        now: i64,
+    ) -> Result<Vec<(usize, Vec<String>)>> {
         insert(tx, &RECEIVED, &self.received).await?;
         insert(tx, &OUTCOME, &self.outcome).await?;
         insert(tx, &DELIVERY, &self.delivery).await?;
-        insert(tx, &AUDIT, &self.audit).await
+        insert(tx, &AUDIT, &self.audit).await?;
+        insert(tx, &EFFECT, &self.effect).await?;
+        insert(tx, &SHEET, &self.sheet).await?;
+        let mut answers = Vec::with_capacity(self.claims.len());
+        for (index, c) in self.claims {
+            answers.push((index, claim(tx, &c, now).await?));
+        }
+        Ok(answers)
     }
 }
 
@@ -231,27 +341,32 @@ fn audit_row(a: &AuditEntry, now: i64) -> Vec<Param> {
     ]
 }
 
+/// `$1, $2, ...` groups for `rows` rows of `columns` columns, numbered from `start`.
+fn placeholders(rows: usize, columns: usize, start: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    let mut n = start;
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for c in 0..columns {
+            n += 1;
+            sql.push_str(if c == 0 { "$" } else { ", $" });
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Multi-row INSERT (in chunks), numbering placeholders $1.. in order of appearance,
 /// which both PostgreSQL and SQLite read positionally.
 async fn insert(tx: &mut Transaction<'_, Any>, table: &Table, rows: &[Vec<Param>]) -> Result<()> {
     for chunk in shaped_chunks(rows) {
-        let mut sql = String::with_capacity(
-            table.insert.len() + chunk.len() * table.columns * 5 + table.conflict.len(),
+        let sql = format!(
+            "{} VALUES {} {}",
+            table.insert,
+            placeholders(chunk.len(), table.columns, 0),
+            table.conflict
         );
-        sql.push_str(table.insert);
-        sql.push_str(" VALUES ");
-        let mut n = 0;
-        for (i, _) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "(" } else { ", (" });
-            for c in 0..table.columns {
-                n += 1;
-                sql.push_str(if c == 0 { "$" } else { ", $" });
-                sql.push_str(&n.to_string());
-            }
-            sql.push(')');
-        }
-        sql.push(' ');
-        sql.push_str(table.conflict);
         let mut q = sqlx::query(&sql);
         for row in chunk {
             for p in row {
@@ -266,24 +381,63 @@ async fn insert(tx: &mut Transaction<'_, Any>, table: &Table, rows: &[Vec<Param>
     Ok(())
 }
 
+/// Takes what can be taken of one claim in one statement; the destinations it took.
+async fn claim(tx: &mut Transaction<'_, Any>, c: &Claim, now: i64) -> Result<Vec<String>> {
+    if c.destinations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO deliveries (flow, message_id, destination, idempotency_key, state, attempts, \
+         updated_at, claimed_by, claim_expires_at) VALUES {} \
+         ON CONFLICT (flow, message_id, destination) DO UPDATE SET claimed_by = excluded.claimed_by, \
+         claim_expires_at = excluded.claim_expires_at, updated_at = excluded.updated_at \
+         WHERE deliveries.state NOT IN ('delivered', 'unknown') AND (deliveries.claimed_by IS NULL \
+         OR deliveries.claimed_by = excluded.claimed_by OR deliveries.claim_expires_at < excluded.updated_at) \
+         RETURNING destination",
+        placeholders(c.destinations.len(), 9, 0)
+    );
+    let mut q = sqlx::query(&sql);
+    for (destination, key) in &c.destinations {
+        q = q
+            .bind(c.flow.clone())
+            .bind(c.message_id.clone())
+            .bind(destination.clone())
+            .bind(key.clone())
+            .bind(DeliveryState::Pending.as_str())
+            .bind(0i64)
+            .bind(now)
+            .bind(c.owner.clone())
+            .bind(c.expires_at);
+    }
+    let rows = q.fetch_all(&mut **tx).await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
 /// Commits `writes` in one transaction: one multi-row statement per table when no key
-/// repeats, else write by write in order.
-async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<()> {
+/// repeats, else write by write in order. Answers every write (claims with what they
+/// took, others with nothing).
+async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<Vec<Vec<String>>> {
     let now = now_ms();
+    let mut answers = vec![Vec::new(); writes.len()];
     let mut all = Rows::default();
-    for w in writes {
-        all.add(w, now);
+    for (i, w) in writes.iter().enumerate() {
+        all.add(i, w, now);
     }
     let mut tx = pool.begin().await?;
-    if all.has_repeated_keys() {
-        for w in writes {
+    let claimed = if all.has_repeated_keys() {
+        let mut claimed = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
             let mut one = Rows::default();
-            one.add(w, now);
-            one.insert(&mut tx).await?;
+            one.add(i, w, now);
+            claimed.extend(one.insert(&mut tx, now).await?);
         }
+        claimed
     } else {
-        all.insert(&mut tx).await?;
-    }
+        all.insert(&mut tx, now).await?
+    };
     tx.commit().await?;
-    Ok(())
+    for (i, took) in claimed {
+        answers[i] = took;
+    }
+    Ok(answers)
 }

@@ -46,9 +46,22 @@ pub fn build_destination(
         .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
+/// A SQLite store in its own folder (kept as long as the returned TempDir).
+pub async fn temp_store() -> (clw_gateway::store::Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/gw.db?mode=rwc", dir.path().display());
+    (
+        clw_gateway::store::Store::connect(&url, 2, 16)
+            .await
+            .unwrap(),
+        dir,
+    )
+}
+
 /// Sends a payload made by hand to a destination, as the engine would.
 pub async fn send_payload(
     d: &clw_gateway::deliver::Destination,
+    store: &clw_gateway::store::Store,
     id: &str,
     fields: Vec<(String, Value)>,
     document: Value,
@@ -60,6 +73,12 @@ pub async fn send_payload(
         message_id: id,
         idempotency_key: "k",
         rendered: &rendered,
+        journal: clw_gateway::deliver::Journal {
+            store,
+            flow: clw_gateway::model::Flow::Referral,
+            message_id: id,
+            destination: &d.name,
+        },
     })
     .await
 }

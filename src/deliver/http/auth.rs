@@ -112,6 +112,10 @@ impl Auth {
     }
 }
 
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 pub struct OAuth2 {
     url: Url,
     secret: String,
@@ -169,7 +173,10 @@ impl OAuth2 {
         }
         let mut r = http.client.post(self.url.clone());
         match c.client_auth {
-            ClientAuth::Basic => r = r.basic_auth(&c.client_id, Some(&self.secret)),
+            // RFC 6749 §2.3.1: both form-urlencoded before they are joined and encoded.
+            ClientAuth::Basic => {
+                r = r.basic_auth(form_encode(&c.client_id), Some(form_encode(&self.secret)))
+            }
             ClientAuth::Post => {
                 form.push(("client_id", &c.client_id));
                 form.push(("client_secret", &self.secret));
