@@ -111,6 +111,51 @@ fn consent_states() {
     assert_eq!(decode(&b).referral.consent.state, ConsentState::Declined);
 }
 
+/// Consent fails closed: any deny declines, linked or not; a permit never outweighs a
+/// deny; a Consent that cannot be tied to the patient stops the referral.
+#[test]
+fn every_consent_in_the_bundle_counts_and_a_deny_wins() {
+    let base = referral();
+    let consent = base["entry"][7]["resource"].clone();
+    let with_extra = |extra: serde_json::Value| {
+        let mut b = base.clone();
+        b["entry"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"fullUrl": "urn:uuid:extra-consent", "resource": extra}));
+        b
+    };
+    // A deny about nobody in particular, linked to nothing: declined all the same.
+    let mut deny = consent.clone();
+    deny["id"] = json!("other");
+    deny["provision"] = json!({"type": "deny"});
+    deny.as_object_mut().unwrap().remove("patient");
+    let d = decode(&with_extra(deny.clone()));
+    assert_eq!(d.referral.consent.state, ConsentState::Declined);
+    // The same deny about this patient beside the linked permit: the deny wins.
+    deny["patient"] = consent["patient"].clone();
+    assert_eq!(
+        decode(&with_extra(deny)).referral.consent.state,
+        ConsentState::Declined
+    );
+    // A permit about another patient (a reference to nothing here): parked, named.
+    let mut stray = consent.clone();
+    stray["id"] = json!("stray");
+    stray["patient"] = json!({"reference": "Patient/someone-else"});
+    let e = decode_referral(with_extra(stray).to_string().as_bytes()).unwrap_err();
+    assert!(!e.is_transient());
+    assert_eq!(e.field.as_deref(), Some("Bundle.entry[8].resource"), "{e}");
+    assert!(e.message.contains("cannot be tied to the referral's patient"), "{e}");
+    // Tied by the patient's NHS number instead of a reference: counts as this patient's.
+    let mut by_number = consent.clone();
+    by_number["id"] = json!("by-number");
+    by_number["patient"] = json!({"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9912003888"}});
+    assert_eq!(
+        decode(&with_extra(by_number)).referral.consent.state,
+        ConsentState::Full
+    );
+}
+
 #[test]
 fn errors_name_the_fhir_path() {
     type Mutation = Box<dyn Fn(&mut Value)>;

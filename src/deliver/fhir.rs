@@ -119,7 +119,11 @@ pub fn transaction(service_request: &Value, system: &str, message_id: &str) -> R
     if let Value::Array(list) = ids {
         list.push(identifier.clone());
     }
-    let condition = format!("identifier={system}|{message_id}");
+    let condition = format!(
+        "identifier={}|{}",
+        search_value(system),
+        search_value(message_id)
+    );
     let sr_url = format!(
         "urn:uuid:{}",
         uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, condition.as_bytes())
@@ -166,6 +170,19 @@ pub fn transaction(service_request: &Value, system: &str, message_id: &str) -> R
     }))
 }
 
+/// A token search value: FHIR's escapes (`\\`, `|`, `,`, `$` take a backslash), then
+/// percent-encoding for the query string the server parses `ifNoneExist` as.
+pub fn search_value(v: &str) -> String {
+    let mut escaped = String::with_capacity(v.len());
+    for c in v.chars() {
+        if matches!(c, '\\' | '|' | ',' | '$') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    url::form_urlencoded::byte_serialize(escaped.as_bytes()).collect()
+}
+
 /// A transaction-response whose entries all succeeded (201 created, 200 found).
 fn check_response(name: &str, body: &Value) -> Result<()> {
     let entries = body
@@ -191,4 +208,21 @@ fn check_response(name: &str, body: &Value) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_values_are_escaped_then_encoded() {
+        assert_eq!(search_value("msg-1"), "msg-1");
+        assert_eq!(search_value("a|b,c$d\\e"), "a%5C%7Cb%5C%2Cc%5C%24d%5C%5Ce");
+        assert_eq!(search_value("x&identifier=y"), "x%26identifier%3Dy");
+        let b = transaction(&json!({"resourceType": "ServiceRequest"}), "https://s", "m|1").unwrap();
+        assert_eq!(
+            b["entry"][0]["request"]["ifNoneExist"],
+            "identifier=https%3A%2F%2Fs|m%5C%7C1"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use super::{Front, Plan, Refusal};
 use crate::deliver::Destination;
 use crate::engine::Inbound;
 use crate::error::{GatewayError, Stage};
-use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_size};
+use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, check_size};
 use crate::intake::{Envelope, decode_referral};
 use crate::model::{ConsentState, Flow};
 use crate::policy::apply_consent;
@@ -41,10 +41,11 @@ impl ReferralFront {
             .get(ATTEMPT_HEADER)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        // A bad ce-id is refused; its record goes under the digest, not the bad value.
         let fallback = inbound
             .headers
             .get("ce-id")
-            .filter(|s| !s.is_empty())
+            .filter(|id| check_message_id(id, "ce-id").is_ok())
             .cloned()
             .unwrap_or_else(|| digest.clone());
         let refuse = |message_id: &str, attempts: u32, error: GatewayError| Refusal {
@@ -58,11 +59,13 @@ impl ReferralFront {
             })
             .and_then(|env| Ok((env, decode_referral(&inbound.body)?)))
             .map_err(|e| refuse(&fallback, previous + 1, e))?;
-        let message_id = env
-            .id
-            .or(decoded.message_header_id)
-            .or(decoded.bundle_id)
-            .unwrap_or_else(|| digest.clone());
+        let (message_id, field) = match (env.id, decoded.message_header_id, decoded.bundle_id) {
+            (Some(id), _, _) => (id, "ce-id"),
+            (None, Some(id), _) => (id, "MessageHeader.id"),
+            (None, None, Some(id)) => (id, "Bundle.id"),
+            (None, None, None) => (digest.clone(), "body"),
+        };
+        check_message_id(&message_id, field).map_err(|e| refuse(&digest, previous + 1, e))?;
         let attempts = env.previous_attempts + 1;
 
         let targets: Vec<Arc<Destination>> = match &self.routes {

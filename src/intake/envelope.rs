@@ -71,8 +71,12 @@ impl Envelope {
             })?,
             None => 0,
         };
+        let id = get("ce-id");
+        if let Some(id) = &id {
+            check_message_id(id, "ce-id")?;
+        }
         Ok(Envelope {
-            id: get("ce-id"),
+            id,
             source: get("ce-source"),
             event_type,
             time: get("ce-time"),
@@ -81,6 +85,30 @@ impl Envelope {
             previous_attempts,
         })
     }
+}
+
+/// Longest message id accepted: ids are keys in the store, file names and headers.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks a message id (a `ce-id`, a Bundle or MessageHeader id): 1 to 128 of
+/// `A-Z a-z 0-9 . _ - : @ / + =`, so it is safe as a store key, a header value, a
+/// file name part and in a FHIR search. The error names `field`, never the value.
+pub fn check_message_id(id: &str, field: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-:@/+=".contains(c);
+    let why = if id.is_empty() {
+        "is empty"
+    } else if id.len() > MAX_ID_LEN {
+        "is longer than 128 characters"
+    } else if !id.chars().all(ok_char) {
+        "holds a character other than A-Z a-z 0-9 . _ - : @ / + ="
+    } else {
+        return Ok(());
+    };
+    Err(GatewayError::invalid(
+        Stage::Envelope,
+        field,
+        format!("message id {why}"),
+    ))
 }
 
 /// The idempotency key when nothing better is known: a digest of the source bytes
@@ -134,6 +162,26 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("ce-type"));
         let e = Envelope::from_headers(&h(&[]), Some("text/xml")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("content-type"));
+    }
+
+    #[test]
+    fn message_ids_are_checked_naming_the_header() {
+        for ok in [
+            "abc",
+            "urn:uuid:0d0b5e8c-6a38-4d4b-9f55-2b6b1f6f0a06",
+            "sha256:00ff",
+            "a.b_c-d@e/f+g=h",
+        ] {
+            assert!(check_message_id(ok, "ce-id").is_ok(), "{ok}");
+        }
+        let long = "a".repeat(129);
+        for bad in ["", "has space", "semi;colon", "new\nline", "é", long.as_str()] {
+            let e = check_message_id(bad, "ce-id").unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("ce-id"));
+            assert!(bad.is_empty() || !e.reason().contains(bad), "{}", e.reason());
+        }
+        let e = Envelope::from_headers(&h(&[("ce-id", "bad id")]), None).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ce-id"));
     }
 
     #[test]

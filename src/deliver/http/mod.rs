@@ -206,12 +206,14 @@ pub fn host_of(u: &Url) -> String {
     u.host_str().unwrap_or("").to_string()
 }
 
-/// None for success; else the error class of an HTTP status: 408, 429 and 5xx are
+/// None for success; else the error class of an HTTP status: 408, 409 (a receiver
+/// that honours Idempotency-Key still processing the first copy), 429 and 5xx are
 /// transient, any other non-2xx is permanent.
 pub fn classify_status(status: StatusCode) -> Option<ErrorClass> {
     if status.is_success() {
         None
     } else if status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::CONFLICT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
     {
@@ -263,6 +265,10 @@ mod tests {
         );
         assert_eq!(
             classify_status(StatusCode::REQUEST_TIMEOUT),
+            Some(ErrorClass::Transient)
+        );
+        assert_eq!(
+            classify_status(StatusCode::CONFLICT),
             Some(ErrorClass::Transient)
         );
         assert_eq!(
