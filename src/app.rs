@@ -144,6 +144,7 @@ async fn run_source(
         _ => {
             SpoolSource {
                 dirs: SpoolDirs::for_flow(&config.spool_dir(), "referrals"),
+                owner: pipeline.owner().to_string(),
                 poll_interval: config.spool.poll_interval,
                 concurrency: config.spool.concurrency,
                 max_bytes: config.intake.max_message_bytes,

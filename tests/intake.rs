@@ -145,7 +145,11 @@ fn every_consent_in_the_bundle_counts_and_a_deny_wins() {
     let e = decode_referral(with_extra(stray).to_string().as_bytes()).unwrap_err();
     assert!(!e.is_transient());
     assert_eq!(e.field.as_deref(), Some("Bundle.entry[8].resource"), "{e}");
-    assert!(e.message.contains("cannot be tied to the referral's patient"), "{e}");
+    assert!(
+        e.message
+            .contains("cannot be tied to the referral's patient"),
+        "{e}"
+    );
     // Tied by the patient's NHS number instead of a reference: counts as this patient's.
     let mut by_number = consent.clone();
     by_number["id"] = json!("by-number");

@@ -52,10 +52,7 @@ async fn spool_mode_processes_dropped_files_without_a_broker() {
         "inbox empty"
     );
     assert!(
-        std::fs::read_dir(spool.join("processing"))
-            .unwrap()
-            .next()
-            .is_none(),
+        files_under(&spool.join("processing")).is_empty(),
         "processing empty"
     );
 
@@ -90,8 +87,14 @@ async fn files_left_in_processing_are_picked_up_after_a_restart() {
         outbox.display(),
     ));
     let spool = s.dir.path().join("spool/referrals");
-    std::fs::create_dir_all(spool.join("processing")).unwrap();
-    std::fs::write(spool.join("processing/left.json"), referral().to_string()).unwrap();
+    // Left by an instance that stopped: its folder, its lock file no longer held.
+    std::fs::create_dir_all(spool.join("processing/gw-old")).unwrap();
+    std::fs::write(spool.join("processing/gw-old/.lock"), "").unwrap();
+    std::fs::write(
+        spool.join("processing/gw-old/left.json"),
+        referral().to_string(),
+    )
+    .unwrap();
     let gw = app::start(config).await.unwrap();
     eventually("recovered file done", Duration::from_secs(20), || async {
         spool.join("done/left.json").exists().then_some(())
@@ -103,4 +106,88 @@ async fn files_left_in_processing_are_picked_up_after_a_restart() {
             .exists()
     );
     gw.stop().await.unwrap();
+}
+
+/// Message files anywhere under `dir` (lock files aside).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else if !p.file_name().unwrap().to_str().unwrap().starts_with('.') {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A second instance on the same folders never takes the first one's in-flight file,
+/// and each file is processed once.
+#[tokio::test]
+async fn a_second_instance_leaves_the_first_ones_in_flight_files_alone() {
+    let s = Setup::new("spool-two");
+    let hook = Receiver::start(&[]).await;
+    hook.hold();
+    let spool_dir = s.dir.path().join("spool");
+    let config = || {
+        s.config(&format!(
+            "[spool]\ndir = \"{}\"\npoll_interval = \"50ms\"\n[referrals]\ndestinations = [\"clw\"]\n\
+             [destinations.clw]\nkind = \"webhook\"\nurl = \"{}\"\nallow = {PRSB_ALLOW}\n",
+            spool_dir.display(),
+            hook.url
+        ))
+    };
+    let spool = spool_dir.join("referrals");
+    let first = app::start(config()).await.unwrap();
+    std::fs::write(spool.join("inbox/r1.json"), referral().to_string()).unwrap();
+    // The first instance has it, and is waiting on the platform.
+    eventually(
+        "the platform to be asked",
+        Duration::from_secs(20),
+        || async { (hook.count() == 1).then_some(()) },
+    )
+    .await;
+    let claimed = files_under(&spool.join("processing"));
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+
+    let second = app::start(config()).await.unwrap();
+    // The second instance has made its own folder (recovery runs right after) and
+    // answers; it has not moved the claimed file.
+    eventually(
+        "the second instance's folder",
+        Duration::from_secs(20),
+        || async {
+            (std::fs::read_dir(spool.join("processing")).unwrap().count() == 2).then_some(())
+        },
+    )
+    .await;
+    let readyz = format!("http://{}/readyz", second.http_addr.unwrap());
+    eventually(
+        "the second instance ready",
+        Duration::from_secs(20),
+        || async {
+            reqwest::get(&readyz)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(drop)
+        },
+    )
+    .await;
+    assert!(
+        claimed[0].exists(),
+        "the first instance's file stayed where it was"
+    );
+    assert!(files_under(&spool.join("inbox")).is_empty());
+
+    hook.release();
+    eventually("r1 done", Duration::from_secs(20), || async {
+        spool.join("done/r1.json").exists().then_some(())
+    })
+    .await;
+    assert_eq!(hook.count(), 1, "sent once");
+    first.stop().await.unwrap();
+    second.stop().await.unwrap();
+    assert!(files_under(&spool.join("processing")).is_empty());
 }

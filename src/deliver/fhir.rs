@@ -219,7 +219,12 @@ mod tests {
         assert_eq!(search_value("msg-1"), "msg-1");
         assert_eq!(search_value("a|b,c$d\\e"), "a%5C%7Cb%5C%2Cc%5C%24d%5C%5Ce");
         assert_eq!(search_value("x&identifier=y"), "x%26identifier%3Dy");
-        let b = transaction(&json!({"resourceType": "ServiceRequest"}), "https://s", "m|1").unwrap();
+        let b = transaction(
+            &json!({"resourceType": "ServiceRequest"}),
+            "https://s",
+            "m|1",
+        )
+        .unwrap();
         assert_eq!(
             b["entry"][0]["request"]["ifNoneExist"],
             "identifier=https%3A%2F%2Fs|m%5C%7C1"

@@ -157,6 +157,11 @@ impl Pipeline {
         &self.engine.tiers
     }
 
+    /// This process's name in claims (and its spool folder).
+    pub fn owner(&self) -> &str {
+        &self.engine.owner
+    }
+
     pub async fn process(&self, inbound: &Inbound) -> Disposition {
         let flow = self.flow();
         let labels = metrics::flow(flow.as_str());

@@ -175,10 +175,21 @@ mod tests {
             assert!(check_message_id(ok, "ce-id").is_ok(), "{ok}");
         }
         let long = "a".repeat(129);
-        for bad in ["", "has space", "semi;colon", "new\nline", "é", long.as_str()] {
+        for bad in [
+            "",
+            "has space",
+            "semi;colon",
+            "new\nline",
+            "é",
+            long.as_str(),
+        ] {
             let e = check_message_id(bad, "ce-id").unwrap_err();
             assert_eq!(e.field.as_deref(), Some("ce-id"));
-            assert!(bad.is_empty() || !e.reason().contains(bad), "{}", e.reason());
+            assert!(
+                bad.is_empty() || !e.reason().contains(bad),
+                "{}",
+                e.reason()
+            );
         }
         let e = Envelope::from_headers(&h(&[("ce-id", "bad id")]), None).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("ce-id"));

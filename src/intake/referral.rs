@@ -430,7 +430,12 @@ impl<'a> Decoder<'_, 'a> {
             {
                 linked.push(r.path.clone());
                 // A contained Consent is not among the Bundle's entries.
-                if !self.index.of_type("Consent").iter().any(|c| c.path == r.path) {
+                if !self
+                    .index
+                    .of_type("Consent")
+                    .iter()
+                    .any(|c| c.path == r.path)
+                {
                     consents.push(r);
                 }
             }
@@ -441,8 +446,13 @@ impl<'a> Decoder<'_, 'a> {
         let mut untied = None;
         for c in &consents {
             let status = c.req_str("status")?;
-            let top = c.get("provision").map(|p| p.str("type")).transpose()?.flatten();
-            if matches!(status, "rejected" | "inactive" | "entered-in-error") || top == Some("deny") {
+            let top = c
+                .get("provision")
+                .map(|p| p.str("type"))
+                .transpose()?
+                .flatten();
+            if matches!(status, "rejected" | "inactive" | "entered-in-error") || top == Some("deny")
+            {
                 return Ok(ConsentInfo {
                     state: ConsentState::Declined,
                     recorded_at: c.string("dateTime")?,

@@ -1,16 +1,24 @@
 //! The embedded default source: watched folders, no broker.
 //!
 //! ```text
-//! <spool>/referrals/inbox/       drop *.json here (write elsewhere, then rename in)
-//!                  /processing/  claimed by an atomic rename; back to inbox on restart
-//!                  /done/        settled (delivered, duplicate or withheld by policy)
-//!                  /failed/      parked, with <name>.reason.json beside it
+//! <spool>/<flow>/inbox/              drop *.json here (write elsewhere, then rename in)
+//!               /processing/<owner>/ this instance's claimed files (an atomic rename)
+//!               /done/               settled (delivered, duplicate or withheld by policy)
+//!               /failed/             parked, with <name>.reason.json beside each
 //! ```
+//!
+//! Each running instance owns one `processing/<owner>/` folder and holds an exclusive
+//! lock on its `.lock` file for as long as it runs. A second instance starting never
+//! touches another's folder while that lock is held; a folder whose lock is free
+//! belonged to an instance that stopped, and its files go back to the inbox, checked
+//! at start and every so often while running, so nothing is stranded in processing.
+//! Moves never overwrite: a clashing name gets `-1`, `-2`... before its `.json`.
 
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -22,6 +30,11 @@ use crate::error::{GatewayError, Result, Stage};
 use crate::intake::Headers;
 use crate::intake::envelope::ATTEMPT_HEADER;
 use crate::shutdown::Shutdown;
+
+const LOCK_FILE: &str = ".lock";
+const REASON_SUFFIX: &str = ".reason.json";
+/// How often a running instance looks for stopped instances' claimed files.
+const RECOVER_EVERY: Duration = Duration::from_secs(30);
 
 pub struct SpoolDirs {
     pub inbox: PathBuf,
@@ -54,56 +67,101 @@ impl SpoolDirs {
     }
 }
 
+/// A message file: `*.json`, not hidden, not a reason file.
+fn wanted(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    !name.starts_with('.')
+        && name.ends_with(".json")
+        && !name.ends_with(REASON_SUFFIX)
+        && path.is_file()
+}
+
+/// `name`, or `stem-N.json` for the first N not taken in `dir`.
+fn candidates(name: &str) -> impl Iterator<Item = String> + '_ {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) => (s, format!(".{e}")),
+        None => (name, String::new()),
+    };
+    std::iter::once(name.to_string()).chain((1..).map(move |n| format!("{stem}-{n}{ext}")))
+}
+
+/// Moves `from` into a folder others also write to, never overwriting: a hard link
+/// under the first free name, then the old name removed. Returns the new path.
+fn move_into(from: &Path, dir: &Path) -> std::io::Result<PathBuf> {
+    let name = from
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("message.json");
+    for candidate in candidates(name).take(10_000) {
+        let to = dir.join(&candidate);
+        match std::fs::hard_link(from, &to) {
+            Ok(()) => {
+                std::fs::remove_file(from)?;
+                return Ok(to);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free name"))
+}
+
+/// Claims an inbox file into this instance's own folder: `rename` is atomic, so of
+/// several instances racing for one file exactly one gets it. The name is free in the
+/// target folder because only this instance writes there.
+fn claim(from: &Path, mine: &Path) -> std::io::Result<PathBuf> {
+    let name = from
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("message.json");
+    let to = candidates(name)
+        .map(|c| mine.join(c))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| mine.join(name));
+    std::fs::rename(from, &to)?;
+    Ok(to)
+}
+
 pub struct SpoolSource {
     pub dirs: SpoolDirs,
+    /// Names this instance's processing folder.
+    pub owner: String,
     pub poll_interval: Duration,
     pub concurrency: usize,
     pub max_bytes: usize,
     pub pipeline: Arc<Pipeline>,
 }
 
-fn wanted(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    !name.starts_with('.') && name.ends_with(".json") && path.is_file()
-}
-
-/// Moves `from` into `dir` under its own name, or with a numeric suffix if taken.
-fn move_into(from: &Path, dir: &Path) -> std::io::Result<PathBuf> {
-    let name = from
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("message.json");
-    let mut to = dir.join(name);
-    let mut n = 1;
-    while to.exists() {
-        to = dir.join(format!("{name}.{n}"));
-        n += 1;
-    }
-    std::fs::rename(from, &to)?;
-    Ok(to)
+struct Running {
+    source: SpoolSource,
+    mine: PathBuf,
+    /// Held while this instance runs; dropping it frees the folder for recovery.
+    _lock: File,
 }
 
 impl SpoolSource {
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         self.dirs.create()?;
-        // Files left in processing by a stop or crash go back to the inbox.
-        for entry in std::fs::read_dir(&self.dirs.processing)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if wanted(&entry.path()) {
-                let _ = move_into(&entry.path(), &self.dirs.inbox);
-            }
-        }
-        info!(inbox = %self.dirs.inbox.display(), "watching spool folder");
-        let me = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(me.concurrency));
+        let mine = self.dirs.processing.join(safe(&self.owner));
+        let lock = own_folder(&mine)?;
+        let me = Arc::new(Running {
+            source: self,
+            mine,
+            _lock: lock,
+        });
+        me.recover();
+        info!(inbox = %me.source.dirs.inbox.display(), "watching spool folder");
+        let permits = Arc::new(Semaphore::new(me.source.concurrency));
         let mut tasks = JoinSet::new();
         let mut stop = shutdown.clone();
+        let mut last_recovery = Instant::now();
         loop {
             while tasks.try_join_next().is_some() {}
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&me.dirs.inbox)
+            if last_recovery.elapsed() >= RECOVER_EVERY {
+                me.recover();
+                last_recovery = Instant::now();
+            }
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&me.source.dirs.inbox)
                 .map_err(|e| {
                     GatewayError::transient(Stage::Intake, format!("cannot read spool inbox: {e}"))
                 })?
@@ -117,8 +175,8 @@ impl SpoolSource {
                     p = permits.clone().acquire_owned() => p.map_err(|_| GatewayError::transient(Stage::Intake, "spool closed"))?,
                     _ = stop.wait() => break,
                 };
-                // The atomic rename is the claim: if it fails another instance took the file.
-                let Ok(claimed) = move_into(&file, &me.dirs.processing) else {
+                // Taken by another instance first: not ours.
+                let Ok(claimed) = claim(&file, &me.mine) else {
                     continue;
                 };
                 let me = me.clone();
@@ -130,12 +188,110 @@ impl SpoolSource {
                 break;
             }
             tokio::select! {
-                _ = tokio::time::sleep(me.poll_interval) => {},
+                _ = tokio::time::sleep(me.source.poll_interval) => {},
                 _ = stop.wait() => break,
             }
         }
         while tasks.join_next().await.is_some() {}
+        // Files waiting for a retry go back to the inbox: nothing stays in processing.
+        me.release_all();
         Ok(())
+    }
+}
+
+/// Creates this instance's processing folder and locks it for the process's life.
+fn own_folder(mine: &Path) -> Result<File> {
+    let fail = |e: std::io::Error| {
+        GatewayError::permanent(
+            Stage::Config,
+            format!("cannot claim spool folder {}: {e}", mine.display()),
+        )
+    };
+    std::fs::create_dir_all(mine).map_err(fail)?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(mine.join(LOCK_FILE))
+        .map_err(fail)?;
+    f.try_lock()
+        .map_err(|e| fail(std::io::Error::other(e.to_string())))?;
+    Ok(f)
+}
+
+/// A name safe as a folder name.
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Running {
+    /// Returns the claimed files of instances that stopped (their lock is free) to the
+    /// inbox, and any file an older version left directly in processing/.
+    fn recover(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.source.dirs.processing) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == self.mine {
+                continue;
+            }
+            if wanted(&path) {
+                self.back_to_inbox(&path);
+                continue;
+            }
+            if !path.is_dir() {
+                continue;
+            }
+            let lock = match File::options().write(true).open(path.join(LOCK_FILE)) {
+                Ok(f) => f,
+                // No lock file: a folder made by hand, or half made; leave it.
+                Err(_) => continue,
+            };
+            if lock.try_lock().is_err() {
+                continue; // its instance is running
+            }
+            let mut moved = 0;
+            for f in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                if wanted(&f.path()) {
+                    self.back_to_inbox(&f.path());
+                    moved += 1;
+                }
+            }
+            drop(lock);
+            let _ = std::fs::remove_file(path.join(LOCK_FILE));
+            let _ = std::fs::remove_dir(&path);
+            if moved > 0 {
+                info!(folder = %path.display(), files = moved, "returned a stopped instance's files to the inbox");
+            }
+        }
+    }
+
+    fn back_to_inbox(&self, path: &Path) {
+        if let Err(e) = move_into(path, &self.source.dirs.inbox) {
+            warn!(file = %path.display(), error = %e, "cannot return a file to the inbox");
+        }
+    }
+
+    /// At a graceful stop: this instance's unfinished files back to the inbox.
+    fn release_all(&self) {
+        for f in std::fs::read_dir(&self.mine)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if wanted(&f.path()) {
+                self.back_to_inbox(&f.path());
+            }
+        }
     }
 
     async fn handle(
@@ -154,11 +310,14 @@ impl SpoolSource {
                     return;
                 }
             };
-            let d = self.pipeline.process(&inbound).await;
+            let d = self.source.pipeline.process(&inbound).await;
+            drop(inbound);
             drop(permit);
             match d {
                 Disposition::Done { .. } => {
-                    let _ = move_into(&file, &self.dirs.done);
+                    if let Err(e) = move_into(&file, &self.source.dirs.done) {
+                        warn!(file = %file.display(), error = %e, "cannot move a settled file to done");
+                    }
                     return;
                 }
                 Disposition::Park {
@@ -171,10 +330,11 @@ impl SpoolSource {
                     return;
                 }
                 Disposition::Retry { tier, attempts, .. } => {
-                    let delay = self.pipeline.retry_tiers()[tier];
+                    // Only the file's name waits, not its bytes.
+                    let delay = self.source.pipeline.retry_tiers()[tier];
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {},
-                        // Left in processing: moved back to the inbox at next start.
+                        // Returned to the inbox by release_all.
                         _ = shutdown.wait() => return,
                     }
                     previous = attempts;
@@ -190,8 +350,8 @@ impl SpoolSource {
     /// Reads at most one byte past the limit, so an oversized file is refused, not loaded.
     fn read(&self, file: &Path, previous: u32) -> std::io::Result<Inbound> {
         let mut body = Vec::new();
-        std::fs::File::open(file)?
-            .take(self.max_bytes as u64 + 1)
+        File::open(file)?
+            .take(self.source.max_bytes as u64 + 1)
             .read_to_end(&mut body)?;
         let mut headers = Headers::new();
         if previous > 0 {
@@ -209,7 +369,7 @@ impl SpoolSource {
     }
 
     fn fail(&self, file: &Path, message_id: &str, attempts: u32, error: &GatewayError) {
-        match move_into(file, &self.dirs.failed) {
+        match move_into(file, &self.source.dirs.failed) {
             Ok(moved) => {
                 let reason = json!({
                     "message_id": message_id,
@@ -221,7 +381,7 @@ impl SpoolSource {
                     "failed_at": chrono::Utc::now().to_rfc3339(),
                 });
                 let mut reason_path = moved.into_os_string();
-                reason_path.push(".reason.json");
+                reason_path.push(REASON_SUFFIX);
                 if let Err(e) = std::fs::write(
                     &reason_path,
                     serde_json::to_vec_pretty(&reason).unwrap_or_default(),
@@ -231,5 +391,49 @@ impl SpoolSource {
             }
             Err(e) => warn!(file = %file.display(), error = %e, "cannot move failed file"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clashing_names_keep_their_suffix_and_nothing_is_overwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        for (i, body) in ["one", "two", "three"].iter().enumerate() {
+            let f = a.join("r1.json");
+            std::fs::write(&f, body).unwrap();
+            let to = move_into(&f, &b).unwrap();
+            let want = ["r1.json", "r1-1.json", "r1-2.json"][i];
+            assert_eq!(to.file_name().unwrap(), want);
+            assert!(!f.exists());
+        }
+        assert_eq!(std::fs::read_to_string(b.join("r1.json")).unwrap(), "one");
+        assert_eq!(
+            std::fs::read_to_string(b.join("r1-2.json")).unwrap(),
+            "three"
+        );
+        assert!(wanted(&b.join("r1-1.json")));
+        std::fs::write(b.join("r1.json.reason.json"), "{}").unwrap();
+        assert!(!wanted(&b.join("r1.json.reason.json")));
+    }
+
+    #[test]
+    fn a_running_instances_folder_is_left_alone_and_a_stopped_ones_is_recovered() {
+        let d = tempfile::tempdir().unwrap();
+        let processing = d.path().join("processing");
+        let (alive, dead) = (processing.join("gw-a"), processing.join("gw-b"));
+        let held = own_folder(&alive).unwrap();
+        drop(own_folder(&dead).unwrap());
+        std::fs::write(alive.join("x.json"), "a").unwrap();
+        std::fs::write(dead.join("x.json"), "b").unwrap();
+        // A second instance cannot take a folder whose lock is held.
+        assert!(own_folder(&alive).is_err());
+        drop(held);
+        assert!(own_folder(&alive).is_ok(), "free once its owner stopped");
     }
 }
