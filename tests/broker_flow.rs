@@ -436,7 +436,12 @@ fn add_sheet(c: &mut clw_gateway::config::Config, allow: &[&str]) -> std::path::
     dir
 }
 
-const SHEET_ALLOWS: &[&str] = &["person_demographics", "gp_practice", "referral_details"];
+const SHEET_ALLOWS: &[&str] = &[
+    "person_demographics",
+    "gp_practice",
+    "referral_details",
+    "referrer_details.name",
+];
 
 #[tokio::test]
 async fn fan_out_to_a_webhook_and_a_csv_sheet_retries_each_destination_independently() {

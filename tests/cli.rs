@@ -210,7 +210,7 @@ fn check_passes_on_the_example_csv_sheet_config() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("ok   destination sheet (csv for referral, mapping csv-referral@1)"),
+        text(&o).contains("ok   destination sheet (csv for referral, mapping csv-referral@2)"),
         "{}",
         text(&o)
     );
@@ -245,9 +245,9 @@ fn check_accepts_the_production_example_with_every_adapter() {
     assert!(o.status.success(), "{out}");
     for want in [
         "ok   destination leeds-links (webhook for referral, mapping prsb-referral@1)",
-        "ok   destination leeds-lamplight (lamplight for referral, mapping lamplight-referral@1)",
-        "ok   destination leeds-sheet (csv for referral, mapping csv-referral@1)",
-        "ok   destination york-charitylog (charitylog for referral, mapping charitylog-referral@1)",
+        "ok   destination leeds-lamplight (lamplight for referral, mapping lamplight-referral@2)",
+        "ok   destination leeds-sheet (csv for referral, mapping csv-referral@2)",
+        "ok   destination york-charitylog (charitylog for referral, mapping charitylog-referral@2)",
     ] {
         assert!(out.contains(want), "{want}\n{out}");
     }

@@ -16,7 +16,7 @@ fn sheet(dir: &std::path::Path, per: &str, batch_rows: usize) -> Arc<Destination
         "sheet",
         &format!(
             "kind = \"csv\"\ndir = {:?}\nmapping = \"csv-referral\"\nfile_per = {per:?}\n\
-             batch_rows = {batch_rows}\nallow = [\"person_demographics\", \"gp_practice\", \"referral_details\"]\n",
+             batch_rows = {batch_rows}\nallow = [\"person_demographics\", \"gp_practice\", \"referral_details\", \"referrer_details\"]\n",
             dir.display().to_string()
         ),
     )

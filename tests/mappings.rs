@@ -30,10 +30,19 @@ entries:
     platform: {code: Loneliness, display: Loneliness}
 "#;
 
+/// Every essential canonical field, left out on purpose (these tests are about other things).
+const OMIT_ALL: &str = "omits:\n  person_demographics.nhs_number: test\n  person_demographics.chi_number: test\n  \
+    referral_details.reasons_for_referral.display: test\n  referral_details.reasons_for_referral.text: test\n  \
+    referrer_details: test\n  gp_practice: test\n";
+
 fn mapping(fields: &str) -> String {
+    mapping_omitting(fields, OMIT_ALL)
+}
+
+fn mapping_omitting(fields: &str, omits: &str) -> String {
     format!(
         "name: t\nversion: '1'\nflow: referral\ndirection: outbound\ninput: canonical-referral\n\
-         output: {{format: form}}\nfields:\n{fields}"
+         output: {{format: form}}\nfields:\n{fields}{omits}"
     )
 }
 
@@ -152,9 +161,14 @@ fn a_mapping_reading_outside_its_destinations_allow_list_is_refused_naming_both(
     );
     assert!(!err.contains("Family name"), "{err}");
 
-    let everything: Vec<String> = ["referral_details", "gp_practice", "person_demographics"]
-        .map(String::from)
-        .to_vec();
+    let everything: Vec<String> = [
+        "referral_details",
+        "gp_practice",
+        "person_demographics",
+        "referrer_details",
+    ]
+    .map(String::from)
+    .to_vec();
     csv.check_allowed("sheet", &everything).unwrap();
 }
 
@@ -243,4 +257,124 @@ fn the_built_in_prsb_mapping_renders_the_golden_payload_without_a_mappings_folde
     )
     .unwrap();
     assert_eq!(mapped, golden);
+}
+
+/// A referral mapping must map or knowingly leave out each essential canonical field:
+/// a new mapping cannot drop the reason, the patient's identity, the referrer or the
+/// practice by accident.
+#[test]
+fn a_mapping_that_silently_drops_an_essential_field_is_refused_at_load() {
+    let fields = "  - {to: surname, expr: person_demographics.name.family}\n  \
+                  - {to: need, expr: referral_details.reasons_for_referral.code}\n";
+    let dir = folder(&[("m.yaml", &mapping_omitting(fields, ""))]);
+    let e = load_err(dir.path());
+    for missing in [
+        "person_demographics.nhs_number",
+        "person_demographics.chi_number",
+        "referral_details.reasons_for_referral.text",
+        "referral_details.reasons_for_referral.display",
+        "referrer_details",
+        "gp_practice",
+    ] {
+        assert!(
+            e.contains(&format!("no field carries {missing} (")),
+            "{missing}: {e}"
+        );
+    }
+    // Left out knowingly, with the reason: accepted.
+    let dir = folder(&[("m.yaml", &mapping_omitting(fields, OMIT_ALL))]);
+    load(dir.path()).unwrap();
+    // Omitting what it reads, or something that is not essential: refused.
+    let odd = format!("{OMIT_ALL}  person_demographics.name: test\n");
+    let dir = folder(&[(
+        "m.yaml",
+        &mapping_omitting(
+            "  - {to: nhs, expr: person_demographics.nhs_number}\n",
+            &odd,
+        ),
+    )]);
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("omits.person_demographics.nhs_number: the mapping reads it"),
+        "{e}"
+    );
+    assert!(
+        e.contains("omits.person_demographics.name: not an essential field"),
+        "{e}"
+    );
+}
+
+/// Text-only reasons and a CHI patient through every shipped referral mapping: the
+/// reason's text arrives unless the mapping omits it (and says why), and a CHI number
+/// never sits under an NHS-number field.
+#[test]
+fn text_only_reasons_and_chi_patients_survive_every_shipped_mapping() {
+    let set = MappingSet::load(&repo().join("mappings")).unwrap();
+    let fixtures = repo().join("mappings/referral/fixtures");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join(name)).unwrap()).unwrap()
+    };
+    let (text_only, chi) = (
+        read("text-only-reason.canonical.json"),
+        read("chi-patient.canonical.json"),
+    );
+    let constants: BTreeMap<String, String> = [
+        ("referrer", "1042"),
+        ("workareaid", "7"),
+        ("org_type_id", "3"),
+        ("message_id", "m-1"),
+        ("chi_system", "https://fhir.nhs.uk/Id/chi-number"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
+    let mut checked = 0;
+    for m in set.iter().filter(|m| {
+        m.flow == clw_gateway::mapping::spec::Flow::Referral
+            && m.input == clw_gateway::mapping::spec::InputKind::CanonicalReferral
+    }) {
+        let omits_text = m
+            .omits
+            .contains_key("referral_details.reasons_for_referral.text");
+        let out = m
+            .apply(&text_only, &constants)
+            .unwrap()
+            .document
+            .to_string();
+        assert_eq!(
+            out.contains("Lonely since her husband died"),
+            !omits_text,
+            "{}: {out}",
+            m.name
+        );
+        let out = m.apply(&chi, &constants).unwrap();
+        let omits_chi = m.omits.contains_key("person_demographics.chi_number");
+        assert_eq!(
+            out.document.to_string().contains("0402568877"),
+            !omits_chi,
+            "{}",
+            m.name
+        );
+        for (field, value) in &out.fields {
+            if field.to_lowercase().contains("nhs") {
+                assert!(
+                    !value.to_string().contains("0402568877"),
+                    "{}: {field}",
+                    m.name
+                );
+            }
+        }
+        // Each shipped mapping proves what it carries in its own golden fixtures too.
+        for (case, omitted) in [("text-only-reason", omits_text), ("chi-patient", omits_chi)] {
+            assert!(
+                omitted
+                    || m.fixtures
+                        .iter()
+                        .any(|f| f.input.to_string_lossy().contains(case)),
+                "{} has no {case} fixture",
+                m.name
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 7);
 }

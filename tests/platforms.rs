@@ -32,6 +32,8 @@ struct Log {
     script: Vec<u16>,
     /// Lamplight profile searches made ("field=value").
     searches: Vec<String>,
+    /// The Org key Charitylog accepts (default ORG): a key rotated on its side.
+    org_key: Option<String>,
 }
 
 type Shared = Arc<Mutex<Log>>;
@@ -229,9 +231,8 @@ async fn charitylog(
         log.refused.push(format!("{method} {path}"));
         return (StatusCode::NOT_FOUND, String::new());
     }
-    if (h("Source"), h("Org"), h("User"))
-        != (Some(SOURCE.into()), Some(ORG.into()), Some(USER.into()))
-    {
+    let org = log.org_key.clone().unwrap_or_else(|| ORG.into());
+    if (h("Source"), h("Org"), h("User")) != (Some(SOURCE.into()), Some(org), Some(USER.into())) {
         log.refused.push("keys".into());
         return (
             StatusCode::UNAUTHORIZED,
@@ -275,7 +276,12 @@ async fn serve(handler: axum::routing::MethodRouter<Shared>, script: &[u16]) -> 
     (url, log)
 }
 
-const ALLOW: &[&str] = &["person_demographics", "referral_details", "gp_practice"];
+const ALLOW: &[&str] = &[
+    "person_demographics",
+    "referral_details",
+    "gp_practice",
+    "referrer_details.name",
+];
 
 fn only(c: &mut Config, name: &str, d: DestinationConfig) {
     c.mappings.dir = repo_path("mappings");
@@ -433,7 +439,7 @@ async fn charitylog_gets_the_external_referral_form_with_its_three_keys() {
             form,
             json!({
                 "org_type_id": "3", "surname": "SMITH", "first_name": "Richard",
-                "description": "Social isolation\nWould like to get back to gardening and meet people nearby.",
+                "description": "Social isolation\nWhat matters to me: Would like to get back to gardening and meet people nearby.\nReferred by: Dr Paul Rastall\nPractice: WHITE ROSE MEDICAL CENTRE (GP5)",
                 "date": "2026-11-20 10:15:00", "project": "Community Links", "source": "1"
             })
         );
@@ -441,11 +447,15 @@ async fn charitylog_gets_the_external_referral_form_with_its_three_keys() {
     h.finish().await;
 }
 
+/// A refused key (401) pauses the destination: its referrals wait, none is parked; a
+/// probe goes out now and then, and once the platform accepts the key again every
+/// waiting referral is delivered, once.
 #[tokio::test]
-async fn a_wrong_charitylog_key_parks_the_referral_without_retrying() {
+async fn a_refused_charitylog_key_pauses_the_destination_until_a_probe_succeeds() {
     let (url, log) = serve(axum::routing::any(charitylog), &[]).await;
     charitylog_keys();
     let h = Harness::start_with("charitylog-401", &[], &["200ms", "200ms"], |c| {
+        c.retry.probe_every = std::time::Duration::from_millis(300);
         only(
             c,
             "charitylog",
@@ -453,20 +463,46 @@ async fn a_wrong_charitylog_key_parks_the_referral_without_retrying() {
         )
     })
     .await;
-    let id = unique("ref");
-    h.publish(&id, &referral()).await;
-    let row = h.wait_state(&id, "parked").await;
-    assert_eq!(row.attempts, 1);
-    assert!(row.last_error.unwrap().contains("401"));
-    assert_eq!(log.lock().unwrap().refused, ["keys"]);
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
-    let parked = clw_gateway::broker::dlq::list(&amqp_url(), &h.t)
-        .await
-        .unwrap();
-    assert_eq!(
-        parked[0].mapping, "charitylog-referral@1",
-        "the header names the mapping"
+    let (first, second) = (unique("ref"), unique("ref"));
+    h.publish(&first, &referral()).await;
+    eventually("the destination to pause", WAIT, || async {
+        let m = metrics(&h).await;
+        m.contains("clw_gateway_destination_paused{flow=\"referral\",destination=\"charitylog\"} 1")
+            .then_some(())
+    })
+    .await;
+    h.publish(&second, &referral()).await;
+    // Probes keep being refused; nothing is parked, both wait.
+    eventually("a probe", WAIT, || async {
+        (log.lock().unwrap().refused.len() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(h.rabbit.queue_len(&h.t.parked_queue()).await, 0);
+    for id in [&first, &second] {
+        assert_ne!(h.state(id).await.as_deref(), Some("parked"));
+    }
+    assert!(log.lock().unwrap().accepted.is_empty());
+
+    // The platform accepts the gateway's key again (it was re-issued there).
+    log.lock().unwrap().org_key = Some("not-the-org-key".into());
+    h.wait_state(&first, "delivered").await;
+    h.wait_state(&second, "delivered").await;
+    assert_eq!(log.lock().unwrap().accepted.len(), 2, "each once");
+    let m = metrics(&h).await;
+    assert!(
+        m.contains(
+            "clw_gateway_destination_paused{flow=\"referral\",destination=\"charitylog\"} 0"
+        ),
+        "{m}"
     );
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
     h.finish().await;
+}
+
+async fn metrics(h: &Harness) -> String {
+    reqwest::get(format!("http://{}/metrics", h.gw.http_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }

@@ -18,7 +18,7 @@ pub use decide::{Decision, choose_tier, decide, defer_tier};
 use inflight::InFlight;
 pub use state::{AuditAction, DeliveryState, MessageState};
 
-use crate::deliver::breaker::{Gate, Transition};
+use crate::deliver::breaker::{Gate, Transition, pauses};
 use crate::deliver::{Destination, Job, Journal, Sent, idempotency_key};
 use crate::error::{ErrorClass, GatewayError, Stage};
 use crate::flows::{Front, Plan, Refusal};
@@ -355,10 +355,26 @@ impl Pipeline {
         }
         .await;
         self.breaker(&destination, result.as_ref().map(drop));
-        Outcome::Tried {
-            destination,
-            key,
-            result,
+        match result {
+            // The destination refuses everyone until a person acts: this message waits
+            // with the others instead of being parked.
+            Err(err) if pauses(&err) && !err.sent => Outcome::Waiting {
+                why: GatewayError::transient(
+                    Stage::Deliver,
+                    format!(
+                        "destination {} is paused ({}); its messages wait until a probe succeeds",
+                        destination.name,
+                        err.reason()
+                    ),
+                )
+                .with_retry_after(Some(self.engine.probe_every)),
+                destination,
+            },
+            result => Outcome::Tried {
+                destination,
+                key,
+                result,
+            },
         }
     }
 

@@ -55,6 +55,8 @@ pub struct Mapping {
     pub format: OutputFormat,
     pub schema: Option<CompiledSchema>,
     pub fields: Vec<Field>,
+    /// Essential canonical fields deliberately left out, with the reason.
+    pub omits: BTreeMap<String, String>,
     pub fixtures: Vec<FixtureSpec>,
     /// The file it came from (fixture paths are relative to it).
     pub path: PathBuf,
@@ -432,6 +434,20 @@ fn compile(
             errors.push(format!("fixtures[{i}]: needs expected or expected_errors"));
         }
     }
+    if errors.is_empty()
+        && file.flow == Flow::Referral
+        && file.input == InputKind::CanonicalReferral
+    {
+        let reads: Vec<String> = fields
+            .iter()
+            .filter_map(|f: &Field| match &f.source {
+                FieldSource::Expr(e) => Some(e.paths()),
+                FieldSource::Value(_) => None,
+            })
+            .flatten()
+            .collect();
+        errors.extend(check_essentials(&reads, &file.omits));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -444,9 +460,72 @@ fn compile(
         format: file.output.format,
         schema,
         fields,
+        omits: file.omits,
         fixtures: file.fixtures,
         path: path.to_path_buf(),
     })
+}
+
+/// Canonical referral fields no mapping may drop by accident: (path, what it is, whether
+/// reading any part of it counts). The rest must be read whole or by that exact path.
+const ESSENTIAL: &[(&str, &str, bool)] = &[
+    (
+        "person_demographics.nhs_number",
+        "the patient's NHS number",
+        false,
+    ),
+    (
+        "person_demographics.chi_number",
+        "the patient's CHI number",
+        false,
+    ),
+    (
+        "referral_details.reasons_for_referral.display",
+        "a coded reason's display",
+        false,
+    ),
+    (
+        "referral_details.reasons_for_referral.text",
+        "a reason given as text only",
+        false,
+    ),
+    ("referrer_details", "the referrer", true),
+    ("gp_practice", "the practice", true),
+];
+
+/// Each essential field must be read by some expression or named under `omits` with
+/// its reason; `omits` may name only essential fields the mapping does not read.
+fn check_essentials(reads: &[String], omits: &BTreeMap<String, String>) -> Vec<String> {
+    let covers = |essential: &str, any_part: bool| {
+        reads.iter().any(|r| {
+            r == essential
+                || essential.starts_with(&format!("{r}."))
+                || (any_part && r.starts_with(&format!("{essential}.")))
+        })
+    };
+    let mut errors = Vec::new();
+    for (path, what, any_part) in ESSENTIAL {
+        match (covers(path, *any_part), omits.contains_key(*path)) {
+            (false, false) => errors.push(format!(
+                "no field carries {path} ({what}): map it, or name it under omits with the reason it is left out"
+            )),
+            (true, true) => errors.push(format!("omits.{path}: the mapping reads it, so it is not left out")),
+            _ => {}
+        }
+    }
+    for name in omits.keys() {
+        if !ESSENTIAL.iter().any(|(p, _, _)| p == name) {
+            errors.push(format!(
+                "omits.{name}: not an essential field (those are {})",
+                ESSENTIAL
+                    .iter()
+                    .map(|(p, _, _)| *p)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    errors
 }
 
 fn compile_field(

@@ -20,6 +20,9 @@ pub struct MappingFile {
     pub input: InputKind,
     pub output: OutputSpec,
     pub fields: Vec<FieldSpec>,
+    /// Essential canonical fields deliberately left out, each with the reason.
+    #[serde(default)]
+    pub omits: BTreeMap<String, String>,
     #[serde(default)]
     pub fixtures: Vec<FixtureSpec>,
 }
