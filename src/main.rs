@@ -52,6 +52,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Record a person's answer for a delivery whose outcome was unknown (sent, no usable
+    /// answer): it arrived (--delivered) or it did not (--resend). Then replay the parked
+    /// message: a delivered destination is skipped, a resend goes out once. Audited.
+    Resolve {
+        /// The message id.
+        message_id: String,
+        /// The destination named in the parking reason.
+        destination: String,
+        /// It arrived at the destination.
+        #[arg(long, conflicts_with = "resend", required_unless_present = "resend")]
+        delivered: bool,
+        /// It did not arrive: allow one more send.
+        #[arg(long)]
+        resend: bool,
+        /// The flow (referral or message-back).
+        #[arg(long, default_value = "referral")]
+        flow: String,
+        /// Who checked, for the audit log (default: $USER).
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+    },
     /// Print the RabbitMQ topology as a definitions file (deploy/rabbitmq/definitions.json).
     Topology {
         #[arg(long, default_value = "/")]
@@ -136,6 +157,14 @@ async fn main() -> ExitCode {
                 actor,
             } => cli::dlq_replay(&config, message_id.as_deref(), all, &actor).await,
         },
+        Command::Resolve {
+            message_id,
+            destination,
+            delivered,
+            flow,
+            actor,
+            ..
+        } => cli::resolve(&config, &flow, &message_id, &destination, delivered, &actor).await,
         Command::Status { message_id, json } => {
             cli::status(&config, message_id.as_deref(), json).await
         }

@@ -299,6 +299,47 @@ async fn the_same_ce_id_twice_is_delivered_once() {
     h.finish().await;
 }
 
+/// The same id with other content is not a duplicate: it is parked with that reason,
+/// and the delivered original stays delivered.
+#[tokio::test]
+async fn the_same_id_with_different_content_is_parked_as_such() {
+    let h = Harness::start("samediff", &[], &["300ms"]).await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    h.wait_state(&id, "delivered").await;
+    let mut changed = referral();
+    changed["entry"][1]["resource"]["priority"] = json!("urgent");
+    h.publish(&id, &changed).await;
+    let parked = h.wait_audit(&id, "parked").await;
+    let why = parked.entry.detail.unwrap();
+    assert!(why.contains("same id, different content"), "{why}");
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    assert_eq!(h.hook.count(), 1, "nothing sent for the second copy");
+    assert_eq!(h.state(&id).await.as_deref(), Some("delivered"));
+    h.finish().await;
+}
+
+/// A Consent that denies sharing declines the referral even when nothing links it to
+/// the ServiceRequest or the Patient: fail closed.
+#[tokio::test]
+async fn an_unlinked_deny_consent_declines_the_referral() {
+    let h = Harness::start("unlinked-deny", &[], &["300ms"]).await;
+    let mut r = referral();
+    let mut deny = r["entry"][7]["resource"].clone();
+    deny["id"] = json!("another-consent");
+    deny["provision"] = json!({"type": "deny"});
+    deny.as_object_mut().unwrap().remove("patient");
+    r["entry"].as_array_mut().unwrap().push(
+        json!({"fullUrl": "urn:uuid:9d0b5e8c-6a38-4d4b-9f55-2b6b1f6f0a99", "resource": deny}),
+    );
+    let id = unique("ref");
+    h.publish(&id, &r).await;
+    h.wait_state(&id, "withheld").await;
+    h.wait_queue_len(&h.t.queue(), 0).await;
+    assert_eq!(h.hook.count(), 0);
+    h.finish().await;
+}
+
 #[tokio::test]
 async fn consent_declined_sends_nothing_and_records_why() {
     let h = Harness::start("declined", &[], &["300ms"]).await;

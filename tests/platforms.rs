@@ -34,6 +34,12 @@ struct Log {
     searches: Vec<String>,
     /// The Org key Charitylog accepts (default ORG): a key rotated on its side.
     org_key: Option<String>,
+    /// How long Lamplight takes to answer.
+    delay: std::time::Duration,
+    /// Lamplight makes each referral, then never answers.
+    stall_referrals: bool,
+    /// Referrals made whose answer never went back.
+    stalled: usize,
 }
 
 type Shared = Arc<Mutex<Log>>;
@@ -62,14 +68,36 @@ fn lamplight_error(code: u32, msg: &str) -> (StatusCode, String) {
     )
 }
 
+/// Lamplight's datain API as documented; slow when `delay` is set, and with
+/// `stall_referrals` it makes each referral and then never answers (a lost answer).
 async fn lamplight(
-    State(log): State<Shared>,
+    State(shared): State<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let mut log = log.lock().unwrap();
+    let delay = shared.lock().unwrap().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let is_referral = uri.path() == "/api/referral/add/";
+    let answer = lamplight_answer(&mut shared.lock().unwrap(), method, uri, headers, body);
+    if is_referral && answer.0 == StatusCode::OK && shared.lock().unwrap().stall_referrals {
+        shared.lock().unwrap().stalled += 1;
+        std::future::pending::<()>().await;
+    }
+    answer
+}
+
+fn lamplight_answer(
+    log: &mut Log,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let mut log = log;
     let path = uri.path().to_string();
     let refuse = |log: &mut Log, why: String| {
         log.refused.push(format!("{path}: {why}"));
@@ -336,18 +364,23 @@ fn lamplight_config(
     person_mapping: &str,
     matching: Option<(&str, &str)>,
 ) -> DestinationConfig {
+    destination(&lamplight_toml(url, person_mapping, matching))
+}
+
+/// A Lamplight destination's `[destinations.NAME]` keys.
+fn lamplight_toml(url: &str, person_mapping: &str, matching: Option<(&str, &str)>) -> String {
     // SAFETY: a value no other test reads.
     unsafe { std::env::set_var("CLW_TEST_LAMPLIGHT_KEY", KEY) };
     let matching = matching
         .map(|(f, from)| format!("match_field = {f:?}\nmatch_from = {from:?}\n"))
         .unwrap_or_default();
-    destination(&format!(
+    format!(
         "kind = \"lamplight\"\nbase_url = \"{url}/api\"\nlampid = {LAMPID:?}\nproject = {PROJECT:?}\n\
          key = {{ env = \"CLW_TEST_LAMPLIGHT_KEY\" }}\nperson_mapping = {person_mapping:?}\n{matching}\
          mapping = \"lamplight-referral\"\ntimeout = \"5s\"\nconnect_timeout = \"2s\"\n\
          agreement = \"DSA-LAMPLIGHT-1\"\nallow = {ALLOW:?}\n\
          constants = {{ referrer = \"1042\", workareaid = \"7\" }}\n"
-    ))
+    )
 }
 
 /// With match_field set, a person Lamplight already has is found, not created again.
@@ -505,4 +538,294 @@ async fn metrics(h: &Harness) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// The CSV sheet beside Lamplight and the webhook, for the twice-at-once tests.
+fn sheet_config(dir: &std::path::Path) -> DestinationConfig {
+    destination(&format!(
+        "kind = \"csv\"\ndir = {:?}\nmapping = \"csv-referral\"\nallow = {ALLOW:?}\n",
+        dir.display().to_string()
+    ))
+}
+
+/// Every row of every sheet in `dir`, by gateway reference.
+fn sheet_references(dir: &std::path::Path) -> Vec<String> {
+    let mut refs = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = std::fs::read(f.path()).unwrap();
+        let mut r = ::csv::ReaderBuilder::new().from_reader(&bytes[3..]);
+        for rec in r.records() {
+            refs.push(rec.unwrap().iter().last().unwrap().to_string());
+        }
+    }
+    refs.sort();
+    refs
+}
+
+/// The same referral event published twice at once (a practice system resending after
+/// a lost publisher confirm), to platforms that answer slowly: each platform gets it
+/// once — one POST (one Idempotency-Key), one Lamplight profile and referral, one
+/// spreadsheet row — with `instances` gateways consuming, on SQLite or a shared
+/// PostgreSQL.
+async fn twice_at_once(name: &str, instances: usize, postgres: bool) {
+    const IDS: usize = 4;
+    let (url, log) = serve(axum::routing::any(lamplight), &[]).await;
+    log.lock().unwrap().delay = std::time::Duration::from_millis(300);
+    let s = Setup::new(name);
+    let hook = Receiver::start(&[]).await;
+    hook.set_delay(std::time::Duration::from_millis(300));
+    let pg = if postgres {
+        Some(PgSchema::create().await)
+    } else {
+        None
+    };
+    let sheet_dir = s.dir.path().join("sheet");
+    let mut config = s.broker_config(&hook.url, &["300ms", "300ms", "300ms"]);
+    config.mappings.dir = repo_path("mappings");
+    config.destinations.insert(
+        "lamplight",
+        lamplight_config(&url, "lamplight-person", None),
+    );
+    config
+        .destinations
+        .insert("sheet", sheet_config(&sheet_dir));
+    config.referrals.destinations = vec!["clw".into(), "lamplight".into(), "sheet".into()];
+    if let Some((_, pg_url)) = &pg {
+        config.store.url = Some(pg_url.clone());
+    }
+    let rabbit = Rabbit::connect().await;
+    let t = rabbit.declare(&config).await;
+    let mut gateways = Vec::new();
+    for i in 0..instances {
+        let mut c = config.clone();
+        c.gateway.instance = format!("{}-{i}", s.prefix);
+        gateways.push(clw_gateway::app::start(c).await.unwrap());
+    }
+    let ids: Vec<String> = (0..IDS).map(|_| unique("ref")).collect();
+    let body = referral().to_string().into_bytes();
+    let messages: Vec<_> = ids
+        .iter()
+        .flat_map(|id| {
+            [
+                (body.clone(), ce_headers(id)),
+                (body.clone(), ce_headers(id)),
+            ]
+        })
+        .collect();
+    rabbit.publish_many(&t.exchange(), &messages).await;
+
+    let store = &gateways[0].store;
+    for id in &ids {
+        // The first copy delivers; the second finds it done.
+        eventually(
+            &format!("{id}: one copy delivered, one a duplicate"),
+            WAIT,
+            || async {
+                let m = store.message("referral", id).await.unwrap()?;
+                let audit = store.audit("referral", id).await.unwrap();
+                (m.state == "delivered"
+                    && audit.iter().any(|a| a.entry.action.as_str() == "duplicate"))
+                .then_some(())
+            },
+        )
+        .await;
+    }
+    let keys: std::collections::BTreeSet<String> = hook
+        .received()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        (hook.count(), keys.len()),
+        (IDS, IDS),
+        "one POST per referral"
+    );
+    {
+        let log = log.lock().unwrap();
+        let count = |p: &str| log.accepted.iter().filter(|(path, _)| path == p).count();
+        assert_eq!(count("/api/people/add/role/user"), IDS, "one profile each");
+        assert_eq!(count("/api/referral/add/"), IDS, "one referral each");
+    }
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(sheet_references(&sheet_dir), want, "one row each");
+    for gw in gateways {
+        gw.stop().await.unwrap();
+    }
+    rabbit.cleanup(&t).await;
+    if let Some((schema, _)) = pg {
+        schema.drop_it().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_referral_twice_at_once_reaches_each_platform_once_on_sqlite() {
+    twice_at_once("twice-sqlite", 1, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_referral_twice_at_once_reaches_each_platform_once_with_two_instances_on_postgres()
+{
+    twice_at_once("twice-pg", 2, true).await;
+}
+
+/// Lamplight makes the referral but its answer never comes back (a timeout after
+/// sending): the outcome is unknown, so the referral is parked for a person and never
+/// sent again; once the person confirms it arrived and replays it, it is done, still
+/// with one referral in Lamplight.
+#[tokio::test]
+async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
+    let (url, log) = serve(axum::routing::any(lamplight), &[]).await;
+    log.lock().unwrap().stall_referrals = true;
+    let h = Harness::start_with("lamplight-lost", &[], &["200ms", "200ms"], |c| {
+        let mut d = lamplight_config(&url, "lamplight-person", None);
+        if let DestinationConfig::Lamplight(l) = &mut d {
+            l.timeout = std::time::Duration::from_millis(800);
+        }
+        only(c, "lamplight", d)
+    })
+    .await;
+    let id = unique("ref");
+    h.publish(&id, &referral()).await;
+    let row = h.wait_state(&id, "parked").await;
+    let reason = row.last_error.unwrap();
+    assert!(
+        reason.contains("outcome unknown, so not sent again"),
+        "{reason}"
+    );
+    assert!(reason.contains("clw-gateway resolve"), "{reason}");
+    let d = h.gw.store.deliveries("referral", &id).await.unwrap();
+    assert_eq!(d[0].state, "unknown");
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+
+    // Replayed as it is: still unknown, still not sent again.
+    clw_gateway::broker::dlq::replay(
+        &amqp_url(),
+        &h.t,
+        clw_gateway::broker::dlq::Selection::Id(&id),
+        &h.gw.store,
+        "tester",
+    )
+    .await
+    .unwrap();
+    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    // A person checks Lamplight, finds the referral there, and says so.
+    h.gw.store
+        .resolve("referral", &id, "lamplight", true, "tester")
+        .await
+        .unwrap();
+    clw_gateway::broker::dlq::replay(
+        &amqp_url(),
+        &h.t,
+        clw_gateway::broker::dlq::Selection::Id(&id),
+        &h.gw.store,
+        "tester",
+    )
+    .await
+    .unwrap();
+    h.wait_audit(&id, "duplicate").await;
+    let log = log.lock().unwrap();
+    let referrals = log
+        .accepted
+        .iter()
+        .filter(|(p, _)| p == "/api/referral/add/")
+        .count();
+    assert_eq!(
+        (referrals, log.stalled),
+        (1, 1),
+        "one referral in Lamplight"
+    );
+    drop(log);
+    assert_eq!(h.state(&id).await.as_deref(), Some("delivered"));
+    let audit = h.gw.store.audit("referral", &id).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.entry.action.as_str() == "resolved" && a.entry.actor == "tester")
+    );
+    h.finish().await;
+}
+
+/// The gateway is killed (SIGKILL) after Lamplight made the referral and before the
+/// gateway recorded the answer: after a restart the redelivered referral is parked as
+/// an unknown outcome, and Lamplight never gets a second referral.
+#[tokio::test]
+async fn a_gateway_killed_after_lamplight_answered_sends_no_second_referral() {
+    use std::process::{Command, Stdio};
+    let (url, log) = serve(axum::routing::any(lamplight), &[]).await;
+    log.lock().unwrap().stall_referrals = true;
+    let s = Setup::new("lamplight-kill");
+    let hook = Receiver::start(&[]).await;
+    let config = s.broker_config(&hook.url, &["200ms", "1s", "1s"]);
+    let rabbit = Rabbit::connect().await;
+    let t = rabbit.declare(&config).await;
+    let path = s.dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\ninstance = \"{p}\"\ndata_dir = \"{d}\"\nclaim_ttl = \"1s\"\n[store]\nurl = \"{u}\"\n\
+             [http]\nenabled = false\n[mappings]\ndir = \"{m}\"\n\
+             [broker]\nurl = \"{a}\"\nprefix = \"{p}\"\nprefetch = 4\n[retry]\ntiers = [\"200ms\", \"1s\", \"1s\"]\n\
+             [referrals]\ndestinations = [\"lamplight\"]\n[destinations.lamplight]\n{l}",
+            p = s.prefix,
+            d = s.dir.path().display(),
+            u = s.store_url,
+            m = repo_path("mappings").display(),
+            a = amqp_url(),
+            l = lamplight_toml(&url, "lamplight-person", None),
+        ),
+    )
+    .unwrap();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut gw = start();
+    let id = unique("ref");
+    rabbit
+        .publish(
+            &t.exchange(),
+            referral().to_string().as_bytes(),
+            &ce_headers(&id),
+        )
+        .await;
+    eventually("Lamplight to make the referral", WAIT, || async {
+        (log.lock().unwrap().stalled == 1).then_some(())
+    })
+    .await;
+    gw.kill().unwrap();
+    gw.wait().unwrap();
+    log.lock().unwrap().stall_referrals = false;
+
+    let mut gw = start();
+    let store = clw_gateway::store::Store::connect(&s.store_url, 2, 16)
+        .await
+        .unwrap();
+    let row = eventually("the referral parked", WAIT, || async {
+        store
+            .message("referral", &id)
+            .await
+            .unwrap()
+            .filter(|m| m.state == "parked")
+    })
+    .await;
+    let reason = row.last_error.unwrap();
+    assert!(reason.contains("its answer was never recorded"), "{reason}");
+    let referrals = log
+        .lock()
+        .unwrap()
+        .accepted
+        .iter()
+        .filter(|(p, _)| p == "/api/referral/add/")
+        .count();
+    assert_eq!(referrals, 1, "no second referral after the restart");
+    gw.kill().unwrap();
+    gw.wait().unwrap();
+    store.close().await;
+    rabbit.cleanup(&t).await;
 }

@@ -6,36 +6,6 @@ use clw_gateway::engine::{AuditAction, DeliveryState, MessageState};
 use clw_gateway::store::writer_types::{DeliveryUpdate, ErrorSummary};
 use clw_gateway::store::{AuditEntry, Backend, Store, Write};
 use common::*;
-use sqlx::Connection;
-
-/// A PostgreSQL schema of its own for one test, dropped at the end.
-struct PgSchema {
-    name: String,
-}
-
-impl PgSchema {
-    async fn create() -> (PgSchema, String) {
-        let name = unique("t").replace('-', "_");
-        let mut c = sqlx::PgConnection::connect(&pg_url())
-            .await
-            .expect("PostgreSQL is running");
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        let sep = if pg_url().contains('?') { '&' } else { '?' };
-        let url = format!("{}{sep}options=-c%20search_path%3D{name}", pg_url());
-        (PgSchema { name }, url)
-    }
-
-    async fn drop_it(self) {
-        let mut c = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
-        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-}
 
 fn outcome(id: &str, state: &str, attempts: i64, dest_state: &str) -> Write {
     Write::Outcome {

@@ -138,6 +138,36 @@ pub async fn dlq_replay(config: &Config, id: Option<&str>, all: bool, actor: &st
     Ok(())
 }
 
+pub async fn resolve(
+    config: &Config,
+    flow: &str,
+    id: &str,
+    destination: &str,
+    delivered: bool,
+    actor: &str,
+) -> Result<()> {
+    if crate::model::Flow::parse(flow).is_none() {
+        return Err(GatewayError::invalid(
+            Stage::Config,
+            "--flow",
+            "must be referral or message-back",
+        ));
+    }
+    let store = store(config).await?;
+    let r = store.resolve(flow, id, destination, delivered, actor).await;
+    store.close().await;
+    r?;
+    println!(
+        "{id} → {destination}: recorded as {}; replay the parked message to finish it",
+        if delivered {
+            "delivered"
+        } else {
+            "free to send again"
+        }
+    );
+    Ok(())
+}
+
 pub async fn status(config: &Config, id: Option<&str>, as_json: bool) -> Result<()> {
     let store = store(config).await?;
     let result = status_inner(&store, id, as_json).await;

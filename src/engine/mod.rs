@@ -235,7 +235,12 @@ impl Pipeline {
                 None,
                 Some("already delivered to every destination".into()),
             );
-            if let Err(err) = e.store.write(Write::Audit(audit)).await {
+            let settled = Write::Settled {
+                flow: flow.as_str().into(),
+                message_id: plan.message_id.clone(),
+                audit,
+            };
+            if let Err(err) = e.store.write(settled).await {
                 warn!(message_id = plan.message_id, error = %err, "could not audit a duplicate");
             }
             return Disposition::Done {

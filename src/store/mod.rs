@@ -15,7 +15,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::AuditAction;
+use crate::engine::{AuditAction, DeliveryState};
 use crate::error::{GatewayError, Result, Stage};
 pub use lookup::Known;
 pub use writer::Write;
@@ -254,6 +254,78 @@ impl Store {
             .await
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
+    }
+
+    /// A person's answer for an effect whose outcome was unknown: it arrived
+    /// (`delivered`), or it did not and may be sent again. Its journalled steps follow
+    /// (started steps become done, or free to run again), and the audit log says who.
+    /// Errors when the delivery is not waiting on a person.
+    pub async fn resolve(
+        &self,
+        flow: &str,
+        message_id: &str,
+        destination: &str,
+        delivered: bool,
+        actor: &str,
+    ) -> Result<()> {
+        let now = now_ms();
+        let (state, step_state) = if delivered {
+            (DeliveryState::Delivered, "done")
+        } else {
+            (DeliveryState::Retrying, "refused")
+        };
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE deliveries SET state = $1, updated_at = $2, delivered_at = $3, claimed_by = NULL, \
+             claim_expires_at = NULL, last_error = $4 \
+             WHERE flow = $5 AND message_id = $6 AND destination = $7 AND state = 'unknown'",
+        )
+        .bind(state.as_str())
+        .bind(now)
+        .bind(delivered.then_some(now))
+        .bind(format!("resolved by {actor}"))
+        .bind(flow)
+        .bind(message_id)
+        .bind(destination)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(GatewayError::invalid(
+                Stage::Store,
+                "destination",
+                format!(
+                    "no delivery of this message to {destination} is waiting on a person (its outcome is not unknown)"
+                ),
+            ));
+        }
+        sqlx::query(
+            "UPDATE effects SET state = $1, updated_at = $2 \
+             WHERE flow = $3 AND message_id = $4 AND destination = $5 AND state = 'started'",
+        )
+        .bind(step_state)
+        .bind(now)
+        .bind(flow)
+        .bind(message_id)
+        .bind(destination)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.write(Write::Audit(AuditEntry {
+            actor: actor.to_string(),
+            action: AuditAction::Resolved,
+            flow: flow.to_string(),
+            message_id: message_id.to_string(),
+            destination: Some(destination.to_string()),
+            fields: Vec::new(),
+            agreement: None,
+            detail: Some(if delivered {
+                "checked at the destination: it arrived; recorded as delivered".into()
+            } else {
+                "checked at the destination: it did not arrive; free to send again".into()
+            }),
+        }))
+        .await
     }
 
     pub async fn ping(&self) -> Result<()> {

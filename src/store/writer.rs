@@ -29,6 +29,13 @@ pub enum Write {
         audit: Vec<AuditEntry>,
     },
     Audit(AuditEntry),
+    /// Every destination has the message (found by a later copy or a replay after a
+    /// person resolved it): delivered, without touching its attempt count.
+    Settled {
+        flow: String,
+        message_id: String,
+        audit: AuditEntry,
+    },
     /// Claims (flow, message, destination) effects for `owner` until `expires_at`: taken
     /// when free, already this owner's, or expired; never when delivered or unknown.
     /// Answers with the destinations claimed.
@@ -150,6 +157,15 @@ const OUTCOME: Table = Table {
                WHERE messages.state <> 'delivered' OR excluded.state = 'delivered'",
 };
 
+const SETTLED: Table = Table {
+    insert: "INSERT INTO messages (flow, message_id, state, attempts, received_at, updated_at)",
+    columns: 6,
+    key: 2,
+    conflict: "ON CONFLICT (flow, message_id) DO UPDATE SET state = excluded.state, \
+               error_class = NULL, error_stage = NULL, last_error = NULL, updated_at = excluded.updated_at \
+               WHERE messages.state <> 'delivered'",
+};
+
 const DELIVERY: Table = Table {
     insert: "INSERT INTO deliveries (flow, message_id, destination, state, attempts, idempotency_key, \
              response_status, last_error, delivered_at, updated_at)",
@@ -192,6 +208,7 @@ const SHEET: Table = Table {
 struct Rows {
     received: Vec<Vec<Param>>,
     outcome: Vec<Vec<Param>>,
+    settled: Vec<Vec<Param>>,
     delivery: Vec<Vec<Param>>,
     audit: Vec<Vec<Param>>,
     effect: Vec<Vec<Param>>,
@@ -257,6 +274,21 @@ impl Rows {
                 }
             }
             Write::Audit(a) => self.audit.push(audit_row(a, now)),
+            Write::Settled {
+                flow,
+                message_id,
+                audit,
+            } => {
+                self.settled.push(vec![
+                    text(flow),
+                    text(message_id),
+                    text(MessageState::Delivered.as_str()),
+                    Param::Int(Some(1)),
+                    Param::Int(Some(now)),
+                    Param::Int(Some(now)),
+                ]);
+                self.audit.push(audit_row(audit, now));
+            }
             Write::Claim(c) => self.claims.push((index, c.clone())),
             Write::Effect(e) => self.effect.push(vec![
                 text(&e.flow),
@@ -300,6 +332,7 @@ impl Rows {
         }
         repeated(&self.received, RECEIVED.key)
             || repeated(&self.outcome, OUTCOME.key)
+            || repeated(&self.settled, SETTLED.key)
             || repeated(&self.delivery, DELIVERY.key)
             || repeated(&self.effect, EFFECT.key)
             || repeated(&self.sheet, SHEET.key)
@@ -314,6 +347,7 @@ impl Rows {
     ) -> Result<Vec<(usize, Vec<String>)>> {
         insert(tx, &RECEIVED, &self.received).await?;
         insert(tx, &OUTCOME, &self.outcome).await?;
+        insert(tx, &SETTLED, &self.settled).await?;
         insert(tx, &DELIVERY, &self.delivery).await?;
         insert(tx, &AUDIT, &self.audit).await?;
         insert(tx, &EFFECT, &self.effect).await?;

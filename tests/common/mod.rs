@@ -22,6 +22,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
+use sqlx::Connection as _;
 use tokio::sync::Notify;
 
 /// Every section of the canonical referral: what a destination receiving the whole
@@ -81,6 +82,35 @@ pub async fn send_payload(
         },
     })
     .await
+}
+
+/// A PostgreSQL schema of its own for one test, dropped at the end.
+pub struct PgSchema {
+    name: String,
+}
+
+impl PgSchema {
+    pub async fn create() -> (PgSchema, String) {
+        let name = unique("t").replace('-', "_");
+        let mut c = sqlx::PgConnection::connect(&pg_url())
+            .await
+            .expect("PostgreSQL is running");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let sep = if pg_url().contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}options=-c%20search_path%3D{name}", pg_url());
+        (PgSchema { name }, url)
+    }
+
+    pub async fn drop_it(self) {
+        let mut c = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
 }
 
 pub fn amqp_url() -> String {
