@@ -97,19 +97,18 @@ fn lamplight_answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let mut log = log;
     let path = uri.path().to_string();
     let refuse = |log: &mut Log, why: String| {
         log.refused.push(format!("{path}: {why}"));
     };
     if method != Method::POST {
-        refuse(&mut log, format!("method {method}"));
+        refuse(log, format!("method {method}"));
         return lamplight_error(1050, "must be POSTed");
     }
     let form = match form_of(&headers, &body) {
         Ok(f) => f,
         Err(e) => {
-            refuse(&mut log, e);
+            refuse(log, e);
             return lamplight_error(1056, "No valid data found to add/update");
         }
     };
@@ -119,20 +118,20 @@ fn lamplight_answer(
         field(&form, "key"),
     ) != (Some(LAMPID), Some(PROJECT), Some(KEY))
     {
-        refuse(&mut log, "credentials".into());
+        refuse(log, "credentials".into());
         return (
             StatusCode::UNAUTHORIZED,
             json!({"error": 1, "msg": "Invalid credentials"}).to_string(),
         );
     }
     if form.iter().any(|(_, v)| v.contains('<') && v.contains('>')) {
-        refuse(&mut log, "html".into());
+        refuse(log, "html".into());
         return lamplight_error(9999, "Data provided may have been a malicious attack");
     }
     if let Some(query) = path.strip_prefix("/api/people/some/role/user/") {
         // Search by a published field: 'contains' match, as documented.
         let Some((name, value)) = query.split_once('/') else {
-            refuse(&mut log, "search path".into());
+            refuse(log, "search path".into());
             return lamplight_error(1004, "Method not recognised");
         };
         let decode = |s: &str| -> String {
@@ -164,7 +163,7 @@ fn lamplight_answer(
         "/api/people/add/role/user" => {
             let postcode_ok = field(&form, "postcode").is_none_or(regex_lite_postcode);
             if field(&form, "surname").is_none_or(str::is_empty) || !postcode_ok {
-                refuse(&mut log, "profile data".into());
+                refuse(log, "profile data".into());
                 return lamplight_error(1055, "Data provided to add/update profile was not valid");
             }
             log.accepted.push((path, form));
@@ -188,14 +187,14 @@ fn lamplight_answer(
             });
             let area_ok = field(&form, "workareaid").is_some_and(|w| w.parse::<u32>().is_ok());
             if !attendee_known {
-                refuse(&mut log, "attendee".into());
+                refuse(log, "attendee".into());
                 return lamplight_error(
                     1024,
                     "The attendee could not be unambiguously identified in the database",
                 );
             }
             if !date_ok || !area_ok || field(&form, "referral_reason").is_none() {
-                refuse(&mut log, "referral data".into());
+                refuse(log, "referral data".into());
                 return lamplight_error(1040, "Referral data provided was not valid");
             }
             log.accepted.push((path, form));
@@ -205,7 +204,7 @@ fn lamplight_answer(
             )
         }
         other => {
-            refuse(&mut log, format!("unknown path {other}"));
+            refuse(log, format!("unknown path {other}"));
             (StatusCode::NOT_FOUND, String::new())
         }
     }
@@ -555,7 +554,7 @@ fn sheet_references(dir: &std::path::Path) -> Vec<String> {
         let bytes = std::fs::read(f.path()).unwrap();
         let mut r = ::csv::ReaderBuilder::new().from_reader(&bytes[3..]);
         for rec in r.records() {
-            refs.push(rec.unwrap().iter().last().unwrap().to_string());
+            refs.push(rec.unwrap().iter().next_back().unwrap().to_string());
         }
     }
     refs.sort();
@@ -724,18 +723,17 @@ async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
     .await
     .unwrap();
     h.wait_audit(&id, "duplicate").await;
-    let log = log.lock().unwrap();
-    let referrals = log
-        .accepted
-        .iter()
-        .filter(|(p, _)| p == "/api/referral/add/")
-        .count();
-    assert_eq!(
-        (referrals, log.stalled),
-        (1, 1),
-        "one referral in Lamplight"
-    );
-    drop(log);
+    let (referrals, stalled) = {
+        let log = log.lock().unwrap();
+        let referrals = log
+            .accepted
+            .iter()
+            .filter(|(p, _)| p == "/api/referral/add/")
+            .count();
+        (referrals, log.stalled)
+    };
+    assert_eq!((referrals, stalled), (1, 1), "one referral in Lamplight");
+
     assert_eq!(h.state(&id).await.as_deref(), Some("delivered"));
     let audit = h.gw.store.audit("referral", &id).await.unwrap();
     assert!(
