@@ -11,8 +11,10 @@ use crate::broker::{self, BrokerSource, BrokerStatus};
 use crate::config::Config;
 use crate::engine::{Engine, Pipeline};
 use crate::error::Result;
+use crate::flows::message_back::MessageBackFront;
 use crate::flows::referral::ReferralFront;
 use crate::http::{self, HttpState};
+use crate::http::{awaiting, ingress};
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::spool::{SpoolDirs, SpoolSource};
@@ -23,6 +25,8 @@ pub struct Running {
     trigger: ShutdownTrigger,
     task: JoinHandle<Result<()>>,
     pub http_addr: Option<SocketAddr>,
+    /// Where the event ingress listens, when it is on.
+    pub ingress_addr: Option<SocketAddr>,
     pub store: Store,
     pub metrics: Metrics,
 }
@@ -72,51 +76,107 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
     .await?;
     let metrics = Metrics::new();
     let engine = Arc::new(Engine::new(store.clone(), metrics.clone(), &config));
-    let pipeline = Arc::new(Pipeline::new(
-        engine,
+    let referrals = Arc::new(Pipeline::new(
+        engine.clone(),
         Box::new(ReferralFront::new(
             &wiring.referrals,
             config.intake.max_message_bytes,
         )),
     ));
+    let events = wiring.message_back.as_ref().map(|mb| {
+        Arc::new(Pipeline::new(
+            engine.clone(),
+            Box::new(MessageBackFront::new(
+                mb,
+                store.clone(),
+                config.intake.max_message_bytes,
+            )),
+        ))
+    });
+    let mut flows = vec![(referrals, "referrals")];
+    if let Some(e) = &events {
+        flows.push((e.clone(), "events"));
+    }
     if config.broker.is_none() {
         // Exist before start returns, so files can be dropped at once.
-        SpoolDirs::for_flow(&config.spool_dir(), "referrals").create()?;
+        for (_, folder) in &flows {
+            SpoolDirs::for_flow(&config.spool_dir(), folder).create()?;
+        }
     }
     let (trigger, shutdown) = shutdown::channel();
-    let broker_status = config
-        .broker
-        .as_ref()
-        .map(|_| Arc::new(BrokerStatus::default()));
+    let statuses: Vec<Arc<BrokerStatus>> = match &config.broker {
+        Some(_) => flows
+            .iter()
+            .map(|_| Arc::new(BrokerStatus::default()))
+            .collect(),
+        None => Vec::new(),
+    };
 
     let mut http_addr = None;
-    let http_task = if config.http.enabled {
+    let mut side_tasks = Vec::new();
+    if config.http.enabled {
         let listener = http::bind(config.http.listen).await?;
         http_addr = listener.local_addr().ok();
         info!(addr = ?http_addr, "serving /healthz /readyz /metrics");
         let state = HttpState {
             store: store.clone(),
             metrics: metrics.clone(),
-            broker: broker_status.clone(),
+            broker: statuses.clone(),
         };
-        Some(tokio::spawn(http::serve(listener, state, shutdown.clone())))
-    } else {
-        None
-    };
+        side_tasks.push(tokio::spawn(http::serve(listener, state, shutdown.clone())));
+    }
+    let mut ingress_addr = None;
+    if let (Some(mb), true) = (&wiring.message_back, config.ingress.enabled) {
+        let door = ingress::Door::new(&config)?;
+        let listener = http::bind_key(config.ingress.listen, "ingress.listen").await?;
+        ingress_addr = listener.local_addr().ok();
+        info!(addr = ?ingress_addr, "accepting platform events at /v1/events/{{platform}}");
+        let state = ingress::State::new(&config.ingress, mb, door, metrics.clone());
+        side_tasks.push(tokio::spawn(ingress::serve(
+            listener,
+            state,
+            shutdown.clone(),
+        )));
+    }
+    if let Some(mb) = &wiring.message_back {
+        let (store, metrics, after, shutdown) = (
+            store.clone(),
+            metrics.clone(),
+            mb.no_response_after,
+            shutdown.clone(),
+        );
+        side_tasks.push(tokio::spawn(async move {
+            awaiting::run(store, metrics, after, shutdown).await;
+            Ok(())
+        }));
+    }
 
     let task_store = store.clone();
     let task = tokio::spawn(async move {
-        let result = run_source(&config, pipeline, broker_status, shutdown).await;
-        if let Some(h) = http_task {
+        let sources = flows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (pipeline, folder))| {
+                run_source(
+                    &config,
+                    pipeline,
+                    folder,
+                    statuses.get(i).cloned(),
+                    shutdown.clone(),
+                )
+            });
+        let results = futures_util::future::join_all(sources).await;
+        for h in side_tasks {
             let _ = h.await;
         }
         task_store.close().await;
-        result
+        results.into_iter().collect::<Result<Vec<()>>>().map(drop)
     });
     Ok(Running {
         trigger,
         task,
         http_addr,
+        ingress_addr,
         store,
         metrics,
     })
@@ -125,6 +185,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
 async fn run_source(
     config: &Config,
     pipeline: Arc<Pipeline>,
+    folder: &str,
     status: Option<Arc<BrokerStatus>>,
     shutdown: Shutdown,
 ) -> Result<()> {
@@ -132,9 +193,15 @@ async fn run_source(
         (Some(b), Some(status)) => {
             BrokerSource {
                 url: b.url.clone(),
-                name: config.gateway.instance.clone(),
+                // The referral consumer keeps the instance's own name (operators find
+                // its connection by it); others add the flow.
+                name: if folder == "referrals" {
+                    config.gateway.instance.clone()
+                } else {
+                    format!("{} {folder}", config.gateway.instance)
+                },
                 prefetch: b.prefetch,
-                topology: broker::topology(config, b),
+                topology: broker::flow_topology(config, b, pipeline.flow()),
                 pipeline,
                 status,
             }
@@ -143,7 +210,7 @@ async fn run_source(
         }
         _ => {
             SpoolSource {
-                dirs: SpoolDirs::for_flow(&config.spool_dir(), "referrals"),
+                dirs: SpoolDirs::for_flow(&config.spool_dir(), folder),
                 owner: pipeline.owner().to_string(),
                 poll_interval: config.spool.poll_interval,
                 concurrency: config.spool.concurrency,

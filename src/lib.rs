@@ -16,6 +16,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod record;
 pub mod routing;
 pub mod schema;
 pub mod shutdown;

@@ -21,6 +21,18 @@ pub struct DestinationLabels {
     pub destination: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProgrammeLabels {
+    pub programme: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngressLabels {
+    pub platform: String,
+    /// accepted | refused
+    pub outcome: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -34,6 +46,10 @@ pub struct Metrics {
     pub in_flight: Family<FlowLabels, Gauge>,
     /// 1 while a destination is paused by its circuit breaker.
     pub paused: Family<DestinationLabels, Gauge>,
+    /// Referrals with no event back after `message_back.no_response_after`.
+    pub awaiting: Family<ProgrammeLabels, Gauge>,
+    /// Requests at the event ingress, by platform and outcome.
+    pub ingress: Family<IngressLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -56,6 +72,8 @@ impl Metrics {
         });
         let in_flight = Family::<FlowLabels, Gauge>::default();
         let paused = Family::<DestinationLabels, Gauge>::default();
+        let awaiting = Family::<ProgrammeLabels, Gauge>::default();
+        let ingress = Family::<IngressLabels, Counter>::default();
         r.register(
             "messages_received",
             "Messages taken from a source",
@@ -101,9 +119,21 @@ impl Metrics {
             "1 while a destination is paused (it answered 401, 403 or 404); its messages wait",
             paused.clone(),
         );
+        r.register(
+            "referrals_awaiting_response",
+            "Referrals with no event back from the programme after message_back.no_response_after",
+            awaiting.clone(),
+        );
+        r.register(
+            "ingress_requests",
+            "Platform requests at the event ingress, by outcome",
+            ingress.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             paused,
+            awaiting,
+            ingress,
             received,
             delivered,
             retried,

@@ -17,7 +17,7 @@ const ROUTES_SCHEMA: &str = include_str!("../schemas/routes.schema.json");
 #[serde(deny_unknown_fields)]
 struct RoutesFile {
     programmes: BTreeMap<String, Programme>,
-    practices: BTreeMap<String, String>,
+    practices: BTreeMap<String, PracticeEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +27,27 @@ struct Programme {
     #[allow(dead_code)]
     description: Option<String>,
     destinations: Vec<String>,
+    #[serde(default)]
+    record_writers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum PracticeEntry {
+    Programme(String),
+    Detailed {
+        programme: String,
+        #[serde(default)]
+        record_writers: Vec<String>,
+    },
+}
+
+impl PracticeEntry {
+    fn programme(&self) -> &str {
+        match self {
+            PracticeEntry::Programme(p) | PracticeEntry::Detailed { programme: p, .. } => p,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -35,12 +56,25 @@ pub struct Routes {
     practices: BTreeMap<String, String>,
     /// programme → destinations
     programmes: BTreeMap<String, Vec<String>>,
+    /// practice code → its own record writers
+    practice_writers: BTreeMap<String, Vec<String>>,
+    /// programme → record writers
+    programme_writers: BTreeMap<String, Vec<String>>,
 }
 
 impl Routes {
     /// Loads and checks a routes file: its schema, then that every practice names a
     /// programme and every programme only destinations in `known`.
     pub fn load(path: &Path, known: &BTreeSet<String>) -> Result<Routes> {
+        Self::load_with_writers(path, known, known)
+    }
+
+    /// As [`Routes::load`], with record writers checked against `writers`.
+    pub fn load_with_writers(
+        path: &Path,
+        known: &BTreeSet<String>,
+        writers: &BTreeSet<String>,
+    ) -> Result<Routes> {
         let fail = |msg: String| {
             GatewayError::invalid(
                 Stage::Config,
@@ -62,11 +96,21 @@ impl Routes {
         let file: RoutesFile = serde_path_to_error::deserialize(value)
             .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
         let mut problems = Vec::new();
-        for (practice, programme) in &file.practices {
+        for (practice, entry) in &file.practices {
+            let programme = entry.programme();
             if !file.programmes.contains_key(programme) {
                 problems.push(format!(
                     "practice {practice} names programme {programme:?}, which is not defined"
                 ));
+            }
+            if let PracticeEntry::Detailed { record_writers, .. } = entry {
+                for w in record_writers {
+                    if !writers.contains(w) {
+                        problems.push(format!(
+                            "practice {practice} names record writer {w:?}, which is not in [destinations]"
+                        ));
+                    }
+                }
             }
         }
         for (name, p) in &file.programmes {
@@ -77,12 +121,41 @@ impl Routes {
                     ));
                 }
             }
+            for w in &p.record_writers {
+                if !writers.contains(w) {
+                    problems.push(format!(
+                        "programme {name} names record writer {w:?}, which is not in [destinations]"
+                    ));
+                }
+            }
         }
         if !problems.is_empty() {
             return Err(fail(problems.join("; ")));
         }
         Ok(Routes {
-            practices: file.practices,
+            practice_writers: file
+                .practices
+                .iter()
+                .filter_map(|(k, e)| match e {
+                    PracticeEntry::Detailed { record_writers, .. }
+                        if !record_writers.is_empty() =>
+                    {
+                        Some((k.clone(), record_writers.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            practices: file
+                .practices
+                .iter()
+                .map(|(k, e)| (k.clone(), e.programme().to_string()))
+                .collect(),
+            programme_writers: file
+                .programmes
+                .iter()
+                .filter(|(_, p)| !p.record_writers.is_empty())
+                .map(|(k, p)| (k.clone(), p.record_writers.clone()))
+                .collect(),
             programmes: file
                 .programmes
                 .into_iter()
@@ -91,13 +164,42 @@ impl Routes {
         })
     }
 
+    /// The record writers for a practice's events: its own, else its programme's; None
+    /// when the routes name none (the configured default applies).
+    pub fn writers_for(&self, practice: Option<&str>, programme: &str) -> Option<&[String]> {
+        practice
+            .and_then(|p| self.practice_writers.get(p))
+            .or_else(|| self.programme_writers.get(programme))
+            .map(Vec::as_slice)
+    }
+
+    /// Every record writer a practice or programme names.
+    pub fn writers(&self) -> BTreeSet<String> {
+        self.practice_writers
+            .values()
+            .chain(self.programme_writers.values())
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     /// Every destination some programme uses.
     pub fn destinations(&self) -> BTreeSet<String> {
         self.programmes.values().flatten().cloned().collect()
     }
 
-    /// The destinations for a referral from `practice`. Practice codes are
-    /// organisation identifiers, not patient data, so errors may name them.
+    /// The programme and destinations for a referral from `practice`. Practice codes
+    /// are organisation identifiers, not patient data, so errors may name them.
+    pub fn route(&self, practice: Option<&str>) -> Result<(&str, &[String])> {
+        let names = self.destinations_for(practice)?;
+        let programme = practice
+            .and_then(|p| self.practices.get(p))
+            .map(String::as_str)
+            .unwrap_or_default();
+        Ok((programme, names))
+    }
+
+    /// The destinations for a referral from `practice`.
     pub fn destinations_for(&self, practice: Option<&str>) -> Result<&[String]> {
         let practice = practice.ok_or_else(|| {
             GatewayError::invalid(

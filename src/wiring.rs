@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigErrors};
 use crate::deliver::Destination;
 use crate::error::{GatewayError, Stage};
-use crate::mapping::MappingSet;
+use crate::mapping::spec::{Direction, InputKind};
+use crate::mapping::{CodeMap, Mapping, MappingSet};
 use crate::model::{ConsentState, Flow};
 use crate::routing::Routes;
 use crate::schema::SchemaSet;
@@ -19,7 +20,36 @@ pub struct Wiring {
     /// Every configured destination, built.
     pub destinations: BTreeMap<String, Arc<Destination>>,
     pub referrals: ReferralWiring,
+    /// Present when the message back is on.
+    pub message_back: Option<MessageBackWiring>,
 }
+
+/// What the message-back flow needs.
+pub struct MessageBackWiring {
+    /// By the name in their door.
+    pub platforms: BTreeMap<String, Platform>,
+    /// The code map coded entries come from (`social-prescribing`).
+    pub codes: Arc<CodeMap>,
+    /// Record writers for practices the routes give none.
+    pub default_writers: Vec<Arc<Destination>>,
+    /// Every record writer, by name.
+    pub writers: BTreeMap<String, Arc<Destination>>,
+    pub routes: Option<Routes>,
+    pub no_response_after: std::time::Duration,
+}
+
+/// A platform that sends events.
+pub struct Platform {
+    pub name: String,
+    pub mapping: Arc<Mapping>,
+    pub upload_mapping: Arc<Mapping>,
+    pub programme: Option<String>,
+    /// HMAC secrets its HTTP requests may be signed with (current first).
+    pub secrets: Vec<String>,
+}
+
+/// The code map message-back events are coded from.
+pub const EVENT_CODES: &str = "social-prescribing";
 
 /// What the referral flow needs beyond its destinations.
 pub struct ReferralWiring {
@@ -87,6 +117,15 @@ impl Wiring {
         let Some(mappings) = mappings else {
             return Err(ConfigErrors(problems));
         };
+        let message_back = config.message_back().and_then(|mb| {
+            message_back(
+                &mb,
+                &mappings,
+                &destinations,
+                routes.as_ref(),
+                &mut problems,
+            )
+        });
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
@@ -98,6 +137,134 @@ impl Wiring {
                 destinations: referral_destinations,
                 consent_not_recorded: config.referrals.consent_not_recorded,
             },
+            message_back,
         })
     }
+}
+
+fn problem(key: impl Into<String>, message: impl Into<String>) -> GatewayError {
+    GatewayError::invalid(Stage::Config, key, message)
+}
+
+/// Wires the message back: its writers (message-back destinations), its platforms'
+/// mappings and secrets, its code map. Problems are pushed, each with its key.
+fn message_back(
+    mb: &crate::config::MessageBackConfig,
+    mappings: &MappingSet,
+    destinations: &BTreeMap<String, Arc<Destination>>,
+    routes: Option<&Routes>,
+    problems: &mut Vec<GatewayError>,
+) -> Option<MessageBackWiring> {
+    let before = problems.len();
+    let writers: BTreeMap<String, Arc<Destination>> = destinations
+        .iter()
+        .filter(|(_, d)| d.flow == Flow::MessageBack)
+        .map(|(k, d)| (k.clone(), d.clone()))
+        .collect();
+    let mut default_writers = Vec::new();
+    for (i, name) in mb.writers.iter().enumerate() {
+        match (writers.get(name), destinations.get(name)) {
+            (Some(w), _) => default_writers.push(w.clone()),
+            (None, Some(d)) => problems.push(problem(
+                format!("message_back.writers[{i}]"),
+                format!(
+                    "destination {name} is a {} destination, not a record writer",
+                    d.kind
+                ),
+            )),
+            // Missing, or broken and already reported.
+            (None, None) => problems.push(problem(
+                format!("message_back.writers[{i}]"),
+                format!(
+                    "no record writer named {name:?} in [destinations] (or it could not be built)"
+                ),
+            )),
+        }
+    }
+    if let Some(r) = routes {
+        for w in r.writers() {
+            if !writers.contains_key(&w) && destinations.contains_key(&w) {
+                problems.push(problem(
+                    "referrals.routes",
+                    format!("record writer {w} is not a message-back destination"),
+                ));
+            }
+        }
+    }
+    let codes = match mappings.codes.get(EVENT_CODES) {
+        Some(c) if c.has_column("platform") => Some(c.clone()),
+        _ => {
+            problems.push(problem(
+                "mappings.dir",
+                format!("the message back needs code map {EVENT_CODES} with a platform column"),
+            ));
+            None
+        }
+    };
+    let mut platforms = BTreeMap::new();
+    for (name, p) in &mb.platforms {
+        let key = |k: &str| format!("message_back.platforms.{name}.{k}");
+        let inbound = |k: &str, mapping: &str, problems: &mut Vec<GatewayError>| match mappings
+            .get(mapping)
+        {
+            Some(m)
+                if m.flow == Flow::MessageBack
+                    && m.direction == Direction::Inbound
+                    && m.input == InputKind::Json =>
+            {
+                Some(m.clone())
+            }
+            Some(_) => {
+                problems.push(problem(
+                    key(k),
+                    format!("mapping {mapping} is not a message-back inbound mapping of JSON"),
+                ));
+                None
+            }
+            None => {
+                problems.push(problem(
+                    key(k),
+                    format!("no mapping {mapping:?} in the mappings folder"),
+                ));
+                None
+            }
+        };
+        let mapping = inbound("mapping", &p.mapping, problems);
+        let upload_mapping = inbound("upload_mapping", &p.upload_mapping, problems);
+        let mut secrets = Vec::new();
+        for (k, s) in [
+            ("secret", &p.secret),
+            ("previous_secret", &p.previous_secret),
+        ] {
+            if let Some(s) = s {
+                match s.read() {
+                    Ok(v) => secrets.push(v),
+                    Err(why) => problems.push(problem(key(k), why)),
+                }
+            }
+        }
+        if let (Some(mapping), Some(upload_mapping)) = (mapping, upload_mapping) {
+            platforms.insert(
+                name.clone(),
+                Platform {
+                    name: name.clone(),
+                    mapping,
+                    upload_mapping,
+                    programme: p.programme.clone(),
+                    secrets,
+                },
+            );
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(MessageBackWiring {
+        platforms,
+        codes: codes?,
+        default_writers,
+        writers,
+        routes: routes.cloned(),
+        no_response_after: mb.no_response_after,
+    })
 }

@@ -14,11 +14,21 @@ use lapin::{Connection, ConnectionProperties};
 use crate::config::{BrokerConfig, Config};
 use crate::error::{GatewayError, Result, Stage};
 
-pub use consumer::{BrokerSource, BrokerStatus};
+pub use consumer::{BrokerSource, BrokerStatus, publish_confirmed};
 pub use topology::Topology;
 
+/// The referral flow's exchanges and queues.
 pub fn topology(config: &Config, broker: &BrokerConfig) -> Topology {
+    flow_topology(config, broker, crate::model::Flow::Referral)
+}
+
+/// A flow's exchanges and queues: `{prefix}.referral...` or `{prefix}.event...`.
+pub fn flow_topology(config: &Config, broker: &BrokerConfig, flow: crate::model::Flow) -> Topology {
     Topology {
+        unit: match flow {
+            crate::model::Flow::Referral => "referral".into(),
+            crate::model::Flow::MessageBack => "event".into(),
+        },
         prefix: broker.prefix.clone(),
         tiers: config.retry.tiers.clone(),
         delivery_limit: broker.delivery_limit,

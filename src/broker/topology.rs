@@ -2,9 +2,11 @@
 //! deploy/rabbitmq/definitions.json (`clw-gateway topology`).
 //!
 //! ```text
-//! {p}.referrals (topic) ──#──▶ {p}.referral (quorum, DLX {p}.referral.dlx, delivery-limit)
-//! {p}.referral.retry (direct) ──tier-N──▶ {p}.referral.retry.N (TTL N) ──dead-letter──▶ {p}.referral.requeue (fanout) ──▶ {p}.referral
-//! {p}.referral.dlx (fanout) ──▶ {p}.referral.parked (quorum)
+//! One set per flow (`{f}` = `referral` or `event`):
+//!
+//! {p}.{f}s (topic) ──#──▶ {p}.{f} (quorum, DLX {p}.{f}.dlx, delivery-limit)
+//! {p}.{f}.retry (direct) ──tier-N──▶ {p}.{f}.retry.N (TTL N) ──dead-letter──▶ {p}.{f}.requeue (fanout) ──▶ {p}.{f}
+//! {p}.{f}.dlx (fanout) ──▶ {p}.{f}.parked (quorum)
 //! ```
 
 use std::time::Duration;
@@ -19,6 +21,8 @@ use crate::error::Result;
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub prefix: String,
+    /// The flow's name in queue names: `referral` or `event`.
+    pub unit: String,
     pub tiers: Vec<Duration>,
     pub delivery_limit: u32,
 }
@@ -37,28 +41,28 @@ enum ArgValue {
 
 impl Topology {
     pub fn exchange(&self) -> String {
-        format!("{}.referrals", self.prefix)
+        format!("{}.{}s", self.prefix, self.unit)
     }
     pub fn queue(&self) -> String {
-        format!("{}.referral", self.prefix)
+        format!("{}.{}", self.prefix, self.unit)
     }
     pub fn retry_exchange(&self) -> String {
-        format!("{}.referral.retry", self.prefix)
+        format!("{}.{}.retry", self.prefix, self.unit)
     }
     pub fn retry_queue(&self, tier: usize) -> String {
-        format!("{}.referral.retry.{}", self.prefix, tier + 1)
+        format!("{}.{}.retry.{}", self.prefix, self.unit, tier + 1)
     }
     pub fn retry_key(tier: usize) -> String {
         format!("tier-{}", tier + 1)
     }
     pub fn requeue_exchange(&self) -> String {
-        format!("{}.referral.requeue", self.prefix)
+        format!("{}.{}.requeue", self.prefix, self.unit)
     }
     pub fn dead_letter_exchange(&self) -> String {
-        format!("{}.referral.dlx", self.prefix)
+        format!("{}.{}.dlx", self.prefix, self.unit)
     }
     pub fn parked_queue(&self) -> String {
-        format!("{}.referral.parked", self.prefix)
+        format!("{}.{}.parked", self.prefix, self.unit)
     }
 
     fn exchanges(&self) -> Vec<(String, &'static str)> {

@@ -40,6 +40,12 @@ pub struct Config {
     pub destinations: Destinations,
     #[serde(default)]
     pub referrals: FlowConfig,
+    /// The message back (platform events → the practice record). Absent: on in the
+    /// embedded default (no [destinations] given), else off.
+    pub message_back: Option<MessageBackConfig>,
+    /// The signed HTTP door for platform events (`POST /v1/events/{platform}`).
+    #[serde(default)]
+    pub ingress: IngressConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
     #[serde(default)]
@@ -260,6 +266,8 @@ pub struct Destinations {
     pub problems: Vec<GatewayError>,
     /// Every configured name, parsed or not.
     pub names: Vec<String>,
+    /// No [destinations] was given: the embedded default's.
+    pub defaulted: bool,
 }
 
 impl Destinations {
@@ -287,6 +295,7 @@ impl Destinations {
             parsed: BTreeMap::new(),
             problems: Vec::new(),
             names: tables.keys().cloned().collect(),
+            defaulted: false,
         };
         for (name, value) in tables {
             match serde_path_to_error::deserialize::<_, DestinationConfig>(value) {
@@ -315,17 +324,114 @@ impl<'de> Deserialize<'de> for Destinations {
     }
 }
 
-/// The embedded default: the PRSB referral JSON as a file per referral.
+/// The embedded default: the PRSB referral JSON as a file per referral, and each
+/// message-back event as a document in the practice folder.
 impl Default for Destinations {
     fn default() -> Self {
-        let table: toml::Value = toml::toml! {
+        let outbox: toml::Value = toml::toml! {
             kind = "file"
             dir = "data/outbox/referrals"
             allow = ["person_demographics", "contact_preferences", "referral_details",
                      "referrer_details", "gp_practice", "referred_to", "consent"]
         }
         .into();
-        Destinations::from_tables(BTreeMap::from([("outbox".to_string(), table)]))
+        let practice: toml::Value = toml::toml! {
+            kind = "practice-folder"
+            dir = "data/practice"
+            allow = ["event", "headline", "coded", "summary", "referral", "patient", "practice"]
+        }
+        .into();
+        let mut d = Destinations::from_tables(BTreeMap::from([
+            ("outbox".to_string(), outbox),
+            ("practice-folder".to_string(), practice),
+        ]));
+        d.defaulted = true;
+        d
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessageBackConfig {
+    /// Record writers (message-back destinations) for practices the routes file gives
+    /// none.
+    pub writers: Vec<String>,
+    /// The platforms that send events, by the name in their door (`x-clw-platform`,
+    /// `/v1/events/{platform}`).
+    pub platforms: BTreeMap<String, PlatformConfig>,
+    /// A referral with no event back after this long is counted as awaiting a response.
+    #[serde(with = "humantime_serde")]
+    pub no_response_after: Duration,
+}
+
+impl Default for MessageBackConfig {
+    fn default() -> Self {
+        MessageBackConfig {
+            writers: vec!["practice-folder".into()],
+            platforms: BTreeMap::from([("clw-event".to_string(), PlatformConfig::default())]),
+            no_response_after: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// A message-back inbound mapping (json input) from the platform's event format.
+    #[serde(default = "default_event_mapping")]
+    pub mapping: String,
+    /// A mapping for its spreadsheet uploads (one row as JSON).
+    #[serde(default = "default_upload_mapping")]
+    pub upload_mapping: String,
+    /// The programme its spreadsheet rows belong to (for rows naming the patient only).
+    pub programme: Option<String>,
+    /// The HMAC-SHA256 secret it signs HTTP requests with; without one its HTTP door
+    /// is closed.
+    pub secret: Option<Secret>,
+    /// A second secret accepted during a rotation.
+    pub previous_secret: Option<Secret>,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        PlatformConfig {
+            mapping: default_event_mapping(),
+            upload_mapping: default_upload_mapping(),
+            programme: None,
+            secret: None,
+            previous_secret: None,
+        }
+    }
+}
+
+fn default_event_mapping() -> String {
+    "clw-event".into()
+}
+fn default_upload_mapping() -> String {
+    "sheet-event".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Off unless enabled: its own listener, apart from /metrics.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Larger request bodies are refused (413) before they are read in full.
+    pub max_body_bytes: usize,
+    /// How far X-CLW-Timestamp may be from now, either way.
+    #[serde(with = "humantime_serde")]
+    pub replay_window: Duration,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            max_body_bytes: 256 * 1024,
+            replay_window: Duration::from_secs(300),
+        }
     }
 }
 
@@ -526,6 +632,15 @@ impl Config {
         }
         errs.extend(self.destinations.problems.iter().cloned());
         errs
+    }
+
+    /// The message back's settings when it is on: configured, or the embedded default.
+    pub fn message_back(&self) -> Option<MessageBackConfig> {
+        match (&self.message_back, self.destinations.defaulted) {
+            (Some(m), _) => Some(m.clone()),
+            (None, true) => Some(MessageBackConfig::default()),
+            (None, false) => None,
+        }
     }
 
     pub fn store_url(&self) -> String {

@@ -169,6 +169,8 @@ impl Sheet {
         .await
         .map_err(io("read"))?;
         let (committed, rows) = match store.sheet_file(&self.name, file).await? {
+            // The file was moved aside (or removed): begin it again.
+            Some(_) if len == 0 => self.begin(&f, file, header, store).await?,
             Some((committed, _)) if len < committed => {
                 return Err(GatewayError::permanent(
                     Stage::Deliver,
@@ -184,23 +186,7 @@ impl Sheet {
             // sheets, taken as complete (its rows uncounted); or a new file, begun
             // with its header.
             None if len > 0 => (len, 0),
-            None => {
-                let mut first = BOM.as_bytes().to_vec();
-                first.extend_from_slice(header);
-                self.write_at(&f, 0, first.clone())
-                    .await
-                    .map_err(io("write"))?;
-                let committed = first.len() as i64;
-                store
-                    .write(Write::Sheet {
-                        destination: self.name.clone(),
-                        file: file.to_string(),
-                        committed_bytes: committed,
-                        rows: 0,
-                    })
-                    .await?;
-                (committed, 0)
-            }
+            None => self.begin(&f, file, header, store).await?,
         };
         // Past `committed`: a row whose writer stopped before recording it. Its message
         // is not recorded as delivered either, so its retry writes it again.
@@ -225,6 +211,34 @@ impl Sheet {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Starts a file with its BOM and header, and records that much as committed.
+    async fn begin(
+        &self,
+        f: &Arc<File>,
+        file: &str,
+        header: &[u8],
+        store: &Store,
+    ) -> Result<(i64, i64)> {
+        let mut first = BOM.as_bytes().to_vec();
+        first.extend_from_slice(header);
+        self.write_at(f, 0, first.clone()).await.map_err(|e| {
+            GatewayError::transient(
+                Stage::Deliver,
+                format!("{}: cannot write the CSV file: {e}", self.name),
+            )
+        })?;
+        let committed = first.len() as i64;
+        store
+            .write(Write::Sheet {
+                destination: self.name.clone(),
+                file: file.to_string(),
+                committed_bytes: committed,
+                rows: 0,
+            })
+            .await?;
+        Ok((committed, 0))
     }
 
     /// Writes `bytes` at `offset`, cutting off whatever followed, and syncs it to disk.

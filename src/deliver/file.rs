@@ -2,10 +2,9 @@
 //! written atomically (temp file, fsync, rename), named by message id so a repeat
 //! replaces rather than duplicates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
 
 use super::terms::destination_config;
 use super::{Build, Job, Sent, Sink};
@@ -59,24 +58,42 @@ pub fn safe_file_stem(id: &str) -> String {
 impl Sink for FileSink {
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
-            let stem = safe_file_stem(job.message_id);
-            let tmp = self.dir.join(format!(".{stem}.tmp"));
-            let dest = self.dir.join(format!("{stem}.json"));
-            let io = |e: std::io::Error| {
+            let body = serde_json::to_vec_pretty(job.payload()).map_err(|e| {
+                GatewayError::permanent(Stage::Deliver, format!("{}: {e}", self.name))
+            })?;
+            let name = format!("{}.json", safe_file_stem(job.message_id));
+            write_private(&self.dir, &name, body).await.map_err(|e| {
                 GatewayError::transient(
                     Stage::Deliver,
                     format!("{}: cannot write file: {e}", self.name),
                 )
-            };
-            let body = serde_json::to_vec_pretty(job.payload()).map_err(|e| {
-                GatewayError::permanent(Stage::Deliver, format!("{}: {e}", self.name))
             })?;
-            let mut f = tokio::fs::File::create(&tmp).await.map_err(io)?;
-            f.write_all(&body).await.map_err(io)?;
-            f.sync_all().await.map_err(io)?;
-            drop(f);
-            tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
             Ok(Sent { status: None })
         })
     }
+}
+
+/// Writes `dir/name` atomically (temp file, fsync, rename, folder fsync), readable and
+/// writable by its owner only: the files hold patient data.
+pub async fn write_private(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dest = dir.join(name);
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &dest)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }

@@ -12,6 +12,7 @@ mod file;
 pub mod http;
 mod lamplight;
 mod payload;
+mod practice_folder;
 pub mod terms;
 mod webhook;
 
@@ -75,6 +76,7 @@ kinds! {
     "charitylog" => Charitylog(charitylog),
     "lamplight" => Lamplight(lamplight),
     "fhir" => Fhir(fhir),
+    "practice-folder" => PracticeFolder(practice_folder),
 }
 
 /// Makes one delivery attempt happen. Implemented by each kind.
@@ -488,7 +490,7 @@ impl Build<'_> {
 }
 
 /// Every mapping error in one, naming the first field (parking headers carry one).
-fn combine(errors: Vec<GatewayError>) -> GatewayError {
+pub fn combine(errors: Vec<GatewayError>) -> GatewayError {
     let reasons: Vec<String> = errors.iter().map(GatewayError::reason).collect();
     let mut e = errors
         .into_iter()

@@ -129,10 +129,12 @@ enum Outcome {
         key: String,
         result: crate::error::Result<(Sent, Vec<String>)>,
     },
-    /// Not sent now: another copy holds it, or the destination is paused.
+    /// Not sent now: another copy holds it, or the destination is paused. `claimed`
+    /// when this copy holds the claim (released with the outcome).
     Waiting {
         destination: Arc<Destination>,
         why: GatewayError,
+        claimed: bool,
     },
 }
 
@@ -248,16 +250,14 @@ impl Pipeline {
                 settled: Settled::Duplicate,
             };
         }
-        if let Err(err) = e
-            .store
-            .write_nowait(Write::Received {
-                flow: flow.as_str().into(),
-                message_id: plan.message_id.clone(),
-                source: source.to_string(),
-                body_sha256: plan.digest.clone(),
-            })
-            .await
-        {
+        let mut received = vec![Write::Received {
+            flow: flow.as_str().into(),
+            message_id: plan.message_id.clone(),
+            source: source.to_string(),
+            body_sha256: plan.digest.clone(),
+        }];
+        received.extend(plan.remember.iter().cloned());
+        if let Err(err) = e.store.write_nowait(Write::Many(received)).await {
             return self
                 .failed(&plan.message_id, plan.attempts, err, None)
                 .await;
@@ -278,6 +278,7 @@ impl Pipeline {
                     )
                     .with_retry_after(Some(e.probe_every)),
                     destination: d,
+                    claimed: false,
                 }),
                 Gate::Open | Gate::Probe => to_claim.push(d),
             }
@@ -323,6 +324,7 @@ impl Pipeline {
                         ),
                     ),
                     destination: d,
+                    claimed: false,
                 });
             }
         }
@@ -374,6 +376,7 @@ impl Pipeline {
                 )
                 .with_retry_after(Some(self.engine.probe_every)),
                 destination,
+                claimed: true,
             },
             result => Outcome::Tried {
                 destination,
@@ -413,7 +416,27 @@ impl Pipeline {
         let mut waiting: Vec<(Arc<Destination>, GatewayError)> = Vec::new();
         for o in outcomes {
             match o {
-                Outcome::Waiting { destination, why } => waiting.push((destination, why)),
+                Outcome::Waiting {
+                    destination,
+                    why,
+                    claimed,
+                } => {
+                    if claimed {
+                        // Release the claim: the next copy may probe.
+                        updates.push(DeliveryUpdate {
+                            destination: destination.name.clone(),
+                            state: DeliveryState::Retrying,
+                            idempotency_key: idempotency_key(
+                                flow.as_str(),
+                                message_id,
+                                &destination.name,
+                            ),
+                            response_status: why.status.map(i64::from),
+                            last_error: Some(why.reason()),
+                        });
+                    }
+                    waiting.push((destination, why));
+                }
                 Outcome::Tried {
                     destination,
                     key,
@@ -676,7 +699,7 @@ fn combine(items: &[(Arc<Destination>, GatewayError)]) -> (Arc<Destination>, Gat
 /// to resend where the destination de-duplicates; elsewhere its outcome is unknown,
 /// and it is parked for a person rather than sent again.
 fn outcome_of(d: &Destination, mut err: GatewayError) -> GatewayError {
-    if !err.sent {
+    if !err.sent || err.message.contains("clw-gateway resolve") {
         return err;
     }
     if d.resends_safely() {

@@ -3,6 +3,7 @@
 //! to — or a [`Refusal`]. The attempt engine (`crate::engine`) does the rest, the same
 //! for every flow.
 
+pub mod message_back;
 pub mod referral;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Plan {
     /// The canonical JSON every destination's mappings read.
     pub canonical: Value,
     pub targets: Vec<Arc<Destination>>,
+    /// What the flow keeps about the message, written with its "received" record.
+    pub remember: Vec<crate::store::Write>,
 }
 
 /// A message the front will not plan: bad input (permanent), something to wait for

@@ -68,24 +68,33 @@ impl ReferralFront {
         check_message_id(&message_id, field).map_err(|e| refuse(&digest, previous + 1, e))?;
         let attempts = env.previous_attempts + 1;
 
-        let targets: Vec<Arc<Destination>> = match &self.routes {
-            None => self.destinations.clone(),
+        let practice = decoded
+            .referral
+            .gp_practice
+            .as_ref()
+            .and_then(|p| p.ods_code.clone());
+        let (programme, targets): (String, Vec<Arc<Destination>>) = match &self.routes {
+            None => (DEFAULT_PROGRAMME.into(), self.destinations.clone()),
             Some(r) => {
-                let practice = decoded
-                    .referral
-                    .gp_practice
-                    .as_ref()
-                    .and_then(|p| p.ods_code.as_deref());
-                let names = r
-                    .destinations_for(practice)
+                let (programme, names) = r
+                    .route(practice.as_deref())
                     .map_err(|e| refuse(&message_id, attempts, e))?;
-                self.destinations
-                    .iter()
-                    .filter(|d| names.contains(&d.name))
-                    .cloned()
-                    .collect()
+                (
+                    programme.to_string(),
+                    self.destinations
+                        .iter()
+                        .filter(|d| names.contains(&d.name))
+                        .cloned()
+                        .collect(),
+                )
             }
         };
+        let remember = vec![remembered(
+            &message_id,
+            &programme,
+            practice,
+            &decoded.referral,
+        )];
         let release = apply_consent(decoded.referral, self.consent_not_recorded)
             .map_err(|e| refuse(&message_id, attempts, e))?;
         let canonical = serde_json::to_value(release.referral()).map_err(|e| {
@@ -101,7 +110,42 @@ impl ReferralFront {
             digest,
             canonical,
             targets,
+            remember,
         })
+    }
+}
+
+/// Referrals sent without a routes file belong to this programme.
+pub const DEFAULT_PROGRAMME: &str = "default";
+
+/// What the message back needs of a referral: who the patient is (to check events and
+/// address the record), their practice, the referrer, and what consent allowed.
+fn remembered(
+    message_id: &str,
+    programme: &str,
+    practice: Option<String>,
+    r: &crate::model::Referral,
+) -> crate::store::Write {
+    use crate::model::identifiers::{IdentifierKind, patient_key};
+    let p = &r.person_demographics;
+    let key = match (&p.nhs_number, &p.chi_number) {
+        (Some(n), _) => Some(patient_key(IdentifierKind::Nhs, n)),
+        (None, Some(c)) => Some(patient_key(IdentifierKind::Chi, c)),
+        (None, None) => None,
+    };
+    let record = serde_json::json!({
+        "patient": p,
+        "practice": r.gp_practice,
+        "referrer": r.referrer_details,
+        "consent": r.consent.state.as_str(),
+        "referral_date": r.referral_details.referral_date,
+    });
+    crate::store::Write::Referral {
+        message_id: message_id.to_string(),
+        programme: programme.to_string(),
+        practice,
+        patient_key: key,
+        record: record.to_string(),
     }
 }
 

@@ -1,4 +1,8 @@
-//! /healthz (the process is up), /readyz (store and broker reachable), /metrics (Prometheus).
+//! /healthz (the process is up), /readyz (store and broker reachable), /metrics
+//! (Prometheus); and, on a listener of its own, the platform event ingress.
+
+pub mod awaiting;
+pub mod ingress;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +25,8 @@ use crate::store::Store;
 pub struct HttpState {
     pub store: Store,
     pub metrics: Metrics,
-    /// None in spool mode (no broker to be ready for).
-    pub broker: Option<Arc<BrokerStatus>>,
+    /// One per flow consuming from the broker; none in spool mode.
+    pub broker: Vec<Arc<BrokerStatus>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -35,7 +39,7 @@ pub fn router(state: HttpState) -> Router {
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     let store_ok = s.store.ping().await.is_ok();
-    let broker = s.broker.as_ref().map(|b| b.is_consuming());
+    let broker = (!s.broker.is_empty()).then(|| s.broker.iter().all(|b| b.is_consuming()));
     let ready = store_ok && broker.unwrap_or(true);
     let body = json!({
         "ready": ready,
@@ -61,12 +65,13 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    bind_key(addr, "http.listen").await
+}
+
+/// Listens on `addr`; the error names the config `key`.
+pub async fn bind_key(addr: SocketAddr, key: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
-        GatewayError::invalid(
-            Stage::Config,
-            "http.listen",
-            format!("cannot listen on {addr}: {e}"),
-        )
+        GatewayError::invalid(Stage::Config, key, format!("cannot listen on {addr}: {e}"))
     })
 }
 

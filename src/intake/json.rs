@@ -112,3 +112,19 @@ impl<'a> Node<'a> {
             .find(|e| e.value.get("url").and_then(Value::as_str) == Some(url)))
     }
 }
+
+/// Parses a JSON body whose shape is not known in advance (a platform's event). The
+/// error names the body, never its contents.
+pub fn parse_bounded(body: &[u8]) -> Result<Value> {
+    serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid(
+            Stage::Intake,
+            "$",
+            format!(
+                "body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}

@@ -9,6 +9,8 @@ use super::spec::{CodeEntry, CodeMapFile};
 pub struct CodeMap {
     pub name: String,
     pub columns: Vec<String>,
+    /// Each column's code system URI, where it names one.
+    pub systems: BTreeMap<String, String>,
     entries: Vec<BTreeMap<String, CodeEntry>>,
     /// (column, code) → the entry holding it; None when several do (many-to-one rows
     /// are fine, but translating *from* such a code is ambiguous).
@@ -42,6 +44,11 @@ impl CodeMap {
         }
         Ok(CodeMap {
             name: file.name,
+            systems: file
+                .columns
+                .iter()
+                .filter_map(|(k, c)| c.system.clone().map(|s| (k.clone(), s)))
+                .collect(),
             columns: file.columns.into_keys().collect(),
             entries: file.entries,
             index,
@@ -50,6 +57,14 @@ impl CodeMap {
 
     pub fn has_column(&self, column: &str) -> bool {
         self.columns.iter().any(|c| c == column)
+    }
+
+    /// The whole row holding `code` in column `from`, when exactly one row does.
+    pub fn row(&self, from: &str, code: &str) -> Option<&BTreeMap<String, CodeEntry>> {
+        match self.index.get(&(from.to_string(), code.to_string())) {
+            Some(Some(i)) => Some(&self.entries[*i]),
+            _ => None,
+        }
     }
 
     /// The entry in `to` for `code` in column `from`: Ok(None) when unmapped, Err when

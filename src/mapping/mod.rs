@@ -289,9 +289,29 @@ impl MappingSet {
                 codes: BTreeMap::new(),
             }
         };
+        for (name, yaml) in BUILTIN_CODE_MAPS {
+            if !set.codes.contains_key(*name) {
+                let file: CodeMapFile = serde_yaml_ng::from_str::<Value>(yaml)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        GatewayError::permanent(
+                            Stage::Config,
+                            format!("built-in code map {name}: {e}"),
+                        )
+                    })?;
+                let map = CodeMap::build(file).map_err(|e| {
+                    GatewayError::permanent(
+                        Stage::Config,
+                        format!("built-in code map {name}: {}", e.join("; ")),
+                    )
+                })?;
+                set.codes.insert(name.to_string(), Arc::new(map));
+            }
+        }
         for (name, yaml, schema) in BUILTIN {
             if !set.mappings.contains_key(*name) {
-                let m = builtin(name, yaml, schema)?;
+                let m = builtin(name, yaml, *schema, &set.codes)?;
                 set.mappings.insert(m.name.clone(), Arc::new(m));
             }
         }
@@ -310,22 +330,60 @@ impl MappingSet {
 /// Mappings built into the binary so the embedded default runs from any folder:
 /// (name, mapping file, its output schema). A file of the same name in `mappings.dir`
 /// replaces one.
-const BUILTIN: &[(&str, &str, &str)] = &[(
-    "prsb-referral",
-    include_str!("../../mappings/referral/prsb-referral.yaml"),
-    include_str!("../../schemas/prsb-referral.v1.schema.json"),
-)];
+const BUILTIN: &[(&str, &str, Option<&str>)] = &[
+    (
+        "prsb-referral",
+        include_str!("../../mappings/referral/prsb-referral.yaml"),
+        Some(include_str!("../../schemas/prsb-referral.v1.schema.json")),
+    ),
+    (
+        "clw-event",
+        include_str!("../../mappings/message-back/clw-event.yaml"),
+        Some(include_str!("../../schemas/message-back.v1.schema.json")),
+    ),
+    (
+        "sheet-event",
+        include_str!("../../mappings/message-back/sheet-event.yaml"),
+        Some(include_str!("../../schemas/message-back.v1.schema.json")),
+    ),
+    (
+        "gp-record",
+        include_str!("../../mappings/message-back/gp-record.yaml"),
+        None,
+    ),
+];
 
-fn builtin(name: &str, yaml: &str, schema: &str) -> Result<Mapping> {
+/// Code maps built in beside them: (name, file).
+const BUILTIN_CODE_MAPS: &[(&str, &str)] = &[
+    (
+        "social-prescribing",
+        include_str!("../../mappings/codes/social-prescribing.yaml"),
+    ),
+    (
+        "sheet-events",
+        include_str!("../../mappings/codes/sheet-events.yaml"),
+    ),
+];
+
+fn builtin(
+    name: &str,
+    yaml: &str,
+    schema: Option<&str>,
+    codes: &BTreeMap<String, Arc<CodeMap>>,
+) -> Result<Mapping> {
     let fail =
         |e: String| GatewayError::permanent(Stage::Config, format!("built-in mapping {name}: {e}"));
-    let mut file: MappingFile = serde_yaml_ng::from_str(yaml).map_err(|e| fail(e.to_string()))?;
+    // Through JSON, as files in the mappings folder are read (YAML tags aside).
+    let value: Value = serde_yaml_ng::from_str(yaml).map_err(|e| fail(e.to_string()))?;
+    let mut file: MappingFile = serde_json::from_value(value).map_err(|e| fail(e.to_string()))?;
     // Fixtures and the schema path are relative to the repository's file.
     file.fixtures.clear();
     file.output.schema = None;
     let path = PathBuf::from(format!("(built in)/{name}.yaml"));
-    let mut m = compile(file, &path, &BTreeMap::new()).map_err(|e| fail(e.join("; ")))?;
-    m.schema = Some(embedded_schema(&format!("{name} output schema"), schema)?);
+    let mut m = compile(file, &path, codes).map_err(|e| fail(e.join("; ")))?;
+    if let Some(schema) = schema {
+        m.schema = Some(embedded_schema(&format!("{name} output schema"), schema)?);
+    }
     Ok(m)
 }
 

@@ -106,6 +106,18 @@ pub fn validate(kind: IdentifierKind, value: &str) -> Result<String, IdentifierP
     Ok(compact)
 }
 
+/// A stable key for finding a patient's referrals without indexing the number itself:
+/// SHA-256 of "nhs:<number>" or "chi:<number>".
+pub fn patient_key(kind: IdentifierKind, number: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let tag = match kind {
+        IdentifierKind::Nhs => "nhs",
+        IdentifierKind::Chi => "chi",
+    };
+    let compact: String = number.chars().filter(|c| !c.is_whitespace()).collect();
+    hex::encode(Sha256::digest(format!("{tag}:{compact}").as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! docs/prsb-mapping.md for each PRSB item → canonical field → FHIR path.
 
 pub mod identifiers;
+pub mod message_back;
 mod referral;
 
 pub use referral::*;

@@ -3,6 +3,7 @@
 //! transactions (group commit), so many in-flight messages share one fsync.
 
 mod lookup;
+mod referrals;
 mod writer;
 pub mod writer_types {
     pub use super::writer::{Claim, DeliveryUpdate, EffectRecord, ErrorSummary};
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::{AuditAction, DeliveryState};
 use crate::error::{GatewayError, Result, Stage};
 pub use lookup::Known;
+pub use referrals::{EventRow, ReferralRecord, derived_state};
 pub use writer::Write;
 
 pub fn now_ms() -> i64 {

@@ -49,6 +49,28 @@ pub enum Write {
         committed_bytes: i64,
         rows: i64,
     },
+    /// What the gateway keeps of a referral for the message back.
+    Referral {
+        message_id: String,
+        programme: String,
+        practice: Option<String>,
+        patient_key: Option<String>,
+        /// JSON: patient, practice, referrer, consent.
+        record: String,
+    },
+    /// An event linked to its referral; a second copy changes nothing.
+    ReferralEvent {
+        event_message_id: String,
+        referral_id: String,
+        kind: String,
+        occurred_at: String,
+        detail: Option<String>,
+    },
+    /// Where a poller got to.
+    Cursor {
+        source: String,
+        cursor: String,
+    },
     /// Several writes committed together.
     Many(Vec<Write>),
 }
@@ -202,6 +224,27 @@ const SHEET: Table = Table {
                rows_written = excluded.rows_written, updated_at = excluded.updated_at",
 };
 
+const REFERRAL: Table = Table {
+    insert: "INSERT INTO referrals (message_id, programme, practice, patient_key, record, created_at, updated_at)",
+    columns: 7,
+    key: 1,
+    conflict: "ON CONFLICT (message_id) DO UPDATE SET updated_at = excluded.updated_at",
+};
+
+const REFERRAL_EVENT: Table = Table {
+    insert: "INSERT INTO referral_events (event_message_id, referral_id, kind, occurred_at, detail, recorded_at)",
+    columns: 6,
+    key: 1,
+    conflict: "ON CONFLICT (event_message_id) DO NOTHING",
+};
+
+const CURSOR: Table = Table {
+    insert: "INSERT INTO poll_cursors (source, cursor, updated_at)",
+    columns: 3,
+    key: 1,
+    conflict: "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+};
+
 /// Rows of every table for a set of writes, and the claims (run one by one, as each
 /// answers with what it took).
 #[derive(Default)]
@@ -213,6 +256,9 @@ struct Rows {
     audit: Vec<Vec<Param>>,
     effect: Vec<Vec<Param>>,
     sheet: Vec<Vec<Param>>,
+    referral: Vec<Vec<Param>>,
+    referral_event: Vec<Vec<Param>>,
+    cursor: Vec<Vec<Param>>,
     /// (index of the write in the batch, claim)
     claims: Vec<(usize, Claim)>,
 }
@@ -311,6 +357,39 @@ impl Rows {
                 Param::Int(Some(*rows)),
                 Param::Int(Some(now)),
             ]),
+            Write::Referral {
+                message_id,
+                programme,
+                practice,
+                patient_key,
+                record,
+            } => self.referral.push(vec![
+                text(message_id),
+                text(programme),
+                Param::Text(practice.clone()),
+                Param::Text(patient_key.clone()),
+                text(record),
+                Param::Int(Some(now)),
+                Param::Int(Some(now)),
+            ]),
+            Write::ReferralEvent {
+                event_message_id,
+                referral_id,
+                kind,
+                occurred_at,
+                detail,
+            } => self.referral_event.push(vec![
+                text(event_message_id),
+                text(referral_id),
+                text(kind),
+                text(occurred_at),
+                Param::Text(detail.clone()),
+                Param::Int(Some(now)),
+            ]),
+            Write::Cursor { source, cursor } => {
+                self.cursor
+                    .push(vec![text(source), text(cursor), Param::Int(Some(now))])
+            }
             Write::Many(all) => all.iter().for_each(|w| self.add(index, w, now)),
         }
     }
@@ -336,6 +415,9 @@ impl Rows {
             || repeated(&self.delivery, DELIVERY.key)
             || repeated(&self.effect, EFFECT.key)
             || repeated(&self.sheet, SHEET.key)
+            || repeated(&self.referral, REFERRAL.key)
+            || repeated(&self.referral_event, REFERRAL_EVENT.key)
+            || repeated(&self.cursor, CURSOR.key)
     }
 
     /// Inserts every row, then runs the claims; answers each claim's write index with
@@ -352,6 +434,9 @@ impl Rows {
         insert(tx, &AUDIT, &self.audit).await?;
         insert(tx, &EFFECT, &self.effect).await?;
         insert(tx, &SHEET, &self.sheet).await?;
+        insert(tx, &REFERRAL, &self.referral).await?;
+        insert(tx, &REFERRAL_EVENT, &self.referral_event).await?;
+        insert(tx, &CURSOR, &self.cursor).await?;
         let mut answers = Vec::with_capacity(self.claims.len());
         for (index, c) in self.claims {
             answers.push((index, claim(tx, &c, now).await?));

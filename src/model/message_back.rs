@@ -1,0 +1,365 @@
+//! The canonical message-back event: PRSB "Message back to GP and referrer" items, one
+//! event at a time, as every platform's mapping produces it
+//! (`schemas/message-back.v1.schema.json`).
+
+use serde::{Deserialize, Serialize};
+
+use super::Coded;
+use crate::error::{GatewayError, Result, Stage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventType {
+    ReferralAccepted,
+    ReferralDeclined,
+    Contact,
+    Assessment,
+    OnwardReferral,
+    Closed,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ReferralAccepted => "referral-accepted",
+            EventType::ReferralDeclined => "referral-declined",
+            EventType::Contact => "contact",
+            EventType::Assessment => "assessment",
+            EventType::OnwardReferral => "onward-referral",
+            EventType::Closed => "closed",
+        }
+    }
+
+    /// How far along a referral this event puts it (its state never goes back).
+    pub fn progress(self) -> u8 {
+        match self {
+            EventType::ReferralAccepted | EventType::ReferralDeclined => 1,
+            EventType::Contact | EventType::Assessment | EventType::OnwardReferral => 2,
+            EventType::Closed => 3,
+        }
+    }
+}
+
+/// Which referral an event is about: at least one of these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralLink {
+    /// The gateway's id of the referral (its ce-id), as platforms got it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The platform's own reference for the referral (a record id it returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_reference: Option<String>,
+    /// The programme, with the patient's number, when neither id is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<PatientCheck>,
+}
+
+/// What the platform says of the patient: checked against the referral, never trusted
+/// on its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhs_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chi_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// face-to-face | telephone | video | text | email | group | home-visit
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_minutes: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assessment {
+    /// SWEMWBS | WEMWBS | ONS4
+    pub instrument: String,
+    /// The total (SWEMWBS 7–35, WEMWBS 14–70); ONS4 has items instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// ONS4 items, each 0–10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Ons4>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ons4 {
+    pub life_satisfaction: f64,
+    pub worthwhile: f64,
+    pub happy_yesterday: f64,
+    pub anxious_yesterday: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnwardReferral {
+    /// The service or organisation (its name).
+    pub to: String,
+    /// A category from the code map's `platform` column (`onward.<category>`).
+    pub category: String,
+    /// referral | signposting
+    #[serde(default = "referral_kind")]
+    pub kind: String,
+}
+
+fn referral_kind() -> String {
+    "referral".into()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Closure {
+    /// Why the episode ended (completed, did-not-engage, moved-away, declined-support, ...).
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Practitioner {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// One thing that happened, as the link worker recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBack {
+    /// The platform's id for this event: the same event sent twice has the same id.
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// FHIR dateTime (or date) it happened.
+    pub occurred_at: String,
+    pub referral: ReferralLink,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declined_reason: Option<Coded>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assessment: Option<Assessment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onward_referral: Option<OnwardReferral>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<Closure>,
+    /// Free text the link worker wrote; consent may withhold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub practitioner: Option<Practitioner>,
+}
+
+/// The range an instrument's total must be in.
+pub fn score_range(instrument: &str) -> Option<(f64, f64)> {
+    match instrument {
+        "SWEMWBS" => Some((7.0, 35.0)),
+        "WEMWBS" => Some((14.0, 70.0)),
+        _ => None,
+    }
+}
+
+fn bad(field: &str, message: impl Into<String>) -> GatewayError {
+    GatewayError::invalid(Stage::Intake, field, message)
+}
+
+impl MessageBack {
+    /// The checks a JSON Schema cannot make: the part for the event's type is there,
+    /// and values are in range. Errors name the field, never the value.
+    pub fn check(&self) -> Result<()> {
+        let link = &self.referral;
+        if link.message_id.is_none()
+            && link.platform_reference.is_none()
+            && !(link.programme.is_some()
+                && link
+                    .patient
+                    .as_ref()
+                    .is_some_and(|p| p.nhs_number.is_some() || p.chi_number.is_some()))
+        {
+            return Err(bad(
+                "referral",
+                "name the referral: message_id, platform_reference, or programme with the patient's NHS or CHI number",
+            ));
+        }
+        if let Some(p) = &link.patient {
+            for (field, n, kind) in [
+                (
+                    "referral.patient.nhs_number",
+                    &p.nhs_number,
+                    super::identifiers::IdentifierKind::Nhs,
+                ),
+                (
+                    "referral.patient.chi_number",
+                    &p.chi_number,
+                    super::identifiers::IdentifierKind::Chi,
+                ),
+            ] {
+                if let Some(n) = n
+                    && let Err(problem) = super::identifiers::validate(kind, n)
+                {
+                    return Err(bad(field, problem.describe(kind)));
+                }
+            }
+        }
+        match self.event_type {
+            EventType::Contact => {
+                let c = self.contact.as_ref().ok_or_else(|| {
+                    bad("contact", "a contact event needs its contact (mode, date)")
+                })?;
+                if c.duration_minutes.is_some_and(|d| d > 24 * 60) {
+                    return Err(bad("contact.duration_minutes", "is longer than a day"));
+                }
+            }
+            EventType::Assessment => {
+                let a = self.assessment.as_ref().ok_or_else(|| {
+                    bad(
+                        "assessment",
+                        "an assessment event needs its instrument and score",
+                    )
+                })?;
+                self.check_assessment(a)?;
+            }
+            EventType::OnwardReferral if self.onward_referral.is_none() => {
+                return Err(bad(
+                    "onward_referral",
+                    "an onward referral event needs what it was to (to, category)",
+                ));
+            }
+            EventType::Closed if self.closed.is_none() => {
+                return Err(bad("closed", "a closed event needs its reason"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_assessment(&self, a: &Assessment) -> Result<()> {
+        match (a.instrument.as_str(), a.score, &a.items) {
+            ("ONS4", _, Some(items)) => {
+                for (name, v) in [
+                    ("life_satisfaction", items.life_satisfaction),
+                    ("worthwhile", items.worthwhile),
+                    ("happy_yesterday", items.happy_yesterday),
+                    ("anxious_yesterday", items.anxious_yesterday),
+                ] {
+                    if !(0.0..=10.0).contains(&v) || v.fract() != 0.0 {
+                        return Err(bad(
+                            &format!("assessment.items.{name}"),
+                            "must be a whole number from 0 to 10 (ONS4)",
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            ("ONS4", _, None) => Err(bad(
+                "assessment.items",
+                "ONS4 needs its four items (life_satisfaction, worthwhile, happy_yesterday, anxious_yesterday)",
+            )),
+            (instrument, Some(score), _) => {
+                let (lo, hi) = score_range(instrument).ok_or_else(|| {
+                    bad("assessment.instrument", "must be SWEMWBS, WEMWBS or ONS4")
+                })?;
+                if !(lo..=hi).contains(&score) {
+                    return Err(bad(
+                        "assessment.score",
+                        format!("is out of range for {instrument} ({lo}–{hi})"),
+                    ));
+                }
+                Ok(())
+            }
+            (_, None, _) => Err(bad(
+                "assessment.score",
+                "is required for SWEMWBS and WEMWBS",
+            )),
+        }
+    }
+
+    /// One line saying what happened, with no patient identifier: the readable part of
+    /// every write, because a GP system may drop a code it does not know. Without
+    /// `narrative` (codes-only consent) no free text the platform wrote goes in.
+    pub fn headline(&self, narrative: bool) -> String {
+        let date = |d: &Option<String>| {
+            d.as_deref()
+                .map(|d| format!(" on {}", &d[..d.len().min(10)]))
+                .unwrap_or_default()
+        };
+        match self.event_type {
+            EventType::ReferralAccepted => {
+                "Social prescribing referral accepted by the link worker service".into()
+            }
+            EventType::ReferralDeclined => format!(
+                "Social prescribing referral declined{}",
+                self.declined_reason
+                    .as_ref()
+                    .and_then(|r| r.display.as_ref().or(r.text.as_ref().filter(|_| narrative)))
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            EventType::Contact => {
+                let c = self.contact.clone().unwrap_or_default();
+                format!(
+                    "Link worker contact ({}){}{}",
+                    c.mode.replace('-', " "),
+                    date(&c.date),
+                    c.duration_minutes
+                        .map(|m| format!(", {m} minutes"))
+                        .unwrap_or_default()
+                )
+            }
+            EventType::Assessment => {
+                let a = self.assessment.clone().unwrap_or_default();
+                match (&a.items, a.score) {
+                    (Some(i), _) => format!(
+                        "ONS4 personal wellbeing{}: life satisfaction {}, worthwhile {}, happy yesterday {}, anxious yesterday {}",
+                        date(&a.date),
+                        i.life_satisfaction,
+                        i.worthwhile,
+                        i.happy_yesterday,
+                        i.anxious_yesterday
+                    ),
+                    (None, Some(s)) => format!("{} score {s}{}", a.instrument, date(&a.date)),
+                    (None, None) => format!("{} assessment", a.instrument),
+                }
+            }
+            EventType::OnwardReferral => {
+                let o = self.onward_referral.clone().unwrap_or_default();
+                let verb = if o.kind == "signposting" {
+                    "Signposted"
+                } else {
+                    "Referred on"
+                };
+                format!("{verb} to {} ({})", o.to, o.category.replace('-', " "))
+            }
+            EventType::Closed => {
+                let c = self.closed.clone().unwrap_or_default();
+                format!(
+                    "Social prescribing support ended: {}{}",
+                    c.reason.replace('-', " "),
+                    c.outcome
+                        .filter(|_| narrative)
+                        .map(|o| format!("; outcome: {o}"))
+                        .unwrap_or_default()
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! What the store keeps for the message back: the referrals sent (to link events and
+//! check the patient), the events linked to each (the referral's state and counts are
+//! derived from them), and pollers' cursors.
+
+use sqlx::Row;
+
+use super::{Store, now_ms};
+use crate::error::{GatewayError, Result, Stage};
+
+/// A referral as the message back sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralRecord {
+    pub message_id: String,
+    pub programme: String,
+    pub practice: Option<String>,
+    /// Patient, practice, referrer and consent, as JSON.
+    pub record: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// One event linked to a referral.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub event_message_id: String,
+    pub kind: String,
+    pub occurred_at: String,
+    pub detail: Option<String>,
+    pub recorded_at: i64,
+}
+
+/// A referral's state, derived from its events: it only moves forward, whatever
+/// order the events came in.
+pub fn derived_state(events: &[EventRow]) -> &'static str {
+    let has = |k: &str| events.iter().any(|e| e.kind == k);
+    if has("closed") {
+        "closed"
+    } else if has("contact") || has("assessment") || has("onward-referral") {
+        "in-progress"
+    } else if has("referral-declined") {
+        "declined"
+    } else if has("referral-accepted") {
+        "accepted"
+    } else {
+        "sent"
+    }
+}
+
+fn referral_row(r: &sqlx::any::AnyRow) -> Result<ReferralRecord> {
+    let record: String = r.try_get(3)?;
+    Ok(ReferralRecord {
+        message_id: r.try_get(0)?,
+        programme: r.try_get(1)?,
+        practice: r.try_get(2)?,
+        record: serde_json::from_str(&record).map_err(|e| {
+            GatewayError::permanent(Stage::Store, format!("a referral record is not JSON: {e}"))
+        })?,
+        created_at: r.try_get(4)?,
+    })
+}
+
+const REFERRAL_COLUMNS: &str = "message_id, programme, practice, record, created_at";
+
+impl Store {
+    pub async fn referral(&self, message_id: &str) -> Result<Option<ReferralRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {REFERRAL_COLUMNS} FROM referrals WHERE message_id = $1"
+        ))
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(referral_row).transpose()
+    }
+
+    /// The referrals of a programme for one patient, newest first, each with whether it
+    /// is closed.
+    pub async fn referrals_for_patient(
+        &self,
+        programme: &str,
+        patient_key: &str,
+    ) -> Result<Vec<(ReferralRecord, bool)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REFERRAL_COLUMNS}, (SELECT COUNT(*) FROM referral_events e \
+             WHERE e.referral_id = referrals.message_id AND e.kind = 'closed') \
+             FROM referrals WHERE programme = $1 AND patient_key = $2 ORDER BY created_at DESC"
+        ))
+        .bind(programme)
+        .bind(patient_key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let closed: i64 = r.try_get(5)?;
+                Ok((referral_row(r)?, closed > 0))
+            })
+            .collect()
+    }
+
+    /// The referral a platform's own reference (a record id it returned, kept in the
+    /// effect journal) belongs to.
+    pub async fn referral_by_platform_reference(&self, reference: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT message_id FROM effects WHERE flow = 'referral' AND state = 'done' \
+             AND step = 'lamplight-referral' AND value = $1",
+        )
+        .bind(reference)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    pub async fn referral_events(&self, referral_id: &str) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(
+            "SELECT event_message_id, kind, occurred_at, detail, recorded_at FROM referral_events \
+             WHERE referral_id = $1 ORDER BY occurred_at, recorded_at",
+        )
+        .bind(referral_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    event_message_id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    occurred_at: r.try_get(2)?,
+                    detail: r.try_get(3)?,
+                    recorded_at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Per programme, referrals sent longer ago than `older_than` with no event back.
+    pub async fn awaiting_response(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<Vec<(String, i64)>> {
+        let cutoff = now_ms() - older_than.as_millis() as i64;
+        let rows = sqlx::query(
+            "SELECT programme, COUNT(*) FROM referrals r WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM referral_events e WHERE e.referral_id = r.message_id) \
+             GROUP BY programme ORDER BY programme",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    pub async fn cursor(&self, source: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT cursor FROM poll_cursors WHERE source = $1")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(r.try_get(0)?)).transpose()
+    }
+}
