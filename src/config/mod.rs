@@ -324,26 +324,31 @@ impl<'de> Deserialize<'de> for Destinations {
     }
 }
 
-/// The embedded default: the PRSB referral JSON as a file per referral, and each
-/// message-back event as a document in the practice folder.
 impl Default for Destinations {
     fn default() -> Self {
-        let outbox: toml::Value = toml::toml! {
+        Destinations::embedded(Path::new("data"))
+    }
+}
+
+impl Destinations {
+    /// The embedded default, under `data_dir`: the PRSB referral JSON as a file per
+    /// referral, and each message-back event as a document in the practice folder.
+    pub fn embedded(data_dir: &Path) -> Destinations {
+        let dir = |rel: &str| toml::Value::String(data_dir.join(rel).display().to_string());
+        let mut outbox = toml::toml! {
             kind = "file"
-            dir = "data/outbox/referrals"
             allow = ["person_demographics", "contact_preferences", "referral_details",
                      "referrer_details", "gp_practice", "referred_to", "consent"]
-        }
-        .into();
-        let practice: toml::Value = toml::toml! {
+        };
+        outbox.insert("dir".into(), dir("outbox/referrals"));
+        let mut practice = toml::toml! {
             kind = "practice-folder"
-            dir = "data/practice"
             allow = ["event", "headline", "coded", "summary", "referral", "patient", "practice"]
-        }
-        .into();
+        };
+        practice.insert("dir".into(), dir("practice"));
         let mut d = Destinations::from_tables(BTreeMap::from([
-            ("outbox".to_string(), outbox),
-            ("practice-folder".to_string(), practice),
+            ("outbox".to_string(), toml::Value::Table(outbox)),
+            ("practice-folder".to_string(), toml::Value::Table(practice)),
         ]));
         d.defaulted = true;
         d
@@ -539,13 +544,18 @@ impl Config {
             )])
         })?;
         apply_env_overrides(&mut table, vars).map_err(|e| ConfigErrors(vec![e]))?;
-        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let key = e.path().to_string();
-            ConfigErrors(vec![config_error(
-                key,
-                e.into_inner().message().to_string(),
-            )])
-        })
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                ConfigErrors(vec![config_error(
+                    key,
+                    e.into_inner().message().to_string(),
+                )])
+            })?;
+        if config.destinations.defaulted {
+            config.destinations = Destinations::embedded(&config.gateway.data_dir);
+        }
+        Ok(config)
     }
 
     fn validated(self) -> Result<Config, ConfigErrors> {
