@@ -256,6 +256,22 @@ fn message_back(
             );
         }
     }
+    // The canonical format is always understood: the door queues events in it.
+    let canonical = crate::flows::message_back::DEFAULT_PLATFORM;
+    if !platforms.contains_key(canonical)
+        && let (Some(m), Some(u)) = (mappings.get(canonical), mappings.get("sheet-event"))
+    {
+        platforms.insert(
+            canonical.to_string(),
+            Platform {
+                name: canonical.to_string(),
+                mapping: m.clone(),
+                upload_mapping: u.clone(),
+                programme: None,
+                secrets: Vec::new(),
+            },
+        );
+    }
     if problems.len() > before {
         return None;
     }

@@ -4,95 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use clw_gateway::deliver::Destination;
 use common::*;
 use serde_json::{Value, json};
 
 const SYSTEM: &str = "https://clw-gateway.org/Id/referral";
-
-/// The Node FHIR server on a free port; killed when dropped.
-struct FhirServer {
-    child: Child,
-    base: String,
-}
-
-impl FhirServer {
-    async fn start() -> FhirServer {
-        let dir = repo_path("tests/fhir-server");
-        assert!(
-            dir.join("node_modules/@medplum/fhir-router").is_dir(),
-            "the FHIR test server is not installed: run scripts/test (or npm ci in tests/fhir-server)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("server.mjs"))
-            .arg("0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("node runs");
-        let stdout = child.stdout.take().unwrap();
-        let port = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).unwrap();
-            line.trim().strip_prefix("listening ").unwrap().to_string()
-        });
-        let port = tokio::time::timeout(Duration::from_secs(60), port)
-            .await
-            .expect("the FHIR server started within 60 s")
-            .unwrap();
-        FhirServer {
-            child,
-            base: format!("http://127.0.0.1:{port}/fhir"),
-        }
-    }
-
-    async fn search(&self, query: &str) -> Vec<Value> {
-        let b: Value = reqwest::get(format!("{}/{query}", self.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        b["entry"]
-            .as_array()
-            .map(|e| e.iter().map(|x| x["resource"].clone()).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for FhirServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// FHIR.js on its own (tests/fhir-server/validate.cjs): Ok or its messages.
-fn fhir_js_validate(resources: &[Value]) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let files: Vec<_> = resources
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let p = dir.path().join(format!("r{i}.json"));
-            std::fs::write(&p, r.to_string()).unwrap();
-            p
-        })
-        .collect();
-    let out = Command::new("node")
-        .arg(repo_path("tests/fhir-server/validate.cjs"))
-        .args(&files)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stdout).to_string())
-    }
-}
 
 async fn send(
     dest: &Destination,

@@ -126,3 +126,222 @@ async fn the_embedded_default_writes_an_event_to_the_practice_folder_coded() {
     assert_eq!(clw_gateway::store::derived_state(&events), "in-progress");
     gw.stop().await.unwrap();
 }
+
+/// A free loopback port for a child gateway to listen on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Posts one event to the ingress, signed; `skew` moves the timestamp so a second
+/// send of the same event is a new request (not a replay of the first).
+async fn post_event(port: u16, platform: &str, secret: &str, body: &Value, skew: i64) -> u16 {
+    let bytes = body.to_string().into_bytes();
+    let ts = chrono::Utc::now().timestamp() - skew;
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/events/{platform}"))
+        .header("content-type", "application/json")
+        .header("X-CLW-Timestamp", ts.to_string())
+        .header(
+            "X-CLW-Signature",
+            clw_gateway::signing::sign(secret.as_bytes(), ts, &bytes),
+        )
+        .body(bytes)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+fn events_for(referral_id: &str) -> Vec<Value> {
+    let with = |e: Value| {
+        let mut e = e;
+        e["referral"]["message_id"] = json!(referral_id);
+        e
+    };
+    vec![
+        with(event("evt-a1", "referral-accepted", json!({}))),
+        with(event(
+            "evt-c1",
+            "contact",
+            json!({"contact": {"mode": "face-to-face", "date": "2026-11-26", "duration_minutes": 45}}),
+        )),
+        with(event(
+            "evt-s1",
+            "assessment",
+            json!({"assessment": {"instrument": "SWEMWBS", "score": 19, "date": "2026-11-26"}}),
+        )),
+        with(event(
+            "evt-c2",
+            "contact",
+            json!({"contact": {"mode": "telephone", "date": "2026-12-03", "duration_minutes": 20}}),
+        )),
+        with(event(
+            "evt-c3",
+            "contact",
+            json!({"contact": {"mode": "video", "date": "2026-12-10"}}),
+        )),
+        with(event(
+            "evt-o1",
+            "onward-referral",
+            json!({"onward_referral": {"to": "Leeds Befriending Service", "category": "befriending"}}),
+        )),
+        with(event(
+            "evt-s2",
+            "assessment",
+            json!({"assessment": {"instrument": "SWEMWBS", "score": 25, "date": "2027-01-20"}}),
+        )),
+        with(event(
+            "evt-x1",
+            "closed",
+            json!({"closed": {"reason": "completed", "outcome": "Attends the walking group weekly"}}),
+        )),
+    ]
+}
+
+/// End to end on the real broker: a referral goes out; the platform sends accepted,
+/// three contacts, SWEMWBS at start and end, an onward referral and closed — every one
+/// twice, with the gateway SIGKILLed half way and restarted — and the practice record
+/// (the FHIR test server) holds each coded entry exactly once, each valid FHIR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
+    let fhir = FhirServer::start().await;
+    let s = Setup::new("mb-fhir");
+    let hook = Receiver::start(&[]).await;
+    let config = s.broker_config(&hook.url, &["300ms", "1s", "2s", "3s"]);
+    let rabbit = Rabbit::connect().await;
+    let t = rabbit.declare(&config).await;
+    let events_topology = clw_gateway::broker::flow_topology(
+        &config,
+        config.broker.as_ref().unwrap(),
+        clw_gateway::model::Flow::MessageBack,
+    );
+    let port = free_port();
+    let secret = "links-signing-secret";
+    // SAFETY: a value no other test reads.
+    unsafe { std::env::set_var("CLW_TEST_LINKS_SECRET", secret) };
+    let path = s.dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\ninstance = \"{p}\"\ndata_dir = \"{d}\"\nclaim_ttl = \"2s\"\n[store]\nurl = \"{u}\"\n\
+             [http]\nenabled = false\n[mappings]\ndir = \"{m}\"\n\
+             [broker]\nurl = \"{a}\"\nprefix = \"{p}\"\nprefetch = 8\n[retry]\ntiers = [\"300ms\", \"1s\", \"2s\", \"3s\"]\n\
+             [referrals]\ndestinations = [\"clw\"]\n\
+             [destinations.clw]\nkind = \"webhook\"\nurl = \"{h}\"\nallow = {PRSB_ALLOW}\n\
+             [destinations.gp-fhir]\nkind = \"fhir-record\"\nbase_url = \"{f}\"\ntimeout = \"10s\"\n\
+             allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n\
+             [message_back]\nwriters = [\"gp-fhir\"]\n\
+             [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_LINKS_SECRET\" }}\n\
+             [ingress]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n",
+            p = s.prefix,
+            d = s.dir.path().display(),
+            u = s.store_url,
+            m = repo_path("mappings").display(),
+            a = amqp_url(),
+            h = hook.url,
+            f = fhir.base,
+        ),
+    )
+    .unwrap();
+    let start = || ChildGateway::start(&path);
+    let up = || async {
+        eventually("the ingress to listen", WAIT, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await
+    };
+    let mut gw = start();
+    let referral_id = unique("ref");
+    rabbit
+        .publish(
+            &t.exchange(),
+            referral().to_string().as_bytes(),
+            &ce_headers(&referral_id),
+        )
+        .await;
+    eventually("the referral delivered", WAIT, || async {
+        (hook.count() == 1).then_some(())
+    })
+    .await;
+    up().await;
+    let events = events_for(&referral_id);
+    for e in &events[..4] {
+        assert_eq!(post_event(port, "links", secret, e, 0).await, 202);
+        assert_eq!(post_event(port, "links", secret, e, 1).await, 202, "resent");
+    }
+    gw.kill();
+    let mut gw = start();
+    up().await;
+    for e in &events[4..] {
+        let st = post_event(port, "links", secret, e, 0).await;
+        assert_eq!(st, 202, "{e}");
+        assert_eq!(post_event(port, "links", secret, e, 1).await, 202, "resent");
+    }
+
+    let store = clw_gateway::store::Store::connect(&s.store_url, 2, 16)
+        .await
+        .unwrap();
+    eventually("every event written", Duration::from_secs(60), || async {
+        let counts = store.count_by_state("message-back").await.unwrap();
+        let delivered = counts
+            .iter()
+            .find(|(st, _)| st == "delivered")
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        (delivered == 8).then_some(())
+    })
+    .await;
+    let timeline = store.referral_events(&referral_id).await.unwrap();
+    assert_eq!(timeline.len(), 8);
+    assert_eq!(clw_gateway::store::derived_state(&timeline), "closed");
+
+    let all = |t: &'static str| fhir.search(t);
+    let encounters = all("Encounter").await;
+    let observations = all("Observation").await;
+    let procedures = all("Procedure").await;
+    let communications = all("Communication").await;
+    let tasks = all("Task").await;
+    assert_eq!(encounters.len(), 3, "one Encounter per contact");
+    assert_eq!(procedures.len(), 2, "accepted and the onward referral");
+    assert_eq!(observations.len(), 3, "two SWEMWBS scores and the closure");
+    assert_eq!(communications.len(), 8, "a readable summary per event");
+    assert_eq!(tasks.len(), 1, "one Task for the referral");
+    assert_eq!(tasks[0]["status"], "completed");
+    let scores: Vec<f64> = observations
+        .iter()
+        .filter(|o| o["code"]["coding"][0]["code"] == "718466001")
+        .map(|o| o["valueQuantity"]["value"].as_f64().unwrap())
+        .collect();
+    let mut scores = scores;
+    scores.sort_by(f64::total_cmp);
+    assert_eq!(scores, [19.0, 25.0]);
+    assert!(
+        observations
+            .iter()
+            .any(|o| o["category"][0]["coding"][0]["code"] == "survey")
+    );
+    assert!(
+        procedures
+            .iter()
+            .any(|p| p["code"]["coding"][0]["code"] == "871731000000106")
+    );
+    assert!(
+        encounters
+            .iter()
+            .all(|e| e["subject"]["identifier"]["value"] == "9912003888")
+    );
+    let everything: Vec<Value> =
+        [encounters, observations, procedures, communications, tasks].concat();
+    fhir_js_validate(&everything).unwrap();
+    gw.kill();
+    store.close().await;
+    rabbit.cleanup(&t).await;
+    rabbit.cleanup(&events_topology).await;
+}

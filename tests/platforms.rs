@@ -749,7 +749,6 @@ async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
 /// an unknown outcome, and Lamplight never gets a second referral.
 #[tokio::test]
 async fn a_gateway_killed_after_lamplight_answered_sends_no_second_referral() {
-    use std::process::{Command, Stdio};
     let (url, log) = serve(axum::routing::any(lamplight), &[]).await;
     log.lock().unwrap().stall_referrals = true;
     let s = Setup::new("lamplight-kill");
@@ -774,15 +773,7 @@ async fn a_gateway_killed_after_lamplight_answered_sends_no_second_referral() {
         ),
     )
     .unwrap();
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let start = || ChildGateway::start(&path);
     let mut gw = start();
     let id = unique("ref");
     rabbit
@@ -796,8 +787,7 @@ async fn a_gateway_killed_after_lamplight_answered_sends_no_second_referral() {
         (log.lock().unwrap().stalled == 1).then_some(())
     })
     .await;
-    gw.kill().unwrap();
-    gw.wait().unwrap();
+    gw.kill();
     log.lock().unwrap().stall_referrals = false;
 
     let mut gw = start();
@@ -822,8 +812,7 @@ async fn a_gateway_killed_after_lamplight_answered_sends_no_second_referral() {
         .filter(|(p, _)| p == "/api/referral/add/")
         .count();
     assert_eq!(referrals, 1, "no second referral after the restart");
-    gw.kill().unwrap();
-    gw.wait().unwrap();
+    gw.kill();
     store.close().await;
     rabbit.cleanup(&t).await;
 }

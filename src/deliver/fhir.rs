@@ -184,7 +184,7 @@ pub fn search_value(v: &str) -> String {
 }
 
 /// A transaction-response whose entries all succeeded (201 created, 200 found).
-fn check_response(name: &str, body: &Value) -> Result<()> {
+pub(super) fn check_response(name: &str, body: &Value) -> Result<()> {
     let entries = body
         .get("entry")
         .and_then(Value::as_array)

@@ -8,6 +8,7 @@ pub mod breaker;
 mod charitylog;
 mod csv;
 mod fhir;
+mod fhir_record;
 mod file;
 pub mod http;
 mod lamplight;
@@ -77,6 +78,7 @@ kinds! {
     "lamplight" => Lamplight(lamplight),
     "fhir" => Fhir(fhir),
     "practice-folder" => PracticeFolder(practice_folder),
+    "fhir-record" => FhirRecord(fhir_record),
 }
 
 /// Makes one delivery attempt happen. Implemented by each kind.

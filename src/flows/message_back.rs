@@ -102,7 +102,24 @@ impl MessageBackFront {
         let coded = coded_entries(&ev, &self.codes).map_err(|e| refuse(&message_id, e))?;
         let targets = self.writers_for(&referral);
         let narrative = referral.record.get("consent").and_then(Value::as_str) == Some("full");
-        let canonical = canonical(&ev, &referral, coded, narrative);
+        // The referral's state with this event counted: it only moves forward.
+        let mut events = self
+            .store
+            .referral_events(&referral.message_id)
+            .await
+            .map_err(|e| refuse(&message_id, e))?;
+        if !events.iter().any(|e| e.event_message_id == message_id) {
+            events.push(crate::store::EventRow {
+                event_message_id: message_id.clone(),
+                kind: ev.event_type.as_str().into(),
+                occurred_at: ev.occurred_at.clone(),
+                detail: None,
+                recorded_at: 0,
+            });
+        }
+        let state = crate::store::derived_state(&events);
+        let mut canonical = canonical(&ev, &referral, coded, narrative);
+        canonical["referral"]["state"] = json!(state);
         let remember = vec![Write::ReferralEvent {
             event_message_id: message_id.clone(),
             referral_id: referral.message_id.clone(),

@@ -78,6 +78,8 @@ pub struct Practice {
 pub struct ReferralRef {
     pub message_id: String,
     pub programme: Option<String>,
+    /// sent | accepted | declined | in-progress | closed, with this event counted.
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

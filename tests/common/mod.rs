@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -158,6 +159,122 @@ where
             "timed out after {within:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+// ---------------------------------------------------------------- child gateways
+
+/// A gateway binary run as an operator runs it; killed (SIGKILL) when dropped, so a
+/// failing test leaves nothing running.
+pub struct ChildGateway(pub std::process::Child);
+
+impl ChildGateway {
+    pub fn start(config: &std::path::Path) -> ChildGateway {
+        ChildGateway(
+            std::process::Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
+                .args(["serve", "--config"])
+                .arg(config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------- FHIR test server
+
+/// The Node FHIR server on a free port; killed when dropped.
+pub struct FhirServer {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl FhirServer {
+    pub async fn start() -> FhirServer {
+        let dir = repo_path("tests/fhir-server");
+        assert!(
+            dir.join("node_modules/@medplum/fhir-router").is_dir(),
+            "the FHIR test server is not installed: run scripts/test (or npm ci in tests/fhir-server)"
+        );
+        let mut child = std::process::Command::new("node")
+            .arg(dir.join("server.mjs"))
+            .arg("0")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().unwrap();
+        let port = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .unwrap();
+            line.trim().strip_prefix("listening ").unwrap().to_string()
+        });
+        let port = tokio::time::timeout(Duration::from_secs(60), port)
+            .await
+            .expect("the FHIR server started within 60 s")
+            .unwrap();
+        FhirServer {
+            child,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+        }
+    }
+
+    pub async fn search(&self, query: &str) -> Vec<Value> {
+        let b: Value = reqwest::get(format!("{}/{query}", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        b["entry"]
+            .as_array()
+            .map(|e| e.iter().map(|x| x["resource"].clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FhirServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// FHIR.js on its own (tests/fhir-server/validate.cjs): Ok or its messages.
+pub fn fhir_js_validate(resources: &[Value]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let p = dir.path().join(format!("r{i}.json"));
+            std::fs::write(&p, r.to_string()).unwrap();
+            p
+        })
+        .collect();
+    let out = std::process::Command::new("node")
+        .arg(repo_path("tests/fhir-server/validate.cjs"))
+        .args(&files)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).to_string())
     }
 }
 
