@@ -214,11 +214,6 @@ async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
     let config = s.broker_config(&hook.url, &["300ms", "1s", "2s", "3s"]);
     let rabbit = Rabbit::connect().await;
     let t = rabbit.declare(&config).await;
-    let events_topology = clw_gateway::broker::flow_topology(
-        &config,
-        config.broker.as_ref().unwrap(),
-        clw_gateway::model::Flow::MessageBack,
-    );
     let port = free_port();
     let secret = "links-signing-secret";
     // SAFETY: a value no other test reads.
@@ -343,5 +338,126 @@ async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
     gw.kill();
     store.close().await;
     rabbit.cleanup(&t).await;
-    rabbit.cleanup(&events_topology).await;
+}
+
+/// The in-process gateway's settings for the message back: a platform `links` signing
+/// with `secret`, events written by `writer`, the ingress on a free port.
+fn message_back_config(c: &mut clw_gateway::config::Config, writer: &str, table: &str) {
+    c.mappings.dir = repo_path("mappings");
+    c.destinations.insert(writer, destination(table));
+    c.message_back = Some(
+        toml::from_str(&format!(
+            "writers = [\"{writer}\"]\n[platforms.links]\nsecret = {{ env = \"CLW_TEST_LINKS_SECRET\" }}\n"
+        ))
+        .unwrap(),
+    );
+    c.ingress.enabled = true;
+    c.ingress.listen = "127.0.0.1:0".parse().unwrap();
+}
+
+const LINKS_SECRET: &str = "links-signing-secret";
+const ALIAS: &str = "GPPROVIDER_9912003888_19700911_SMITH";
+
+/// Through MESH: GP Connect Send Document into the patient's registered practice, one
+/// message per event however often it was sent, the ITK3 message as FHIR STU3 XML with
+/// the summary as a PDF whose text says what happened and which codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
+    let mesh = MeshSandbox::start().await;
+    // SAFETY: values no other test reads differently.
+    unsafe {
+        std::env::set_var("CLW_TEST_LINKS_SECRET", LINKS_SECRET);
+        std::env::set_var("CLW_TEST_MESH_PASSWORD", "gateway-pass");
+        std::env::set_var("CLW_TEST_MESH_KEY", "TestKey");
+    }
+    let h = Harness::start_with("mb-mesh", &[], &["300ms", "1s"], |c| {
+        message_back_config(
+            c,
+            "gp-mesh",
+            &format!(
+                "kind = \"mesh\"\nbase_url = \"{}\"\nmailbox = \"CLWGW0001\"\n\
+                 password = {{ env = \"CLW_TEST_MESH_PASSWORD\" }}\nshared_key = {{ env = \"CLW_TEST_MESH_KEY\" }}\n\
+                 sender_ods = \"X99CLW\"\nsender_name = \"Leeds Community Links\"\n\
+                 allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n",
+                mesh.base
+            ),
+        )
+    })
+    .await;
+    let referral_id = unique("ref");
+    h.publish(&referral_id, &referral()).await;
+    h.wait_state(&referral_id, "delivered").await;
+    let port = h.gw.ingress_addr.unwrap().port();
+    let events = events_for(&referral_id);
+    for e in &events[..3] {
+        assert_eq!(post_event(port, "links", LINKS_SECRET, e, 0).await, 202);
+        assert_eq!(post_event(port, "links", LINKS_SECRET, e, 1).await, 202);
+    }
+    for id in ["links:evt-a1", "links:evt-c1", "links:evt-s1"] {
+        eventually(&format!("{id} written"), WAIT, || async {
+            h.gw.store
+                .message("message-back", id)
+                .await
+                .unwrap()
+                .filter(|m| m.state == "delivered")
+        })
+        .await;
+    }
+    // A resend after it was written creates nothing either.
+    assert_eq!(
+        post_event(port, "links", LINKS_SECRET, &events[0], 5).await,
+        202
+    );
+    h.wait_audit_flow("message-back", "links:evt-a1", "duplicate")
+        .await;
+
+    let inbox: Value = mesh
+        .get(ALIAS, "practice-pass", "/inbox")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<String> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "one message per event: {inbox}");
+    let mut texts = Vec::new();
+    for id in &ids {
+        let r = mesh
+            .get(ALIAS, "practice-pass", &format!("/inbox/{id}"))
+            .await;
+        assert_eq!(r.headers()["mex-workflowid"], "GPFED_CONSULT_REPORT");
+        assert_eq!(r.headers()["mex-from"], "CLWGW0001");
+        assert_eq!(r.headers()["content-type"], "application/fhir+xml");
+        let xml = r.text().await.unwrap();
+        for want in [
+            "<Bundle xmlns=\"http://hl7.org/fhir\">",
+            "<type value=\"message\"/>",
+            "ITK007C",
+            "ITK-GPConnectSendDocument-MessageDefinition-1",
+            "<code value=\"371531000\"/>",
+            "<contentType value=\"application/pdf\"/>",
+        ] {
+            assert!(xml.contains(want), "{want}");
+        }
+        let pdf64 = xml
+            .split("<content value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        texts.push(MeshSandbox::pdf_text(pdf64));
+    }
+    let all = texts.join("\n");
+    assert!(
+        all.contains("Social prescribing referral accepted"),
+        "{all}"
+    );
+    assert!(all.contains("871731000000106"), "{all}");
+    assert!(all.contains("Link worker contact (face to face)"), "{all}");
+    assert!(all.contains("SWEMWBS score 19"), "{all}");
+    assert!(all.contains("718466001"), "{all}");
+    h.finish().await;
 }

@@ -12,6 +12,7 @@ mod fhir_record;
 mod file;
 pub mod http;
 mod lamplight;
+mod mesh;
 mod payload;
 mod practice_folder;
 pub mod terms;
@@ -79,6 +80,7 @@ kinds! {
     "fhir" => Fhir(fhir),
     "practice-folder" => PracticeFolder(practice_folder),
     "fhir-record" => FhirRecord(fhir_record),
+    "mesh" => Mesh(mesh),
 }
 
 /// Makes one delivery attempt happen. Implemented by each kind.

@@ -4,7 +4,9 @@
 //! know, every write says in words what happened and which codes it carries.
 
 pub mod document;
+pub mod itk;
 pub mod pdf;
+pub mod stu3;
 
 use serde::Deserialize;
 use serde_json::Value;

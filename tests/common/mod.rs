@@ -194,6 +194,106 @@ impl Drop for ChildGateway {
     }
 }
 
+// ---------------------------------------------------------------- MESH sandbox
+
+/// NHS England's mesh-sandbox (tests/mesh), in memory with full NHSMESH auth; stops
+/// when dropped (its stdin closes).
+pub struct MeshSandbox {
+    child: std::process::Child,
+    pub base: String,
+}
+
+pub fn mesh_python() -> PathBuf {
+    std::env::var("CLW_TEST_MESH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_path("tests/mesh/.venv/bin/python"))
+}
+
+impl MeshSandbox {
+    pub async fn start() -> MeshSandbox {
+        let python = mesh_python();
+        assert!(
+            python.exists(),
+            "mesh-sandbox is not installed: run scripts/test (it makes tests/mesh/.venv)"
+        );
+        let mut child = std::process::Command::new(python)
+            .arg(repo_path("tests/mesh/run_sandbox.py"))
+            .arg("0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python runs");
+        let stdout = child.stdout.take().unwrap();
+        let port = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .unwrap();
+            line.trim().strip_prefix("listening ").map(str::to_string)
+        });
+        let port = tokio::time::timeout(Duration::from_secs(60), port)
+            .await
+            .expect("mesh-sandbox started within 60 s")
+            .unwrap()
+            .expect("mesh-sandbox said where it listens");
+        MeshSandbox {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// An NHSMESH-authorised GET as `mailbox`.
+    pub async fn get(&self, mailbox: &str, password: &str, path: &str) -> reqwest::Response {
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let time = chrono::Utc::now().format("%Y%m%d%H%M").to_string();
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"TestKey").unwrap();
+        hmac::Mac::update(
+            &mut mac,
+            format!("{mailbox}:{nonce}:0:{password}:{time}").as_bytes(),
+        );
+        let digest = hex::encode(hmac::Mac::finalize(mac).into_bytes());
+        reqwest::Client::new()
+            .get(format!("{}/messageexchange/{mailbox}{path}", self.base))
+            .header(
+                "Authorization",
+                format!("NHSMESH {mailbox}:{nonce}:0:{time}:{digest}"),
+            )
+            .header("Accept", "application/vnd.mesh.v2+json")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The text of a PDF given as base64, extracted by pypdf (tests/mesh/pdf_text.py).
+    pub fn pdf_text(base64: &str) -> String {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(mesh_python())
+            .arg(repo_path("tests/mesh/pdf_text.py"))
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(base64.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "not a valid PDF");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for MeshSandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------- FHIR test server
 
 /// The Node FHIR server on a free port; killed when dropped.
@@ -512,19 +612,25 @@ impl Rabbit {
         t
     }
 
-    /// Deletes every queue and exchange of a test's topology, then closes the connection.
+    /// Deletes every queue and exchange of a test's topology — and of its event flow's,
+    /// which a gateway with the message back declares beside it — then closes the
+    /// connection.
     pub async fn cleanup(&self, t: &Topology) {
-        for q in t.queue_names() {
-            let _ = self
-                .ch
-                .queue_delete(ShortString::from(q), QueueDeleteOptions::default())
-                .await;
-        }
-        for e in t.exchange_names() {
-            let _ = self
-                .ch
-                .exchange_delete(ShortString::from(e), ExchangeDeleteOptions::default())
-                .await;
+        let mut events = t.clone();
+        events.unit = "event".into();
+        for t in [t, &events] {
+            for q in t.queue_names() {
+                let _ = self
+                    .ch
+                    .queue_delete(ShortString::from(q), QueueDeleteOptions::default())
+                    .await;
+            }
+            for e in t.exchange_names() {
+                let _ = self
+                    .ch
+                    .exchange_delete(ShortString::from(e), ExchangeDeleteOptions::default())
+                    .await;
+            }
         }
         let _ = self.conn.close(200, ShortString::from("test done")).await;
     }
@@ -627,6 +733,21 @@ impl Harness {
     pub async fn wait_audit(&self, id: &str, action: &str) -> clw_gateway::store::AuditRow {
         eventually(&format!("{action} audited for {id}"), WAIT, || async {
             let audit = self.gw.store.audit("referral", id).await.unwrap();
+            audit
+                .into_iter()
+                .find(|a| a.entry.action.as_str() == action)
+        })
+        .await
+    }
+
+    pub async fn wait_audit_flow(
+        &self,
+        flow: &str,
+        id: &str,
+        action: &str,
+    ) -> clw_gateway::store::AuditRow {
+        eventually(&format!("{action} audited for {id}"), WAIT, || async {
+            let audit = self.gw.store.audit(flow, id).await.unwrap();
             audit
                 .into_iter()
                 .find(|a| a.entry.action.as_str() == action)

@@ -1,0 +1,406 @@
+//! MESH record writer (England): GP Connect Send Document — the event's ITK3 message
+//! (FHIR STU3, XML by default) posted to our MESH outbox, addressed by MESH's automated
+//! routing to the patient's registered practice (`GPPROVIDER_{NHS}_{YYYYMMDD}_{SURNAME}`),
+//! workflow `GPFED_CONSULT_REPORT` (configurable: `GPCONNECT_SEND_DOCUMENT` in GP Connect
+//! Send Document 2.x). Every request carries a fresh `NHSMESH` authorisation header
+//! (HMAC-SHA256 over mailbox, nonce, count, password and time; MESH refuses a token
+//! used twice).
+//!
+//! MESH keeps no idempotency of its own. The send is journalled in the store; with
+//! `local_id = "event"` (the default) `Mex-LocalID` is the event's own id, so after a
+//! crash between posting and recording the answer, MESH's tracking by local id says
+//! whether it went (nothing is resent when it did). With `local_id = "ods"` (the
+//! sender's ODS code, as Send Document 2.x asks) that question cannot be asked, and an
+//! interrupted send is parked for a person instead.
+
+use futures_util::future::BoxFuture;
+use hmac::{Hmac, Mac};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::OnceCell;
+
+use super::http::{Http, endpoint, host_of};
+use super::terms::{HasHttp, destination_config};
+use super::{Build, Job, Sent, Sink, Step};
+use crate::config::Secret;
+use crate::error::{GatewayError, Result, Stage};
+use crate::mapping::spec::OutputFormat;
+use crate::model::Flow;
+use crate::record::RecordEntry;
+use crate::record::itk::{self, Sender};
+
+pub const FLOW: Flow = Flow::MessageBack;
+
+destination_config! { @http
+    /// `kind = "mesh"`
+    pub struct Config {
+        /// The MESH API base (e.g. `https://msg.intspineservices.nhs.uk`).
+        pub base_url: String,
+        /// Our MESH mailbox id.
+        pub mailbox: String,
+        pub password: Secret,
+        /// The environment's shared HMAC key.
+        pub shared_key: Secret,
+        #[serde(default = "default_workflow")]
+        pub workflow_id: String,
+        /// The sending organisation (Mex-LocalID with `local_id = "ods"`, and the
+        /// message's sender Organization).
+        pub sender_ods: String,
+        pub sender_name: String,
+        #[serde(default)]
+        pub local_id: LocalId,
+        /// `xml` (ITK3 requires it) or `json`.
+        #[serde(default)]
+        pub format: Format,
+        /// A json mapping producing the record entry (default: gp-record).
+        #[serde(default = "default_mapping")]
+        pub mapping: String,
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalId {
+    #[default]
+    Event,
+    Ods,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Xml,
+    Json,
+}
+
+fn default_workflow() -> String {
+    "GPFED_CONSULT_REPORT".into()
+}
+fn default_mapping() -> String {
+    "gp-record".into()
+}
+
+pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
+    b.mapping("mapping", "mapping", &c.mapping, OutputFormat::Json);
+    let base = endpoint(b, "base_url", c.base_url.trim_end_matches('/'));
+    let http = Http::build(b, c.http());
+    let password = b.secret("password", &c.password);
+    let shared_key = b.secret("shared_key", &c.shared_key);
+    for (key, v) in [
+        ("mailbox", &c.mailbox),
+        ("workflow_id", &c.workflow_id),
+        ("sender_ods", &c.sender_ods),
+    ] {
+        if v.is_empty() || !v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            b.problem(key, "must be letters, digits and underscores");
+        }
+    }
+    Some(Box::new(Mesh {
+        name: b.name.to_string(),
+        base: base?,
+        http: http?,
+        mailbox: c.mailbox.to_ascii_uppercase(),
+        password: password?,
+        shared_key: shared_key?,
+        workflow: c.workflow_id.clone(),
+        sender_ods: c.sender_ods.clone(),
+        sender_name: c.sender_name.clone(),
+        local_id: c.local_id,
+        format: c.format,
+        handshake: OnceCell::new(),
+    }))
+}
+
+struct Mesh {
+    name: String,
+    base: Url,
+    http: Http,
+    mailbox: String,
+    password: String,
+    shared_key: String,
+    workflow: String,
+    sender_ods: String,
+    sender_name: String,
+    local_id: LocalId,
+    format: Format,
+    handshake: OnceCell<()>,
+}
+
+/// The journal's step: the MESH message id the send got.
+const SEND: &str = "mesh-send";
+
+/// `NHSMESH mailbox:nonce:count:time:hmac`: HMAC-SHA256 with the shared key over
+/// `mailbox:nonce:count:password:time` (time `yyyyMMddHHmm`, UTC).
+pub fn auth_header(
+    mailbox: &str,
+    password: &str,
+    key: &str,
+    nonce: &str,
+    count: u32,
+    time: &str,
+) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(format!("{mailbox}:{nonce}:{count}:{password}:{time}").as_bytes());
+    format!(
+        "NHSMESH {mailbox}:{nonce}:{count}:{time}:{}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// `GPPROVIDER_{NHS}_{YYYYMMDD}_{SURNAME}`: MESH's automated routing to the patient's
+/// registered practice (GP Connect Send Document 2.x; date as YYYYMMDD).
+pub fn gp_provider(e: &RecordEntry) -> Result<String> {
+    let nhs = e.patient.nhs_number.as_deref().ok_or_else(|| {
+        GatewayError::invalid(
+            Stage::Map,
+            "patient.nhs_number",
+            "MESH Send Document reaches practices in England only: the patient has no NHS number",
+        )
+    })?;
+    let dob = e
+        .patient
+        .date_of_birth
+        .as_deref()
+        .filter(|d| d.len() == 10)
+        .ok_or_else(|| {
+            GatewayError::invalid(
+                Stage::Map,
+                "patient.date_of_birth",
+                "a full date of birth is needed to route to the registered practice",
+            )
+        })?;
+    let surname: String = e
+        .patient
+        .name
+        .family
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphabetic() || *c == '-')
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if surname.is_empty() {
+        return Err(GatewayError::invalid(
+            Stage::Map,
+            "patient.name.family",
+            "a surname is needed to route to the registered practice",
+        ));
+    }
+    Ok(format!(
+        "GPPROVIDER_{nhs}_{}_{surname}",
+        dob.replace('-', "")
+    ))
+}
+
+#[derive(Deserialize)]
+struct SendAnswer {
+    #[serde(alias = "messageID")]
+    message_id: String,
+}
+
+impl Mesh {
+    fn url(&self, path: &str) -> Url {
+        let mut u = self.base.clone();
+        u.set_path(&format!("/messageexchange/{}{path}", self.mailbox));
+        u
+    }
+
+    fn authorised(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let time = chrono::Utc::now().format("%Y%m%d%H%M").to_string();
+        r.header(
+            "Authorization",
+            auth_header(
+                &self.mailbox,
+                &self.password,
+                &self.shared_key,
+                &nonce,
+                0,
+                &time,
+            ),
+        )
+        .header("Accept", "application/vnd.mesh.v2+json")
+    }
+
+    /// MESH wants a handshake from each client; once per process is enough here.
+    async fn handshake(&self) -> Result<()> {
+        self.handshake
+            .get_or_try_init(|| async {
+                let r = self
+                    .authorised(self.http.client.post(self.url("")))
+                    .header(
+                        "Mex-ClientVersion",
+                        concat!("clw-gateway/", env!("CARGO_PKG_VERSION")),
+                    )
+                    .header("Mex-OSName", std::env::consts::OS)
+                    .header("Mex-OSVersion", "unknown");
+                self.http
+                    .send(r, &host_of(&self.base))
+                    .await
+                    .map(drop)
+                    .map_err(|mut e| {
+                        e.message = format!("MESH handshake: {}", e.message);
+                        e.sent = false;
+                        e
+                    })
+            })
+            .await
+            .copied()
+    }
+
+    /// Whether a message with this local id is in our outbox already (tracking).
+    async fn already_sent(&self, local_id: &str) -> Result<Option<String>> {
+        let r = self.authorised(
+            self.http
+                .client
+                .get(self.url(&format!("/outbox/tracking/{local_id}"))),
+        );
+        let resp = self
+            .http
+            .send_raw(r, &host_of(&self.base))
+            .await
+            .map_err(|mut e| {
+                e.sent = false;
+                e
+            })?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            // Several with this id: it went (more than once, before this journal).
+            StatusCode::MULTIPLE_CHOICES => Ok(Some("(several)".into())),
+            s if s.is_success() => {
+                let body: Value =
+                    serde_json::from_slice(&self.http.body(resp).await?).unwrap_or(Value::Null);
+                Ok(Some(
+                    ["messageId", "message_id"]
+                        .iter()
+                        .find_map(|k| body.get(*k).and_then(Value::as_str))
+                        .unwrap_or("(tracked)")
+                        .to_string(),
+                ))
+            }
+            _ => Err(self.http.check(resp).err().unwrap_or_else(|| {
+                GatewayError::transient(Stage::Deliver, format!("{}: tracking failed", self.name))
+            })),
+        }
+    }
+
+    async fn post(&self, job: &Job<'_>, e: &RecordEntry, local_id: &str) -> Result<String> {
+        let sender = Sender {
+            ods_code: &self.sender_ods,
+            name: &self.sender_name,
+            mailbox: &self.mailbox,
+        };
+        let message = itk::message(e, job.message_id, &sender, &e.event.occurred_at);
+        let (body, content_type, ext) = match self.format {
+            Format::Xml => (message.to_xml().into_bytes(), "application/fhir+xml", "xml"),
+            Format::Json => (
+                serde_json::to_vec(&message.to_json()).unwrap_or_default(),
+                "application/fhir+json",
+                "json",
+            ),
+        };
+        let patient_name = [
+            e.patient.name.given.join(" "),
+            e.patient.name.family.clone().unwrap_or_default(),
+        ]
+        .join(" ")
+        .trim()
+        .to_string();
+        let subject = format!(
+            "Consultation report for {patient_name}, NHS Number {}, seen at {}, ODS Code {}",
+            e.patient.nhs_number.as_deref().unwrap_or_default(),
+            self.sender_name,
+            self.sender_ods
+        );
+        let r = self
+            .authorised(self.http.client.post(self.url("/outbox")))
+            .header("Mex-From", &self.mailbox)
+            .header("Mex-To", gp_provider(e)?)
+            .header("Mex-WorkflowID", &self.workflow)
+            .header("Mex-FileName", format!("{}.{ext}", uuid::Uuid::new_v4()))
+            .header("Mex-LocalID", local_id)
+            .header("Mex-Subject", sanitise(&subject))
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        let resp = self.http.send(r, &host_of(&self.base)).await?;
+        let answer = self.http.body(resp).await?;
+        serde_json::from_slice::<SendAnswer>(&answer)
+            .map(|a| a.message_id)
+            .map_err(|_| {
+                let mut e = GatewayError::transient(
+                    Stage::Deliver,
+                    format!(
+                        "{}: MESH accepted the message without a message id",
+                        self.name
+                    ),
+                );
+                e.sent = true;
+                e
+            })
+    }
+}
+
+/// A header value: printable, no line breaks.
+fn sanitise(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(500).collect()
+}
+
+impl Sink for Mesh {
+    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
+        Box::pin(async move {
+            let e = RecordEntry::from_payload(job.payload())?;
+            let local_id = match self.local_id {
+                LocalId::Event => job.idempotency_key.to_string(),
+                LocalId::Ods => self.sender_ods.clone(),
+            };
+            self.handshake().await?;
+            let j = job.journal;
+            match j.step(SEND).await? {
+                Step::Done(_) => return Ok(Sent { status: Some(202) }),
+                Step::Started(_) if self.local_id == LocalId::Event => {
+                    // Interrupted after posting? MESH's tracking by our local id says.
+                    if let Some(id) = self.already_sent(&local_id).await? {
+                        j.done(SEND, &id).await?;
+                        return Ok(Sent { status: Some(202) });
+                    }
+                    j.store.write(j.record(SEND, "refused", None)).await?;
+                }
+                _ => {}
+            }
+            j.once(SEND, "the MESH send", self.post(job, &e, &local_id))
+                .await?;
+            Ok(Sent { status: Some(202) })
+        })
+    }
+
+    fn resends_safely(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_authorisation_header_matches_the_mesh_test_vector() {
+        // mailbox:nonce:count:password:time, key TestKey (mesh-sandbox / mesh-client).
+        let h = auth_header(
+            "X26ABC1",
+            "password",
+            "TestKey",
+            "2c001608-5f09-4840-9611-bea43e666a30",
+            1,
+            "201511201038",
+        );
+        assert_eq!(
+            h,
+            "NHSMESH X26ABC1:2c001608-5f09-4840-9611-bea43e666a30:1:201511201038:\
+             9712e9dd1aa836431fa50134c333fceda28dc7e380675d9b0d359477f56d034a"
+        );
+    }
+}

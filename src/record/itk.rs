@@ -1,0 +1,352 @@
+//! GP Connect Send Document: an ITK3 message (FHIR STU3) carrying the event's readable
+//! summary as a PDF — MessageHeader (ITK message handling: business and infrastructure
+//! acknowledgements requested, for action, the Send Document message definition, event
+//! ITK007C) focused on a document Bundle of Composition (SNOMED 371531000 "Report of
+//! clinical encounter"), Binary (the PDF), Patient, Organization and Practitioner.
+//! MESH routes it to the registered practice; no destination is named here.
+
+use base64::Engine as _;
+use uuid::Uuid;
+
+use super::stu3::{El, obj, resource, s};
+use super::{RecordEntry, document, pdf};
+
+const NHS_PROFILE: &str = "https://fhir.nhs.uk/STU3/StructureDefinition/";
+const CARECONNECT: &str = "https://fhir.hl7.org.uk/STU3/StructureDefinition/";
+const RFC4122: &str = "https://tools.ietf.org/html/rfc4122";
+const ODS: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+
+/// Who sends: our organisation and MESH mailbox.
+pub struct Sender<'a> {
+    pub ods_code: &'a str,
+    pub name: &'a str,
+    pub mailbox: &'a str,
+}
+
+fn meta(profile: &str) -> El {
+    obj(vec![("profile", El::List(vec![s(profile)]))])
+}
+
+fn reference(id: &Uuid) -> El {
+    obj(vec![("reference", s(format!("urn:uuid:{id}")))])
+}
+
+fn entry(id: &Uuid, r: El) -> El {
+    obj(vec![
+        ("fullUrl", s(format!("urn:uuid:{id}"))),
+        ("resource", r),
+    ])
+}
+
+/// A deterministic id for one part of one event's message (so a resend is identical).
+fn part(message_id: &str, what: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("clw-gateway/itk/{message_id}/{what}").as_bytes(),
+    )
+}
+
+/// The ITK3 message for one event; `timestamp` when it was made.
+pub fn message(e: &RecordEntry, message_id: &str, sender: &Sender<'_>, timestamp: &str) -> El {
+    let ids = [
+        "bundle",
+        "header",
+        "sender",
+        "document",
+        "composition",
+        "binary",
+        "patient",
+        "organisation",
+        "practitioner",
+    ]
+    .map(|w| part(message_id, w));
+    let [
+        bundle,
+        header,
+        sender_org,
+        document_id,
+        composition,
+        binary,
+        patient,
+        organisation,
+        practitioner,
+    ] = ids;
+    let lines = document::lines(e, false);
+    let pdf = pdf::render(document::TITLE, &lines);
+    let pdf64 = base64::engine::general_purpose::STANDARD.encode(pdf);
+
+    let handling = |url: &str, value: (&str, El)| obj(vec![("url", s(url)), value]);
+    let message_header = resource(
+        "MessageHeader",
+        vec![
+            ("id", s(header.to_string())),
+            ("meta", meta(&format!("{NHS_PROFILE}ITK-MessageHeader-2"))),
+            (
+                "extension",
+                El::List(vec![obj(vec![
+                    (
+                        "url",
+                        s(format!("{NHS_PROFILE}Extension-ITK-MessageHandling-2")),
+                    ),
+                    (
+                        "extension",
+                        El::List(vec![
+                            handling("BusAckRequested", ("valueBoolean", El::Bool(true))),
+                            handling("InfAckRequested", ("valueBoolean", El::Bool(true))),
+                            handling(
+                                "RecipientType",
+                                (
+                                    "valueCoding",
+                                    obj(vec![
+                                        (
+                                            "system",
+                                            s(
+                                                "https://fhir.nhs.uk/STU3/CodeSystem/ITK-RecipientType-1",
+                                            ),
+                                        ),
+                                        ("code", s("FA")),
+                                        ("display", s("For Action")),
+                                    ]),
+                                ),
+                            ),
+                            handling(
+                                "MessageDefinition",
+                                (
+                                    "valueReference",
+                                    obj(vec![(
+                                        "reference",
+                                        s(
+                                            "https://fhir.nhs.uk/STU3/MessageDefinition/ITK-GPConnectSendDocument-MessageDefinition-1",
+                                        ),
+                                    )]),
+                                ),
+                            ),
+                            handling("SenderReference", ("valueString", s(message_id))),
+                            handling(
+                                "LocalExtension",
+                                ("valueString", s("SendDocument-ConsultationReport")),
+                            ),
+                        ]),
+                    ),
+                ])]),
+            ),
+            (
+                "event",
+                obj(vec![
+                    (
+                        "system",
+                        s("https://fhir.nhs.uk/STU3/CodeSystem/ITK-MessageEvent-2"),
+                    ),
+                    ("code", s("ITK007C")),
+                    ("display", s("ITK GP Connect Send Document")),
+                ]),
+            ),
+            ("sender", reference(&sender_org)),
+            ("timestamp", s(timestamp)),
+            ("source", obj(vec![("endpoint", s(sender.mailbox))])),
+            ("focus", El::List(vec![reference(&document_id)])),
+        ],
+    );
+    let organisation_of = |id: &Uuid, profile: &str, ods: &str, name: &str| {
+        resource(
+            "Organization",
+            vec![
+                ("id", s(id.to_string())),
+                ("meta", meta(profile)),
+                (
+                    "identifier",
+                    El::List(vec![obj(vec![("system", s(ODS)), ("value", s(ods))])]),
+                ),
+                ("name", s(name)),
+            ],
+        )
+    };
+    let mut patient_fields = vec![
+        ("id", s(patient.to_string())),
+        ("meta", meta(&format!("{CARECONNECT}CareConnect-Patient-1"))),
+    ];
+    if let Some(n) = &e.patient.nhs_number {
+        patient_fields.push((
+            "identifier",
+            El::List(vec![obj(vec![
+                ("system", s(crate::model::identifiers::NHS_NUMBER_SYSTEM)),
+                ("value", s(n)),
+            ])]),
+        ));
+    }
+    let mut name = vec![("use", s("official"))];
+    if let Some(f) = &e.patient.name.family {
+        name.push(("family", s(f)));
+    }
+    if !e.patient.name.given.is_empty() {
+        name.push((
+            "given",
+            El::List(e.patient.name.given.iter().map(s).collect()),
+        ));
+    }
+    patient_fields.push(("name", El::List(vec![obj(name)])));
+    if let Some(g) = &e.patient.gender {
+        patient_fields.push(("gender", s(g)));
+    }
+    if let Some(d) = &e.patient.date_of_birth {
+        patient_fields.push(("birthDate", s(d)));
+    }
+    let practitioner_name = e
+        .practitioner
+        .as_ref()
+        .and_then(|p| p.name.clone())
+        .unwrap_or_else(|| "Social prescribing link worker".into());
+    let title = "Social prescribing: message back";
+    let composition_fields = vec![
+        ("id", s(composition.to_string())),
+        (
+            "meta",
+            meta(&format!("{CARECONNECT}CareConnect-Composition-1")),
+        ),
+        (
+            "identifier",
+            obj(vec![
+                ("system", s(RFC4122)),
+                ("value", s(composition.to_string())),
+            ]),
+        ),
+        ("status", s("final")),
+        (
+            "type",
+            obj(vec![(
+                "coding",
+                El::List(vec![obj(vec![
+                    ("system", s("http://snomed.info/sct")),
+                    ("code", s("371531000")),
+                    ("display", s("Report of clinical encounter")),
+                ])]),
+            )]),
+        ),
+        ("subject", reference(&patient)),
+        ("date", s(timestamp)),
+        ("author", El::List(vec![reference(&practitioner)])),
+        ("title", s(title)),
+        ("confidentiality", s("N")),
+        ("custodian", reference(&organisation)),
+        (
+            "section",
+            El::List(vec![obj(vec![
+                ("title", s(title)),
+                (
+                    "text",
+                    obj(vec![
+                        ("status", s("generated")),
+                        (
+                            "div",
+                            El::Xhtml(format!(
+                                "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>",
+                                xml_text(&e.headline)
+                            )),
+                        ),
+                    ]),
+                ),
+                ("entry", El::List(vec![reference(&binary)])),
+            ])]),
+        ),
+    ];
+    let document_bundle = resource(
+        "Bundle",
+        vec![
+            ("id", s(document_id.to_string())),
+            ("meta", meta(&format!("{NHS_PROFILE}ITK-Document-Bundle-1"))),
+            (
+                "identifier",
+                obj(vec![
+                    ("system", s(RFC4122)),
+                    ("value", s(document_id.to_string())),
+                ]),
+            ),
+            ("type", s("document")),
+            (
+                "entry",
+                El::List(vec![
+                    entry(&composition, resource("Composition", composition_fields)),
+                    entry(
+                        &binary,
+                        resource(
+                            "Binary",
+                            vec![
+                                ("id", s(binary.to_string())),
+                                (
+                                    "meta",
+                                    meta(&format!("{NHS_PROFILE}ITK-Attachment-Binary-1")),
+                                ),
+                                ("contentType", s("application/pdf")),
+                                ("content", s(pdf64)),
+                            ],
+                        ),
+                    ),
+                    entry(&patient, resource("Patient", patient_fields)),
+                    entry(
+                        &organisation,
+                        organisation_of(
+                            &organisation,
+                            &format!("{CARECONNECT}CareConnect-Organization-1"),
+                            sender.ods_code,
+                            sender.name,
+                        ),
+                    ),
+                    entry(
+                        &practitioner,
+                        resource(
+                            "Practitioner",
+                            vec![
+                                ("id", s(practitioner.to_string())),
+                                (
+                                    "meta",
+                                    meta(&format!("{CARECONNECT}CareConnect-Practitioner-1")),
+                                ),
+                                (
+                                    "name",
+                                    El::List(vec![obj(vec![("text", s(practitioner_name))])]),
+                                ),
+                            ],
+                        ),
+                    ),
+                ]),
+            ),
+        ],
+    );
+    resource(
+        "Bundle",
+        vec![
+            ("id", s(bundle.to_string())),
+            ("meta", meta(&format!("{NHS_PROFILE}ITK-Message-Bundle-1"))),
+            (
+                "identifier",
+                obj(vec![
+                    ("system", s(RFC4122)),
+                    ("value", s(bundle.to_string())),
+                ]),
+            ),
+            ("type", s("message")),
+            (
+                "entry",
+                El::List(vec![
+                    entry(&header, message_header),
+                    entry(
+                        &sender_org,
+                        organisation_of(
+                            &sender_org,
+                            &format!("{NHS_PROFILE}CareConnect-ITK-Header-Organization-1"),
+                            sender.ods_code,
+                            sender.name,
+                        ),
+                    ),
+                    entry(&document_id, document_bundle),
+                ]),
+            ),
+        ],
+    )
+}
+
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
