@@ -130,10 +130,10 @@ fn write_element(out: &mut String, name: &str, el: &El) {
             out.push_str(name);
             // Extension urls and element ids are attributes in XML.
             for (k, v) in fields {
-                if (k == "url" && name.ends_with("xtension")) || k == "id" {
-                    if let El::Str(v) = v {
-                        out.push_str(&format!(" {k}=\"{}\"", escape(v)));
-                    }
+                if ((k == "url" && name.ends_with("xtension")) || k == "id")
+                    && let El::Str(v) = v
+                {
+                    out.push_str(&format!(" {k}=\"{}\"", escape(v)));
                 }
             }
             out.push('>');
