@@ -461,3 +461,191 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
     assert!(all.contains("718466001"), "{all}");
     h.finish().await;
 }
+
+type Posted = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// A Docman stand-in: checks the Inbound Document Model field by field (docs/decisions/
+/// 0008) and the bearer token; keeps what it accepted.
+async fn docman_post(
+    axum::extract::State(posted): axum::extract::State<Posted>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer docman-token") {
+        return (StatusCode::UNAUTHORIZED, String::new());
+    }
+    let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON".into());
+    };
+    let problems = docman_problems(&doc);
+    if !problems.is_empty() {
+        return (StatusCode::BAD_REQUEST, problems.join("; "));
+    }
+    posted.lock().unwrap().push(doc);
+    (StatusCode::OK, json!({"DocumentId": "d-1"}).to_string())
+}
+
+fn docman_problems(d: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut need = |ok: bool, what: &str| {
+        if !ok {
+            p.push(what.to_string());
+        }
+    };
+    need(
+        d["CaptureSource"] == 2,
+        "CaptureSource must be 2 for Docman Connect",
+    );
+    need(d["Sender"].is_object(), "Sender object");
+    need(d["Sender"]["OdsCode"].is_string(), "Sender.OdsCode");
+    let ods = d["RecipientOdsCode"].as_str().unwrap_or_default();
+    need(
+        !ods.is_empty() && ods.len() <= 10,
+        "RecipientOdsCode, at most 10",
+    );
+    need(
+        d["Patient"].is_object(),
+        "Patient object (mandatory for Connect)",
+    );
+    need(
+        d["Patient"]["NhsNumber"].is_string() || d["Patient"]["ChiNumber"].is_string(),
+        "Patient NHS or CHI number",
+    );
+    need(d["Patient"]["FamilyName"].is_string(), "Patient.FamilyName");
+    need(
+        d["Patient"]["DateOfBirth"].is_string(),
+        "Patient.DateOfBirth",
+    );
+    need(d["Document"].is_object(), "Document object");
+    need(
+        d["Document"]["FileExtension"] == "pdf",
+        "Document.FileExtension",
+    );
+    need(
+        d["Document"]["FileContent"].is_string(),
+        "Document.FileContent",
+    );
+    for flag in [
+        "ActionRequired",
+        "MedicationChanged",
+        "Urgent",
+        "Revision",
+        "Inpatient",
+    ] {
+        need(d[flag].is_boolean(), flag);
+    }
+    need(d["ClinicalCodes"].is_array(), "ClinicalCodes list");
+    for c in d["ClinicalCodes"].as_array().into_iter().flatten() {
+        need(
+            ["SNOMED", "READ2", "LOCAL"].contains(&c["Scheme"].as_str().unwrap_or_default()),
+            "ClinicalCode.Scheme",
+        );
+        need(
+            c["Code"].is_string() && c["Description"].is_string(),
+            "ClinicalCode.Code/Description",
+        );
+    }
+    need(
+        d["Notes"]
+            .as_str()
+            .is_some_and(|n| n.chars().count() <= 255),
+        "Notes, at most 255",
+    );
+    let known = [
+        "CaptureSource",
+        "Sender",
+        "RecipientOdsCode",
+        "Patient",
+        "Document",
+        "ActionRequired",
+        "MedicationChanged",
+        "Urgent",
+        "ClinicalCodes",
+        "Notes",
+        "Revision",
+        "MRNNumber",
+        "Inpatient",
+    ];
+    for k in d.as_object().into_iter().flat_map(|o| o.keys()) {
+        need(known.contains(&k.as_str()), &format!("unknown field {k}"));
+    }
+    p
+}
+
+/// Through Docman: each event one posted document (the PDF summary) with its clinical
+/// codes, for the patient's practice; a resend posts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_docman_once_with_its_clinical_codes() {
+    let posted: Posted = Default::default();
+    let app = axum::Router::new()
+        .route("/api/documents", axum::routing::post(docman_post))
+        .with_state(posted.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let docman = format!("http://{}/api/documents", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // SAFETY: values no other test reads differently.
+    unsafe {
+        std::env::set_var("CLW_TEST_LINKS_SECRET", LINKS_SECRET);
+        std::env::set_var("CLW_TEST_DOCMAN_TOKEN", "docman-token");
+    }
+    let h = Harness::start_with("mb-docman", &[], &["300ms", "1s"], |c| {
+        message_back_config(
+            c,
+            "gp-docman",
+            &format!(
+                "kind = \"docman\"\nurl = \"{docman}\"\ntoken = {{ env = \"CLW_TEST_DOCMAN_TOKEN\" }}\n\
+                 sender_ods = \"X99CLW\"\nsender_name = \"Leeds Community Links\"\nread_codes = true\n\
+                 allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n"
+            ),
+        )
+    })
+    .await;
+    let referral_id = unique("ref");
+    h.publish(&referral_id, &referral()).await;
+    h.wait_state(&referral_id, "delivered").await;
+    let port = h.gw.ingress_addr.unwrap().port();
+    let events = events_for(&referral_id);
+    for e in [&events[0], &events[2]] {
+        assert_eq!(post_event(port, "links", LINKS_SECRET, e, 0).await, 202);
+        assert_eq!(post_event(port, "links", LINKS_SECRET, e, 1).await, 202);
+    }
+    for id in ["links:evt-a1", "links:evt-s1"] {
+        eventually(&format!("{id} written"), WAIT, || async {
+            h.gw.store
+                .message("message-back", id)
+                .await
+                .unwrap()
+                .filter(|m| m.state == "delivered")
+        })
+        .await;
+    }
+    let docs = posted.lock().unwrap().clone();
+    assert_eq!(docs.len(), 2, "one document per event");
+    let accepted = docs
+        .iter()
+        .find(|d| d["Notes"].as_str().unwrap().contains("accepted"))
+        .unwrap();
+    assert_eq!(accepted["RecipientOdsCode"], "GP5");
+    assert_eq!(accepted["Patient"]["NhsNumber"], "9912003888");
+    let codes: Vec<(&str, &str)> = accepted["ClinicalCodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["Scheme"].as_str().unwrap(), c["Code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        [("SNOMED", "871731000000106"), ("READ2", "8T09.")],
+        "Read v2 beside"
+    );
+    let score = docs
+        .iter()
+        .find(|d| d["Notes"].as_str().unwrap().contains("SWEMWBS"))
+        .unwrap();
+    assert_eq!(score["ClinicalCodes"][0]["Code"], "718466001");
+    assert_eq!(score["ClinicalCodes"][0]["Value"], "19");
+    let text = MeshSandbox::pdf_text(score["Document"]["FileContent"].as_str().unwrap());
+    assert!(text.contains("SWEMWBS score 19"), "{text}");
+    h.finish().await;
+}

@@ -7,6 +7,7 @@
 pub mod breaker;
 mod charitylog;
 mod csv;
+mod docman;
 mod fhir;
 mod fhir_record;
 mod file;
@@ -81,6 +82,7 @@ kinds! {
     "practice-folder" => PracticeFolder(practice_folder),
     "fhir-record" => FhirRecord(fhir_record),
     "mesh" => Mesh(mesh),
+    "docman" => Docman(docman),
 }
 
 /// Makes one delivery attempt happen. Implemented by each kind.
