@@ -126,17 +126,34 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
         side_tasks.push(tokio::spawn(http::serve(listener, state, shutdown.clone())));
     }
     let mut ingress_addr = None;
-    if let (Some(mb), true) = (&wiring.message_back, config.ingress.enabled) {
-        let door = ingress::Door::new(&config)?;
-        let listener = http::bind_key(config.ingress.listen, "ingress.listen").await?;
-        ingress_addr = listener.local_addr().ok();
-        info!(addr = ?ingress_addr, "accepting platform events at /v1/events/{{platform}}");
-        let state = ingress::State::new(&config.ingress, mb, door, metrics.clone());
-        side_tasks.push(tokio::spawn(ingress::serve(
-            listener,
-            state,
-            shutdown.clone(),
-        )));
+    if let Some(mb) = &wiring.message_back {
+        let door = Arc::new(crate::flows::door::Door::new(&config)?);
+        if config.ingress.enabled {
+            let listener = http::bind_key(config.ingress.listen, "ingress.listen").await?;
+            ingress_addr = listener.local_addr().ok();
+            info!(addr = ?ingress_addr, "accepting platform events at /v1/events/{{platform}}");
+            let state = ingress::State::new(&config.ingress, mb, door.clone(), metrics.clone());
+            side_tasks.push(tokio::spawn(ingress::serve(
+                listener,
+                state,
+                shutdown.clone(),
+            )));
+        }
+        for (name, d) in &wiring.destinations {
+            if let Some(poller) = d.poller() {
+                let task = crate::flows::poll::run(
+                    format!("fhir-tasks-{name}"),
+                    poller,
+                    store.clone(),
+                    door.clone(),
+                    shutdown.clone(),
+                );
+                side_tasks.push(tokio::spawn(async move {
+                    task.await;
+                    Ok(())
+                }));
+            }
+        }
     }
     if let Some(mb) = &wiring.message_back {
         let (store, metrics, after, shutdown) = (

@@ -649,3 +649,113 @@ async fn every_event_reaches_docman_once_with_its_clinical_codes() {
     assert!(text.contains("SWEMWBS score 19"), "{text}");
     h.finish().await;
 }
+
+/// The closed loop for a FHIR-capable platform: the gateway polls the Tasks its FHIR
+/// destination created; the platform accepting, then completing, the Task comes back
+/// as "accepted" and "closed" events — once each, however often it is polled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_task_status_changes_become_events_once() {
+    let fhir = FhirServer::start().await;
+    let mut folder = PathBuf::new();
+    let h = Harness::start_with("mb-poll", &[], &["300ms", "1s"], |c| {
+        folder = c.gateway.data_dir.join("practice");
+        c.mappings.dir = repo_path("mappings");
+        c.destinations.insert(
+            "clw-fhir",
+            destination(&format!(
+                "kind = \"fhir\"\nbase_url = \"{}\"\nmapping = \"fhir-servicerequest\"\npoll_every = \"200ms\"\n\
+                 allow = [\"person_demographics.nhs_number\", \"person_demographics.chi_number\", \"referral_details\", \"referrer_details.name\", \"referred_to\"]\n\
+                 constants = {{ chi_system = \"https://fhir.nhs.uk/Id/chi-number\" }}\n",
+                fhir.base
+            )),
+        );
+        c.destinations.insert(
+            "pf",
+            destination(&format!(
+                "kind = \"practice-folder\"\ndir = {:?}\n\
+                 allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n",
+                folder.display().to_string()
+            )),
+        );
+        c.referrals.destinations = vec!["clw-fhir".into()];
+        c.message_back = Some(toml::from_str("writers = [\"pf\"]\n").unwrap());
+    })
+    .await;
+    let referral_id = unique("ref");
+    h.publish(&referral_id, &referral()).await;
+    h.wait_state(&referral_id, "delivered").await;
+    let tasks = fhir
+        .search(&format!(
+            "Task?identifier=https://clw-gateway.org/Id/referral|{referral_id}"
+        ))
+        .await;
+    assert_eq!(tasks.len(), 1);
+    let set_status = |status: &'static str| {
+        let mut task = tasks[0].clone();
+        let url = format!("{}/Task/{}", fhir.base, task["id"].as_str().unwrap());
+        task["status"] = json!(status);
+        async move {
+            let r = reqwest::Client::new()
+                .put(url)
+                .header("content-type", "application/fhir+json")
+                .body(task.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    let kinds = || async {
+        h.gw.store
+            .referral_events(&referral_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect::<Vec<_>>()
+    };
+    set_status("accepted").await;
+    eventually("the accepted event", WAIT, || async {
+        (kinds().await == ["referral-accepted"]).then_some(())
+    })
+    .await;
+    set_status("completed").await;
+    eventually("the closed event", WAIT, || async {
+        (kinds().await.len() == 2).then_some(())
+    })
+    .await;
+    let written = |n: usize| {
+        let folder = folder.join("GP5");
+        async move {
+            eventually("documents in the practice folder", WAIT, || async {
+                (files_in(&folder, "txt").len() == n).then_some(())
+            })
+            .await
+        }
+    };
+    written(2).await;
+    // The Task saved again (a new version, the same status): polled, and nothing new.
+    let before = h.gw.store.cursor("fhir-tasks-clw-fhir").await.unwrap();
+    set_status("completed").await;
+    eventually("the poll to pass the new version", WAIT, || async {
+        let now = h.gw.store.cursor("fhir-tasks-clw-fhir").await.unwrap();
+        (now > before).then_some(())
+    })
+    .await;
+    let id = format!(
+        "fhir-tasks-clw-fhir:task-{}-completed",
+        tasks[0]["id"].as_str().unwrap()
+    );
+    let audit = h.gw.store.audit("message-back", &id).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .map(|a| a.entry.action.as_str())
+            .collect::<Vec<_>>(),
+        ["delivered"],
+        "not queued again"
+    );
+    assert_eq!(kinds().await, ["referral-accepted", "closed"]);
+    assert_eq!(files_in(&folder.join("GP5"), "txt").len(), 2);
+    h.finish().await;
+}

@@ -5,6 +5,8 @@
 //! `ifNoneExist` on it, so a resend finds them instead of making copies. Requests are
 //! built with reqwest (not fhir-sdk's client, which retries POSTs on timeout).
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -13,7 +15,7 @@ use serde_json::{Value, json};
 use super::http::auth::{Auth, OAuth2Config};
 use super::http::{Http, endpoint, host_of};
 use super::terms::{HasHttp, destination_config};
-use super::{Build, Job, Sent, Sink};
+use super::{Build, Job, Poller, Sent, Sink};
 use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
@@ -36,6 +38,10 @@ destination_config! { @http
         /// value is the message id), used for conditional create.
         #[serde(default = "default_identifier_system")]
         pub identifier_system: String,
+        /// Poll the Tasks the gateway created this often (`Task?_lastUpdated=gt...`)
+        /// and turn their status changes into message-back events. Off when absent.
+        #[serde(default, with = "humantime_serde")]
+        pub poll_every: Option<std::time::Duration>,
     }
 }
 
@@ -48,16 +54,34 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
     let base = endpoint(b, "base_url", c.base_url.trim_end_matches('/'));
     let http = Http::build(b, c.http());
     let auth = Auth::build(b, c.token.as_ref(), c.oauth2.as_ref());
-    Some(Box::new(FhirDestination {
+    if c.poll_every.is_some_and(|d| d.is_zero()) {
+        b.problem("poll_every", "must be above zero");
+    }
+    let client = Arc::new(FhirClient {
         name: b.name.to_string(),
         base: base?,
         auth: auth?,
         identifier_system: c.identifier_system.clone(),
         http: http?,
+    });
+    Some(Box::new(FhirDestination {
+        poller: c.poll_every.map(|every| {
+            Arc::new(TaskPoller {
+                client: client.clone(),
+                every,
+            }) as Arc<dyn Poller>
+        }),
+        client,
     }))
 }
 
 struct FhirDestination {
+    client: Arc<FhirClient>,
+    poller: Option<Arc<dyn Poller>>,
+}
+
+/// What sending and polling share.
+struct FhirClient {
     name: String,
     base: Url,
     auth: Auth,
@@ -65,7 +89,18 @@ struct FhirDestination {
     http: Http,
 }
 
+impl std::ops::Deref for FhirDestination {
+    type Target = FhirClient;
+    fn deref(&self) -> &FhirClient {
+        &self.client
+    }
+}
+
 impl Sink for FhirDestination {
+    fn poller(&self) -> Option<Arc<dyn Poller>> {
+        self.poller.clone()
+    }
+
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
             let bundle = transaction(job.payload(), &self.identifier_system, job.message_id)?;
@@ -101,6 +136,152 @@ impl Sink for FhirDestination {
             })
         })
     }
+}
+
+/// Polls the Tasks this destination created: a Task's status is what the platform did
+/// with the referral (accepted, rejected, completed, cancelled). Each status a Task
+/// reaches becomes one event, whose id is the Task and the status, so polling it again
+/// adds nothing.
+struct TaskPoller {
+    client: Arc<FhirClient>,
+    every: std::time::Duration,
+}
+
+impl Poller for TaskPoller {
+    fn every(&self) -> std::time::Duration {
+        self.every
+    }
+
+    fn poll<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(Vec<crate::model::message_back::MessageBack>, Option<String>)>> {
+        Box::pin(async move {
+            let c = &self.client;
+            let mut url = c.base.clone();
+            url.path_segments_mut()
+                .map_err(|_| GatewayError::permanent(Stage::Config, "base_url cannot be a base"))?
+                .push("Task");
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("_sort", "_lastUpdated")
+                    .append_pair("_count", "100");
+                if let Some(since) = cursor {
+                    q.append_pair("_lastUpdated", &format!("gt{since}"));
+                }
+            }
+            let make = || c.http.client.get(url.clone()).header(ACCEPT, FHIR_JSON);
+            let resp = c
+                .http
+                .check(c.auth.send(&c.http, &host_of(&c.base), make).await?)?;
+            let bundle: Value =
+                serde_json::from_slice(&c.http.body(resp).await?).map_err(|_| {
+                    GatewayError::transient(
+                        Stage::Deliver,
+                        format!(
+                            "{}: the Task search answered something that is not JSON",
+                            c.name
+                        ),
+                    )
+                })?;
+            let mut events = Vec::new();
+            let mut next = cursor.map(str::to_string);
+            for task in bundle["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| &e["resource"])
+            {
+                if let Some(updated) = task.pointer("/meta/lastUpdated").and_then(Value::as_str)
+                    && next.as_deref().is_none_or(|n| updated > n)
+                {
+                    next = Some(updated.to_string());
+                }
+                if let Some(ev) = task_event(task, &c.identifier_system) {
+                    events.push(ev);
+                }
+            }
+            Ok((events, next))
+        })
+    }
+}
+
+/// The event a Task's status means, for Tasks the gateway made (its identifier).
+fn task_event(task: &Value, system: &str) -> Option<crate::model::message_back::MessageBack> {
+    use crate::model::message_back::{Closure, EventType, MessageBack, ReferralLink};
+    let referral = task["identifier"]
+        .as_array()?
+        .iter()
+        .find(|i| i["system"] == system)?["value"]
+        .as_str()?
+        .to_string();
+    let id = task["id"].as_str()?;
+    let status = task["status"].as_str()?;
+    let when = task["lastModified"]
+        .as_str()
+        .or_else(|| task.pointer("/meta/lastUpdated").and_then(Value::as_str))?
+        .to_string();
+    let reason = || {
+        let r = &task["statusReason"];
+        crate::model::Coded {
+            system: r
+                .pointer("/coding/0/system")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            code: r
+                .pointer("/coding/0/code")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            display: r
+                .pointer("/coding/0/display")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            text: r["text"].as_str().map(str::to_string),
+        }
+    };
+    let (event_type, closed, declined) = match status {
+        "accepted" | "in-progress" => (EventType::ReferralAccepted, None, None),
+        "rejected" => (EventType::ReferralDeclined, None, Some(reason())),
+        "completed" => (
+            EventType::Closed,
+            Some(Closure {
+                reason: "completed".into(),
+                outcome: task["statusReason"]["text"].as_str().map(str::to_string),
+            }),
+            None,
+        ),
+        "cancelled" => (
+            EventType::Closed,
+            Some(Closure {
+                reason: "cancelled".into(),
+                outcome: None,
+            }),
+            None,
+        ),
+        _ => return None,
+    };
+    // in-progress implies accepted: one event for both, so keyed on "accepted".
+    let key = if status == "in-progress" {
+        "accepted"
+    } else {
+        status
+    };
+    Some(MessageBack {
+        event_id: format!("task-{id}-{key}"),
+        event_type,
+        occurred_at: when,
+        referral: ReferralLink {
+            message_id: Some(referral),
+            ..Default::default()
+        },
+        declined_reason: declined,
+        contact: None,
+        assessment: None,
+        onward_referral: None,
+        closed,
+        summary: None,
+        practitioner: None,
+    })
 }
 
 /// The transaction: ServiceRequest (with the gateway identifier) and its Task.

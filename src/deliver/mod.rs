@@ -95,6 +95,23 @@ pub trait Sink: Send + Sync {
     fn resends_safely(&self) -> bool {
         true
     }
+
+    /// A way to ask the destination what became of what it was sent, when it has one.
+    fn poller(&self) -> Option<Arc<dyn Poller>> {
+        None
+    }
+}
+
+/// Asks a platform what changed since a cursor; the changes as canonical events.
+pub trait Poller: Send + Sync {
+    fn every(&self) -> std::time::Duration;
+
+    /// Events since `cursor`, and the cursor to ask from next time.
+    #[allow(clippy::type_complexity)]
+    fn poll<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(Vec<crate::model::message_back::MessageBack>, Option<String>)>>;
 }
 
 /// What one delivery attempt carries.
@@ -387,6 +404,10 @@ impl Destination {
 
     pub fn resends_safely(&self) -> bool {
         self.sink.resends_safely()
+    }
+
+    pub fn poller(&self) -> Option<Arc<dyn Poller>> {
+        self.sink.poller()
     }
 }
 

@@ -3,7 +3,9 @@
 //! to — or a [`Refusal`]. The attempt engine (`crate::engine`) does the rest, the same
 //! for every flow.
 
+pub mod door;
 pub mod message_back;
+pub mod poll;
 pub mod referral;
 
 use std::sync::Arc;
