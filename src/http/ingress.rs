@@ -162,6 +162,15 @@ impl State {
                 e.describe(),
             )));
         }
+        let ct = get(header::CONTENT_TYPE.as_str()).unwrap_or_default();
+        let ct = ct.split(';').next().unwrap_or_default().trim();
+        if !ct.eq_ignore_ascii_case(media) {
+            return Err(Box::new(refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Some("content-type"),
+                format!("send {media}"),
+            )));
+        }
         // A signature already used within the window: the same request again.
         let signature = get(signing::SIGNATURE_HEADER)
             .unwrap_or_default()
@@ -177,15 +186,6 @@ impl State {
                     "this signed request was already received (a replay); send a new request to resend",
                 )));
             }
-        }
-        let ct = get(header::CONTENT_TYPE.as_str()).unwrap_or_default();
-        let ct = ct.split(';').next().unwrap_or_default().trim();
-        if !ct.eq_ignore_ascii_case(media) {
-            return Err(Box::new(refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Some("content-type"),
-                format!("send {media}"),
-            )));
         }
         Ok(p)
     }
@@ -368,17 +368,20 @@ fn row_id(platform: &str, row: &Value) -> String {
     format!("row-{}", &hex::encode(digest)[..24])
 }
 
-/// The sheet column an error is about: the heading the failing field is read from.
+/// The sheet column an error is about: of the headings the failing field is read
+/// from, the one fewest fields read (so `Score`, not the `Event` every field tests).
 fn column_of(mapping: &Mapping, field: Option<&str>) -> Option<String> {
     let field = field?.trim_start_matches('/').replace('/', ".");
-    mapping
-        .reads()
-        .into_iter()
-        .find(|(to, _)| {
+    let reads = mapping.reads();
+    let uses = |column: &str| reads.iter().filter(|(_, c)| c == column).count();
+    reads
+        .iter()
+        .filter(|(to, _)| {
             field == *to
                 || field.starts_with(&format!("{to}."))
                 || to.starts_with(&format!("{field}."))
         })
-        .map(|(_, column)| column)
+        .min_by_key(|(_, column)| uses(column))
+        .map(|(_, column)| column.clone())
         .or(Some(field))
 }

@@ -187,12 +187,21 @@ fn shape_values(values: Vec<Value>, shape: Shape) -> Result<Vec<Value>, String> 
             Shape::Text => text(&v).map(Value::String),
             Shape::Number => match &v {
                 Value::Number(_) => Ok(v),
-                other => text(other)?
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(serde_json::Number::from_f64)
-                    .map(Value::Number)
-                    .ok_or_else(|| "is not a number".to_string()),
+                other => {
+                    let t = text(other)?;
+                    let t = t.trim();
+                    // Whole numbers stay whole ("20" is 20, not 20.0).
+                    t.parse::<i64>()
+                        .map(|i| Value::Number(i.into()))
+                        .ok()
+                        .or_else(|| {
+                            t.parse::<f64>()
+                                .ok()
+                                .and_then(serde_json::Number::from_f64)
+                                .map(Value::Number)
+                        })
+                        .ok_or_else(|| "is not a number".to_string())
+                }
             },
             Shape::Boolean => match &v {
                 Value::Bool(_) => Ok(v),

@@ -1,0 +1,429 @@
+//! The message back's doors and checks: the signed HTTP ingress refusing what it must
+//! (and queueing nothing), the spreadsheet upload naming each bad row and column and
+//! adding nothing twice, and events that cannot be trusted parked naming the field —
+//! a wrong patient, an unknown referral, an out-of-range score, an unknown code or type.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clw_gateway::app;
+use common::*;
+use serde_json::{Value, json};
+
+const SECRET: &str = "door-test-secret";
+const REFERRAL_ID: &str = "5b2e6f8a-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+
+fn event(id: &str, extra: Value) -> Value {
+    let mut e = json!({
+        "event_id": id,
+        "type": "contact",
+        "occurred_at": "2026-11-25T10:00:00Z",
+        "referral": {"message_id": REFERRAL_ID},
+        "contact": {"mode": "telephone", "date": "2026-11-25"},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+struct Sent {
+    status: u16,
+    body: Value,
+}
+
+async fn post(
+    port: u16,
+    path: &str,
+    media: &str,
+    bytes: Vec<u8>,
+    ts: i64,
+    sign_with: &str,
+) -> Sent {
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", media)
+        .header("X-CLW-Timestamp", ts.to_string())
+        .header(
+            "X-CLW-Signature",
+            clw_gateway::signing::sign(sign_with.as_bytes(), ts, &bytes),
+        )
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    Sent {
+        status,
+        body: r.json().await.unwrap_or(Value::Null),
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Every file under `dir`, however deep.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A spool-mode gateway with the message back, the platform `links` and the ingress on.
+async fn gateway(s: &Setup) -> app::Running {
+    // SAFETY: a value no other test reads differently.
+    unsafe { std::env::set_var("CLW_TEST_DOOR_SECRET", SECRET) };
+    let mut c = s.config(&format!(
+        "[ingress]\nenabled = true\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 4096\n\
+         [message_back]\nwriters = [\"practice-folder\"]\n\
+         [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"default\"\n\
+         [mappings]\ndir = \"{}\"\n",
+        repo_path("mappings").display()
+    ));
+    c.destinations = clw_gateway::config::Destinations::embedded(&c.gateway.data_dir);
+    app::start(c).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_ingress_refuses_bad_signatures_stale_times_replays_and_oversize_queueing_nothing() {
+    let s = Setup::new("door-security");
+    let gw = gateway(&s).await;
+    let port = gw.ingress_addr.unwrap().port();
+    let body = event("evt-sec-1", json!({})).to_string().into_bytes();
+    let json_type = "application/json";
+    let ev = "/v1/events/links";
+
+    let wrong = post(port, ev, json_type, body.clone(), now(), "not-the-secret").await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.body["field"], "X-CLW-Signature");
+    let stale = post(port, ev, json_type, body.clone(), now() - 3600, SECRET).await;
+    assert_eq!(stale.status, 401);
+    assert_eq!(stale.body["field"], "X-CLW-Timestamp");
+    let future = post(port, ev, json_type, body.clone(), now() + 3600, SECRET).await;
+    assert_eq!(future.status, 401);
+    let big = event("evt-sec-2", json!({"summary": "x".repeat(5000)}))
+        .to_string()
+        .into_bytes();
+    assert_eq!(
+        post(port, ev, json_type, big, now(), SECRET).await.status,
+        413
+    );
+    assert_eq!(
+        post(
+            port,
+            "/v1/events/nobody",
+            json_type,
+            body.clone(),
+            now(),
+            SECRET
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        post(port, ev, "text/plain", body.clone(), now(), SECRET)
+            .await
+            .status,
+        415
+    );
+    let data = s.dir.path();
+    assert!(
+        files(&data.join("spool/events")).is_empty(),
+        "nothing queued"
+    );
+
+    // A good request is queued; the very same request again is a replay.
+    let ts = now();
+    let ok = post(port, ev, json_type, body.clone(), ts, SECRET).await;
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    assert_eq!(ok.body["id"], "links:evt-sec-1");
+    let replay = post(port, ev, json_type, body, ts, SECRET).await;
+    assert_eq!(replay.status, 409);
+    eventually("the one event handled", Duration::from_secs(20), || async {
+        (files(&data.join("spool/events")).len() == 2).then_some(())
+    })
+    .await;
+    // /metrics is not on this listener, nor the ingress on the metrics one.
+    let metrics = format!("http://{}/v1/events/links", gw.http_addr.unwrap());
+    assert_eq!(
+        reqwest::Client::new()
+            .post(metrics)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_events_are_refused_at_the_door_naming_the_field() {
+    let s = Setup::new("door-fields");
+    let gw = gateway(&s).await;
+    let port = gw.ingress_addr.unwrap().port();
+    let cases = [
+        (
+            event(
+                "evt-f1",
+                json!({"type": "assessment", "assessment": {"instrument": "SWEMWBS", "score": 36}}),
+            ),
+            "assessment.score",
+        ),
+        (
+            event(
+                "evt-f2",
+                json!({"type": "assessment", "assessment": {"instrument": "ONS4", "items": {"life_satisfaction": 11, "worthwhile": 5, "happy_yesterday": 5, "anxious_yesterday": 5}}}),
+            ),
+            "assessment.items.life_satisfaction",
+        ),
+        (event("evt-f3", json!({"type": "phoned-up"})), "/type"),
+        (event("evt-f4", json!({"contact": null})), "contact"),
+    ];
+    for (body, field) in cases {
+        let r = post(
+            port,
+            "/v1/events/links",
+            "application/json",
+            body.to_string().into_bytes(),
+            now(),
+            SECRET,
+        )
+        .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(
+            r.body["field"].as_str().unwrap_or_default().contains(field),
+            "{field}: {}",
+            r.body
+        );
+    }
+    assert!(files(&s.dir.path().join("spool/events")).is_empty());
+    gw.stop().await.unwrap();
+}
+
+/// Events that arrive well formed but cannot be trusted are parked with the reason,
+/// and nothing is written to the practice record.
+#[tokio::test]
+async fn untrustworthy_events_are_parked_and_nothing_is_written() {
+    let s = Setup::new("door-park");
+    let gw = gateway(&s).await;
+    let port = gw.ingress_addr.unwrap().port();
+    let data = s.dir.path().to_path_buf();
+    std::fs::write(
+        data.join("spool/referrals/inbox/r1.json"),
+        referral().to_string(),
+    )
+    .unwrap();
+    eventually(
+        "the referral delivered",
+        Duration::from_secs(20),
+        || async {
+            gw.store
+                .message("referral", REFERRAL_ID)
+                .await
+                .unwrap()
+                .filter(|m| m.state == "delivered")
+        },
+    )
+    .await;
+    let cases = [
+        // Right referral, wrong patient.
+        (
+            event(
+                "evt-p1",
+                json!({"referral": {"message_id": REFERRAL_ID, "patient": {"nhs_number": "9912003888", "date_of_birth": "1971-09-11"}}}),
+            ),
+            "referral.patient.date_of_birth",
+            "possible wrong patient",
+        ),
+        (
+            event(
+                "evt-p2",
+                json!({"referral": {"message_id": REFERRAL_ID, "patient": {"family_name": "Jones"}}}),
+            ),
+            "referral.patient.family_name",
+            "possible wrong patient",
+        ),
+        // A referral the gateway never sent.
+        (
+            event(
+                "evt-p3",
+                json!({"referral": {"message_id": "no-such-referral"}}),
+            ),
+            "referral",
+            "no referral the gateway sent",
+        ),
+        // Found by the patient's number, but another patient's.
+        (
+            event(
+                "evt-p4",
+                json!({"referral": {"programme": "default", "patient": {"nhs_number": "9912003896"}}}),
+            ),
+            "referral",
+            "no referral the gateway sent",
+        ),
+        // A category the code map does not have.
+        (
+            event(
+                "evt-p5",
+                json!({"type": "onward-referral", "onward_referral": {"to": "Somewhere", "category": "astrology"}}),
+            ),
+            "onward_referral.category",
+            "is not in code map",
+        ),
+    ];
+    for (body, _, _) in &cases {
+        let r = post(
+            port,
+            "/v1/events/links",
+            "application/json",
+            body.to_string().into_bytes(),
+            now(),
+            SECRET,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    for (body, field, why) in &cases {
+        let id = format!("links:{}", body["event_id"].as_str().unwrap());
+        let m = eventually(&format!("{id} parked"), Duration::from_secs(20), || async {
+            gw.store
+                .message("message-back", &id)
+                .await
+                .unwrap()
+                .filter(|m| m.state == "parked")
+        })
+        .await;
+        let reason = m.last_error.unwrap();
+        assert!(reason.starts_with(&format!("{field}: ")), "{reason}");
+        assert!(reason.contains(why), "{reason}");
+        assert!(
+            !reason.contains("1971") && !reason.contains("Jones"),
+            "no values: {reason}"
+        );
+    }
+    assert!(files(&data.join("practice")).is_empty(), "nothing written");
+    // Found by the patient's number in the programme, it is linked and written.
+    let by_number = event(
+        "evt-p6",
+        json!({"referral": {"programme": "default", "patient": {"nhs_number": "9912003888"}}}),
+    );
+    let r = post(
+        port,
+        "/v1/events/links",
+        "application/json",
+        by_number.to_string().into_bytes(),
+        now(),
+        SECRET,
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    eventually(
+        "the linked event written",
+        Duration::from_secs(20),
+        || async { (files(&data.join("practice")).len() == 2).then_some(()) },
+    )
+    .await;
+    gw.stop().await.unwrap();
+}
+
+/// A programme's spreadsheet: good rows are queued, each bad row is named by row and
+/// column, and uploading the same sheet again (fixed) adds nothing twice.
+#[tokio::test]
+async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
+    let s = Setup::new("door-sheet");
+    let gw = gateway(&s).await;
+    let port = gw.ingress_addr.unwrap().port();
+    let data = s.dir.path().to_path_buf();
+    std::fs::write(
+        data.join("spool/referrals/inbox/r1.json"),
+        referral().to_string(),
+    )
+    .unwrap();
+    eventually(
+        "the referral delivered",
+        Duration::from_secs(20),
+        || async {
+            gw.store
+                .message("referral", REFERRAL_ID)
+                .await
+                .unwrap()
+                .filter(|m| m.state == "delivered")
+        },
+    )
+    .await;
+    let sheet = |score_row: &str| {
+        format!(
+            "\u{feff}Event,Date,Gateway reference,Mode,Minutes,Instrument,Score,Category,To,Reason,Notes\r\n\
+             Accepted,2026-11-24,{REFERRAL_ID},,,,,,,,\r\n\
+             Contact,2026-11-25,{REFERRAL_ID},telephone,20,,,,,,\"Talked about the\nallotment group\"\r\n\
+             {score_row}\r\n\
+             Closed,2027-01-30,{REFERRAL_ID},,,,,,,completed,\r\n"
+        )
+        .into_bytes()
+    };
+    let bad = post(
+        port,
+        "/v1/uploads/links",
+        "text/csv",
+        sheet(&format!("Score,2026-11-26,{REFERRAL_ID},,,SWEMWBS,41,,,,")),
+        now(),
+        SECRET,
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(bad.body["queued"], 3);
+    let errors = bad.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{}", bad.body);
+    assert_eq!(errors[0]["row"], 4);
+    assert_eq!(errors[0]["column"], "Score");
+    let events = || async { gw.store.referral_events(REFERRAL_ID).await.unwrap().len() };
+    eventually("three rows linked", Duration::from_secs(20), || async {
+        (events().await == 3).then_some(())
+    })
+    .await;
+    // Fixed and uploaded again: only the fixed row is new.
+    let good = post(
+        port,
+        "/v1/uploads/links",
+        "text/csv",
+        sheet(&format!("Score,2026-11-26,{REFERRAL_ID},,,SWEMWBS,21,,,,")),
+        now() - 1,
+        SECRET,
+    )
+    .await;
+    assert_eq!(good.status, 202, "{}", good.body);
+    assert_eq!(good.body["queued"], 4);
+    eventually(
+        "four events, each once",
+        Duration::from_secs(20),
+        || async {
+            (events().await == 4 && files(&data.join("practice")).len() == 8).then_some(())
+        },
+    )
+    .await;
+    let kinds: Vec<String> = gw
+        .store
+        .referral_events(REFERRAL_ID)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["referral-accepted", "contact", "assessment", "closed"]
+    );
+    gw.stop().await.unwrap();
+}
