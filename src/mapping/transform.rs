@@ -283,7 +283,13 @@ mod tests {
             Transform::As(Shape::Number)
                 .apply(vec![json!("42")])
                 .unwrap(),
-            [json!(42.0)]
+            [json!(42)]
+        );
+        assert_eq!(
+            Transform::As(Shape::Number)
+                .apply(vec![json!("4.5")])
+                .unwrap(),
+            [json!(4.5)]
         );
         assert_eq!(
             Transform::As(Shape::List).apply(vec![json!("x")]).unwrap(),
