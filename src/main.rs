@@ -92,7 +92,11 @@ enum Command {
 #[derive(Subcommand)]
 enum DlqCommand {
     /// List parked messages: id, stage, error class, field and reason (nothing is removed).
-    List,
+    List {
+        /// Which flow's parking queue: referral or message-back.
+        #[arg(long, default_value = "referral")]
+        flow: String,
+    },
     /// Republish parked messages to the referral queue (after the cause is fixed). Audited.
     Replay {
         /// The message id (ce-id) to replay.
@@ -104,6 +108,9 @@ enum DlqCommand {
         /// Who is replaying, for the audit log (default: $USER).
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
+        /// Which flow's parking queue: referral or message-back.
+        #[arg(long, default_value = "referral")]
+        flow: String,
     },
 }
 
@@ -150,12 +157,13 @@ async fn main() -> ExitCode {
         }
         Command::Check => return cli::check(&config).await,
         Command::Dlq { command } => match command {
-            DlqCommand::List => cli::dlq_list(&config).await,
+            DlqCommand::List { flow } => cli::dlq_list(&config, &flow).await,
             DlqCommand::Replay {
                 message_id,
                 all,
                 actor,
-            } => cli::dlq_replay(&config, message_id.as_deref(), all, &actor).await,
+                flow,
+            } => cli::dlq_replay(&config, &flow, message_id.as_deref(), all, &actor).await,
         },
         Command::Resolve {
             message_id,
@@ -170,10 +178,21 @@ async fn main() -> ExitCode {
         }
         Command::Topology { vhost } => match &config.broker {
             Some(b) => {
-                let t = broker::topology(&config, b);
+                let mut flows = vec![clw_gateway::model::Flow::Referral];
+                if config.message_back().is_some() {
+                    flows.push(clw_gateway::model::Flow::MessageBack);
+                }
+                let topologies: Vec<_> = flows
+                    .into_iter()
+                    .map(|f| broker::flow_topology(&config, b, f))
+                    .collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&t.definitions(&vhost)).unwrap_or_default()
+                    serde_json::to_string_pretty(&broker::Topology::definitions_of(
+                        &topologies,
+                        &vhost
+                    ))
+                    .unwrap_or_default()
                 );
                 Ok(())
             }

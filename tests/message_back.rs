@@ -296,6 +296,26 @@ async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
     let timeline = store.referral_events(&referral_id).await.unwrap();
     assert_eq!(timeline.len(), 8);
     assert_eq!(clw_gateway::store::derived_state(&timeline), "closed");
+    // The operator's view: the referral's timeline and what was written where.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
+        .args(["--config"])
+        .arg(&path)
+        .args(["status", &referral_id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("closed (3 contacts, 2 scores, 1 onward referrals)"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("timeline") && l.ends_with("→ gp-fhir: delivered"))
+            .count(),
+        8,
+        "{text}"
+    );
+    assert!(text.contains("assessment (SWEMWBS 25)"), "{text}");
 
     let all = |t: &'static str| fhir.search(t);
     let encounters = all("Encounter").await;

@@ -154,7 +154,13 @@ pub async fn replay(
             .write(Write::Audit(AuditEntry {
                 actor: actor.to_string(),
                 action: AuditAction::Replayed,
-                flow: Flow::Referral.as_str().into(),
+                flow: if topology.unit == "event" {
+                    Flow::MessageBack
+                } else {
+                    Flow::Referral
+                }
+                .as_str()
+                .into(),
                 message_id: id.clone(),
                 destination: None,
                 fields: Vec::new(),

@@ -191,6 +191,21 @@ impl Topology {
         Ok(())
     }
 
+    /// Definitions for several flows' topologies in one file.
+    pub fn definitions_of(all: &[Topology], vhost: &str) -> Value {
+        let mut out =
+            json!({"rabbit_version": "3.10.8", "exchanges": [], "queues": [], "bindings": []});
+        for t in all {
+            let d = t.definitions(vhost);
+            for k in ["exchanges", "queues", "bindings"] {
+                if let (Some(acc), Some(more)) = (out[k].as_array_mut(), d[k].as_array()) {
+                    acc.extend(more.iter().cloned());
+                }
+            }
+        }
+        out
+    }
+
     /// RabbitMQ definitions (management import format) for the same topology.
     pub fn definitions(&self, vhost: &str) -> Value {
         let exchanges: Vec<Value> = self

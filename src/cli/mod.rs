@@ -93,9 +93,16 @@ pub async fn check(config: &Config) -> ExitCode {
     }
 }
 
-pub async fn dlq_list(config: &Config) -> Result<()> {
+/// A flow named on the command line.
+fn flow_arg(flow: &str) -> Result<crate::model::Flow> {
+    crate::model::Flow::parse(flow).ok_or_else(|| {
+        GatewayError::invalid(Stage::Config, "--flow", "must be referral or message-back")
+    })
+}
+
+pub async fn dlq_list(config: &Config, flow: &str) -> Result<()> {
     let b = broker_config(config)?;
-    let parked = dlq::list(&b.url, &broker::topology(config, b)).await?;
+    let parked = dlq::list(&b.url, &broker::flow_topology(config, b, flow_arg(flow)?)).await?;
     if parked.is_empty() {
         println!("no parked messages");
     }
@@ -108,7 +115,14 @@ pub async fn dlq_list(config: &Config) -> Result<()> {
     Ok(())
 }
 
-pub async fn dlq_replay(config: &Config, id: Option<&str>, all: bool, actor: &str) -> Result<()> {
+pub async fn dlq_replay(
+    config: &Config,
+    flow: &str,
+    id: Option<&str>,
+    all: bool,
+    actor: &str,
+) -> Result<()> {
+    let flow = flow_arg(flow)?;
     let b = broker_config(config)?;
     let store = store(config).await?;
     let selection = match (id, all) {
@@ -117,7 +131,7 @@ pub async fn dlq_replay(config: &Config, id: Option<&str>, all: bool, actor: &st
     };
     let replayed = dlq::replay(
         &b.url,
-        &broker::topology(config, b),
+        &broker::flow_topology(config, b, flow),
         selection,
         &store,
         actor,
@@ -177,11 +191,13 @@ pub async fn status(config: &Config, id: Option<&str>, as_json: bool) -> Result<
 
 async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<()> {
     let Some(id) = id else {
-        let counts = store
-            .count_by_state(crate::model::Flow::Referral.as_str())
-            .await?;
-        for (state, n) in counts {
-            println!("{state}\t{n}");
+        for flow in [
+            crate::model::Flow::Referral,
+            crate::model::Flow::MessageBack,
+        ] {
+            for (state, n) in store.count_by_state(flow.as_str()).await? {
+                println!("{flow}\t{state}\t{n}");
+            }
         }
         return Ok(());
     };
@@ -196,8 +212,13 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
     for m in messages {
         let deliveries = store.deliveries(&m.flow, &m.message_id).await?;
         let audit = store.audit(&m.flow, &m.message_id).await?;
+        let timeline = match m.flow.as_str() {
+            "referral" => referral_timeline(store, &m.message_id).await?,
+            _ => None,
+        };
         if as_json {
             let v = json!({
+                "referral": timeline,
                 "flow": m.flow, "message_id": m.message_id, "state": m.state, "attempts": m.attempts,
                 "source": m.source, "error_class": m.error_class, "error_stage": m.error_stage,
                 "last_error": m.last_error, "received_at": ms(m.received_at), "updated_at": ms(m.updated_at),
@@ -239,6 +260,9 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
                     .unwrap_or_default()
             );
         }
+        if let Some(t) = &timeline {
+            print_timeline(t);
+        }
         for a in &audit {
             println!(
                 "audit     {} {} by {}{}{}",
@@ -259,6 +283,82 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
         }
     }
     Ok(())
+}
+
+/// A referral's life after it was sent: its state, counts, and each event with what
+/// was written where. None when the store keeps no referral record for it.
+async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_json::Value>> {
+    let Some(r) = store.referral(id).await? else {
+        return Ok(None);
+    };
+    let events = store.referral_events(id).await?;
+    let count = |k: &str| events.iter().filter(|e| e.kind == k).count();
+    let mut entries = Vec::new();
+    for e in &events {
+        let written: Vec<serde_json::Value> = store
+            .deliveries("message-back", &e.event_message_id)
+            .await?
+            .iter()
+            .map(|d| json!({"destination": d.destination, "state": d.state}))
+            .collect();
+        let state = store
+            .message("message-back", &e.event_message_id)
+            .await?
+            .map(|m| m.state);
+        entries.push(json!({
+            "occurred_at": e.occurred_at, "kind": e.kind, "detail": e.detail,
+            "event": e.event_message_id, "state": state, "written": written,
+        }));
+    }
+    Ok(Some(json!({
+        "programme": r.programme,
+        "practice": r.practice,
+        "sent_at": ms(r.created_at),
+        "state": crate::store::derived_state(&events),
+        "counts": {
+            "contacts": count("contact"),
+            "scores": count("assessment"),
+            "onward_referrals": count("onward-referral"),
+        },
+        "timeline": entries,
+    })))
+}
+
+fn print_timeline(t: &serde_json::Value) {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    println!(
+        "referral  programme {}, practice {}, {} ({} contacts, {} scores, {} onward referrals)",
+        s(&t["programme"]),
+        s(&t["practice"]),
+        s(&t["state"]),
+        t["counts"]["contacts"],
+        t["counts"]["scores"],
+        t["counts"]["onward_referrals"]
+    );
+    println!("timeline  {} sent", s(&t["sent_at"]));
+    for e in t["timeline"].as_array().into_iter().flatten() {
+        let written: Vec<String> = e["written"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|w| format!("{}: {}", s(&w["destination"]), s(&w["state"])))
+            .collect();
+        println!(
+            "timeline  {} {}{} [{}] → {}",
+            s(&e["occurred_at"]),
+            s(&e["kind"]),
+            e["detail"]
+                .as_str()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+            s(&e["state"]),
+            if written.is_empty() {
+                "nothing written".into()
+            } else {
+                written.join(", ")
+            }
+        );
+    }
 }
 
 fn ms(t: i64) -> String {
