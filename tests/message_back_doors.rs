@@ -399,7 +399,7 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
         "/v1/uploads/links",
         "text/csv",
         sheet(&format!("Score,2026-11-26,{REFERRAL_ID},,,SWEMWBS,21,,,,")),
-        now() - 1,
+        now() - 7,
         SECRET,
     )
     .await;
