@@ -427,3 +427,62 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
     );
     gw.stop().await.unwrap();
 }
+
+/// The AMQP door: a platform (or an integration engine) publishing its own event format
+/// to `{prefix}.events` with `x-clw-platform`; one it cannot trust is parked in the
+/// events' parking queue with headers naming the field.
+#[tokio::test]
+async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
+    let h = Harness::start_with("door-amqp", &[], &["200ms"], |c| {
+        c.mappings.dir = repo_path("mappings");
+        c.message_back = Some(
+            toml::from_str("writers = [\"practice-folder\"]\n[platforms.links]\n").unwrap(),
+        );
+        let practice = c.gateway.data_dir.join("practice");
+        c.destinations.insert(
+            "practice-folder",
+            destination(&format!(
+                "kind = \"practice-folder\"\ndir = {:?}\n\
+                 allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n",
+                practice.display().to_string()
+            )),
+        );
+    })
+    .await;
+    let mut events = h.t.clone();
+    events.unit = "event".into();
+    events.declare(&h.rabbit.ch).await.unwrap();
+    let publish = |body: Value| {
+        let headers = vec![
+            ("ce-id", uuid::Uuid::new_v4().to_string()),
+            (
+                "ce-type",
+                "uk.nhs.socialprescribing.messageback.v1".to_string(),
+            ),
+            ("ce-specversion", "1.0".to_string()),
+            ("x-clw-platform", "links".to_string()),
+        ];
+        let exchange = events.exchange();
+        let rabbit = &h.rabbit;
+        async move {
+            rabbit
+                .publish(&exchange, body.to_string().as_bytes(), &headers)
+                .await
+        }
+    };
+    publish(event(
+        "evt-q1",
+        json!({"type": "assessment", "assessment": {"instrument": "WEMWBS", "score": 80}}),
+    ))
+    .await;
+    publish(event("evt-q2", json!({"type": "teleported"}))).await;
+    h.wait_queue_len(&events.parked_queue(), 2).await;
+    let parked = clw_gateway::broker::dlq::list(&amqp_url(), &events)
+        .await
+        .unwrap();
+    let mut fields: Vec<String> = parked.iter().map(|p| p.field.clone()).collect();
+    fields.sort();
+    assert_eq!(fields, ["/type", "assessment.score"], "{parked:?}");
+    assert!(parked.iter().all(|p| p.error_class == "permanent"));
+    h.finish().await;
+}
