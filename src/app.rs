@@ -221,6 +221,10 @@ async fn run_source(
                 topology: broker::flow_topology(config, b, pipeline.flow()),
                 pipeline,
                 status,
+                budget: Arc::new(tokio::sync::Semaphore::new(
+                    config.intake.max_in_flight_bytes,
+                )),
+                budget_bytes: config.intake.max_in_flight_bytes,
             }
             .run(shutdown)
             .await

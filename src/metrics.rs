@@ -50,6 +50,8 @@ pub struct Metrics {
     pub awaiting: Family<ProgrammeLabels, Gauge>,
     /// Requests at the event ingress, by platform and outcome.
     pub ingress: Family<IngressLabels, Counter>,
+    /// Message handlers that panicked (their messages went back to the queue).
+    pub handler_panics: Counter,
 }
 
 impl Default for Metrics {
@@ -74,6 +76,7 @@ impl Metrics {
         let paused = Family::<DestinationLabels, Gauge>::default();
         let awaiting = Family::<ProgrammeLabels, Gauge>::default();
         let ingress = Family::<IngressLabels, Counter>::default();
+        let handler_panics = Counter::default();
         r.register(
             "messages_received",
             "Messages taken from a source",
@@ -129,8 +132,14 @@ impl Metrics {
             "Platform requests at the event ingress, by outcome",
             ingress.clone(),
         );
+        r.register(
+            "handler_panics",
+            "Message handlers that panicked; their messages went back to the queue",
+            handler_panics.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
+            handler_panics,
             paused,
             awaiting,
             ingress,

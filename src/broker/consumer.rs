@@ -50,7 +50,13 @@ pub struct BrokerSource {
     pub topology: Topology,
     pub pipeline: Arc<Pipeline>,
     pub status: Arc<BrokerStatus>,
+    /// Bytes of message bodies in flight at most (`intake.max_in_flight_bytes`).
+    pub budget: Arc<tokio::sync::Semaphore>,
+    pub budget_bytes: usize,
 }
+
+/// How long a publish may wait for the broker's confirm.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Publishes and waits for the broker's confirm. Many tasks publish on one channel at
 /// once, so confirms are pipelined rather than one-by-one.
@@ -61,16 +67,31 @@ pub async fn publish_confirmed(
     body: &[u8],
     properties: BasicProperties,
 ) -> Result<()> {
-    let confirm = ch
-        .basic_publish(
-            ShortString::from(exchange),
-            ShortString::from(routing_key),
-            BasicPublishOptions::default(),
-            body,
-            properties,
+    let publish = async {
+        Ok::<_, GatewayError>(
+            ch.basic_publish(
+                ShortString::from(exchange),
+                ShortString::from(routing_key),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await?
+            .await?,
         )
-        .await?
-        .await?;
+    };
+    // A broker in a resource alarm takes publishes and never confirms them.
+    let confirm = tokio::time::timeout(CONFIRM_TIMEOUT, publish)
+        .await
+        .map_err(|_| {
+            GatewayError::transient(
+                Stage::Broker,
+                format!(
+                    "the broker did not confirm a publish within {}s (a resource alarm?)",
+                    CONFIRM_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
     match confirm {
         Confirmation::Nack(_) => Err(GatewayError::transient(
             Stage::Broker,
@@ -111,7 +132,10 @@ impl BrokerSource {
         self.topology.declare(&ch).await?;
         ch.basic_qos(self.prefetch, BasicQosOptions::default())
             .await?;
-        let publisher = conn.create_channel().await?;
+        // Retries and parking publish on a connection of their own: a broker blocking
+        // publishers (a memory or disk alarm) must not hold up the consumer's acks.
+        let pub_conn = connect(&self.url, &format!("{} publish", self.name)).await?;
+        let publisher = pub_conn.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -134,12 +158,23 @@ impl BrokerSource {
                 _ = shutdown.wait() => break Ok(()),
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
+                        // Bodies in flight are held to a byte budget: past it, consuming waits.
+                        let bytes = delivery.data.len().clamp(1, self.budget_bytes) as u32;
+                        let permit = tokio::select! {
+                            p = self.budget.clone().acquire_many_owned(bytes) => p.ok(),
+                            _ = shutdown.wait() => None,
+                        };
                         let pipeline = self.pipeline.clone();
                         let topology = self.topology.clone();
                         let publisher = publisher.clone();
                         let source = format!("amqp:{}", self.topology.queue());
+                        let metrics = self.pipeline.metrics().clone();
                         tasks.spawn(async move {
-                            handle(&pipeline, &topology, &publisher, delivery, source).await;
+                            guarded(delivery, metrics, |delivery| async move {
+                                handle(&pipeline, &topology, &publisher, delivery, source).await;
+                            })
+                            .await;
+                            drop(permit);
                         });
                     }
                     Some(Err(e)) => {
@@ -166,9 +201,36 @@ impl BrokerSource {
         while tasks.join_next().await.is_some() {}
         let _ = ch.close(200, ShortString::from("shutdown")).await;
         let _ = publisher.close(200, ShortString::from("shutdown")).await;
+        let _ = pub_conn.close(200, ShortString::from("shutdown")).await;
         let _ = conn.close(200, ShortString::from("shutdown")).await;
         self.status.set(false);
         result
+    }
+}
+
+/// Runs a delivery's handler; if it panics, the delivery is returned to the queue (its
+/// prefetch slot freed, not leaked until the consumer stalls) and the panic counted.
+/// A message that panics every time is dead-lettered by the queue's delivery limit.
+pub async fn guarded<F, Fut>(delivery: Delivery, metrics: crate::metrics::Metrics, handler: F)
+where
+    F: FnOnce(Delivery) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures_util::FutureExt;
+    let acker = delivery.acker.clone();
+    if std::panic::AssertUnwindSafe(handler(delivery))
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        metrics.handler_panics.inc();
+        warn!("a message handler panicked; its message goes back to the queue");
+        let _ = acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await;
     }
 }
 
@@ -176,9 +238,10 @@ async fn handle(
     pipeline: &Pipeline,
     topology: &Topology,
     publisher: &Channel,
-    delivery: Delivery,
+    mut delivery: Delivery,
     source: String,
 ) {
+    // The body moves into the message; nothing holds a second copy.
     let inbound = Inbound {
         headers: headers::from_table(delivery.properties.headers().as_ref()),
         content_type: delivery
@@ -186,7 +249,7 @@ async fn handle(
             .content_type()
             .as_ref()
             .map(|c| c.as_str().to_string()),
-        body: delivery.data.clone(),
+        body: std::mem::take(&mut delivery.data),
         source,
     };
     let disposition = pipeline.process(&inbound).await;
@@ -249,7 +312,7 @@ async fn settle(
                 publisher,
                 &topology.retry_exchange(),
                 &Topology::retry_key(*tier),
-                &delivery.data,
+                &inbound.body,
                 props(table),
             )
             .await
@@ -268,7 +331,7 @@ async fn settle(
                 publisher,
                 &topology.dead_letter_exchange(),
                 "",
-                &delivery.data,
+                &inbound.body,
                 props(table),
             )
             .await

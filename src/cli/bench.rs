@@ -207,6 +207,8 @@ async fn end_to_end(
         topology: topology.clone(),
         pipeline,
         status: Arc::new(BrokerStatus::default()),
+        budget: Arc::new(tokio::sync::Semaphore::new(16 << 20)),
+        budget_bytes: 16 << 20,
     };
     let started = Instant::now();
     let task = tokio::spawn(async move { source.run(shutdown).await });

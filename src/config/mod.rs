@@ -179,12 +179,16 @@ impl Default for SpoolConfig {
 pub struct IntakeConfig {
     /// Bodies larger than this are refused before they are parsed.
     pub max_message_bytes: usize,
+    /// Bytes of message bodies held in flight at once, per consumer; past it, consuming
+    /// waits (prefetch × the largest body is more than a small pod has).
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for IntakeConfig {
     fn default() -> Self {
         IntakeConfig {
             max_message_bytes: 1024 * 1024,
+            max_in_flight_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -610,6 +614,18 @@ impl Config {
             errs.push(config_error(
                 "retry.tiers",
                 "every tier needs a delay above zero",
+            ));
+        }
+        if self.intake.max_in_flight_bytes < self.intake.max_message_bytes {
+            errs.push(config_error(
+                "intake.max_in_flight_bytes",
+                "must be at least intake.max_message_bytes",
+            ));
+        }
+        if self.intake.max_in_flight_bytes > u32::MAX as usize {
+            errs.push(config_error(
+                "intake.max_in_flight_bytes",
+                "must be at most 4 GiB",
             ));
         }
         if self.intake.max_message_bytes == 0 {

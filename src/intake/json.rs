@@ -113,9 +113,60 @@ impl<'a> Node<'a> {
     }
 }
 
+/// Deepest nesting of arrays and objects a body may have.
+pub const MAX_DEPTH: usize = 32;
+/// Most items any one array may hold (a referral Bundle has tens of entries).
+pub const MAX_ARRAY_ITEMS: usize = 1000;
+
+/// Checks a body's shape before it is parsed, in one pass over the bytes with no
+/// allocation per element: nesting no deeper than [`MAX_DEPTH`], no array longer than
+/// [`MAX_ARRAY_ITEMS`]. So a megabyte of `[{},{},...]` is refused for what it is
+/// instead of being built into a tree first.
+pub fn check_shape(body: &[u8]) -> Result<()> {
+    // For each open array: the commas at its own level so far (None for objects); its
+    // items are one more than that.
+    let mut open: Vec<Option<usize>> = Vec::new();
+    let (mut in_string, mut escaped) = (false, false);
+    let refuse = |message: String| Err(GatewayError::invalid(Stage::Intake, "$", message));
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                open.push(if b == b'[' { Some(0) } else { None });
+                if open.len() > MAX_DEPTH {
+                    return refuse(format!("nested deeper than {MAX_DEPTH} levels"));
+                }
+            }
+            b']' | b'}' => {
+                open.pop();
+            }
+            b',' => {
+                if let Some(Some(n)) = open.last_mut() {
+                    *n += 1;
+                    if *n >= MAX_ARRAY_ITEMS {
+                        return refuse(format!("an array holds more than {MAX_ARRAY_ITEMS} items"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses a JSON body whose shape is not known in advance (a platform's event). The
 /// error names the body, never its contents.
 pub fn parse_bounded(body: &[u8]) -> Result<Value> {
+    check_shape(body)?;
     serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid(
             Stage::Intake,
@@ -127,4 +178,33 @@ pub fn parse_bounded(body: &[u8]) -> Result<Value> {
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_past_the_caps_are_refused_before_parsing() {
+        assert!(check_shape(br#"{"a": [1, 2, {"b": "[[[[,,,,"}], "c": "\\\""}"#).is_ok());
+        let deep = "[".repeat(MAX_DEPTH + 1);
+        let e = check_shape(deep.as_bytes()).unwrap_err();
+        assert!(e.message.contains("nested deeper"), "{e}");
+        let wide = format!("[{}]", vec!["{}"; MAX_ARRAY_ITEMS + 1].join(","));
+        let e = check_shape(wide.as_bytes()).unwrap_err();
+        assert!(e.message.contains("more than"), "{e}");
+        let fits = format!("[{}]", vec!["{}"; MAX_ARRAY_ITEMS].join(","));
+        assert!(check_shape(fits.as_bytes()).is_ok());
+        // Commas in strings and in nested objects do not count as items.
+        let strings = format!("[\"{}\"]", ",".repeat(5000));
+        assert!(check_shape(strings.as_bytes()).is_ok());
+        let objects = format!(
+            "[{{{}}}]",
+            (0..2000)
+                .map(|i| format!("\"k{i}\": 1"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert!(check_shape(objects.as_bytes()).is_ok());
+    }
 }

@@ -22,6 +22,7 @@ pub struct DecodedReferral {
 }
 
 pub fn decode_referral(body: &[u8]) -> Result<DecodedReferral> {
+    super::json::check_shape(body)?;
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid(Stage::Intake, "$", format!("body is not valid JSON ({e})"))
     })?;
