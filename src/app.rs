@@ -7,14 +7,15 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::broker::{self, BrokerSource, BrokerStatus};
+use crate::broker::{self, BrokerSource};
 use crate::config::Config;
+use crate::engine::SourceStatus;
 use crate::engine::{Engine, Pipeline};
 use crate::error::Result;
 use crate::flows::message_back::MessageBackFront;
 use crate::flows::referral::ReferralFront;
 use crate::http::{self, HttpState};
-use crate::http::{awaiting, ingress};
+use crate::http::{gauges, ingress};
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::spool::{SpoolDirs, SpoolSource};
@@ -38,8 +39,19 @@ impl Running {
         self.wait().await
     }
 
-    pub async fn wait(self) -> Result<()> {
-        match self.task.await {
+    pub async fn wait(mut self) -> Result<()> {
+        self.wait_mut().await
+    }
+
+    /// Triggers a graceful stop and waits for it, leaving the handle in place (its
+    /// store and metrics stay readable).
+    pub async fn stop_in_place(&mut self) -> Result<()> {
+        self.trigger.trigger();
+        self.wait_mut().await
+    }
+
+    async fn wait_mut(&mut self) -> Result<()> {
+        match (&mut self.task).await {
             Ok(r) => r,
             Err(e) => Err(crate::error::GatewayError::permanent(
                 crate::error::Stage::Config,
@@ -68,10 +80,11 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
         destinations = wiring.destinations.len(),
         "configuration wired"
     );
-    let store = Store::connect(
+    let store = Store::connect_with(
         &config.store_url(),
         config.store.max_connections,
         config.store.batch_max,
+        config.store.timeouts(),
     )
     .await?;
     let metrics = Metrics::new();
@@ -104,13 +117,10 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
         }
     }
     let (trigger, shutdown) = shutdown::channel();
-    let statuses: Vec<Arc<BrokerStatus>> = match &config.broker {
-        Some(_) => flows
-            .iter()
-            .map(|_| Arc::new(BrokerStatus::default()))
-            .collect(),
-        None => Vec::new(),
-    };
+    let statuses: Vec<Arc<SourceStatus>> = flows
+        .iter()
+        .map(|(p, _)| Arc::new(SourceStatus::new(p.flow().as_str(), &metrics)))
+        .collect();
 
     let mut http_addr = None;
     let mut side_tasks = Vec::new();
@@ -121,7 +131,8 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
         let state = HttpState {
             store: store.clone(),
             metrics: metrics.clone(),
-            broker: statuses.clone(),
+            sources: statuses.clone(),
+            broker_mode: config.broker.is_some(),
         };
         side_tasks.push(tokio::spawn(http::serve(listener, state, shutdown.clone())));
     }
@@ -155,17 +166,29 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
             }
         }
     }
-    if let Some(mb) = &wiring.message_back {
-        let (store, metrics, after, shutdown) = (
-            store.clone(),
-            metrics.clone(),
-            mb.no_response_after,
-            shutdown.clone(),
-        );
+    {
+        let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
+        let after = wiring.message_back.as_ref().map(|mb| mb.no_response_after);
         side_tasks.push(tokio::spawn(async move {
-            awaiting::run(store, metrics, after, shutdown).await;
+            gauges::run(store, metrics, after, shutdown).await;
             Ok(())
         }));
+    }
+    // What lands in a parking queue is recorded in the store as it arrives.
+    if let Some(b) = &config.broker {
+        for (pipeline, _) in &flows {
+            let topology = broker::flow_topology(&config, b, pipeline.flow());
+            let task = crate::broker::dlq::record(
+                b.url.clone(),
+                topology,
+                store.clone(),
+                shutdown.clone(),
+            );
+            side_tasks.push(tokio::spawn(async move {
+                task.await;
+                Ok(())
+            }));
+        }
     }
 
     let task_store = store.clone();
@@ -178,7 +201,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                     &config,
                     pipeline,
                     folder,
-                    statuses.get(i).cloned(),
+                    statuses[i].clone(),
                     shutdown.clone(),
                 )
             });
@@ -203,11 +226,11 @@ async fn run_source(
     config: &Config,
     pipeline: Arc<Pipeline>,
     folder: &str,
-    status: Option<Arc<BrokerStatus>>,
+    status: Arc<SourceStatus>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    match (&config.broker, status) {
-        (Some(b), Some(status)) => {
+    match &config.broker {
+        Some(b) => {
             BrokerSource {
                 url: b.url.clone(),
                 // The referral consumer keeps the instance's own name (operators find
@@ -225,11 +248,12 @@ async fn run_source(
                     config.intake.max_in_flight_bytes,
                 )),
                 budget_bytes: config.intake.max_in_flight_bytes,
+                confirm_timeout: b.confirm_timeout,
             }
             .run(shutdown)
             .await
         }
-        _ => {
+        None => {
             SpoolSource {
                 dirs: SpoolDirs::for_flow(&config.spool_dir(), folder),
                 owner: pipeline.owner().to_string(),
@@ -237,6 +261,7 @@ async fn run_source(
                 concurrency: config.spool.concurrency,
                 max_bytes: config.intake.max_message_bytes,
                 pipeline,
+                status,
             }
             .run(shutdown)
             .await

@@ -15,6 +15,7 @@ pub mod intake;
 pub mod mapping;
 pub mod metrics;
 pub mod model;
+pub mod parking;
 pub mod policy;
 pub mod record;
 pub mod routing;

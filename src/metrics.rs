@@ -52,6 +52,21 @@ pub struct Metrics {
     pub ingress: Family<IngressLabels, Counter>,
     /// Message handlers that panicked (their messages went back to the queue).
     pub handler_panics: Counter,
+    /// 1 while a flow's source takes messages (broker consumer up, spool readable).
+    pub source_up: Family<FlowLabels, Gauge>,
+    /// 1 while the store answers.
+    pub store_up: Gauge,
+    /// Parked messages held in the store, not yet replayed.
+    pub parked_waiting: Family<FlowLabels, Gauge>,
+    /// Age of the oldest message received and not yet settled (delivered, withheld or parked).
+    pub oldest_unsettled: Family<FlowLabels, Gauge>,
+    /// Items removed by retention, by kind.
+    pub purged: Family<KindLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
 }
 
 impl Default for Metrics {
@@ -77,6 +92,32 @@ impl Metrics {
         let awaiting = Family::<ProgrammeLabels, Gauge>::default();
         let ingress = Family::<IngressLabels, Counter>::default();
         let handler_panics = Counter::default();
+        let source_up = Family::<FlowLabels, Gauge>::default();
+        let store_up = Gauge::default();
+        let parked_waiting = Family::<FlowLabels, Gauge>::default();
+        let oldest_unsettled = Family::<FlowLabels, Gauge>::default();
+        let purged = Family::<KindLabels, Counter>::default();
+        r.register(
+            "source_up",
+            "1 while a flow's source takes messages (broker consumer up, spool inbox readable)",
+            source_up.clone(),
+        );
+        r.register("store_up", "1 while the store answers", store_up.clone());
+        r.register(
+            "parked_waiting",
+            "Parked messages held in the store, not yet replayed",
+            parked_waiting.clone(),
+        );
+        r.register(
+            "oldest_unsettled_age_seconds",
+            "Age of the oldest message received and not yet delivered, withheld or parked",
+            oldest_unsettled.clone(),
+        );
+        r.register(
+            "purged",
+            "Items removed by retention, by kind",
+            purged.clone(),
+        );
         r.register(
             "messages_received",
             "Messages taken from a source",
@@ -140,6 +181,11 @@ impl Metrics {
         Metrics {
             registry: Arc::new(r),
             handler_panics,
+            source_up,
+            store_up,
+            parked_waiting,
+            oldest_unsettled,
+            purged,
             paused,
             awaiting,
             ingress,

@@ -162,6 +162,12 @@ fn message_back(
         .map(|(k, d)| (k.clone(), d.clone()))
         .collect();
     let mut default_writers = Vec::new();
+    if mb.writers.is_empty() {
+        problems.push(problem(
+            "message_back.writers",
+            "must name at least one record writer: an event for a practice the routes give no writers would have nowhere to go",
+        ));
+    }
     for (i, name) in mb.writers.iter().enumerate() {
         match (writers.get(name), destinations.get(name)) {
             (Some(w), _) => default_writers.push(w.clone()),

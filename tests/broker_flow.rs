@@ -144,7 +144,7 @@ async fn transient_failures_past_the_last_tier_are_parked() {
     let row = h.wait_state(&id, "parked").await;
     assert_eq!(row.attempts, 3);
     assert!(row.last_error.unwrap().contains("gave up after 3 attempts"));
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.wait_parked("referral", 1).await;
     h.finish().await;
 }
 
@@ -157,29 +157,26 @@ async fn a_400_is_parked_at_once_with_the_reason_then_replayed_when_fixed() {
     assert_eq!(row.attempts, 1, "not retried");
     assert_eq!(row.error_class.as_deref(), Some("permanent"));
     assert_eq!(h.hook.count(), 1);
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.wait_parked("referral", 1).await;
 
-    let parked = dlq::list(&amqp_url(), &h.t).await.unwrap();
+    let parked = dlq::list(&amqp_url(), &h.t, &h.gw.store).await.unwrap();
     assert_eq!(parked.len(), 1);
     let p = &parked[0];
     assert_eq!(p.message_id, id);
     assert_eq!(
-        (
-            p.stage.as_str(),
-            p.error_class.as_str(),
-            p.attempts.as_str()
-        ),
-        ("deliver", "permanent", "1")
+        (p.stage.as_str(), p.error_class.as_str(), p.attempts),
+        ("deliver", "permanent", 1)
     );
     assert!(p.reason.contains("400"), "{}", p.reason);
-    // Listing returns what it read to the queue (the broker requeues asynchronously).
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    // Listing reads the store, not the queue: nothing moves, nothing is lost.
+    h.wait_parked("referral", 1).await;
+    assert_eq!(h.rabbit.queue_len(&h.t.parked_queue()).await, 0);
 
     // the receiver is fixed (answers 200 from now on): replay
     let replayed = dlq::replay(
         &amqp_url(),
         &h.t,
-        dlq::Selection::Id(&id),
+        clw_gateway::parking::Selection::Id(&id),
         &h.gw.store,
         "test-operator",
     )
@@ -188,7 +185,7 @@ async fn a_400_is_parked_at_once_with_the_reason_then_replayed_when_fixed() {
     assert_eq!(replayed, vec![id.clone()]);
     h.wait_state(&id, "delivered").await;
     assert_eq!(h.hook.count(), 2);
-    assert_eq!(h.rabbit.queue_len(&h.t.parked_queue()).await, 0);
+    h.wait_parked("referral", 0).await;
     let r = h.wait_audit(&id, "replayed").await;
     assert_eq!(r.entry.actor, "test-operator");
     h.finish().await;
@@ -270,16 +267,15 @@ async fn malformed_inputs_are_parked_naming_the_field() {
             "{name}: reason must not carry the number"
         );
     }
-    h.wait_queue_len(&h.t.parked_queue(), cases.len() as u32)
-        .await;
-    let parked = dlq::list(&amqp_url(), &h.t).await.unwrap();
+    h.wait_parked("referral", cases.len()).await;
+    let parked = dlq::list(&amqp_url(), &h.t, &h.gw.store).await.unwrap();
     for ((name, _, field), id) in cases.iter().zip(&ids) {
         let p = parked
             .iter()
             .find(|p| &p.message_id == id)
             .unwrap_or_else(|| panic!("{name} parked"));
-        assert_eq!(&p.field, field, "{name}");
-        assert_eq!(p.attempts, "1");
+        assert_eq!(p.field.as_deref(), Some(*field), "{name}");
+        assert_eq!(p.attempts, 1);
     }
     assert_eq!(h.hook.count(), 0, "nothing malformed was delivered");
     h.finish().await;
@@ -313,7 +309,7 @@ async fn the_same_id_with_different_content_is_parked_as_such() {
     let parked = h.wait_audit(&id, "parked").await;
     let why = parked.entry.detail.unwrap();
     assert!(why.contains("same id, different content"), "{why}");
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.wait_parked("referral", 1).await;
     assert_eq!(h.hook.count(), 1, "nothing sent for the second copy");
     assert_eq!(h.state(&id).await.as_deref(), Some("delivered"));
     h.finish().await;
@@ -352,9 +348,12 @@ async fn consent_declined_sends_nothing_and_records_why() {
     assert!(w.entry.detail.as_deref().unwrap().contains("declined"));
     h.wait_queue_len(&h.t.queue(), 0).await;
     assert_eq!(h.hook.count(), 0);
-    assert_eq!(
-        h.rabbit.queue_len(&h.t.parked_queue()).await,
-        0,
+    assert!(
+        h.gw.store
+            .parked(Some("referral"), None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "policy is not an error"
     );
     h.finish().await;
@@ -634,6 +633,6 @@ async fn routes_send_each_practice_to_its_programmes_destinations() {
         })
         .sum();
     assert_eq!(rows, 2, "both routed referrals are rows in the sheet");
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.wait_parked("referral", 1).await;
     h.finish().await;
 }

@@ -104,7 +104,7 @@ async fn status_and_dlq_replay_from_the_command_line() {
     let s = &h.s;
     let id = unique("ref");
     h.publish(&id, &referral()).await;
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.wait_parked("referral", 1).await;
 
     let env = vec![
         ("CLW_STORE__URL", s.store_url.clone()),

@@ -121,9 +121,9 @@ async fn no_patient_value_leaves_in_logs_headers_reason_files_or_operator_output
     deny["entry"][7]["resource"]["provision"]["type"] = json!("deny");
     h.publish(&declined, &deny).await;
     h.wait_state(&declined, "withheld").await;
-    h.wait_queue_len(&h.t.parked_queue(), 3).await;
+    h.wait_parked("referral", 3).await;
 
-    let parked = clw_gateway::broker::dlq::list(&amqp_url(), &h.t)
+    let parked = clw_gateway::broker::dlq::list(&amqp_url(), &h.t, &h.gw.store)
         .await
         .unwrap();
     assert_eq!(parked.len(), 3);

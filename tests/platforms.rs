@@ -509,7 +509,13 @@ async fn a_refused_charitylog_key_pauses_the_destination_until_a_probe_succeeds(
         (log.lock().unwrap().refused.len() >= 3).then_some(())
     })
     .await;
-    assert_eq!(h.rabbit.queue_len(&h.t.parked_queue()).await, 0);
+    assert!(
+        h.gw.store
+            .parked(Some("referral"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     for id in [&first, &second] {
         assert_ne!(h.state(id).await.as_deref(), Some("parked"));
     }
@@ -695,19 +701,19 @@ async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
     assert!(reason.contains("clw-gateway resolve"), "{reason}");
     let d = h.gw.store.deliveries("referral", &id).await.unwrap();
     assert_eq!(d[0].state, "unknown");
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.wait_parked("referral", 1).await;
 
     // Replayed as it is: still unknown, still not sent again.
     clw_gateway::broker::dlq::replay(
         &amqp_url(),
         &h.t,
-        clw_gateway::broker::dlq::Selection::Id(&id),
+        clw_gateway::parking::Selection::Id(&id),
         &h.gw.store,
         "tester",
     )
     .await
     .unwrap();
-    h.wait_queue_len(&h.t.parked_queue(), 1).await;
+    h.wait_parked("referral", 1).await;
     // A person checks Lamplight, finds the referral there, and says so.
     h.gw.store
         .resolve("referral", &id, "lamplight", true, "tester")
@@ -716,7 +722,7 @@ async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
     clw_gateway::broker::dlq::replay(
         &amqp_url(),
         &h.t,
-        clw_gateway::broker::dlq::Selection::Id(&id),
+        clw_gateway::parking::Selection::Id(&id),
         &h.gw.store,
         "tester",
     )

@@ -3,7 +3,6 @@
 //! store, and for retries and parking, confirmed by the broker).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -22,25 +21,10 @@ use super::headers::{
     STAGE,
 };
 use super::{Topology, connect};
-use crate::engine::{Disposition, Inbound, Pipeline};
+use crate::engine::{Disposition, Inbound, Pipeline, SourceStatus};
 use crate::error::{GatewayError, Result, Stage};
 use crate::intake::envelope::ATTEMPT_HEADER;
 use crate::shutdown::Shutdown;
-
-/// Whether the source is connected and consuming (for /readyz).
-#[derive(Default)]
-pub struct BrokerStatus {
-    consuming: AtomicBool,
-}
-
-impl BrokerStatus {
-    pub fn is_consuming(&self) -> bool {
-        self.consuming.load(Ordering::Relaxed)
-    }
-    fn set(&self, v: bool) {
-        self.consuming.store(v, Ordering::Relaxed);
-    }
-}
 
 pub struct BrokerSource {
     pub url: String,
@@ -49,18 +33,64 @@ pub struct BrokerSource {
     pub prefetch: u16,
     pub topology: Topology,
     pub pipeline: Arc<Pipeline>,
-    pub status: Arc<BrokerStatus>,
+    pub status: Arc<SourceStatus>,
     /// Bytes of message bodies in flight at most (`intake.max_in_flight_bytes`).
     pub budget: Arc<tokio::sync::Semaphore>,
     pub budget_bytes: usize,
+    /// Longest wait for a publish confirm (retries, parking).
+    pub confirm_timeout: Duration,
 }
 
-/// How long a publish may wait for the broker's confirm.
+/// What a delivery's handler needs beside the delivery.
+struct Context {
+    pipeline: Arc<Pipeline>,
+    topology: Topology,
+    publisher: Channel,
+    status: Arc<SourceStatus>,
+    confirm_timeout: Duration,
+    /// A publish probe is running (see [`probe`]).
+    probing: std::sync::atomic::AtomicBool,
+}
+
+/// After publishing failed, checks whether the broker takes publishes again: an empty
+/// message to the retry exchange under a key nothing is bound to (dropped by RabbitMQ,
+/// but confirmed). Ready again once it is.
+async fn probe(cx: &Context) {
+    let ok = publish_within(
+        cx.confirm_timeout,
+        &cx.publisher,
+        &cx.topology.retry_exchange(),
+        "readiness-probe",
+        b"",
+        BasicProperties::default(),
+    )
+    .await
+    .is_ok();
+    if ok {
+        info!("the broker takes publishes again");
+        cx.status.set(true);
+    }
+    cx.probing.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// How long a publish may wait for the broker's confirm, unless configured.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Publishes and waits for the broker's confirm. Many tasks publish on one channel at
-/// once, so confirms are pipelined rather than one-by-one.
+/// Publishes and waits (up to [`CONFIRM_TIMEOUT`]) for the broker's confirm.
 pub async fn publish_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<()> {
+    publish_within(CONFIRM_TIMEOUT, ch, exchange, routing_key, body, properties).await
+}
+
+/// Publishes and waits for the broker's confirm, up to `timeout`. Many tasks publish on
+/// one channel at once, so confirms are pipelined rather than one-by-one.
+pub async fn publish_within(
+    timeout: Duration,
     ch: &Channel,
     exchange: &str,
     routing_key: &str,
@@ -81,17 +111,15 @@ pub async fn publish_confirmed(
         )
     };
     // A broker in a resource alarm takes publishes and never confirms them.
-    let confirm = tokio::time::timeout(CONFIRM_TIMEOUT, publish)
-        .await
-        .map_err(|_| {
-            GatewayError::transient(
-                Stage::Broker,
-                format!(
-                    "the broker did not confirm a publish within {}s (a resource alarm?)",
-                    CONFIRM_TIMEOUT.as_secs()
-                ),
-            )
-        })??;
+    let confirm = tokio::time::timeout(timeout, publish).await.map_err(|_| {
+        GatewayError::transient(
+            Stage::Broker,
+            format!(
+                "the broker did not confirm a publish within {}ms (a resource alarm?)",
+                timeout.as_millis()
+            ),
+        )
+    })??;
     match confirm {
         Confirmation::Nack(_) => Err(GatewayError::transient(
             Stage::Broker,
@@ -139,6 +167,17 @@ impl BrokerSource {
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
+        let context = Arc::new(Context {
+            pipeline: self.pipeline.clone(),
+            topology: self.topology.clone(),
+            publisher: publisher.clone(),
+            status: self.status.clone(),
+            confirm_timeout: self.confirm_timeout,
+            probing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let mut probe_every =
+            tokio::time::interval(self.confirm_timeout.max(Duration::from_secs(1)));
+        probe_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let tag = format!("{}-{}", self.name, uuid::Uuid::new_v4().simple());
         let mut consumer = ch
             .basic_consume(
@@ -156,6 +195,12 @@ impl BrokerSource {
             while tasks.try_join_next().is_some() {}
             tokio::select! {
                 _ = shutdown.wait() => break Ok(()),
+                _ = probe_every.tick() => {
+                    if !self.status.is_up() && !context.probing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        let cx = context.clone();
+                        tasks.spawn(async move { probe(&cx).await });
+                    }
+                }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
                         // Bodies in flight are held to a byte budget: past it, consuming waits.
@@ -164,14 +209,12 @@ impl BrokerSource {
                             p = self.budget.clone().acquire_many_owned(bytes) => p.ok(),
                             _ = shutdown.wait() => None,
                         };
-                        let pipeline = self.pipeline.clone();
-                        let topology = self.topology.clone();
-                        let publisher = publisher.clone();
+                        let cx = context.clone();
                         let source = format!("amqp:{}", self.topology.queue());
                         let metrics = self.pipeline.metrics().clone();
                         tasks.spawn(async move {
                             guarded(delivery, metrics, |delivery| async move {
-                                handle(&pipeline, &topology, &publisher, delivery, source).await;
+                                handle(&cx, delivery, source).await;
                             })
                             .await;
                             drop(permit);
@@ -234,13 +277,11 @@ where
     }
 }
 
-async fn handle(
-    pipeline: &Pipeline,
-    topology: &Topology,
-    publisher: &Channel,
-    mut delivery: Delivery,
-    source: String,
-) {
+/// After a failed settle, the wait before the message goes back to the queue: a broker
+/// refusing publishes is not hammered, nor the platform sent the message again at once.
+const REQUEUE_AFTER_FAILED_SETTLE: Duration = Duration::from_secs(5);
+
+async fn handle(cx: &Context, mut delivery: Delivery, source: String) {
     // The body moves into the message; nothing holds a second copy.
     let inbound = Inbound {
         headers: headers::from_table(delivery.properties.headers().as_ref()),
@@ -252,12 +293,21 @@ async fn handle(
         body: std::mem::take(&mut delivery.data),
         source,
     };
-    let disposition = pipeline.process(&inbound).await;
-    let settled = settle(topology, publisher, &delivery, &inbound, &disposition).await;
+    let disposition = cx.pipeline.process(&inbound).await;
+    let settled = settle(cx, &delivery, &inbound, &disposition).await;
     let acked = match settled {
-        Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+        Ok(()) => {
+            if !matches!(disposition, Disposition::Done { .. }) {
+                cx.status.set(true); // publishing works (again)
+            }
+            delivery.acker.ack(BasicAckOptions::default()).await
+        }
         Err(e) => {
+            // Not ready while the broker takes no publishes (a resource alarm): retries
+            // and parking cannot move.
+            cx.status.set(false);
             warn!(message_id = disposition.message_id(), error = %e, "could not settle; returning the message to the queue");
+            tokio::time::sleep(REQUEUE_AFTER_FAILED_SETTLE.min(cx.confirm_timeout)).await;
             delivery
                 .acker
                 .nack(BasicNackOptions {
@@ -279,8 +329,7 @@ async fn handle(
 
 /// Moves a message on to a retry tier or the parking queue, as the disposition says.
 async fn settle(
-    topology: &Topology,
-    publisher: &Channel,
+    cx: &Context,
     delivery: &Delivery,
     inbound: &Inbound,
     disposition: &Disposition,
@@ -308,9 +357,10 @@ async fn settle(
                     (ROUTING_KEY, routing_key),
                 ],
             );
-            publish_confirmed(
-                publisher,
-                &topology.retry_exchange(),
+            publish_within(
+                cx.confirm_timeout,
+                &cx.publisher,
+                &cx.topology.retry_exchange(),
                 &Topology::retry_key(*tier),
                 &inbound.body,
                 props(table),
@@ -327,9 +377,10 @@ async fn settle(
                 original,
                 &park_headers(*attempts, error, mapping, routing_key),
             );
-            publish_confirmed(
-                publisher,
-                &topology.dead_letter_exchange(),
+            publish_within(
+                cx.confirm_timeout,
+                &cx.publisher,
+                &cx.topology.dead_letter_exchange(),
                 "",
                 &inbound.body,
                 props(table),

@@ -3,6 +3,7 @@
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 use crate::intake::Headers;
+use crate::intake::envelope::ATTEMPT_HEADER;
 
 /// Headers the gateway writes on retry and parking; stripped when a message is replayed.
 pub const STAGE: &str = "x-clw-stage";
@@ -56,17 +57,44 @@ pub fn cleaned(original: Option<&FieldTable>) -> FieldTable {
     let mut t = FieldTable::default();
     if let Some(o) = original {
         for (k, v) in o.inner() {
-            let name = k.as_str();
-            if name.starts_with("x-clw-")
-                || name == "x-death"
-                || name.starts_with("x-first-death")
-                || name.starts_with("x-last-death")
-                || name == "x-delivery-count"
-            {
-                continue;
+            if !is_history(k.as_str()) {
+                t.insert(k.clone(), v.clone());
             }
-            t.insert(k.clone(), v.clone());
         }
+    }
+    t
+}
+
+/// A header of a message's retry and parking history (the gateway's or RabbitMQ's),
+/// dropped when it is replayed.
+pub fn is_history(name: &str) -> bool {
+    [
+        STAGE,
+        ERROR_CLASS,
+        ERROR,
+        FIELD,
+        ATTEMPTS,
+        MAPPING_VERSION,
+        PARKED_AT,
+        PARKED_BY,
+        ROUTING_KEY,
+        ATTEMPT_HEADER,
+    ]
+    .contains(&name)
+        || name == "x-death"
+        || name.starts_with("x-first-death")
+        || name.starts_with("x-last-death")
+        || name == "x-delivery-count"
+}
+
+/// String headers as an AMQP table.
+pub fn to_table(headers: &Headers) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in headers {
+        t.insert(
+            ShortString::from(k.as_str()),
+            AMQPValue::LongString(LongString::from(v.as_str())),
+        );
     }
     t
 }

@@ -5,9 +5,13 @@
 //! One set per flow (`{f}` = `referral` or `event`):
 //!
 //! {p}.{f}s (topic) ──#──▶ {p}.{f} (quorum, DLX {p}.{f}.dlx, delivery-limit)
-//! {p}.{f}.retry (direct) ──tier-N──▶ {p}.{f}.retry.N (TTL N) ──dead-letter──▶ {p}.{f}.requeue (fanout) ──▶ {p}.{f}
-//! {p}.{f}.dlx (fanout) ──▶ {p}.{f}.parked (quorum)
+//! {p}.{f}.retry (direct) ──tier-N──▶ {p}.{f}.retry.N (quorum, TTL N) ──dead-letter──▶ {p}.{f}.requeue (fanout) ──▶ {p}.{f}
+//! {p}.{f}.dlx (fanout) ──▶ {p}.{f}.parked (quorum) ──recorder──▶ store (parked table)
 //! ```
+//!
+//! Every argument is explicit (RabbitMQ 4 changed defaults, e.g. a quorum queue's
+//! delivery limit of 20). Dead-lettering is at-least-once (with reject-publish
+//! overflow, which it requires): a message leaves a queue only when the next has it.
 
 use std::time::Duration;
 
@@ -16,7 +20,10 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 use serde_json::{Value, json};
 
-use crate::error::Result;
+use crate::error::{GatewayError, Result, Stage};
+
+/// Redeliveries of a parked message before RabbitMQ would drop it.
+pub const PARKED_DELIVERY_LIMIT: u32 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -40,6 +47,13 @@ enum ArgValue {
 }
 
 impl Topology {
+    pub fn flow(&self) -> crate::model::Flow {
+        if self.unit == "event" {
+            crate::model::Flow::MessageBack
+        } else {
+            crate::model::Flow::Referral
+        }
+    }
     pub fn exchange(&self) -> String {
         format!("{}.{}s", self.prefix, self.unit)
     }
@@ -75,37 +89,56 @@ impl Topology {
     }
 
     fn queues(&self) -> Vec<QueueSpec> {
+        let quorum = || ("x-queue-type", ArgValue::Str("quorum".into()));
+        // Dead-lettering that keeps a message until the target has it (quorum queues,
+        // RabbitMQ 3.10+); it needs reject-publish overflow, so both are set.
+        let at_least_once = |dlx: String| {
+            [
+                ("x-dead-letter-exchange", ArgValue::Str(dlx)),
+                (
+                    "x-dead-letter-strategy",
+                    ArgValue::Str("at-least-once".into()),
+                ),
+                ("x-overflow", ArgValue::Str("reject-publish".into())),
+            ]
+        };
+        let mut main = vec![
+            quorum(),
+            (
+                "x-delivery-limit",
+                ArgValue::Int(self.delivery_limit.into()),
+            ),
+        ];
+        main.extend(at_least_once(self.dead_letter_exchange()));
         let mut q = vec![
             QueueSpec {
                 name: self.queue(),
-                args: vec![
-                    ("x-queue-type", ArgValue::Str("quorum".into())),
-                    (
-                        "x-dead-letter-exchange",
-                        ArgValue::Str(self.dead_letter_exchange()),
-                    ),
-                    (
-                        "x-delivery-limit",
-                        ArgValue::Int(self.delivery_limit.into()),
-                    ),
-                ],
+                args: main,
             },
             QueueSpec {
                 name: self.parked_queue(),
-                args: vec![("x-queue-type", ArgValue::Str("quorum".into()))],
+                // Nothing reads this queue but the recorder, which acks once the store
+                // has the message; the explicit limit (RabbitMQ 4 defaults to 20 and
+                // then drops) only matters if recorders keep crashing mid-record.
+                args: vec![
+                    quorum(),
+                    (
+                        "x-delivery-limit",
+                        ArgValue::Int(PARKED_DELIVERY_LIMIT.into()),
+                    ),
+                    ("x-overflow", ArgValue::Str("reject-publish".into())),
+                ],
             },
         ];
         for (i, ttl) in self.tiers.iter().enumerate() {
+            let mut args = vec![
+                quorum(),
+                ("x-message-ttl", ArgValue::Int(ttl.as_millis() as i64)),
+            ];
+            args.extend(at_least_once(self.requeue_exchange()));
             q.push(QueueSpec {
                 name: self.retry_queue(i),
-                args: vec![
-                    ("x-queue-type", ArgValue::Str("classic".into())),
-                    ("x-message-ttl", ArgValue::Int(ttl.as_millis() as i64)),
-                    (
-                        "x-dead-letter-exchange",
-                        ArgValue::Str(self.requeue_exchange()),
-                    ),
-                ],
+                args,
             });
         }
         q
@@ -169,14 +202,15 @@ impl Topology {
                 args.insert(ShortString::from(*k), v);
             }
             ch.queue_declare(
-                ShortString::from(q.name),
+                ShortString::from(q.name.as_str()),
                 QueueDeclareOptions {
                     durable: true,
                     ..Default::default()
                 },
                 args,
             )
-            .await?;
+            .await
+            .map_err(|e| declare_error(&q.name, e))?;
         }
         for (ex, q, key) in self.bindings() {
             ch.queue_bind(
@@ -243,5 +277,22 @@ impl Topology {
             })
             .collect();
         json!({"rabbit_version": "3.10.8", "exchanges": exchanges, "queues": queues, "bindings": bindings})
+    }
+}
+
+/// A queue that exists with other arguments (declared by an earlier version) is named
+/// with the way out, rather than a bare PRECONDITION_FAILED.
+fn declare_error(queue: &str, e: lapin::Error) -> GatewayError {
+    let text = e.to_string();
+    if text.contains("PRECONDITION_FAILED") || text.contains("inequivalent arg") {
+        GatewayError::permanent(
+            Stage::Broker,
+            format!(
+                "queue {queue} exists with other arguments than this version declares ({text}); \
+                 see docs/upgrading.md for moving its messages to the new topology"
+            ),
+        )
+    } else {
+        e.into()
     }
 }

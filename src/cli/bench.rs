@@ -16,7 +16,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 
-use crate::broker::{self, BrokerSource, BrokerStatus};
+use crate::broker::{self, BrokerSource};
 use crate::config::Config;
 use crate::engine::{Engine, Pipeline};
 use crate::error::{GatewayError, Result, Stage};
@@ -184,14 +184,16 @@ async fn end_to_end(
     topology.declare(ch).await?;
     publish_n(ch, &topology.exchange(), "referral.new", args.messages, run).await?;
 
-    let store = Store::connect(
+    let store = Store::connect_with(
         &config.store_url(),
         config.store.max_connections,
         config.store.batch_max,
+        config.store.timeouts(),
     )
     .await?;
     let wiring = Wiring::build(&config).map_err(|e| e.into_error())?;
-    let engine = Arc::new(Engine::new(store.clone(), Metrics::new(), &config));
+    let metrics = Metrics::new();
+    let engine = Arc::new(Engine::new(store.clone(), metrics.clone(), &config));
     let pipeline = Arc::new(Pipeline::new(
         engine,
         Box::new(ReferralFront::new(
@@ -206,9 +208,10 @@ async fn end_to_end(
         prefetch: args.prefetch,
         topology: topology.clone(),
         pipeline,
-        status: Arc::new(BrokerStatus::default()),
+        status: Arc::new(crate::engine::SourceStatus::new("referral", &metrics)),
         budget: Arc::new(tokio::sync::Semaphore::new(16 << 20)),
         budget_bytes: 16 << 20,
+        confirm_timeout: crate::broker::CONFIRM_TIMEOUT,
     };
     let started = Instant::now();
     let task = tokio::spawn(async move { source.run(shutdown).await });

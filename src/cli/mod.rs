@@ -7,24 +7,21 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::broker::{self, dlq};
-use crate::config::{BrokerConfig, Config};
+use crate::broker;
+use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
+use crate::parking;
 use crate::store::Store;
 use crate::wiring::Wiring;
 
 async fn store(config: &Config) -> Result<Store> {
-    Store::connect(&config.store_url(), 2, config.store.batch_max).await
-}
-
-fn broker_config(config: &Config) -> Result<&BrokerConfig> {
-    config.broker.as_ref().ok_or_else(|| {
-        GatewayError::invalid(
-            Stage::Config,
-            "broker",
-            "no [broker] configured: in spool mode parked messages are files in <spool>/referrals/failed",
-        )
-    })
+    Store::connect_with(
+        &config.store_url(),
+        2,
+        config.store.batch_max,
+        config.store.timeouts(),
+    )
+    .await
 }
 
 pub async fn check(config: &Config) -> ExitCode {
@@ -101,15 +98,34 @@ fn flow_arg(flow: &str) -> Result<crate::model::Flow> {
 }
 
 pub async fn dlq_list(config: &Config, flow: &str) -> Result<()> {
-    let b = broker_config(config)?;
-    let parked = dlq::list(&b.url, &broker::flow_topology(config, b, flow_arg(flow)?)).await?;
+    let flow = flow_arg(flow)?;
+    let store = store(config).await?;
+    let listed = async {
+        parking::sweep(config, flow, &store).await?;
+        store
+            .parked(Some(flow.as_str()), Some(crate::store::PARKED), i64::MAX)
+            .await
+    }
+    .await;
+    store.close().await;
+    let parked = listed?;
     if parked.is_empty() {
         println!("no parked messages");
     }
     for p in &parked {
         println!(
-            "{}\t{}\t{}\tattempts={}\tparked_at={}\tmapping={}\t{}",
-            p.message_id, p.stage, p.error_class, p.attempts, p.parked_at, p.mapping, p.reason
+            "{}\t{}\t{}\tattempts={}\tparked_at={}\tmapping={}\tfield={}\tkey={}\t{}",
+            p.message_id,
+            p.stage,
+            p.error_class,
+            p.attempts,
+            chrono::DateTime::from_timestamp_millis(p.parked_at)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            p.mapping.as_deref().unwrap_or("-"),
+            p.field.as_deref().unwrap_or("-"),
+            &p.key[..16],
+            p.reason
         );
     }
     Ok(())
@@ -123,19 +139,18 @@ pub async fn dlq_replay(
     actor: &str,
 ) -> Result<()> {
     let flow = flow_arg(flow)?;
-    let b = broker_config(config)?;
     let store = store(config).await?;
     let selection = match (id, all) {
-        (Some(id), false) => dlq::Selection::Id(id),
-        _ => dlq::Selection::All,
+        (Some(id), false) => parking::Selection::Id(id),
+        _ => parking::Selection::All,
     };
-    let replayed = dlq::replay(
-        &b.url,
-        &broker::flow_topology(config, b, flow),
-        selection,
-        &store,
-        actor,
-    )
+    let replayed = async {
+        parking::sweep(config, flow, &store).await?;
+        let target = parking::target(config, flow).await?;
+        let r = parking::replay(&target, &store, flow, selection, actor).await;
+        target.close().await;
+        r
+    }
     .await;
     store.close().await;
     let replayed = replayed?;
@@ -143,7 +158,7 @@ pub async fn dlq_replay(
         return Err(GatewayError::invalid(
             Stage::Broker,
             "message_id",
-            "no matching message in the parking queue",
+            "no matching parked message",
         ));
     }
     for id in &replayed {

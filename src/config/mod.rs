@@ -98,6 +98,22 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// Most writes grouped into one transaction by the store writer.
     pub batch_max: usize,
+    /// Longest wait for a connection from the pool.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Longest a statement (or one batch of writes) may run before the store is
+    /// reported unavailable.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+}
+
+impl StoreConfig {
+    pub fn timeouts(&self) -> crate::store::Timeouts {
+        crate::store::Timeouts {
+            acquire: self.acquire_timeout,
+            statement: self.statement_timeout,
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -106,6 +122,8 @@ impl Default for StoreConfig {
             url: None,
             max_connections: 8,
             batch_max: 256,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -141,6 +159,14 @@ pub struct BrokerConfig {
     /// Redeliveries after which RabbitMQ itself dead-letters a message (x-delivery-limit).
     #[serde(default = "default_delivery_limit")]
     pub delivery_limit: u32,
+    /// Longest wait for the broker to confirm a publish (a retry, a parking); past it
+    /// the message goes back to the queue and /readyz reports not ready.
+    #[serde(default = "default_confirm_timeout", with = "humantime_serde")]
+    pub confirm_timeout: Duration,
+}
+
+fn default_confirm_timeout() -> Duration {
+    crate::broker::CONFIRM_TIMEOUT
 }
 
 fn default_prefix() -> String {
@@ -609,6 +635,14 @@ impl Config {
         }
         if self.store.batch_max == 0 {
             errs.push(config_error("store.batch_max", "must be at least 1"));
+        }
+        for (key, d) in [
+            ("store.acquire_timeout", self.store.acquire_timeout),
+            ("store.statement_timeout", self.store.statement_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                errs.push(config_error(key, "must be at least 100ms"));
+            }
         }
         if self.retry.tiers.iter().any(Duration::is_zero) {
             errs.push(config_error(

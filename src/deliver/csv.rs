@@ -145,7 +145,10 @@ impl Sheet {
             }
         };
         let f = blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Patient data: owner-only.
             let f = File::options()
+                .mode(0o600)
                 .read(true)
                 .append(false)
                 .write(true)

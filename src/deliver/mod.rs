@@ -11,6 +11,7 @@ mod docman;
 mod fhir;
 mod fhir_record;
 mod file;
+pub use file::write_private;
 pub mod http;
 mod lamplight;
 mod mesh;

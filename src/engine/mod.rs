@@ -7,6 +7,7 @@
 mod decide;
 mod inflight;
 pub mod state;
+mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use tracing::{info, warn};
 pub use decide::{Decision, choose_tier, decide, defer_tier};
 use inflight::InFlight;
 pub use state::{AuditAction, DeliveryState, MessageState};
+pub use status::SourceStatus;
 
 use crate::deliver::breaker::{Gate, Transition, pauses};
 use crate::deliver::{Destination, Job, Journal, Sent, idempotency_key};

@@ -101,28 +101,12 @@ impl Door {
 /// Writes the event into the spool inbox the way a careful writer does: elsewhere
 /// first, synced, then renamed in.
 async fn spool_put(inbox: &std::path::Path, id: &str, body: Vec<u8>) -> Result<()> {
-    let inbox = inbox.to_path_buf();
     let name = format!(
         "{}-{}.json",
         crate::deliver::safe_file_stem(id),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = inbox.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, inbox.join(&name))?;
-        std::fs::File::open(&inbox)?.sync_all()
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-    .map_err(|e| GatewayError::transient(Stage::Intake, format!("cannot queue the event: {e}")))
+    crate::deliver::write_private(inbox, &name, body)
+        .await
+        .map_err(|e| GatewayError::transient(Stage::Intake, format!("cannot queue the event: {e}")))
 }

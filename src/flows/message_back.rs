@@ -101,6 +101,20 @@ impl MessageBackFront {
         check_patient(&ev, &referral).map_err(|e| refuse(&message_id, e))?;
         let coded = coded_entries(&ev, &self.codes).map_err(|e| refuse(&message_id, e))?;
         let targets = self.writers_for(&referral);
+        if targets.is_empty() {
+            // Nowhere to write it: parked for a person, never settled as done.
+            return Err(refuse(
+                &message_id,
+                GatewayError::invalid(
+                    Stage::Policy,
+                    "practice",
+                    format!(
+                        "no record writer for the referral's practice ({}): set message_back.writers or a route's record_writers",
+                        referral.practice.as_deref().unwrap_or("unknown")
+                    ),
+                ),
+            ));
+        }
         let narrative = referral.record.get("consent").and_then(Value::as_str) == Some("full");
         // The referral's state with this event counted: it only moves forward.
         let mut events = self

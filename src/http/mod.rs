@@ -1,7 +1,7 @@
 //! /healthz (the process is up), /readyz (store and broker reachable), /metrics
 //! (Prometheus); and, on a listener of its own, the platform event ingress.
 
-pub mod awaiting;
+pub mod gauges;
 pub mod ingress;
 
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::broker::BrokerStatus;
+use crate::engine::SourceStatus;
 use crate::error::{GatewayError, Result, Stage};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -25,8 +25,10 @@ use crate::store::Store;
 pub struct HttpState {
     pub store: Store,
     pub metrics: Metrics,
-    /// One per flow consuming from the broker; none in spool mode.
-    pub broker: Vec<Arc<BrokerStatus>>,
+    /// One per flow's source (broker consumer or spool inbox).
+    pub sources: Vec<Arc<SourceStatus>>,
+    /// Whether the sources are broker consumers (else spool folders).
+    pub broker_mode: bool,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -38,13 +40,25 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
-    let store_ok = s.store.ping().await.is_ok();
-    let broker = (!s.broker.is_empty()).then(|| s.broker.iter().all(|b| b.is_consuming()));
-    let ready = store_ok && broker.unwrap_or(true);
+    // A store that does not answer is unreachable, not a probe left hanging.
+    let store_ok = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.store.ping()).await,
+        Ok(Ok(()))
+    );
+    s.metrics.store_up.set(i64::from(store_ok));
+    let sources_ok = s.sources.iter().all(|x| x.is_up());
+    let ready = store_ok && sources_ok;
+    let word = |up: bool| if up { "ok" } else { "unreachable" };
+    let sources: serde_json::Map<String, serde_json::Value> = s
+        .sources
+        .iter()
+        .map(|x| (x.flow().to_string(), json!(word(x.is_up()))))
+        .collect();
     let body = json!({
         "ready": ready,
-        "store": if store_ok { "ok" } else { "unreachable" },
-        "broker": match broker { None => "not-configured", Some(true) => "ok", Some(false) => "unreachable" },
+        "store": word(store_ok),
+        "broker": if s.broker_mode { word(sources_ok) } else { "not-configured" },
+        "sources": sources,
     });
     let status = if ready {
         StatusCode::OK

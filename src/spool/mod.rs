@@ -25,11 +25,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::engine::{Disposition, Inbound, Pipeline};
+use crate::engine::{Disposition, Inbound, Pipeline, SourceStatus};
 use crate::error::{GatewayError, Result, Stage};
 use crate::intake::Headers;
 use crate::intake::envelope::ATTEMPT_HEADER;
 use crate::shutdown::Shutdown;
+use crate::store::ParkedRecord;
 
 const LOCK_FILE: &str = ".lock";
 const REASON_SUFFIX: &str = ".reason.json";
@@ -106,6 +107,83 @@ fn move_into(from: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     Err(std::io::Error::other("no free name"))
 }
 
+/// A flow's folder under the spool root.
+pub fn folder(flow: crate::model::Flow) -> &'static str {
+    match flow {
+        crate::model::Flow::Referral => "referrals",
+        crate::model::Flow::MessageBack => "events",
+    }
+}
+
+/// The parking time as a header: two parkings of the same file are two records.
+fn parked_at(at: String) -> Headers {
+    Headers::from([(crate::broker::headers::PARKED_AT.to_string(), at)])
+}
+
+/// Records in the store every parked file in failed/ it does not have yet (a file
+/// parked while the store was down); how many were new.
+pub async fn sweep_failed(
+    dirs: &SpoolDirs,
+    flow: crate::model::Flow,
+    store: &crate::store::Store,
+    max_bytes: usize,
+) -> Result<usize> {
+    let mut new = 0;
+    let entries = std::fs::read_dir(&dirs.failed).map_err(|e| {
+        GatewayError::transient(
+            Stage::Intake,
+            format!("cannot read the spool's failed folder: {e}"),
+        )
+    })?;
+    for path in entries.flatten().map(|e| e.path()).filter(|p| wanted(p)) {
+        let mut reason_path = path.clone().into_os_string();
+        reason_path.push(REASON_SUFFIX);
+        let reason: serde_json::Value = std::fs::read(&reason_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let text = |k: &str| reason.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let mut body = Vec::new();
+        if File::open(&path)
+            .and_then(|f| f.take(max_bytes as u64 + 1).read_to_end(&mut body))
+            .is_err()
+        {
+            continue;
+        }
+        let record = ParkedRecord {
+            flow: flow.as_str().to_string(),
+            message_id: text("message_id").unwrap_or_else(|| "(unknown)".into()),
+            stage: text("stage").unwrap_or_else(|| "intake".into()),
+            error_class: text("error_class").unwrap_or_else(|| "permanent".into()),
+            field: text("field"),
+            reason: text("reason").unwrap_or_else(|| "parked (no reason file)".into()),
+            attempts: reason.get("attempts").and_then(|v| v.as_i64()).unwrap_or(0),
+            mapping: None,
+            origin: format!(
+                "spool:{}",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+            ),
+            headers: parked_at(text("failed_at").unwrap_or_default()),
+            content_type: None,
+            body,
+        };
+        if store.park(&record).await? {
+            new += 1;
+        }
+    }
+    Ok(new)
+}
+
+/// Returns a parked file (from failed/) to the inbox for another try, and removes its
+/// reason file.
+pub fn requeue(parked: &Path, dirs: &SpoolDirs) -> std::io::Result<PathBuf> {
+    let to = move_into(parked, &dirs.inbox)?;
+    let mut reason = parked.as_os_str().to_owned();
+    reason.push(REASON_SUFFIX);
+    let _ = std::fs::remove_file(reason);
+    Ok(to)
+}
+
 /// Claims an inbox file into this instance's own folder: `rename` is atomic, so of
 /// several instances racing for one file exactly one gets it. The name is free in the
 /// target folder because only this instance writes there.
@@ -130,6 +208,8 @@ pub struct SpoolSource {
     pub concurrency: usize,
     pub max_bytes: usize,
     pub pipeline: Arc<Pipeline>,
+    /// Down while the inbox cannot be read or its files cannot be taken (/readyz).
+    pub status: Arc<SourceStatus>,
 }
 
 struct Running {
@@ -161,28 +241,43 @@ impl SpoolSource {
                 me.recover();
                 last_recovery = Instant::now();
             }
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&me.source.dirs.inbox)
-                .map_err(|e| {
-                    GatewayError::transient(Stage::Intake, format!("cannot read spool inbox: {e}"))
-                })?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| wanted(p))
-                .collect();
+            // An unreadable inbox (permissions, a lost mount) is reported and retried,
+            // never the end of the source.
+            let mut files: Vec<PathBuf> = match std::fs::read_dir(&me.source.dirs.inbox) {
+                Ok(entries) => entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| wanted(p))
+                    .collect(),
+                Err(e) => {
+                    me.down(&format!("cannot read the spool inbox: {e}"));
+                    Vec::new()
+                }
+            };
+            let mut healthy = true;
             files.sort();
             for file in files {
                 let permit = tokio::select! {
                     p = permits.clone().acquire_owned() => p.map_err(|_| GatewayError::transient(Stage::Intake, "spool closed"))?,
                     _ = stop.wait() => break,
                 };
-                // Taken by another instance first: not ours.
-                let Ok(claimed) = claim(&file, &me.mine) else {
-                    continue;
+                let claimed = match claim(&file, &me.mine) {
+                    Ok(c) => c,
+                    // Taken by another instance first: not ours.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        healthy = false;
+                        me.down(&format!("cannot take a file from the spool inbox: {e}"));
+                        continue;
+                    }
                 };
                 let me = me.clone();
                 let permits = permits.clone();
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move { me.handle(claimed, permit, permits, shutdown).await });
+            }
+            if healthy && std::fs::read_dir(&me.source.dirs.inbox).is_ok() {
+                me.source.status.set(true);
             }
             if shutdown.is_triggered() {
                 break;
@@ -195,6 +290,7 @@ impl SpoolSource {
         while tasks.join_next().await.is_some() {}
         // Files waiting for a retry go back to the inbox: nothing stays in processing.
         me.release_all();
+        me.source.status.set(false);
         Ok(())
     }
 }
@@ -233,6 +329,14 @@ fn safe(s: &str) -> String {
 }
 
 impl Running {
+    /// Marks the source not ready, logging once per change.
+    fn down(&self, why: &str) {
+        if self.source.status.is_up() {
+            warn!(folder = %self.source.dirs.inbox.display(), reason = why, "spool source not ready; retrying");
+        }
+        self.source.status.set(false);
+    }
+
     /// Returns the claimed files of instances that stopped (their lock is free) to the
     /// inbox, and any file an older version left directly in processing/.
     fn recover(&self) {
@@ -306,7 +410,12 @@ impl Running {
             let inbound = match self.read(&file, previous) {
                 Ok(i) => i,
                 Err(e) => {
-                    warn!(file = %file.display(), error = %e, "cannot read spool file");
+                    // Parked with the reason rather than left in processing unseen.
+                    let error = GatewayError::permanent(
+                        Stage::Intake,
+                        format!("cannot read the spool file: {e}"),
+                    );
+                    self.fail(&file, "(unread)", previous, &error).await;
                     return;
                 }
             };
@@ -326,7 +435,7 @@ impl Running {
                     error,
                     ..
                 } => {
-                    self.fail(&file, &message_id, attempts, &error);
+                    self.fail(&file, &message_id, attempts, &error).await;
                     return;
                 }
                 Disposition::Retry { tier, attempts, .. } => {
@@ -368,28 +477,59 @@ impl Running {
         })
     }
 
-    fn fail(&self, file: &Path, message_id: &str, attempts: u32, error: &GatewayError) {
-        match move_into(file, &self.source.dirs.failed) {
-            Ok(moved) => {
-                let reason = json!({
-                    "message_id": message_id,
-                    "stage": error.stage.as_str(),
-                    "error_class": error.class.as_str(),
-                    "field": error.field,
-                    "reason": error.reason(),
-                    "attempts": attempts,
-                    "failed_at": chrono::Utc::now().to_rfc3339(),
-                });
-                let mut reason_path = moved.into_os_string();
-                reason_path.push(REASON_SUFFIX);
-                if let Err(e) = std::fs::write(
-                    &reason_path,
-                    serde_json::to_vec_pretty(&reason).unwrap_or_default(),
-                ) {
-                    warn!(error = %e, "cannot write reason file");
-                }
+    /// Parks a file: into failed/ with its reason beside it, and recorded in the store
+    /// (where `dlq` and the console list and replay it).
+    async fn fail(&self, file: &Path, message_id: &str, attempts: u32, error: &GatewayError) {
+        let moved = match move_into(file, &self.source.dirs.failed) {
+            Ok(moved) => moved,
+            Err(e) => {
+                warn!(file = %file.display(), error = %e, "cannot move failed file");
+                return;
             }
-            Err(e) => warn!(file = %file.display(), error = %e, "cannot move failed file"),
+        };
+        let failed_at = chrono::Utc::now().to_rfc3339();
+        let reason = json!({
+            "message_id": message_id,
+            "stage": error.stage.as_str(),
+            "error_class": error.class.as_str(),
+            "field": error.field,
+            "reason": error.reason(),
+            "attempts": attempts,
+            "failed_at": failed_at,
+        });
+        let mut reason_path = moved.clone().into_os_string();
+        reason_path.push(REASON_SUFFIX);
+        if let Err(e) = std::fs::write(
+            &reason_path,
+            serde_json::to_vec_pretty(&reason).unwrap_or_default(),
+        ) {
+            warn!(error = %e, "cannot write reason file");
+        }
+        let mut body = Vec::new();
+        let _ = File::open(&moved).and_then(|f| {
+            f.take(self.source.max_bytes as u64 + 1)
+                .read_to_end(&mut body)
+        });
+        let record = ParkedRecord {
+            flow: self.source.pipeline.flow().as_str().to_string(),
+            message_id: message_id.to_string(),
+            stage: error.stage.as_str().to_string(),
+            error_class: error.class.as_str().to_string(),
+            field: error.field.clone(),
+            reason: error.reason(),
+            attempts: i64::from(attempts),
+            mapping: None,
+            origin: format!(
+                "spool:{}",
+                moved.file_name().and_then(|n| n.to_str()).unwrap_or("")
+            ),
+            headers: parked_at(failed_at),
+            content_type: None,
+            body,
+        };
+        if let Err(e) = self.source.pipeline.store().park(&record).await {
+            // The file and its reason stay in failed/; the next `dlq list` finds them.
+            warn!(error = %e, "cannot record a parked file in the store");
         }
     }
 }

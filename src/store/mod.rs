@@ -3,6 +3,7 @@
 //! transactions (group commit), so many in-flight messages share one fsync.
 
 mod lookup;
+mod parked;
 mod referrals;
 mod writer;
 pub mod writer_types {
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::{AuditAction, DeliveryState};
 use crate::error::{GatewayError, Result, Stage};
 pub use lookup::Known;
+pub use parked::{PARKED, ParkedBody, ParkedRecord, ParkedRow, REPLAYED};
 pub use referrals::{EventRow, ReferralRecord, derived_state};
 pub use writer::Write;
 
@@ -105,9 +107,37 @@ pub(crate) fn shaped_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long the store may take: to lend a connection, and to run one statement (or one
+/// batch of the writer). A store that does not answer in time is reported unavailable
+/// rather than waited on.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub acquire: Duration,
+    pub statement: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            acquire: Duration::from_secs(10),
+            statement: Duration::from_secs(30),
+        }
+    }
+}
+
 impl Store {
-    /// Connects, runs migrations and starts the writer task.
+    /// Connects with the default timeouts (see [`Store::connect_with`]).
     pub async fn connect(url: &str, max_connections: u32, batch_max: usize) -> Result<Store> {
+        Self::connect_with(url, max_connections, batch_max, Timeouts::default()).await
+    }
+
+    /// Connects, runs migrations and starts the writer task.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        batch_max: usize,
+        timeouts: Timeouts,
+    ) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -122,7 +152,7 @@ impl Store {
         })?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(timeouts.acquire)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -137,6 +167,15 @@ impl Store {
                         sqlx::query("PRAGMA busy_timeout = 5000")
                             .execute(&mut *conn)
                             .await?;
+                    } else {
+                        // The server ends a statement that runs too long (a lock wait, a
+                        // stuck plan); the writer's own deadline covers a silent network.
+                        sqlx::query(&format!(
+                            "SET statement_timeout = {}",
+                            timeouts.statement.as_millis()
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
                     }
                     Ok(())
                 })
@@ -150,7 +189,12 @@ impl Store {
             GatewayError::permanent(Stage::Store, format!("store migrations failed: {e}"))
         })?;
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 4);
-        tokio::spawn(writer::run(pool.clone(), rx, batch_max.max(1)));
+        tokio::spawn(writer::run(
+            pool.clone(),
+            rx,
+            batch_max.max(1),
+            timeouts.statement + Duration::from_secs(2),
+        ));
         let (lookups, lrx) = mpsc::channel(batch_max.max(1) * 4);
         tokio::spawn(lookup::run(pool.clone(), lrx, batch_max.max(1)));
         Ok(Store {

@@ -6,7 +6,9 @@ use tokio::sync::mpsc;
 
 use super::{AuditEntry, Job, now_ms, shaped_chunks};
 use crate::engine::{DeliveryState, MessageState};
-use crate::error::Result;
+use std::time::Duration;
+
+use crate::error::{GatewayError, Stage};
 
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -111,31 +113,95 @@ pub struct DeliveryUpdate {
     pub last_error: Option<String>,
 }
 
-pub(super) async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
+pub(super) async fn run(
+    pool: AnyPool,
+    mut rx: mpsc::Receiver<Job>,
+    batch_max: usize,
+    timeout: Duration,
+) {
     let mut batch = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut batch, batch_max).await > 0 {
         let writes: Vec<&Write> = batch.iter().map(|j| &j.write).collect();
-        match commit(&pool, &writes).await {
+        match bounded(timeout, commit(&pool, &writes)).await {
             Ok(mut answers) => {
                 for job in batch.drain(..).rev() {
                     let _ = job.reply.send(Ok(answers.pop().unwrap_or_default()));
                 }
             }
-            Err(_) if batch.len() > 1 => {
-                // One bad write must not fail its neighbours: retry each on its own.
+            // One bad write must not fail its neighbours: retry each on its own. But a
+            // store that is down or not answering fails the whole batch at once, not
+            // one write at a time for minutes.
+            Err(Failure::Refused(_)) if batch.len() > 1 => {
                 for job in batch.drain(..) {
-                    let r = commit(&pool, &[&job.write])
+                    let r = bounded(timeout, commit(&pool, &[&job.write]))
                         .await
-                        .map(|mut a| a.pop().unwrap_or_default());
+                        .map(|mut a| a.pop().unwrap_or_default())
+                        .map_err(Failure::into_error);
                     let _ = job.reply.send(r);
                 }
             }
-            Err(e) => {
+            Err(f) => {
+                let e = f.into_error();
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(e.clone()));
                 }
             }
         }
+    }
+}
+
+/// Why a commit failed: the store refused this batch, or the store itself is
+/// unavailable (unreachable, timed out, shutting down, busy).
+enum Failure {
+    Refused(sqlx::Error),
+    Unavailable(GatewayError),
+}
+
+impl Failure {
+    fn into_error(self) -> GatewayError {
+        match self {
+            Failure::Refused(e) => e.into(),
+            Failure::Unavailable(e) => e,
+        }
+    }
+}
+
+/// Whether an error says the store is unavailable rather than that a write was bad.
+pub(super) fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // PostgreSQL: connection exceptions (08), operator intervention (57: admin
+            // shutdown, statement timeout), insufficient resources (53). SQLite: busy
+            // or locked (5, 6).
+            code.starts_with("08")
+                || code.starts_with("57")
+                || code.starts_with("53")
+                || code == "5"
+                || code == "6"
+        }
+        _ => false,
+    }
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    work: impl std::future::Future<Output = sqlx::Result<T>>,
+) -> std::result::Result<T, Failure> {
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if unavailable(&e) => Err(Failure::Unavailable(e.into())),
+        Ok(Err(e)) => Err(Failure::Refused(e)),
+        Err(_) => Err(Failure::Unavailable(GatewayError::transient(
+            Stage::Store,
+            format!("the store did not answer within {}s", timeout.as_secs()),
+        ))),
     }
 }
 
@@ -426,7 +492,7 @@ impl Rows {
         self,
         tx: &mut Transaction<'_, Any>,
         now: i64,
-    ) -> Result<Vec<(usize, Vec<String>)>> {
+    ) -> sqlx::Result<Vec<(usize, Vec<String>)>> {
         insert(tx, &RECEIVED, &self.received).await?;
         insert(tx, &OUTCOME, &self.outcome).await?;
         insert(tx, &SETTLED, &self.settled).await?;
@@ -478,7 +544,11 @@ fn placeholders(rows: usize, columns: usize, start: usize) -> String {
 
 /// Multi-row INSERT (in chunks), numbering placeholders $1.. in order of appearance,
 /// which both PostgreSQL and SQLite read positionally.
-async fn insert(tx: &mut Transaction<'_, Any>, table: &Table, rows: &[Vec<Param>]) -> Result<()> {
+async fn insert(
+    tx: &mut Transaction<'_, Any>,
+    table: &Table,
+    rows: &[Vec<Param>],
+) -> sqlx::Result<()> {
     for chunk in shaped_chunks(rows) {
         let sql = format!(
             "{} VALUES {} {}",
@@ -501,7 +571,7 @@ async fn insert(tx: &mut Transaction<'_, Any>, table: &Table, rows: &[Vec<Param>
 }
 
 /// Takes what can be taken of one claim in one statement; the destinations it took.
-async fn claim(tx: &mut Transaction<'_, Any>, c: &Claim, now: i64) -> Result<Vec<String>> {
+async fn claim(tx: &mut Transaction<'_, Any>, c: &Claim, now: i64) -> sqlx::Result<Vec<String>> {
     if c.destinations.is_empty() {
         return Ok(Vec::new());
     }
@@ -529,13 +599,13 @@ async fn claim(tx: &mut Transaction<'_, Any>, c: &Claim, now: i64) -> Result<Vec
             .bind(c.expires_at);
     }
     let rows = q.fetch_all(&mut **tx).await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 /// Commits `writes` in one transaction: one multi-row statement per table when no key
 /// repeats, else write by write in order. Answers every write (claims with what they
 /// took, others with nothing).
-async fn commit(pool: &AnyPool, writes: &[&Write]) -> Result<Vec<Vec<String>>> {
+async fn commit(pool: &AnyPool, writes: &[&Write]) -> sqlx::Result<Vec<Vec<String>>> {
     let now = now_ms();
     let mut answers = vec![Vec::new(); writes.len()];
     let mut all = Rows::default();

@@ -143,6 +143,18 @@ pub fn referral() -> Value {
     .unwrap()
 }
 
+/// The example referral under another message id (its MessageHeader's id, which a
+/// spool file without a `ce-id` is known by).
+pub fn referral_with_id(id: &str) -> Value {
+    let mut r = referral();
+    for e in r["entry"].as_array_mut().unwrap() {
+        if e["resource"]["resourceType"] == "MessageHeader" {
+            e["resource"]["id"] = Value::String(id.to_string());
+        }
+    }
+    r
+}
+
 /// Polls `check` until it returns Some or the deadline passes.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where
@@ -670,6 +682,7 @@ pub struct Harness {
     pub rabbit: Rabbit,
     pub t: Topology,
     pub gw: clw_gateway::app::Running,
+    cleaned: bool,
 }
 
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -698,6 +711,7 @@ impl Harness {
             rabbit,
             t,
             gw,
+            cleaned: false,
         }
     }
 
@@ -726,6 +740,21 @@ impl Harness {
     pub async fn wait_queue_len(&self, queue: &str, len: u32) {
         eventually(&format!("{queue} to hold {len}"), WAIT, || async {
             (self.rabbit.queue_len(queue).await == len).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until the store holds `len` messages of `flow` parked and waiting (the
+    /// gateway's recorder moves them there from the parking queue).
+    pub async fn wait_parked(&self, flow: &str, len: usize) -> Vec<clw_gateway::store::ParkedRow> {
+        eventually(&format!("{len} {flow} messages parked"), WAIT, || async {
+            let rows = self
+                .gw
+                .store
+                .parked(Some(flow), Some(clw_gateway::store::PARKED), 10_000)
+                .await
+                .unwrap();
+            (rows.len() == len).then_some(rows)
         })
         .await
     }
@@ -765,8 +794,150 @@ impl Harness {
     }
 
     /// Stops the gateway and removes the test's queues and exchanges.
-    pub async fn finish(self) {
-        self.gw.stop().await.unwrap();
+    pub async fn finish(mut self) {
+        self.gw.stop_in_place().await.unwrap();
         self.rabbit.cleanup(&self.t).await;
+        self.cleaned = true;
+    }
+}
+
+/// A test that failed before `finish` still removes its queues (with rabbitmqctl, as
+/// the async client cannot run in a destructor).
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let mut events = self.t.clone();
+        events.unit = "event".into();
+        for q in self.t.queue_names().into_iter().chain(events.queue_names()) {
+            let _ = std::process::Command::new("rabbitmqctl")
+                .args(["-q", "delete_queue", &q])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- a TCP link that can fail
+
+/// A loopback TCP proxy in front of a service (the store, a platform) that a test can
+/// cut: `blackhole` keeps every connection open but silent (a dead network, no RST),
+/// `refuse` closes them all and refuses new ones; `pass` restores service.
+pub struct Link {
+    pub addr: std::net::SocketAddr,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    changed: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const PASS: u8 = 0;
+const BLACKHOLE: u8 = 1;
+const REFUSE: u8 = 2;
+
+impl Link {
+    pub async fn start(target: std::net::SocketAddr) -> Link {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(PASS));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let (m, c) = (mode.clone(), changed.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let (m, c) = (m.clone(), c.clone());
+                tokio::spawn(async move {
+                    match m.load(Ordering::SeqCst) {
+                        REFUSE => {}
+                        BLACKHOLE => hold_until_pass(&m, &c, client).await,
+                        _ => {
+                            if let Ok(server) = tokio::net::TcpStream::connect(target).await {
+                                relay(&m, &c, client, server).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Link {
+            addr,
+            mode,
+            changed,
+            task,
+        }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn blackhole(&self) {
+        self.set(BLACKHOLE);
+    }
+
+    pub fn refuse(&self) {
+        self.set(REFUSE);
+    }
+
+    pub fn pass(&self) {
+        self.set(PASS);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.set(REFUSE);
+        self.task.abort();
+    }
+}
+
+/// Keeps a connection open and silent until the link passes again, then closes it (a
+/// connection that lived through an outage is dead to both ends).
+async fn hold_until_pass(
+    mode: &std::sync::atomic::AtomicU8,
+    changed: &tokio::sync::Notify,
+    sockets: impl Send,
+) {
+    loop {
+        let wait = changed.notified();
+        if mode.load(std::sync::atomic::Ordering::SeqCst) != BLACKHOLE {
+            break;
+        }
+        wait.await;
+    }
+    drop(sockets);
+}
+
+async fn relay(
+    mode: &std::sync::atomic::AtomicU8,
+    changed: &tokio::sync::Notify,
+    mut client: tokio::net::TcpStream,
+    mut server: tokio::net::TcpStream,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut a, mut b) = ([0u8; 16 * 1024], [0u8; 16 * 1024]);
+    loop {
+        let wait = changed.notified();
+        match mode.load(std::sync::atomic::Ordering::SeqCst) {
+            BLACKHOLE => return hold_until_pass(mode, changed, (client, server)).await,
+            REFUSE => return,
+            _ => {}
+        }
+        tokio::select! {
+            n = client.read(&mut a) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if server.write_all(&a[..n]).await.is_err() { return },
+            },
+            n = server.read(&mut b) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if client.write_all(&b[..n]).await.is_err() { return },
+            },
+            _ = wait => {}
+        }
     }
 }
