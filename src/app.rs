@@ -174,6 +174,18 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
             Ok(())
         }));
     }
+    {
+        let task = crate::retention::run(
+            config.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        side_tasks.push(tokio::spawn(async move {
+            task.await;
+            Ok(())
+        }));
+    }
     // What lands in a parking queue is recorded in the store as it arrives.
     if let Some(b) = &config.broker {
         for (pipeline, _) in &flows {

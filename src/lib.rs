@@ -18,6 +18,7 @@ pub mod model;
 pub mod parking;
 pub mod policy;
 pub mod record;
+pub mod retention;
 pub mod routing;
 pub mod schema;
 pub mod shutdown;

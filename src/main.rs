@@ -73,6 +73,18 @@ enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
     },
+    /// Apply the [retention] periods once: remove processed spool files, outbox and
+    /// practice-folder files, CSV sheets, parked bodies, referral records, message rows and
+    /// audit rows past their period. Audited; the running service does the same every
+    /// `retention.every`.
+    Purge {
+        /// Count what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who is purging, for the audit log (default: $USER).
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+    },
     /// Print the RabbitMQ topology as a definitions file (deploy/rabbitmq/definitions.json).
     Topology {
         #[arg(long, default_value = "/")]
@@ -109,6 +121,21 @@ enum DlqCommand {
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
         /// Which flow's parking queue: referral or message-back.
+        #[arg(long, default_value = "referral")]
+        flow: String,
+    },
+    /// Close parked messages that must never be replayed (a superseded copy, an event
+    /// for the wrong patient): they leave the list, with the reason audited.
+    Dismiss {
+        /// The message id whose parked copies to dismiss.
+        message_id: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: String,
+        /// Who is dismissing, for the audit log (default: $USER).
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+        /// Which flow: referral or message-back.
         #[arg(long, default_value = "referral")]
         flow: String,
     },
@@ -164,6 +191,12 @@ async fn main() -> ExitCode {
                 actor,
                 flow,
             } => cli::dlq_replay(&config, &flow, message_id.as_deref(), all, &actor).await,
+            DlqCommand::Dismiss {
+                message_id,
+                reason,
+                actor,
+                flow,
+            } => cli::dlq_dismiss(&config, &flow, &message_id, &reason, &actor).await,
         },
         Command::Resolve {
             message_id,
@@ -176,6 +209,7 @@ async fn main() -> ExitCode {
         Command::Status { message_id, json } => {
             cli::status(&config, message_id.as_deref(), json).await
         }
+        Command::Purge { dry_run, actor } => cli::purge(&config, dry_run, &actor).await,
         Command::Topology { vhost } => match &config.broker {
             Some(b) => {
                 let mut flows = vec![clw_gateway::model::Flow::Referral];

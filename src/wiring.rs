@@ -22,6 +22,8 @@ pub struct Wiring {
     pub referrals: ReferralWiring,
     /// Present when the message back is on.
     pub message_back: Option<MessageBackWiring>,
+    /// The operator console's token, when the console is on.
+    pub console_token: Option<String>,
 }
 
 /// What the message-back flow needs.
@@ -126,10 +128,12 @@ impl Wiring {
                 &mut problems,
             )
         });
+        let console_token = console_token(config, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
         Ok(Wiring {
+            console_token,
             mappings,
             destinations,
             referrals: ReferralWiring {
@@ -140,6 +144,30 @@ impl Wiring {
             message_back,
         })
     }
+}
+
+/// The console's token when it is on: set, readable and long enough to guess at.
+fn console_token(config: &Config, problems: &mut Vec<GatewayError>) -> Option<String> {
+    if !config.console.enabled {
+        return None;
+    }
+    match config
+        .console
+        .token
+        .as_ref()
+        .map(crate::config::Secret::read)
+    {
+        None => problems.push(problem(
+            "console.token",
+            "the console is enabled: set a token (an environment variable or a file)",
+        )),
+        Some(Err(e)) => problems.push(problem("console.token", e)),
+        Some(Ok(t)) if t.len() < 16 => {
+            problems.push(problem("console.token", "must be at least 16 characters"))
+        }
+        Some(Ok(t)) => return Some(t),
+    }
+    None
 }
 
 fn problem(key: impl Into<String>, message: impl Into<String>) -> GatewayError {

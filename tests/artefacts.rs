@@ -13,11 +13,12 @@
 //! How the image's layout runs here: the temporary root stands for the image's `/`. The
 //! configuration is re-rooted, not edited: every absolute path in it (a string starting with
 //! "/") gets the temporary root in front, as a chroot would see it. What a deployment sets from
-//! outside is set here the same way, as environment variables: CLW_BROKER__URL (the test
-//! broker, with CLW_BROKER__PREFIX of this test's own so tests do not share queues),
-//! CLW_STORE__URL (SQLite in the data volume, for PostgreSQL), the two listen addresses (port 0
-//! on loopback) and every `{ env = "..." }` secret the configuration names (a dummy value).
-//! The child's environment is otherwise empty, as a container's is.
+//! outside is set here the same way, as environment variables: CLW_GATEWAY__INSTANCE and
+//! CLW_BROKER__PREFIX (a name of this test's own, so tests do not share queues),
+//! CLW_BROKER__URL (the test broker), CLW_STORE__URL (SQLite in the data volume, for
+//! PostgreSQL), the two listen addresses (port 0 on loopback) and every `{ env = "..." }` secret
+//! the configuration names (a dummy value). The child's environment is otherwise empty, as a
+//! container's is.
 
 mod common;
 
@@ -158,7 +159,10 @@ impl Image {
                     .push((keyword, args));
             }
         }
-        assert!(stages.len() >= 2, "{CONTAINERFILE}: a build stage and a runtime stage");
+        assert!(
+            stages.len() >= 2,
+            "{CONTAINERFILE}: a build stage and a runtime stage"
+        );
         Image { stages }
     }
 
@@ -226,13 +230,18 @@ impl Image {
 
     /// Where the binary built in the build stage lands.
     fn binary(&self) -> String {
-        let build = self.stages[0].name.clone().expect("the build stage is named");
+        let build = self.stages[0]
+            .name
+            .clone()
+            .expect("the build stage is named");
         Self::copies(self.runtime())
             .into_iter()
             .find(|c| c.from.as_deref() == Some(build.as_str()))
             .map(|c| {
                 assert!(
-                    c.sources.iter().all(|s| s.ends_with("/release/clw-gateway")),
+                    c.sources
+                        .iter()
+                        .all(|s| s.ends_with("/release/clw-gateway")),
                     "{CONTAINERFILE}: the release binary is what is copied from the build stage"
                 );
                 c.dest
@@ -319,7 +328,10 @@ impl Image {
     /// The image's configuration as the repository holds it.
     fn config(&self) -> toml::Table {
         let path = self.source_of(&self.config_path());
-        std::fs::read_to_string(&path).unwrap().parse().unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 }
 
@@ -339,11 +351,16 @@ fn get_str<'a>(config: &'a toml::Table, path: &[&str]) -> Option<&'a str> {
 }
 
 fn data_dir(config: &toml::Table) -> String {
-    get_str(config, &["gateway", "data_dir"]).expect("[gateway] data_dir").to_string()
+    get_str(config, &["gateway", "data_dir"])
+        .expect("[gateway] data_dir")
+        .to_string()
 }
 
 fn port_of(listen: &str) -> u16 {
-    listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or_else(|| panic!("listen {listen}: no port"))
+    listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("listen {listen}: no port"))
 }
 
 fn http_port(config: &toml::Table) -> u16 {
@@ -357,7 +374,9 @@ fn listen_ports(config: &toml::Table) -> BTreeSet<u16> {
         ports.insert(http_port(config));
     }
     if get(config, &["ingress", "enabled"]).and_then(toml::Value::as_bool) == Some(true) {
-        ports.insert(port_of(get_str(config, &["ingress", "listen"]).unwrap_or("127.0.0.1:8081")));
+        ports.insert(port_of(
+            get_str(config, &["ingress", "listen"]).unwrap_or("127.0.0.1:8081"),
+        ));
     }
     ports
 }
@@ -372,7 +391,11 @@ fn env_secrets(config: &toml::Table) -> BTreeMap<String, String> {
                     out.insert(path.to_string(), var.to_string());
                 }
                 for (k, x) in t {
-                    let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     walk(&child, x, out);
                 }
             }
@@ -409,7 +432,7 @@ fn absolute_paths(config: &toml::Table) -> BTreeSet<String> {
 fn reroot_paths(v: &mut toml::Value, root: &Path) {
     match v {
         toml::Value::String(s) if s.starts_with('/') => *s = reroot(root, s).display().to_string(),
-        toml::Value::Table(t) => t.values_mut().for_each(|x| reroot_paths(x, root)),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, x)| reroot_paths(x, root)),
         toml::Value::Array(a) => a.iter_mut().for_each(|x| reroot_paths(x, root)),
         _ => {}
     }
@@ -424,7 +447,9 @@ fn override_target(config: &toml::Table, var: &str) -> Option<(String, toml::Val
     let mut path = Vec::new();
     let segments: Vec<&str> = key.split("__").collect();
     for (i, seg) in segments.iter().enumerate() {
-        let (name, value) = table.iter().find(|(k, _)| k.replace('-', "_").eq_ignore_ascii_case(seg))?;
+        let (name, value) = table
+            .iter()
+            .find(|(k, _)| k.replace('-', "_").eq_ignore_ascii_case(seg))?;
         path.push(name.clone());
         if i + 1 == segments.len() {
             return Some((path.join("."), value.clone()));
@@ -475,7 +500,10 @@ fn k8s_docs() -> Vec<(String, Value)> {
 }
 
 fn of_kind<'a>(docs: &'a [(String, Value)], kind: &str) -> Vec<&'a Value> {
-    docs.iter().filter(|(_, d)| d["kind"] == kind).map(|(_, d)| d).collect()
+    docs.iter()
+        .filter(|(_, d)| d["kind"] == kind)
+        .map(|(_, d)| d)
+        .collect()
 }
 
 fn named<'a>(docs: &'a [(String, Value)], kind: &str, name: &str) -> &'a Value {
@@ -503,20 +531,31 @@ fn unit_service() -> Vec<(String, String)> {
         if section != "[Service]" {
             continue;
         }
-        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{UNIT}: {line}"));
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{UNIT}: {line}"));
         let v = v.trim();
-        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
         out.push((k.trim().to_string(), v.to_string()));
     }
     out
 }
 
 fn unit_values(service: &[(String, String)], key: &str) -> Vec<String> {
-    service.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+    service
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 fn unit_one(service: &[(String, String)], key: &str) -> String {
-    unit_values(service, key).pop().unwrap_or_else(|| panic!("{UNIT}: no {key}="))
+    unit_values(service, key)
+        .pop()
+        .unwrap_or_else(|| panic!("{UNIT}: no {key}="))
 }
 
 /// Environment= assignments of the unit.
@@ -524,7 +563,9 @@ fn unit_env(service: &[(String, String)]) -> BTreeMap<String, String> {
     unit_values(service, "Environment")
         .into_iter()
         .map(|a| {
-            let (k, v) = a.split_once('=').unwrap_or_else(|| panic!("{UNIT}: Environment={a}"));
+            let (k, v) = a
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{UNIT}: Environment={a}"));
             (k.to_string(), v.to_string())
         })
         .collect()
@@ -553,7 +594,10 @@ fn serving_addr(line: &str) -> Option<String> {
         return None;
     }
     let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
-    let port: String = line[at..].chars().take_while(char::is_ascii_digit).collect();
+    let port: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     (!port.is_empty() && port != "0").then(|| format!("127.0.0.1:{port}"))
 }
 
@@ -579,7 +623,9 @@ impl Running {
         let config_file = reroot(root.path(), &image.config_path());
         let mut config = toml::Value::Table(image.config());
         reroot_paths(&mut config, root.path());
-        let toml::Value::Table(config) = config else { unreachable!() };
+        let toml::Value::Table(config) = config else {
+            unreachable!()
+        };
         let config_text = toml::to_string(&config).unwrap();
         std::fs::write(&config_file, &config_text).unwrap();
 
@@ -589,20 +635,30 @@ impl Running {
             .into_iter()
             .filter(|(k, _)| k.starts_with("CLW_"))
             .map(|(k, v)| {
-                let v = if v.starts_with('/') { reroot(root.path(), &v).display().to_string() } else { v };
+                let v = if v.starts_with('/') {
+                    reroot(root.path(), &v).display().to_string()
+                } else {
+                    v
+                };
                 (k, v)
             })
             .collect();
         for var in env_secrets(&config).into_values() {
-            env.push((var.clone(), format!("artefacts-test-{}", var.to_ascii_lowercase())));
+            env.push((
+                var.clone(),
+                format!("artefacts-test-{}", var.to_ascii_lowercase()),
+            ));
         }
         env.push((
             "CLW_STORE__URL".into(),
             format!("sqlite://{}/artefacts-test.db?mode=rwc", data_dir(&config)),
         ));
+        // A name of its own: the AMQP connection name, and this test's queue prefix.
+        let name = unique("artefacts");
+        env.push(("CLW_GATEWAY__INSTANCE".into(), name.clone()));
         if config.contains_key("broker") {
             env.push(("CLW_BROKER__URL".into(), amqp_url()));
-            env.push(("CLW_BROKER__PREFIX".into(), unique("artefacts")));
+            env.push(("CLW_BROKER__PREFIX".into(), name));
         }
         env.push(("CLW_HTTP__LISTEN".into(), "127.0.0.1:0".into()));
         env.push(("CLW_INGRESS__LISTEN".into(), "127.0.0.1:0".into()));
@@ -649,7 +705,12 @@ impl Running {
 
         let deadline = Instant::now() + START_WITHIN;
         running.http = loop {
-            let found = running.log.lock().unwrap().iter().find_map(|l| serving_addr(l));
+            let found = running
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| serving_addr(l));
             if let Some(addr) = found {
                 break addr;
             }
@@ -664,7 +725,11 @@ impl Running {
         let client = reqwest::Client::new();
         let mut last = String::new();
         loop {
-            if let Ok(r) = client.get(format!("http://{}/readyz", running.http)).send().await {
+            if let Ok(r) = client
+                .get(format!("http://{}/readyz", running.http))
+                .send()
+                .await
+            {
                 let ok = r.status().is_success();
                 last = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
                 if ok {
@@ -701,7 +766,10 @@ impl Running {
         Command::new(reroot(self.root.path(), &probe[0]))
             .args(&probe[1..])
             .env_clear()
-            .env("CLW_CONFIG", reroot(self.root.path(), &self.image.config_path()))
+            .env(
+                "CLW_CONFIG",
+                reroot(self.root.path(), &self.image.config_path()),
+            )
             .env("CLW_HTTP__LISTEN", &self.http)
             .output()
             .unwrap()
@@ -711,16 +779,29 @@ impl Running {
     /// exits 0. Then its queues and exchanges are removed.
     async fn stop(mut self) {
         let pid = self.child.0.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = self.child.0.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "still running 30 s after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "still running 30 s after SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        assert!(status.success(), "exit {status} after SIGTERM:\n{}", self.log_text());
+        assert!(
+            status.success(),
+            "exit {status} after SIGTERM:\n{}",
+            self.log_text()
+        );
         if let Some(t) = self.topology.take() {
             let rabbit = Rabbit::connect().await;
             rabbit.cleanup(&t).await;
@@ -732,7 +813,9 @@ impl Running {
 /// cannot run the async client).
 impl Drop for Running {
     fn drop(&mut self) {
-        let Some(t) = self.topology.take() else { return };
+        let Some(t) = self.topology.take() else {
+            return;
+        };
         self.child.kill();
         let mut events = t.clone();
         events.unit = "event".into();
@@ -764,22 +847,25 @@ async fn the_image_layout_starts_on_its_default_configuration_and_passes_its_hea
         String::from_utf8_lossy(&probe.stdout),
         String::from_utf8_lossy(&probe.stderr)
     );
-    let health = reqwest::get(format!("http://{}/healthz", running.http)).await.unwrap();
+    let health = reqwest::get(format!("http://{}/healthz", running.http))
+        .await
+        .unwrap();
     assert!(health.status().is_success());
 
-    let root = running.root.path().to_path_buf();
-    let image_config = running.image.config_path();
+    // The probe is the repository's file the image copies; with nothing listening any more,
+    // it fails: it is not always 0.
+    let probe = running.image.source_of(&running.image.healthcheck()[0]);
     let http = running.http.clone();
     running.stop().await;
-
-    // With nothing listening, the same probe fails: it is not always 0.
-    let probe = Command::new(reroot(&root, &Image::load().healthcheck()[0]))
+    let probe = Command::new(probe)
         .env_clear()
-        .env("CLW_CONFIG", reroot(&root, &image_config))
         .env("CLW_HTTP__LISTEN", &http)
         .output()
         .unwrap();
-    assert!(!probe.status.success(), "the HEALTHCHECK passed with no gateway running");
+    assert!(
+        !probe.status.success(),
+        "the HEALTHCHECK passed with no gateway running"
+    );
 }
 
 // ------------------------------------------------------------------------- (b) paths, ports, variables
@@ -805,12 +891,16 @@ fn the_containerfile_copies_what_exists_and_holds_everything_its_configuration_n
     let volumes = image.volumes();
     let data = data_dir(&config);
     if !volumes.contains(&data) {
-        problems.push(format!("[gateway] data_dir {data} is not a VOLUME ({volumes:?})"));
+        problems.push(format!(
+            "[gateway] data_dir {data} is not a VOLUME ({volumes:?})"
+        ));
     }
     for path in absolute_paths(&config) {
         let writable = volumes.iter().any(|v| is_under(&path, v));
         if !writable && !image.holds(&path) {
-            problems.push(format!("the configuration names {path}, which the image does not hold"));
+            problems.push(format!(
+                "the configuration names {path}, which the image does not hold"
+            ));
         }
     }
     for key in [&["mappings", "dir"][..], &["referrals", "routes"][..]] {
@@ -821,10 +911,17 @@ fn the_containerfile_copies_what_exists_and_holds_everything_its_configuration_n
     }
     // The mappings' own references (schemas, fixtures) resolve inside the image.
     let mappings = get_str(&config, &["mappings", "dir"]).unwrap_or_default();
-    for (inside, source) in files.iter().filter(|(f, _)| is_under(f, mappings) && f.ends_with(".yaml")) {
+    for (inside, source) in files
+        .iter()
+        .filter(|(f, _)| is_under(f, mappings) && f.ends_with(".yaml"))
+    {
         let text = std::fs::read_to_string(source).unwrap();
-        for rel in text.split_whitespace().filter(|w| w.starts_with("../") || w.starts_with("fixtures/")) {
-            let rel = rel.trim_matches(|c| c == '"' || c == '\'' || c == ',' || c == '}' || c == ']');
+        for rel in text
+            .split_whitespace()
+            .filter(|w| w.starts_with("../") || w.starts_with("fixtures/"))
+        {
+            let rel =
+                rel.trim_matches(|c| c == '"' || c == '\'' || c == ',' || c == '}' || c == ']');
             let mut path: Vec<&str> = inside.split('/').collect();
             path.pop();
             for part in rel.split('/') {
@@ -838,13 +935,18 @@ fn the_containerfile_copies_what_exists_and_holds_everything_its_configuration_n
             }
             let resolved = path.join("/");
             if !files.contains_key(&resolved) {
-                problems.push(format!("{inside} reads {rel} ({resolved}), which the image does not hold"));
+                problems.push(format!(
+                    "{inside} reads {rel} ({resolved}), which the image does not hold"
+                ));
             }
         }
     }
     let entrypoint = image.entrypoint();
     if entrypoint[0] != image.binary() {
-        problems.push(format!("ENTRYPOINT {entrypoint:?} is not the binary at {}", image.binary()));
+        problems.push(format!(
+            "ENTRYPOINT {entrypoint:?} is not the binary at {}",
+            image.binary()
+        ));
     }
     if image.cmd().first().map(String::as_str) != Some("serve") {
         problems.push(format!("CMD {:?} does not serve", image.cmd()));
@@ -853,14 +955,99 @@ fn the_containerfile_copies_what_exists_and_holds_everything_its_configuration_n
     let probe = image.healthcheck();
     match files.get(&probe[0]) {
         Some(source) if std::fs::metadata(source).unwrap().permissions().mode() & 0o111 != 0 => {}
-        Some(source) => problems.push(format!("HEALTHCHECK {}: {} is not executable", probe[0], source.display())),
+        Some(source) => problems.push(format!(
+            "HEALTHCHECK {}: {} is not executable",
+            probe[0],
+            source.display()
+        )),
         None => problems.push(format!("HEALTHCHECK {}: not in the image", probe[0])),
     }
     let workdir = image.workdir();
     if !volumes.iter().any(|v| is_under(&workdir, v)) && !image.holds(&workdir) {
-        problems.push(format!("WORKDIR {workdir} is neither a VOLUME nor in the image"));
+        problems.push(format!(
+            "WORKDIR {workdir} is neither a VOLUME nor in the image"
+        ));
     }
-    assert!(problems.is_empty(), "{CONTAINERFILE}:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "{CONTAINERFILE}:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// `path` with `.` and `..` resolved without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// No container engine here to build the image, but its build stage can be checked for
+/// what the compiler reads: every file the crate compiles in (`include_str!`,
+/// `include_bytes!`, `migrate!`) and every bench target `Cargo.toml` declares is copied.
+#[test]
+fn the_build_stage_copies_every_file_the_crate_compiles_in() {
+    let image = Image::load();
+    let copied: Vec<PathBuf> = Image::copies(&image.stages[0])
+        .into_iter()
+        .filter(|c| c.from.is_none())
+        .flat_map(|c| c.sources)
+        .map(|s| lexical(&repo_path(&s)))
+        .collect();
+    let is_copied = |path: &Path| copied.iter().any(|c| path.starts_with(c));
+    let mut needed = Vec::new();
+    for rel in files_below(&repo_path("src")) {
+        let file = repo_path("src").join(&rel);
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for (call, base) in [
+            ("include_str!(\"", file.parent().unwrap().to_path_buf()),
+            ("include_bytes!(\"", file.parent().unwrap().to_path_buf()),
+            ("migrate!(\"", repo_path("")),
+        ] {
+            for (i, _) in text.match_indices(call) {
+                let arg = &text[i + call.len()..];
+                let arg = &arg[..arg.find('"').unwrap_or(0)];
+                needed.push((format!("src/{}", rel.display()), lexical(&base.join(arg))));
+            }
+        }
+    }
+    let manifest: toml::Table = read("Cargo.toml").parse().unwrap();
+    for bench in manifest
+        .get("bench")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = bench
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default();
+        let path = bench
+            .get("path")
+            .and_then(toml::Value::as_str)
+            .map_or_else(|| format!("benches/{name}.rs"), str::to_string);
+        needed.push(("Cargo.toml".to_string(), lexical(&repo_path(&path))));
+    }
+    needed.push(("the build".to_string(), repo_path("Cargo.lock")));
+    assert!(needed.len() > 10, "found only {needed:?}");
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(_, path)| !is_copied(path))
+        .map(|(by, path)| format!("{by} needs {}", path.display()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{CONTAINERFILE}: the build stage does not copy:\n  {}",
+        missing.join("\n  ")
+    );
 }
 
 #[test]
@@ -871,7 +1058,10 @@ fn every_port_is_the_same_in_the_configuration_the_image_compose_and_kubernetes(
     let http = http_port(&config);
     let mut problems = Vec::new();
     if image.exposed() != ports {
-        problems.push(format!("{CONTAINERFILE}: EXPOSE {:?}, the configuration listens on {ports:?}", image.exposed()));
+        problems.push(format!(
+            "{CONTAINERFILE}: EXPOSE {:?}, the configuration listens on {ports:?}",
+            image.exposed()
+        ));
     }
 
     let compose = &yaml_docs(COMPOSE)[0];
@@ -895,10 +1085,17 @@ fn every_port_is_the_same_in_the_configuration_the_image_compose_and_kubernetes(
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| (text(&p["name"]).to_string(), p["containerPort"].as_u64().unwrap() as u16))
+        .map(|p| {
+            (
+                text(&p["name"]).to_string(),
+                p["containerPort"].as_u64().unwrap() as u16,
+            )
+        })
         .collect();
     let resolve = |port: &Value| -> Option<u16> {
-        port.as_u64().map(|p| p as u16).or_else(|| by_name.get(text(port)).copied())
+        port.as_u64()
+            .map(|p| p as u16)
+            .or_else(|| by_name.get(text(port)).copied())
     };
     let container_ports: BTreeSet<u16> = by_name.values().copied().collect();
     if container_ports != ports {
@@ -910,9 +1107,12 @@ fn every_port_is_the_same_in_the_configuration_the_image_compose_and_kubernetes(
             problems.push(format!("{K8S}/deployment.yaml: {probe} probes port {port:?}, /healthz and /readyz are on {http}"));
         }
     }
-    let scrape = text(&deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]);
+    let scrape =
+        text(&deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]);
     if scrape != http.to_string() {
-        problems.push(format!("{K8S}/deployment.yaml: prometheus.io/port {scrape}, /metrics is on {http}"));
+        problems.push(format!(
+            "{K8S}/deployment.yaml: prometheus.io/port {scrape}, /metrics is on {http}"
+        ));
     }
     let service = named(&docs, "Service", "clw-gateway");
     let targets: BTreeSet<u16> = service["spec"]["ports"]
@@ -922,7 +1122,9 @@ fn every_port_is_the_same_in_the_configuration_the_image_compose_and_kubernetes(
         .filter_map(|p| resolve(&p["targetPort"]))
         .collect();
     if targets != ports {
-        problems.push(format!("{K8S}/service.yaml: targets {targets:?}, the configuration listens on {ports:?}"));
+        problems.push(format!(
+            "{K8S}/service.yaml: targets {targets:?}, the configuration listens on {ports:?}"
+        ));
     }
     assert!(problems.is_empty(), "\n  {}", problems.join("\n  "));
 }
@@ -956,35 +1158,55 @@ fn compose_runs_two_gateways_with_every_variable_the_configuration_reads() {
     let compose = &yaml_docs(COMPOSE)[0];
     let services = compose["services"].as_object().unwrap();
     let gateways = gateway_services(compose);
-    assert_eq!(gateways.len(), 2, "{COMPOSE}: two gateways built from {CONTAINERFILE}");
+    assert_eq!(
+        gateways.len(),
+        2,
+        "{COMPOSE}: two gateways built from {CONTAINERFILE}"
+    );
     let mut needed: BTreeSet<String> = env_secrets(&config).into_values().collect();
     needed.extend(["CLW_BROKER__URL".to_string(), "CLW_STORE__URL".to_string()]);
     let mut problems = Vec::new();
     let mut instances = BTreeSet::new();
     for (name, gateway) in &gateways {
-        let env = gateway["environment"].as_object().cloned().unwrap_or_default();
+        let env = gateway["environment"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let set: BTreeSet<String> = env.keys().cloned().collect();
         for var in needed.difference(&set) {
             problems.push(format!("{name} does not set {var}"));
         }
         for (var, value) in &env {
-            if text(value).is_empty() {
+            if value.is_null() || value.as_str() == Some("") {
                 problems.push(format!("{name}: {var} is empty"));
             }
         }
-        problems.extend(overrides_resolve(&config, &set, &format!("{COMPOSE} {name}")));
+        problems.extend(overrides_resolve(
+            &config,
+            &set,
+            &format!("{COMPOSE} {name}"),
+        ));
         match env.get("CLW_GATEWAY__INSTANCE").map(text) {
             Some(instance) if instances.insert(instance.to_string()) => {}
-            other => problems.push(format!("{name}: CLW_GATEWAY__INSTANCE {other:?} is missing or not its own")),
+            other => problems.push(format!(
+                "{name}: CLW_GATEWAY__INSTANCE {other:?} is missing or not its own"
+            )),
         }
         for var in ["CLW_BROKER__URL", "CLW_STORE__URL"] {
-            let host = env.get(var).map(|v| url_host(text(v)).to_string()).unwrap_or_default();
+            let host = env
+                .get(var)
+                .map(|v| url_host(text(v)).to_string())
+                .unwrap_or_default();
             if !services.contains_key(&host) {
-                problems.push(format!("{name}: {var} points at {host:?}, which is not a service"));
+                problems.push(format!(
+                    "{name}: {var} points at {host:?}, which is not a service"
+                ));
             }
             match gateway["depends_on"][&host]["condition"].as_str() {
                 Some("service_healthy") => {}
-                other => problems.push(format!("{name} does not wait for {host} to be healthy ({other:?})")),
+                other => problems.push(format!(
+                    "{name} does not wait for {host} to be healthy ({other:?})"
+                )),
             }
         }
         let mounts: Vec<String> = gateway["volumes"]
@@ -995,15 +1217,29 @@ fn compose_runs_two_gateways_with_every_variable_the_configuration_reads() {
             .collect();
         for volume in image.volumes() {
             if !mounts.contains(&volume) {
-                problems.push(format!("{name} mounts nothing at the image's VOLUME {volume}"));
+                problems.push(format!(
+                    "{name} mounts nothing at the image's VOLUME {volume}"
+                ));
             }
         }
-        let probe: Vec<&str> = gateway["healthcheck"]["test"].as_array().into_iter().flatten().map(text).collect();
+        let probe: Vec<&str> = gateway["healthcheck"]["test"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
         if probe.get(1).copied() != image.healthcheck().first().map(String::as_str) {
-            problems.push(format!("{name}: healthcheck {probe:?} is not the image's {:?}", image.healthcheck()));
+            problems.push(format!(
+                "{name}: healthcheck {probe:?} is not the image's {:?}",
+                image.healthcheck()
+            ));
         }
     }
-    assert!(problems.is_empty(), "{COMPOSE}:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "{COMPOSE}:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -1016,24 +1252,40 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
     let deployment = named(&docs, "Deployment", "clw-gateway");
     let pod = &deployment["spec"]["template"]["spec"];
     let containers: Vec<&Value> = pod["containers"].as_array().unwrap().iter().collect();
-    let inits: Vec<&Value> = pod["initContainers"].as_array().into_iter().flatten().collect();
+    let inits: Vec<&Value> = pod["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     let container = containers[0];
     let want_image = format!("clw-gateway:{}", env!("CARGO_PKG_VERSION"));
     for c in containers.iter().chain(&inits) {
         if c["image"] != want_image.as_str() {
-            problems.push(format!("container {}: image {}, the crate is {want_image}", c["name"], c["image"]));
+            problems.push(format!(
+                "container {}: image {}, the crate is {want_image}",
+                c["name"], c["image"]
+            ));
         }
     }
     if !container["command"].is_null() || !container["args"].is_null() {
         problems.push("the gateway container overrides the image's ENTRYPOINT/CMD".into());
     }
     if pod["securityContext"]["runAsUser"].as_u64() != Some(u64::from(image.uid())) {
-        problems.push(format!("runAsUser {}, the image's USER is {}", pod["securityContext"]["runAsUser"], image.uid()));
+        problems.push(format!(
+            "runAsUser {}, the image's USER is {}",
+            pod["securityContext"]["runAsUser"],
+            image.uid()
+        ));
     }
 
     // Every variable the configuration reads, from the Secret the example shows.
     let secret = named(&docs, "Secret", "clw-gateway-secrets");
-    let secret_keys: BTreeSet<String> = secret["stringData"].as_object().unwrap().keys().cloned().collect();
+    let secret_keys: BTreeSet<String> = secret["stringData"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     let env: Vec<&Value> = container["env"].as_array().into_iter().flatten().collect();
     let set: BTreeSet<String> = env.iter().map(|e| text(&e["name"]).to_string()).collect();
     let mut needed: BTreeSet<String> = env_secrets(&config).into_values().collect();
@@ -1049,14 +1301,21 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
             continue;
         }
         if r["name"] != "clw-gateway-secrets" || !secret_keys.contains(text(&r["key"])) {
-            problems.push(format!("{}: {r} is not a key of the example Secret", e["name"]));
+            problems.push(format!(
+                "{}: {r} is not a key of the example Secret",
+                e["name"]
+            ));
         }
         if e["name"] == "CLW_BROKER__URL" {
             broker_key = text(&r["key"]).to_string();
         }
     }
-    if needed.iter().any(|v| env.iter().any(|e| e["name"] == v.as_str() && !e["value"].is_null())) {
-        problems.push("a secret is written in the Deployment instead of read from the Secret".into());
+    if needed.iter().any(|v| {
+        env.iter()
+            .any(|e| e["name"] == v.as_str() && !e["value"].is_null())
+    }) {
+        problems
+            .push("a secret is written in the Deployment instead of read from the Secret".into());
     }
 
     // Mounts: the image's layout, with the ConfigMaps' files in place of the repository's.
@@ -1070,13 +1329,21 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
         let name = volumes.get(volume)?["configMap"]["name"].as_str()?;
         Some(named(&docs, "ConfigMap", name))
     };
-    let mounts: Vec<&Value> = container["volumeMounts"].as_array().unwrap().iter().collect();
+    let mounts: Vec<&Value> = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
     for m in &mounts {
         let (volume, at) = (text(&m["name"]), text(&m["mountPath"]));
-        let Some(cm) = configmap(volume) else { continue };
+        let Some(cm) = configmap(volume) else {
+            continue;
+        };
         let key = text(&m["subPath"]);
         let Some(source) = files.get(at) else {
-            problems.push(format!("{volume} is mounted at {at}, which is not a file of the image"));
+            problems.push(format!(
+                "{volume} is mounted at {at}, which is not a file of the image"
+            ));
             continue;
         };
         if cm["data"][key].as_str() != Some(std::fs::read_to_string(source).unwrap().as_str()) {
@@ -1087,7 +1354,8 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
             ));
         }
     }
-    let mount_of = |path: &str| -> Option<&&Value> { mounts.iter().find(|m| m["mountPath"] == path) };
+    let mount_of =
+        |path: &str| -> Option<&&Value> { mounts.iter().find(|m| m["mountPath"] == path) };
     // The mappings folder: an emptyDir the init container fills from the mappings ConfigMap,
     // whose keys are the image's mapping files with "__" for "/".
     let mappings = get_str(&config, &["mappings", "dir"]).unwrap();
@@ -1096,18 +1364,31 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
         Some(m) => {
             let volume = text(&m["name"]);
             let filler = inits.iter().find(|c| {
-                c["volumeMounts"].as_array().into_iter().flatten().any(|v| v["name"] == volume)
+                c["volumeMounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|v| v["name"] == volume)
             });
             let cm = filler.and_then(|c| {
-                c["volumeMounts"].as_array().into_iter().flatten().find_map(|v| configmap(text(&v["name"])))
+                c["volumeMounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|v| configmap(text(&v["name"])))
             });
             match cm {
-                None => problems.push(format!("no init container fills {mappings} from a ConfigMap")),
+                None => problems.push(format!(
+                    "no init container fills {mappings} from a ConfigMap"
+                )),
                 Some(cm) => {
                     let data = cm["data"].as_object().unwrap();
                     let want: BTreeMap<String, &PathBuf> = files
                         .iter()
-                        .filter_map(|(f, s)| f.strip_prefix(&format!("{mappings}/")).map(|rel| (rel.replace('/', "__"), s)))
+                        .filter_map(|(f, s)| {
+                            f.strip_prefix(&format!("{mappings}/"))
+                                .map(|rel| (rel.replace('/', "__"), s))
+                        })
                         .collect();
                     let have: BTreeSet<&String> = data.keys().collect();
                     let wanted: BTreeSet<&String> = want.keys().collect();
@@ -1120,8 +1401,14 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
                         ));
                     }
                     for (key, source) in want {
-                        if data.get(&key).and_then(Value::as_str) != Some(std::fs::read_to_string(source).unwrap().as_str()) {
-                            problems.push(format!("ConfigMap {}: {key} differs from {}", cm["metadata"]["name"], source.display()));
+                        if data.get(&key).and_then(Value::as_str)
+                            != Some(std::fs::read_to_string(source).unwrap().as_str())
+                        {
+                            problems.push(format!(
+                                "ConfigMap {}: {key} differs from {}",
+                                cm["metadata"]["name"],
+                                source.display()
+                            ));
                         }
                     }
                 }
@@ -1133,19 +1420,30 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
     let data = data_dir(&config);
     match mount_of(&data) {
         Some(m) if m["readOnly"] != true => {}
-        _ => problems.push(format!("nothing writable is mounted at [gateway] data_dir {data}")),
+        _ => problems.push(format!(
+            "nothing writable is mounted at [gateway] data_dir {data}"
+        )),
     }
     for path in absolute_paths(&config) {
-        let mounted = mounts.iter().any(|m| is_under(&path, text(&m["mountPath"])));
+        let mounted = mounts
+            .iter()
+            .any(|m| is_under(&path, text(&m["mountPath"])));
         if !mounted && !image.holds(&path) {
-            problems.push(format!("the configuration names {path}: neither in the image nor mounted"));
+            problems.push(format!(
+                "the configuration names {path}: neither in the image nor mounted"
+            ));
         }
     }
-    let routes = read("src/http/mod.rs");
+    let sources: String = files_below(&repo_path("src"))
+        .into_iter()
+        .map(|f| std::fs::read_to_string(repo_path("src").join(f)).unwrap_or_default())
+        .collect();
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         let path = text(&container[probe]["httpGet"]["path"]);
-        if !routes.contains(&format!(".route(\"{path}\"")) {
-            problems.push(format!("{probe} GETs {path:?}, which the gateway does not serve"));
+        if !sources.contains(&format!("\"{path}\"")) {
+            problems.push(format!(
+                "{probe} GETs {path:?}, which the gateway does not serve"
+            ));
         }
     }
     if text(&container["readinessProbe"]["httpGet"]["path"]) != "/readyz" {
@@ -1156,12 +1454,22 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
     for (what, selector) in [
         ("Deployment", &deployment["spec"]["selector"]["matchLabels"]),
-        ("Service", &named(&docs, "Service", "clw-gateway")["spec"]["selector"]),
-        ("PodDisruptionBudget", &named(&docs, "PodDisruptionBudget", "clw-gateway")["spec"]["selector"]["matchLabels"]),
+        (
+            "Service",
+            &named(&docs, "Service", "clw-gateway")["spec"]["selector"],
+        ),
+        (
+            "PodDisruptionBudget",
+            &named(&docs, "PodDisruptionBudget", "clw-gateway")["spec"]["selector"]["matchLabels"],
+        ),
     ] {
-        let selects = selector.as_object().is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &labels[k] == v));
+        let selects = selector
+            .as_object()
+            .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &labels[k] == v));
         if !selects {
-            problems.push(format!("the {what}'s selector {selector} does not select the gateway's pods {labels}"));
+            problems.push(format!(
+                "the {what}'s selector {selector} does not select the gateway's pods {labels}"
+            ));
         }
     }
     let scaled = named(&docs, "ScaledObject", "clw-gateway");
@@ -1173,14 +1481,25 @@ fn kubernetes_runs_the_image_layout_with_its_configmaps_secrets_and_keda() {
     if config.contains_key("message_back") {
         queues.push(format!("{prefix}.event"));
     }
-    let triggers: Vec<&Value> = scaled["spec"]["triggers"].as_array().unwrap().iter().collect();
+    let triggers: Vec<&Value> = scaled["spec"]["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
     for queue in &queues {
-        if !triggers.iter().any(|t| t["metadata"]["queueName"] == queue.as_str()) {
+        if !triggers
+            .iter()
+            .any(|t| t["metadata"]["queueName"] == queue.as_str())
+        {
             problems.push(format!("KEDA does not scale on {queue}"));
         }
     }
     for t in &triggers {
-        let auth = named(&docs, "TriggerAuthentication", text(&t["authenticationRef"]["name"]));
+        let auth = named(
+            &docs,
+            "TriggerAuthentication",
+            text(&t["authenticationRef"]["name"]),
+        );
         let host = auth["spec"]["secretTargetRef"]
             .as_array()
             .into_iter()
@@ -1208,27 +1527,45 @@ fn the_systemd_unit_runs_the_image_layout_hardened_with_every_secret_a_credentia
     let exec = unit_one(&service, "ExecStart");
     let words: Vec<String> = exec.split_whitespace().map(str::to_string).collect();
     if words[0] != image.binary() || words[1..] != image.cmd()[..] {
-        problems.push(format!("ExecStart={exec}: the image runs {} {:?}", image.binary(), image.cmd()));
+        problems.push(format!(
+            "ExecStart={exec}: the image runs {} {:?}",
+            image.binary(),
+            image.cmd()
+        ));
     }
     if env.get("CLW_CONFIG") != Some(&image.config_path()) {
-        problems.push(format!("CLW_CONFIG {:?}, the image's is {}", env.get("CLW_CONFIG"), image.config_path()));
+        problems.push(format!(
+            "CLW_CONFIG {:?}, the image's is {}",
+            env.get("CLW_CONFIG"),
+            image.config_path()
+        ));
     }
     if unit_one(&service, "WorkingDirectory") != image.workdir() {
-        problems.push(format!("WorkingDirectory is not the image's {}", image.workdir()));
+        problems.push(format!(
+            "WorkingDirectory is not the image's {}",
+            image.workdir()
+        ));
     }
     let state = format!("/var/lib/{}", unit_one(&service, "StateDirectory"));
     let data = data_dir(&config);
     if state != data {
-        problems.push(format!("StateDirectory {state} is not [gateway] data_dir {data}"));
+        problems.push(format!(
+            "StateDirectory {state} is not [gateway] data_dir {data}"
+        ));
     }
     let writable: Vec<String> = unit_values(&service, "ReadWritePaths")
         .iter()
-        .flat_map(|v| v.split_whitespace().map(|p| p.trim_start_matches('-').to_string()))
+        .flat_map(|v| {
+            v.split_whitespace()
+                .map(|p| p.trim_start_matches('-').to_string())
+        })
         .chain([state])
         .collect();
     for path in absolute_paths(&config) {
         if !writable.iter().any(|w| is_under(&path, w)) && !image.holds(&path) {
-            problems.push(format!("the configuration names {path}: not writable and not installed"));
+            problems.push(format!(
+                "the configuration names {path}: not writable and not installed"
+            ));
         }
     }
     for (key, want) in [
@@ -1246,9 +1583,14 @@ fn the_systemd_unit_runs_the_image_layout_hardened_with_every_secret_a_credentia
     }
     let families = unit_one(&service, "RestrictAddressFamilies");
     if !families.contains("AF_INET") || !families.contains("AF_INET6") {
-        problems.push(format!("RestrictAddressFamilies={families}: the gateway needs TCP/IP"));
+        problems.push(format!(
+            "RestrictAddressFamilies={families}: the gateway needs TCP/IP"
+        ));
     }
-    if !unit_values(&service, "SystemCallFilter").iter().any(|v| v == "@system-service") {
+    if !unit_values(&service, "SystemCallFilter")
+        .iter()
+        .any(|v| v == "@system-service")
+    {
         problems.push("SystemCallFilter=@system-service".into());
     }
 
@@ -1274,7 +1616,9 @@ fn the_systemd_unit_runs_the_image_layout_hardened_with_every_secret_a_credentia
                     (true, Some(_)) => {
                         covered.insert(path);
                     }
-                    (true, None) => problems.push(format!("{var}={value}: not {{file='%d/ID'}} of a LoadCredential ID")),
+                    (true, None) => problems.push(format!(
+                        "{var}={value}: not {{file='%d/ID'}} of a LoadCredential ID"
+                    )),
                     (false, _) => {}
                 }
             }
@@ -1296,7 +1640,10 @@ fn the_systemd_unit_runs_the_image_layout_hardened_with_every_secret_a_credentia
         .find(|(kind, name, _)| *kind == "u" && *name == user);
     match entry {
         Some((_, _, id)) if id.split(':').next() == Some(image.uid().to_string().as_str()) => {}
-        other => problems.push(format!("{SYSUSERS}: user {user} {other:?} does not have the image's uid {}", image.uid())),
+        other => problems.push(format!(
+            "{SYSUSERS}: user {user} {other:?} does not have the image's uid {}",
+            image.uid()
+        )),
     }
     assert!(problems.is_empty(), "{UNIT}:\n  {}", problems.join("\n  "));
 }
@@ -1308,8 +1655,14 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = text;
     while let Some(i) = rest.find("clw_gateway_") {
-        let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        let glued = rest[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let glued = rest[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
         if !glued {
             out.insert(name.clone());
         }
@@ -1322,10 +1675,19 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 fn exported(name: &str, types: &BTreeMap<String, String>) -> Result<(), String> {
     match types.get(name).map(String::as_str) {
         Some("gauge" | "unknown") => return Ok(()),
-        Some(kind) => return Err(format!("is a {kind}: its samples are {name}_total, or _bucket/_sum/_count")),
+        Some(kind) => {
+            return Err(format!(
+                "is a {kind}: its samples are {name}_total, or _bucket/_sum/_count"
+            ));
+        }
         None => {}
     }
-    for (suffix, kind) in [("_total", "counter"), ("_bucket", "histogram"), ("_sum", "histogram"), ("_count", "histogram")] {
+    for (suffix, kind) in [
+        ("_total", "counter"),
+        ("_bucket", "histogram"),
+        ("_sum", "histogram"),
+        ("_count", "histogram"),
+    ] {
         if let Some(base) = name.strip_suffix(suffix)
             && types.get(base).map(String::as_str) == Some(kind)
         {
@@ -1363,7 +1725,11 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
             }
         }
     }
-    assert!(problems.is_empty(), "\n  {}\n/metrics:\n{exposition}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "\n  {}\n/metrics:\n{exposition}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -1371,16 +1737,28 @@ fn metric_names_are_read_as_prometheus_reads_them() {
     let names = metric_names(
         "sum(rate(clw_gateway_messages_parked_total[5m])) / clw_gateway:delivery_failed:rate15m + x_clw_gateway_y",
     );
-    assert_eq!(names, BTreeSet::from(["clw_gateway_messages_parked_total".to_string()]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["clw_gateway_messages_parked_total".to_string()])
+    );
     let types = BTreeMap::from([
-        ("clw_gateway_messages_parked".to_string(), "counter".to_string()),
-        ("clw_gateway_processing_seconds".to_string(), "histogram".to_string()),
+        (
+            "clw_gateway_messages_parked".to_string(),
+            "counter".to_string(),
+        ),
+        (
+            "clw_gateway_processing_seconds".to_string(),
+            "histogram".to_string(),
+        ),
         ("clw_gateway_store_up".to_string(), "gauge".to_string()),
     ]);
     assert!(exported("clw_gateway_messages_parked_total", &types).is_ok());
     assert!(exported("clw_gateway_processing_seconds_bucket", &types).is_ok());
     assert!(exported("clw_gateway_store_up", &types).is_ok());
-    assert!(exported("clw_gateway_messages_parked", &types).is_err(), "a counter's samples end in _total");
+    assert!(
+        exported("clw_gateway_messages_parked", &types).is_err(),
+        "a counter's samples end in _total"
+    );
     assert!(exported("clw_gateway_store_up_total", &types).is_err());
     assert!(exported("clw_gateway_nothing", &types).is_err());
 }
@@ -1401,8 +1779,16 @@ fn test_refs(text: &str) -> Vec<(String, String)> {
         if path.ends_with(".rs")
             && let Some(item) = after.strip_prefix("::")
         {
-            let item: String = item.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':')).collect();
-            if let Some(name) = item.trim_end_matches(':').rsplit("::").next().filter(|n| !n.is_empty()) {
+            let item: String = item
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':'))
+                .collect();
+            if let Some(name) = item
+                .trim_end_matches(':')
+                .rsplit("::")
+                .next()
+                .filter(|n| !n.is_empty())
+            {
                 out.push((path.clone(), name.to_string()));
             }
         }
@@ -1417,21 +1803,33 @@ fn every_test_the_clinical_safety_case_names_exists() {
     let mut problems = Vec::new();
     let mut named = 0;
     if dir.is_dir() {
-        for rel in files_below(&dir).into_iter().filter(|f| f.extension().is_some_and(|e| e == "md")) {
+        for rel in files_below(&dir)
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "md"))
+        {
             let doc = format!("{CLINICAL_SAFETY}/{}", rel.display());
             for (file, name) in test_refs(&read(&doc)) {
                 named += 1;
-                let found = std::fs::read_to_string(repo_path(&file))
-                    .map(|t| t.contains(&format!("fn {name}(")) || t.contains(&format!("fn {name}<")));
+                let found = std::fs::read_to_string(repo_path(&file)).map(|t| {
+                    t.contains(&format!("fn {name}(")) || t.contains(&format!("fn {name}<"))
+                });
                 match found {
                     Ok(true) => {}
-                    Ok(false) => problems.push(format!("{doc}: {file}::{name}: no fn {name} in {file}")),
-                    Err(_) => problems.push(format!("{doc}: {file}::{name}: {file} does not exist")),
+                    Ok(false) => {
+                        problems.push(format!("{doc}: {file}::{name}: no fn {name} in {file}"))
+                    }
+                    Err(_) => {
+                        problems.push(format!("{doc}: {file}::{name}: {file} does not exist"))
+                    }
                 }
             }
         }
     }
-    assert!(problems.is_empty(), "{named} tests named, these are missing:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "{named} tests named, these are missing:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -1443,7 +1841,10 @@ fn test_references_are_read_from_prose() {
     assert_eq!(
         refs,
         vec![
-            ("tests/intake.rs".to_string(), "errors_name_the_fhir_path".to_string()),
+            (
+                "tests/intake.rs".to_string(),
+                "errors_name_the_fhir_path".to_string()
+            ),
             ("tests/common/mod.rs".to_string(), "unique".to_string()),
         ]
     );

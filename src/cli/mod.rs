@@ -167,6 +167,63 @@ pub async fn dlq_replay(
     Ok(())
 }
 
+pub async fn dlq_dismiss(
+    config: &Config,
+    flow: &str,
+    id: &str,
+    reason: &str,
+    actor: &str,
+) -> Result<()> {
+    let flow = flow_arg(flow)?;
+    if reason.trim().is_empty() {
+        return Err(GatewayError::invalid(Stage::Config, "--reason", "say why"));
+    }
+    let store = store(config).await?;
+    let dismissed = async {
+        parking::sweep(config, flow, &store).await?;
+        let mut n = 0;
+        for p in store
+            .parked(Some(flow.as_str()), Some(crate::store::PARKED), i64::MAX)
+            .await?
+            .into_iter()
+            .filter(|p| p.message_id == id)
+        {
+            n += usize::from(store.dismiss(&p.key, actor, reason).await?);
+        }
+        Ok::<_, GatewayError>(n)
+    }
+    .await;
+    store.close().await;
+    match dismissed? {
+        0 => Err(GatewayError::invalid(
+            Stage::Store,
+            "message_id",
+            "no matching parked message",
+        )),
+        n => {
+            println!(
+                "dismissed {n} parked cop{} of {id}",
+                if n == 1 { "y" } else { "ies" }
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn purge(config: &Config, dry: bool, actor: &str) -> Result<()> {
+    let store = store(config).await?;
+    let r = crate::retention::purge(config, &store, actor, dry).await;
+    store.close().await;
+    let purged = r?;
+    for (kind, n) in &purged.0 {
+        println!(
+            "{kind:<13}{}{n}",
+            if dry { "would remove " } else { "removed " }
+        );
+    }
+    Ok(())
+}
+
 pub async fn resolve(
     config: &Config,
     flow: &str,

@@ -50,6 +50,65 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[serde(default)]
     pub mappings: MappingsConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// The operator console (`/console` on the `[http]` listener): off unless enabled, and
+/// then only to whoever presents the token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    pub token: Option<Secret>,
+}
+
+/// How long each kind of data is kept; applied every `every` by the running service
+/// and by `clw-gateway purge`. Audit rows outlive every payload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// Processed files in each flow's spool `done/` folder.
+    #[serde(with = "humantime_serde")]
+    pub spool_done: Duration,
+    /// Files written by `file` destinations and practice-folder documents.
+    #[serde(with = "humantime_serde")]
+    pub outboxes: Duration,
+    /// CSV sheet files.
+    #[serde(with = "humantime_serde")]
+    pub sheets: Duration,
+    /// Bodies of parked messages (in the store and the spool's `failed/` folder).
+    #[serde(with = "humantime_serde")]
+    pub bodies: Duration,
+    /// The referral records message-back events are linked to.
+    #[serde(with = "humantime_serde")]
+    pub referrals: Duration,
+    /// Message, delivery, journal and parked rows.
+    #[serde(with = "humantime_serde")]
+    pub rows: Duration,
+    /// Audit rows.
+    #[serde(with = "humantime_serde")]
+    pub audit: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        RetentionConfig {
+            every: Duration::from_secs(3600),
+            spool_done: days(7),
+            outboxes: days(30),
+            sheets: days(90),
+            bodies: days(30),
+            referrals: days(400),
+            rows: days(400),
+            audit: days(8 * 365 + 2),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -635,6 +694,25 @@ impl Config {
         }
         if self.store.batch_max == 0 {
             errs.push(config_error("store.batch_max", "must be at least 1"));
+        }
+        let r = &self.retention;
+        if r.every < Duration::from_secs(1) {
+            errs.push(config_error("retention.every", "must be at least 1s"));
+        }
+        for (key, payload) in [
+            ("retention.spool_done", r.spool_done),
+            ("retention.outboxes", r.outboxes),
+            ("retention.sheets", r.sheets),
+            ("retention.bodies", r.bodies),
+            ("retention.referrals", r.referrals),
+            ("retention.rows", r.rows),
+        ] {
+            if r.audit < payload {
+                errs.push(config_error(
+                    "retention.audit",
+                    format!("must be at least {key}: the audit trail outlives every payload"),
+                ));
+            }
         }
         for (key, d) in [
             ("store.acquire_timeout", self.store.acquire_timeout),

@@ -70,6 +70,8 @@ text_enum! {
         Replayed = "replayed",
         Resolved = "resolved",
         Purged = "purged",
+        /// A parked message closed by a person without replay.
+        Dismissed = "dismissed",
     }
 }
 

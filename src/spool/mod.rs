@@ -197,6 +197,12 @@ fn claim(from: &Path, mine: &Path) -> std::io::Result<PathBuf> {
         .find(|p| !p.exists())
         .unwrap_or_else(|| mine.join(name));
     std::fs::rename(from, &to)?;
+    // Patient data: owner-only from here on (done/ and failed/ keep the mode), whatever
+    // the writer's umask was.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
+    }
     Ok(to)
 }
 
@@ -497,12 +503,17 @@ impl Running {
             "attempts": attempts,
             "failed_at": failed_at,
         });
-        let mut reason_path = moved.clone().into_os_string();
-        reason_path.push(REASON_SUFFIX);
-        if let Err(e) = std::fs::write(
-            &reason_path,
+        let name = moved
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("message.json");
+        if let Err(e) = crate::deliver::write_private(
+            &self.source.dirs.failed,
+            &format!("{name}{REASON_SUFFIX}"),
             serde_json::to_vec_pretty(&reason).unwrap_or_default(),
-        ) {
+        )
+        .await
+        {
             warn!(error = %e, "cannot write reason file");
         }
         let mut body = Vec::new();

@@ -4,6 +4,7 @@
 
 mod lookup;
 mod parked;
+mod purge;
 mod referrals;
 mod writer;
 pub mod writer_types {
@@ -525,6 +526,17 @@ fn ensure_sqlite_parent(url: &str) -> Result<()> {
                 format!("cannot create {}: {e}", parent.display()),
             )
         })?;
+    }
+    // The database holds patient data: created owner-only (SQLite's own creation
+    // follows the umask); its -wal and -shm files take the main file's mode.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path);
     }
     Ok(())
 }

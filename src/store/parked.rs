@@ -14,6 +14,7 @@ use crate::intake::Headers;
 
 pub const PARKED: &str = "parked";
 pub const REPLAYED: &str = "replayed";
+pub const DISMISSED: &str = "dismissed";
 
 /// A parked message as it is recorded: why, and what it takes to send it again.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +222,40 @@ impl Store {
         }))
         .await?;
         Ok(true)
+    }
+
+    /// Closes a parked message that must not be replayed, with the reason audited. False
+    /// when it was not parked.
+    pub async fn dismiss(&self, key: &str, actor: &str, reason: &str) -> Result<bool> {
+        let Some(p) = self.parked_row(key).await? else {
+            return Ok(false);
+        };
+        let changed = sqlx::query(
+            "UPDATE parked SET state = $1, replayed_at = $2, replayed_by = $3 \
+             WHERE parked_key = $4 AND state = $5",
+        )
+        .bind(DISMISSED)
+        .bind(now_ms())
+        .bind(actor)
+        .bind(key)
+        .bind(PARKED)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed > 0 {
+            self.write(Write::Audit(AuditEntry {
+                actor: actor.to_string(),
+                action: AuditAction::Dismissed,
+                flow: p.flow,
+                message_id: p.message_id,
+                destination: None,
+                fields: Vec::new(),
+                agreement: None,
+                detail: Some(format!("dismissed, not replayed: {reason}")),
+            }))
+            .await?;
+        }
+        Ok(changed > 0)
     }
 
     /// Parked messages waiting for a person, per flow.
