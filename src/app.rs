@@ -133,6 +133,14 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
             metrics: metrics.clone(),
             sources: statuses.clone(),
             broker_mode: config.broker.is_some(),
+            console: wiring.console_token.clone().map(|token| {
+                Arc::new(crate::http::console::Console::new(
+                    config.clone(),
+                    store.clone(),
+                    token,
+                    wiring.destinations.values().cloned().collect(),
+                ))
+            }),
         };
         side_tasks.push(tokio::spawn(http::serve(listener, state, shutdown.clone())));
     }

@@ -359,7 +359,9 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
 
 /// A referral's life after it was sent: its state, counts, and each event with what
 /// was written where. None when the store keeps no referral record for it.
-async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_json::Value>> {
+/// A referral's story for `status` and the console: where it went, each event back and
+/// what each record writer did.
+pub async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_json::Value>> {
     let Some(r) = store.referral(id).await? else {
         return Ok(None);
     };

@@ -86,6 +86,20 @@ impl Breaker {
         }
     }
 
+    /// Since when and why the destination is paused, without taking a probe turn.
+    pub fn paused(&self) -> Option<(String, String)> {
+        self.pause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|p| {
+                (
+                    p.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    p.reason.clone(),
+                )
+            })
+    }
+
     pub fn is_paused(&self) -> bool {
         self.pause
             .lock()

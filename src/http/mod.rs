@@ -1,6 +1,7 @@
 //! /healthz (the process is up), /readyz (store and broker reachable), /metrics
 //! (Prometheus); and, on a listener of its own, the platform event ingress.
 
+pub mod console;
 pub mod gauges;
 pub mod ingress;
 
@@ -29,14 +30,21 @@ pub struct HttpState {
     pub sources: Vec<Arc<SourceStatus>>,
     /// Whether the sources are broker consumers (else spool folders).
     pub broker_mode: bool,
+    /// The operator console, when it is on.
+    pub console: Option<Arc<console::Console>>,
 }
 
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let console = state.console.clone();
+    let r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    match console {
+        Some(c) => r.merge(console::router(c)),
+        None => r,
+    }
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {

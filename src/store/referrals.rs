@@ -157,4 +157,19 @@ impl Store {
             .await?;
         row.map(|r| Ok(r.try_get(0)?)).transpose()
     }
+
+    /// Referrals per (programme, practice, state of the referral message).
+    pub async fn referral_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT r.programme, COALESCE(r.practice, '-'), COALESCE(m.state, 'unknown'), COUNT(*) \
+             FROM referrals r LEFT JOIN messages m ON m.flow = 'referral' AND m.message_id = r.message_id \
+             GROUP BY r.programme, COALESCE(r.practice, '-'), COALESCE(m.state, 'unknown') \
+             ORDER BY 1, 2, 3",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
 }

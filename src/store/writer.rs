@@ -513,7 +513,8 @@ impl Rows {
 
 fn audit_row(a: &AuditEntry, now: i64) -> Vec<Param> {
     vec![
-        text(&uuid::Uuid::new_v4().to_string()),
+        // Time-ordered ids: entries of the same millisecond list in the order written.
+        text(&uuid::Uuid::now_v7().to_string()),
         Param::Int(Some(now)),
         text(&a.actor),
         text(a.action.as_str()),

@@ -1,0 +1,608 @@
+//! The operator console: server-rendered pages on the admin listener (`/console`), off
+//! unless `[console] enabled`, and then only for whoever presents the token (a login form
+//! sets an HttpOnly, SameSite=Strict cookie; scripts may send `Authorization: Bearer`).
+//! It shows counts per state and per programme / practice, the parked messages with
+//! stage, class, field and reason (never patient values), destinations paused by the
+//! circuit breaker and a referral's timeline; it replays or dismisses parked messages,
+//! each audited under the operator's name.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Config;
+use crate::deliver::Destination;
+use crate::model::Flow;
+use crate::parking::{self, Selection};
+use crate::store::{PARKED, Store};
+
+const SESSION: &str = "clw_console";
+const OPERATOR: &str = "clw_operator";
+
+pub struct Console {
+    config: Config,
+    store: Store,
+    /// SHA-256 of the token: what the session cookie carries, never the token itself.
+    session: String,
+    token: String,
+    destinations: Vec<Arc<Destination>>,
+}
+
+impl Console {
+    pub fn new(
+        config: Config,
+        store: Store,
+        token: String,
+        destinations: Vec<Arc<Destination>>,
+    ) -> Console {
+        let session = hex::encode(Sha256::digest(format!("clw-console-session:{token}")));
+        Console {
+            config,
+            store,
+            session,
+            token,
+            destinations,
+        }
+    }
+}
+
+type Shared = Arc<Console>;
+
+pub fn router(console: Shared) -> Router {
+    Router::new()
+        .route("/console", get(home))
+        .route("/console/login", get(login_form).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/replay", post(replay))
+        .route("/console/dismiss", post(dismiss))
+        .route("/console/referral/{id}", get(referral))
+        .with_state(console)
+}
+
+/// HTML-escapes text for element content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The operator, when the request carries the session cookie or the bearer token.
+fn operator(c: &Console, headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let by_cookie = cookie(headers, SESSION).is_some_and(|s| same(s, &c.session));
+    let by_bearer = bearer.is_some_and(|t| same(t, &c.token));
+    if !(by_cookie || by_bearer) {
+        return None;
+    }
+    let name = cookie(headers, OPERATOR)
+        .map(decode_name)
+        .or_else(|| {
+            headers
+                .get("x-operator")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    Some(clean_name(&name).unwrap_or_else(|| "console".into()))
+}
+
+/// An operator's name as the audit log keeps it: printable, at most 64 characters.
+fn clean_name(name: &str) -> Option<String> {
+    let n: String = name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    (!n.is_empty()).then_some(n)
+}
+
+fn decode_name(v: &str) -> String {
+    form_urlencoded::parse(format!("n={v}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A form POST from another site is refused: the browser says where it came from.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // not a browser cross-site request (those carry Origin)
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+fn form(body: &Bytes) -> Vec<(String, String)> {
+    form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn page(title: &str, body: &str) -> Response {
+    let mut r = Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t} · clw-gateway</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d1d1d}}\
+         table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}\
+         th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}}\
+         th{{background:#f2f2f2}} .note{{background:#eef6ee;padding:.5rem;border:1px solid #9c9}}\
+         .warn{{background:#fdf1e7;padding:.5rem;border:1px solid #e3a36b}} form.inline{{display:inline}}\
+         </style></head><body><h1>{t}</h1>{body}</body></html>",
+        t = esc(title)
+    ))
+    .into_response();
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    r
+}
+
+fn to_login() -> Response {
+    Redirect::to("/console/login").into_response()
+}
+
+async fn login_form() -> Response {
+    page(
+        "Sign in",
+        "<form method=\"post\" action=\"/console/login\">\
+         <p><label>Your name (for the audit log) <input name=\"operator\" id=\"operator\" required maxlength=\"64\"></label></p>\
+         <p><label>Console token <input name=\"token\" id=\"token\" type=\"password\" required></label></p>\
+         <p><button type=\"submit\" id=\"sign-in\">Sign in</button></p></form>",
+    )
+}
+
+async fn login(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if !same_origin(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let f = form(&body);
+    let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (Some(token), Some(name)) = (get("token"), get("operator").and_then(clean_name)) else {
+        return (StatusCode::BAD_REQUEST, "name and token are needed").into_response();
+    };
+    if !same(token, &c.token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page("Sign in", "<p class=\"warn\">That token is not the console's.</p><p><a href=\"/console/login\">Try again</a></p>"),
+        )
+            .into_response();
+    }
+    let mut r = Redirect::to("/console").into_response();
+    let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    for v in [
+        format!(
+            "{SESSION}={}; Path=/console; HttpOnly; SameSite=Strict",
+            c.session
+        ),
+        format!("{OPERATOR}={encoded}; Path=/console; HttpOnly; SameSite=Strict"),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+async fn logout(headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let mut r = Redirect::to("/console/login").into_response();
+    for name in [SESSION, OPERATOR] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/console; Max-Age=0")) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+    out.push_str("<table><tr>");
+    for h in head {
+        let _ = write!(out, "<th>{}</th>", esc(h));
+    }
+    out.push_str("</tr>");
+    for r in rows {
+        out.push_str("<tr>");
+        for cell in r {
+            let _ = write!(out, "<td>{cell}</td>");
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+}
+
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+async fn home(State(c): State<Shared>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    let q: BTreeMap<String, String> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let Some(who) = operator(&c, &headers) else {
+        return to_login();
+    };
+    match render_home(&c, &who, &q).await {
+        Ok(html) => page("clw-gateway console", &html),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store did not answer: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+async fn render_home(
+    c: &Console,
+    who: &str,
+    q: &BTreeMap<String, String>,
+) -> crate::error::Result<String> {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<p>Signed in as <b id=\"operator\">{}</b>. <form class=\"inline\" method=\"post\" action=\"/console/logout\"><button>Sign out</button></form></p>",
+        esc(who)
+    );
+    if let Some(msg) = q.get("done") {
+        let _ = write!(out, "<p class=\"note\" id=\"done\">{}</p>", esc(msg));
+    }
+
+    out.push_str("<h2>Destinations paused</h2>");
+    let paused: Vec<Vec<String>> = c
+        .destinations
+        .iter()
+        .filter_map(|d| {
+            d.breaker
+                .paused()
+                .map(|(since, reason)| vec![esc(&d.name), esc(&since), esc(&reason)])
+        })
+        .collect();
+    if paused.is_empty() {
+        out.push_str("<p id=\"paused\">None: every destination is taking messages.</p>");
+    } else {
+        table(&mut out, &["destination", "paused since", "why"], &paused);
+    }
+
+    out.push_str("<h2>Messages by state</h2>");
+    let mut rows = Vec::new();
+    for flow in [Flow::Referral, Flow::MessageBack] {
+        for (state, n) in c.store.count_by_state(flow.as_str()).await? {
+            rows.push(vec![esc(flow.as_str()), esc(&state), n.to_string()]);
+        }
+    }
+    table(&mut out, &["flow", "state", "messages"], &rows);
+
+    out.push_str("<h2>Referrals by programme and practice</h2>");
+    let rows: Vec<Vec<String>> = c
+        .store
+        .referral_counts()
+        .await?
+        .into_iter()
+        .map(|(programme, practice, state, n)| {
+            vec![esc(&programme), esc(&practice), esc(&state), n.to_string()]
+        })
+        .collect();
+    table(
+        &mut out,
+        &["programme", "practice", "state", "referrals"],
+        &rows,
+    );
+
+    let parked = c.store.parked(None, Some(PARKED), 500).await?;
+    let _ = write!(out, "<h2>Parked messages ({})</h2>", parked.len());
+    if parked.is_empty() {
+        out.push_str("<p id=\"no-parked\">Nothing is parked.</p>");
+    } else {
+        out.push_str("<form method=\"post\" action=\"/console/replay\" id=\"replay-form\">");
+        let rows: Vec<Vec<String>> = parked
+            .iter()
+            .map(|p| {
+                let id = esc(&p.message_id);
+                let link = if p.flow == Flow::Referral.as_str() {
+                    format!(
+                        "<a href=\"/console/referral/{}\">{id}</a>",
+                        esc(&form_urlencoded::byte_serialize(p.message_id.as_bytes()).collect::<String>())
+                    )
+                } else {
+                    id
+                };
+                vec![
+                    format!(
+                        "<input type=\"checkbox\" name=\"key\" value=\"{}\" aria-label=\"select {}\">",
+                        esc(&p.key),
+                        esc(&p.message_id)
+                    ),
+                    esc(&p.flow),
+                    link,
+                    esc(&p.stage),
+                    esc(&p.error_class),
+                    esc(p.field.as_deref().unwrap_or("")),
+                    esc(&p.reason),
+                    p.attempts.to_string(),
+                    when(p.parked_at),
+                    format!(
+                        "<button name=\"key\" value=\"{}\" class=\"replay-one\" data-message=\"{}\">Replay</button>",
+                        esc(&p.key),
+                        esc(&p.message_id)
+                    ),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                "", "flow", "message", "stage", "class", "field", "reason", "attempts", "parked",
+                "",
+            ],
+            &rows,
+        );
+        out.push_str(
+            "<p><button type=\"submit\" id=\"replay-selected\">Replay selected</button></p></form>",
+        );
+        out.push_str(
+            "<form method=\"post\" action=\"/console/dismiss\"><p>Dismiss (never replay) \
+             <select name=\"key\">",
+        );
+        for p in &parked {
+            let _ = write!(
+                out,
+                "<option value=\"{}\">{} ({})</option>",
+                esc(&p.key),
+                esc(&p.message_id),
+                esc(&p.stage)
+            );
+        }
+        out.push_str(
+            "</select> because <input name=\"reason\" required maxlength=\"200\"> \
+             <button>Dismiss</button></p></form>",
+        );
+    }
+    out.push_str(
+        "<h2>A referral's timeline</h2><form method=\"get\" action=\"/console/referral/\" \
+         onsubmit=\"return false\"><p>Open <code>/console/referral/&lt;message id&gt;</code>, \
+         or follow a parked referral's link.</p></form>",
+    );
+    Ok(out)
+}
+
+/// Replays the parked messages chosen (their store keys), each audited under the operator.
+async fn replay(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(who) = operator(&c, &headers) else {
+        return to_login();
+    };
+    if !same_origin(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let keys: Vec<String> = form(&body)
+        .into_iter()
+        .filter(|(k, _)| k == "key")
+        .map(|(_, v)| v)
+        .collect();
+    let (mut replayed, mut failed) = (Vec::new(), Vec::new());
+    for key in &keys {
+        let flow = match c.store.parked_row(key).await {
+            Ok(Some(row)) => Flow::parse(&row.flow),
+            _ => None,
+        };
+        let Some(flow) = flow else {
+            failed.push(format!("{key}: not found"));
+            continue;
+        };
+        let done = async {
+            let target = parking::target(&c.config, flow).await?;
+            let r = parking::replay(&target, &c.store, flow, Selection::Key(key), &who).await;
+            target.close().await;
+            r
+        }
+        .await;
+        match done {
+            Ok(ids) => replayed.extend(ids),
+            Err(e) => failed.push(e.reason()),
+        }
+    }
+    let mut msg = format!("Replayed {}: {}.", replayed.len(), replayed.join(", "));
+    if !failed.is_empty() {
+        msg.push_str(&format!(" Not replayed: {}.", failed.join("; ")));
+    }
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("done", &msg)
+        .finish();
+    Redirect::to(&format!("/console?{q}")).into_response()
+}
+
+async fn dismiss(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(who) = operator(&c, &headers) else {
+        return to_login();
+    };
+    if !same_origin(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let f = form(&body);
+    let get = |k: &str| {
+        f.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let (Some(key), Some(reason)) = (get("key"), get("reason").filter(|r| !r.is_empty())) else {
+        return (StatusCode::BAD_REQUEST, "choose a message and say why").into_response();
+    };
+    let msg = match c.store.dismiss(&key, &who, &reason).await {
+        Ok(true) => "Dismissed 1.".to_string(),
+        Ok(false) => "Nothing dismissed: it was no longer parked.".to_string(),
+        Err(e) => format!("Not dismissed: {}", e.reason()),
+    };
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("done", &msg)
+        .finish();
+    Redirect::to(&format!("/console?{q}")).into_response()
+}
+
+async fn referral(State(c): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if operator(&c, &headers).is_none() {
+        return to_login();
+    }
+    let mut out = String::from("<p><a href=\"/console\">Back</a></p>");
+    let message = match c.store.message(Flow::Referral.as_str(), &id).await {
+        Ok(m) => m,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.reason()).into_response(),
+    };
+    let Some(m) = message else {
+        return (
+            StatusCode::NOT_FOUND,
+            page("Not found", "<p>No referral with that id.</p>"),
+        )
+            .into_response();
+    };
+    let _ = write!(
+        out,
+        "<p>Referral <b>{}</b>: <b id=\"state\">{}</b> after {} attempt(s); received {}, updated {}.</p>",
+        esc(&m.message_id),
+        esc(&m.state),
+        m.attempts,
+        when(m.received_at),
+        when(m.updated_at)
+    );
+    if let Some(e) = &m.last_error {
+        let _ = write!(out, "<p class=\"warn\">{}</p>", esc(e));
+    }
+    let deliveries: Vec<Vec<String>> = c
+        .store
+        .deliveries(&m.flow, &m.message_id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| {
+            vec![
+                esc(&d.destination),
+                esc(&d.state),
+                d.attempts.to_string(),
+                d.delivered_at.map(when).unwrap_or_default(),
+                esc(d.last_error.as_deref().unwrap_or("")),
+            ]
+        })
+        .collect();
+    out.push_str("<h2>Deliveries</h2>");
+    table(
+        &mut out,
+        &[
+            "destination",
+            "state",
+            "attempts",
+            "delivered",
+            "last error",
+        ],
+        &deliveries,
+    );
+    if let Ok(Some(t)) = crate::cli::referral_timeline(&c.store, &m.message_id).await {
+        let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or_default());
+        let _ = write!(
+            out,
+            "<h2>Timeline</h2><p>Programme {}, practice {}: {} ({} contacts, {} scores, {} onward referrals). Sent {}.</p>",
+            s(&t["programme"]),
+            s(&t["practice"]),
+            s(&t["state"]),
+            t["counts"]["contacts"],
+            t["counts"]["scores"],
+            t["counts"]["onward_referrals"],
+            s(&t["sent_at"])
+        );
+        let rows: Vec<Vec<String>> = t["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let written: Vec<String> = e["written"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|w| format!("{}: {}", s(&w["destination"]), s(&w["state"])))
+                    .collect();
+                vec![
+                    s(&e["occurred_at"]),
+                    s(&e["kind"]),
+                    s(&e["detail"]),
+                    s(&e["state"]),
+                    written.join(", "),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &["occurred", "event", "detail", "state", "written to"],
+            &rows,
+        );
+    }
+    let audit: Vec<Vec<String>> = c
+        .store
+        .audit(&m.flow, &m.message_id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            vec![
+                when(a.at),
+                esc(&a.entry.actor),
+                esc(a.entry.action.as_str()),
+                esc(a.entry.destination.as_deref().unwrap_or("")),
+                esc(a.entry.detail.as_deref().unwrap_or("")),
+            ]
+        })
+        .collect();
+    out.push_str("<h2>Audit</h2>");
+    table(
+        &mut out,
+        &["at", "who", "what", "destination", "detail"],
+        &audit,
+    );
+    page("Referral", &out)
+}
