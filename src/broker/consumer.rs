@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::headers::{
-    self, ATTEMPTS, ERROR, ERROR_CLASS, FIELD, MAPPING_VERSION, PARKED_AT, PARKED_BY, ROUTING_KEY,
-    STAGE,
+    self, ATTEMPTS, ERROR, ERROR_CLASS, FIELD, MAPPING_VERSION, MESSAGE_ID, PARKED_AT, PARKED_BY,
+    ROUTING_KEY, STAGE,
 };
 use super::{Topology, connect};
 use crate::engine::{Disposition, Inbound, Pipeline, SourceStatus};
@@ -368,14 +368,14 @@ async fn settle(
             .await
         }
         Disposition::Park {
+            message_id,
             attempts,
             error,
             mapping,
-            ..
         } => {
             let table = headers::with(
                 original,
-                &park_headers(*attempts, error, mapping, routing_key),
+                &park_headers(message_id, *attempts, error, mapping, routing_key),
             );
             publish_within(
                 cx.confirm_timeout,
@@ -391,12 +391,14 @@ async fn settle(
 }
 
 pub(crate) fn park_headers(
+    message_id: &str,
     attempts: u32,
     error: &GatewayError,
     mapping: &str,
     routing_key: String,
 ) -> Vec<(&'static str, String)> {
     vec![
+        (MESSAGE_ID, message_id.to_string()),
         (STAGE, error.stage.as_str().to_string()),
         (ERROR_CLASS, error.class.as_str().to_string()),
         (ERROR, error.reason()),

@@ -11,7 +11,9 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, Basi
 use lapin::types::{FieldTable, ShortString};
 use tracing::{info, warn};
 
-use super::headers::{self, ATTEMPTS, ERROR, ERROR_CLASS, FIELD, MAPPING_VERSION, STAGE};
+use super::headers::{
+    self, ATTEMPTS, ERROR, ERROR_CLASS, FIELD, MAPPING_VERSION, MESSAGE_ID, STAGE,
+};
 use super::{Topology, connect};
 use crate::error::Result;
 use crate::intake::Headers;
@@ -34,7 +36,9 @@ pub fn record_of(
     let by_broker = !h.contains_key(STAGE);
     ParkedRecord {
         flow: topology.flow().as_str().to_string(),
-        message_id: get("ce-id").unwrap_or_else(|| "(no ce-id)".into()),
+        message_id: get(MESSAGE_ID)
+            .or_else(|| get("ce-id"))
+            .unwrap_or_else(|| "(no ce-id)".into()),
         stage: if by_broker {
             "broker".into()
         } else {

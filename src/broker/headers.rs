@@ -15,6 +15,9 @@ pub const MAPPING_VERSION: &str = "x-clw-mapping-version";
 pub const PARKED_AT: &str = "x-clw-parked-at";
 pub const PARKED_BY: &str = "x-clw-parked-by";
 pub const ROUTING_KEY: &str = "x-clw-routing-key";
+/// The id the gateway knows a parked message by (for an event from a platform's own
+/// door, `<platform>:<event id>`, not its `ce-id`).
+pub const MESSAGE_ID: &str = "x-clw-message-id";
 
 /// Text and integer headers as strings; other AMQP types are not used by CloudEvents.
 pub fn from_table(table: Option<&FieldTable>) -> Headers {
@@ -78,6 +81,7 @@ pub fn is_history(name: &str) -> bool {
         PARKED_AT,
         PARKED_BY,
         ROUTING_KEY,
+        MESSAGE_ID,
         ATTEMPT_HEADER,
     ]
     .contains(&name)
