@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// Many small short-lived allocations per message (JSON trees): mimalloc halves their cost.
+// The system allocator by default: it keeps a small pod small (docs/decisions/0009).
+// `--features mimalloc` trades memory for throughput on many small allocations.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -38,7 +40,8 @@ enum Command {
     /// Check the configuration, every destination's schema and token, and (if configured)
     /// that the store and broker can be reached. Exits non-zero naming each problem.
     Check,
-    /// Parked messages: those that failed for good, with the reason in their headers.
+    /// Parked messages (failed for good, or waiting for a person), as the store keeps them:
+    /// reason, field, attempts; list, replay or dismiss them. Works in both modes.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -105,11 +108,12 @@ enum Command {
 enum DlqCommand {
     /// List parked messages: id, stage, error class, field and reason (nothing is removed).
     List {
-        /// Which flow's parking queue: referral or message-back.
+        /// Which flow's parked messages: referral or message-back.
         #[arg(long, default_value = "referral")]
         flow: String,
     },
-    /// Republish parked messages to the referral queue (after the cause is fixed). Audited.
+    /// Send parked messages through their flow again (after the cause is fixed), each once.
+    /// Audited.
     Replay {
         /// The message id (ce-id) to replay.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -120,7 +124,7 @@ enum DlqCommand {
         /// Who is replaying, for the audit log (default: $USER).
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
-        /// Which flow's parking queue: referral or message-back.
+        /// Which flow's parked messages: referral or message-back.
         #[arg(long, default_value = "referral")]
         flow: String,
     },

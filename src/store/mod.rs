@@ -168,6 +168,11 @@ impl Store {
                         sqlx::query("PRAGMA busy_timeout = 5000")
                             .execute(&mut *conn)
                             .await?;
+                        // 1 MiB of page cache per connection (SQLite's default is 2 MiB):
+                        // the store's working set is small and each pool connection has one.
+                        sqlx::query("PRAGMA cache_size = -1024")
+                            .execute(&mut *conn)
+                            .await?;
                     } else {
                         // The server ends a statement that runs too long (a lock wait, a
                         // stuck plan); the writer's own deadline covers a silent network.
