@@ -129,10 +129,13 @@ impl Target {
     }
 }
 
+/// The field a replay names when the stored body is gone.
+const NO_BODY: &str = "body";
+
 fn gone(p: &ParkedRow) -> GatewayError {
     GatewayError::invalid(
         Stage::Store,
-        "body",
+        NO_BODY,
         format!(
             "parked message {} has no stored body (removed by retention); it cannot be replayed",
             p.message_id
@@ -144,15 +147,24 @@ fn io_error(what: &str, e: std::io::Error) -> GatewayError {
     GatewayError::transient(Stage::Intake, format!("{what}: {e}"))
 }
 
-/// Replays the selection, each message once, and audits each with `actor`. Returns the
-/// message ids replayed (in order).
+/// What a replay did: the message ids sent again (in order), and those that could not
+/// be (their stored body removed by retention), each with the reason.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub ids: Vec<String>,
+    pub not_replayable: Vec<String>,
+}
+
+/// Replays the selection, each message once, and audits each with `actor`. A message
+/// whose body retention removed is reported and passed over, so one old record does not
+/// stop the rest; any other failure (the broker, the store) stops the replay.
 pub async fn replay(
     target: &Target,
     store: &Store,
     flow: Flow,
     selection: Selection<'_>,
     actor: &str,
-) -> Result<Vec<String>> {
+) -> Result<Replayed> {
     let waiting = store
         .parked(Some(flow.as_str()), Some(PARKED), i64::MAX)
         .await?;
@@ -164,18 +176,25 @@ pub async fn replay(
             Selection::Key(key) => p.key == key,
         })
         .collect();
-    let mut replayed = Vec::with_capacity(chosen.len());
+    let mut done = Replayed::default();
     for p in chosen {
         // Sent first, then marked: a crash between the two sends it again, which the
         // engine's idempotency absorbs; the other order could lose it.
-        target.send(store, &p).await?;
+        match target.send(store, &p).await {
+            Ok(()) => {}
+            Err(e) if e.field.as_deref() == Some(NO_BODY) => {
+                done.not_replayable.push(e.reason());
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
         let detail = format!(
             "replayed after parking at stage {} ({}): {}",
             p.stage, p.error_class, p.reason
         );
         if store.replayed(&p.key, actor, detail).await? {
-            replayed.push(p.message_id);
+            done.ids.push(p.message_id);
         }
     }
-    Ok(replayed)
+    Ok(done)
 }

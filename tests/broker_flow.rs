@@ -181,7 +181,8 @@ async fn a_400_is_parked_at_once_with_the_reason_then_replayed_when_fixed() {
         "test-operator",
     )
     .await
-    .unwrap();
+    .unwrap()
+    .ids;
     assert_eq!(replayed, vec![id.clone()]);
     h.wait_state(&id, "delivered").await;
     assert_eq!(h.hook.count(), 2);

@@ -87,6 +87,7 @@ async fn gateway(s: &Setup) -> app::Running {
         "[ingress]\nenabled = true\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 4096\n\
          [message_back]\nwriters = [\"practice-folder\"]\n\
          [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"default\"\n\
+         [message_back.platforms.elsewhere]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"another-service\"\n\
          [mappings]\ndir = \"{}\"\n",
         repo_path("mappings").display()
     ));
@@ -190,6 +191,14 @@ async fn malformed_events_are_refused_at_the_door_naming_the_field() {
         ),
         (event("evt-f3", json!({"type": "phoned-up"})), "/type"),
         (event("evt-f4", json!({"contact": null})), "contact"),
+        // The platform serves programme "default" only.
+        (
+            event(
+                "evt-f5",
+                json!({"referral": {"message_id": REFERRAL_ID, "programme": "another-service"}}),
+            ),
+            "referral.programme",
+        ),
     ];
     for (body, field) in cases {
         let r = post(
@@ -313,6 +322,33 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
             "no values: {reason}"
         );
     }
+    // The right referral and patient, but from a platform serving another programme.
+    let stray = event("evt-p7", json!({}));
+    let r = post(
+        port,
+        "/v1/events/elsewhere",
+        "application/json",
+        stray.to_string().into_bytes(),
+        now(),
+        SECRET,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let m = eventually(
+        "the stray event parked",
+        Duration::from_secs(20),
+        || async {
+            gw.store
+                .message("message-back", "elsewhere:evt-p7")
+                .await
+                .unwrap()
+                .filter(|m| m.state == "parked")
+        },
+    )
+    .await;
+    let reason = m.last_error.unwrap();
+    assert!(reason.starts_with("referral.programme: "), "{reason}");
+    assert!(reason.contains("is of programme \"default\""), "{reason}");
     assert!(files(&data.join("practice")).is_empty(), "nothing written");
     // Found by the patient's number in the programme, it is linked and written.
     let by_number = event(

@@ -106,27 +106,40 @@ async fn listing_the_parking_queue_fifty_times_loses_nothing() {
 async fn replay_all_replays_each_parked_message_once_and_stops() {
     // The platform refuses everything: each replayed message is parked again.
     let h = Harness::start("replayall", &[400; 12], &["200ms"]).await;
+    // An old parked message whose body retention has removed: reported, passed over.
+    let old = unique("ref");
+    h.publish(&old, &referral()).await;
+    h.wait_parked("referral", 1).await;
+    let removed = h.gw.store.purge_bodies(i64::MAX, false).await.unwrap();
+    assert_eq!(removed, 1);
     let ids: Vec<String> = (0..3).map(|_| unique("ref")).collect();
     for id in &ids {
         h.publish(id, &referral()).await;
     }
-    h.wait_parked("referral", 3).await;
-    let replayed = dlq::replay(&amqp_url(), &h.t, Selection::All, &h.gw.store, "tester")
+    h.wait_parked("referral", 4).await;
+    let done = dlq::replay(&amqp_url(), &h.t, Selection::All, &h.gw.store, "tester")
         .await
         .unwrap();
+    assert_eq!(done.not_replayable.len(), 1, "{:?}", done.not_replayable);
+    assert!(
+        done.not_replayable[0].contains(&old) && done.not_replayable[0].contains("no stored body"),
+        "{:?}",
+        done.not_replayable
+    );
+    let replayed = done.ids;
     let mut sorted = replayed.clone();
     sorted.sort();
     let mut want = ids.clone();
     want.sort();
     assert_eq!(sorted, want, "each once");
     // Parked again by the refusing platform: new records, the old ones marked replayed.
-    h.wait_parked("referral", 3).await;
+    h.wait_parked("referral", 4).await;
     let all =
         h.gw.store
             .parked(Some("referral"), None, 100)
             .await
             .unwrap();
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), 7, "the old one stays parked");
     let replayed_rows: Vec<_> = all.iter().filter(|p| p.state == "replayed").collect();
     assert_eq!(replayed_rows.len(), 3);
     assert!(
@@ -136,8 +149,8 @@ async fn replay_all_replays_each_parked_message_once_and_stops() {
     );
     assert_eq!(
         h.hook.count(),
-        6,
-        "each sent once, then once more after the replay"
+        7,
+        "each sent once, then once more after the replay (the old one once)"
     );
     h.finish().await;
 }
@@ -172,7 +185,8 @@ async fn a_message_parked_while_no_gateway_runs_is_listed_and_replayed_from_the_
     // Replayed from the store into the flow's queue, unchanged.
     let replayed = dlq::replay(&amqp_url(), &t, Selection::Id(&id), &store, "tester")
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     assert_eq!(replayed, vec![id.clone()]);
     eventually("the replayed message queued", WAIT, || async {
         (rabbit.queue_len(&t.queue()).await == 1).then_some(())

@@ -125,7 +125,7 @@ pub async fn replay(
     selection: Selection<'_>,
     store: &Store,
     actor: &str,
-) -> Result<Vec<String>> {
+) -> Result<parking::Replayed> {
     drain(url, topology, store).await?;
     let target = Target::broker(url, topology).await?;
     let r = parking::replay(&target, store, topology.flow(), selection, actor).await;

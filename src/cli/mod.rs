@@ -154,17 +154,26 @@ pub async fn dlq_replay(
     .await;
     store.close().await;
     let replayed = replayed?;
-    if replayed.is_empty() {
-        return Err(GatewayError::invalid(
+    for id in &replayed.ids {
+        println!("replayed {id}");
+    }
+    for why in &replayed.not_replayable {
+        println!("not replayed: {why}");
+    }
+    match (replayed.ids.is_empty(), replayed.not_replayable.is_empty()) {
+        (true, true) => Err(GatewayError::invalid(
             Stage::Broker,
             "message_id",
             "no matching parked message",
-        ));
+        )),
+        // Nothing could be sent: say so in the exit status too.
+        (true, false) => Err(GatewayError::invalid(
+            Stage::Store,
+            "body",
+            "no matching parked message could be replayed",
+        )),
+        _ => Ok(()),
     }
-    for id in &replayed {
-        println!("replayed {id}");
-    }
-    Ok(())
 }
 
 pub async fn dlq_dismiss(

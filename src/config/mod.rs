@@ -477,7 +477,8 @@ pub struct PlatformConfig {
     /// A mapping for its spreadsheet uploads (one row as JSON).
     #[serde(default = "default_upload_mapping")]
     pub upload_mapping: String,
-    /// The programme its spreadsheet rows belong to (for rows naming the patient only).
+    /// The one programme it serves, if only one: its spreadsheet rows naming the patient
+    /// only are looked up in it, and its events may name no other programme's referrals.
     pub programme: Option<String>,
     /// The HMAC-SHA256 secret it signs HTTP requests with; without one its HTTP door
     /// is closed.

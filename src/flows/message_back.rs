@@ -53,6 +53,9 @@ pub struct MessageBackFront {
 
 struct PlatformMapping {
     mapping: Arc<crate::mapping::Mapping>,
+    /// The one programme it serves, when configured: its events may name no other's
+    /// referrals.
+    programme: Option<String>,
 }
 
 impl MessageBackFront {
@@ -66,6 +69,7 @@ impl MessageBackFront {
                         k.clone(),
                         Arc::new(PlatformMapping {
                             mapping: p.mapping.clone(),
+                            programme: p.programme.clone(),
                         }),
                     )
                 })
@@ -98,6 +102,7 @@ impl MessageBackFront {
         let message_id = queued_id(&platform, &ev.event_id);
         check_message_id(&message_id, "event_id").map_err(|e| refuse(&fallback, e))?;
         let referral = self.link(&ev).await.map_err(|e| refuse(&message_id, e))?;
+        check_programme(&ev, &referral).map_err(|e| refuse(&message_id, e))?;
         check_patient(&ev, &referral).map_err(|e| refuse(&message_id, e))?;
         let coded = coded_entries(&ev, &self.codes).map_err(|e| refuse(&message_id, e))?;
         let targets = self.writers_for(&referral);
@@ -182,13 +187,14 @@ impl MessageBackFront {
             .apply(&body, &BTreeMap::new())
             .map_err(crate::deliver::combine)?
             .document;
-        let ev: MessageBack = serde_path_to_error::deserialize(&mapped).map_err(|e| {
+        let mut ev: MessageBack = serde_path_to_error::deserialize(&mapped).map_err(|e| {
             GatewayError::invalid(
                 Stage::Map,
                 e.path().to_string(),
                 format!("not a message-back event: {}", e.inner()),
             )
         })?;
+        bind_programme(&mut ev, p.programme.as_deref())?;
         ev.check()?;
         Ok((platform, ev))
     }
@@ -284,6 +290,43 @@ impl Front for MessageBackFront {
         inbound: &'a Inbound,
     ) -> BoxFuture<'a, std::result::Result<Plan, Refusal>> {
         Box::pin(self.plan_event(inbound))
+    }
+}
+
+/// A platform that serves one programme speaks for that programme only: its events
+/// are bound to it, and one that names another is refused.
+pub fn bind_programme(ev: &mut MessageBack, serves: Option<&str>) -> Result<()> {
+    let Some(serves) = serves else {
+        return Ok(());
+    };
+    match &ev.referral.programme {
+        Some(named) if named != serves => Err(GatewayError::invalid(
+            Stage::Policy,
+            "referral.programme",
+            format!("names programme {named:?}, but the platform serves {serves:?} only"),
+        )),
+        _ => {
+            ev.referral.programme = Some(serves.to_string());
+            Ok(())
+        }
+    }
+}
+
+/// An event that names a programme links only to that programme's referrals: a
+/// mistyped reference, or another service's patient, is parked, never written to a
+/// record the platform has no part in.
+fn check_programme(ev: &MessageBack, r: &ReferralRecord) -> Result<()> {
+    match &ev.referral.programme {
+        Some(named) if *named != r.programme => Err(GatewayError::invalid(
+            Stage::Policy,
+            "referral.programme",
+            format!(
+                "names programme {named:?}, but the referral it links to is of programme {:?}: \
+                 nothing was written; check the reference the platform holds",
+                r.programme
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

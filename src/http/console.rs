@@ -446,7 +446,10 @@ async fn replay(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         }
         .await;
         match done {
-            Ok(ids) => replayed.extend(ids),
+            Ok(r) => {
+                replayed.extend(r.ids);
+                failed.extend(r.not_replayable);
+            }
             Err(e) => failed.push(e.reason()),
         }
     }

@@ -206,7 +206,7 @@ async fn event(
         }
     };
     let mapped = crate::intake::json::parse_bounded(&body)
-        .and_then(|v| to_canonical(&p.mapping, &v, &BTreeMap::new()));
+        .and_then(|v| to_canonical(&p.mapping, &v, &BTreeMap::new(), p.programme.as_deref()));
     let ev = match mapped {
         Ok(ev) => ev,
         Err(e) => {
@@ -217,19 +217,22 @@ async fn event(
     queue(&s, &platform, ev).await
 }
 
-/// Maps a platform's JSON to a checked canonical event.
+/// Maps a platform's JSON to a checked canonical event, bound to the programme the
+/// platform serves (if it serves one).
 fn to_canonical(
     mapping: &Mapping,
     input: &Value,
     constants: &BTreeMap<String, String>,
+    programme: Option<&str>,
 ) -> Result<MessageBack> {
     let doc = mapping
         .apply(input, constants)
         .map_err(crate::deliver::combine)?
         .document;
-    let ev: MessageBack = serde_path_to_error::deserialize(&doc).map_err(|e| {
+    let mut ev: MessageBack = serde_path_to_error::deserialize(&doc).map_err(|e| {
         GatewayError::invalid(Stage::Map, e.path().to_string(), format!("{}", e.inner()))
     })?;
+    crate::flows::message_back::bind_programme(&mut ev, programme)?;
     ev.check()?;
     Ok(ev)
 }
@@ -301,7 +304,7 @@ async fn upload(
         if let Some(prog) = &p.programme {
             constants.insert("programme".to_string(), prog.clone());
         }
-        match to_canonical(&p.upload_mapping, row, &constants) {
+        match to_canonical(&p.upload_mapping, row, &constants, p.programme.as_deref()) {
             Ok(ev) => events.push(ev),
             Err(e) => errors.push(json!({
                 "row": line,
