@@ -254,6 +254,37 @@ mod tests {
     }
 
     #[test]
+    fn a_practice_s_record_writers_come_before_its_programme_s() {
+        // `load` checks writers against the same names as destinations.
+        let r = load(
+            "programmes:\n  leeds: {destinations: [a], record_writers: [prog-fhir]}\n  \
+             york: {destinations: [a]}\n\
+             practices:\n  GP5: {programme: leeds, record_writers: [practice-mesh]}\n  \
+             B86001: leeds\n  B82005: york\n",
+            &["a", "prog-fhir", "practice-mesh"],
+        )
+        .unwrap();
+        assert_eq!(
+            r.writers_for(Some("GP5"), "leeds").unwrap(),
+            ["practice-mesh"]
+        );
+        assert_eq!(
+            r.writers_for(Some("B86001"), "leeds").unwrap(),
+            ["prog-fhir"]
+        );
+        assert_eq!(r.writers_for(None, "leeds").unwrap(), ["prog-fhir"]);
+        // Neither names any: the configured [message_back] writers apply.
+        assert!(r.writers_for(Some("B82005"), "york").is_none());
+        assert_eq!(
+            r.writers(),
+            ["practice-mesh", "prog-fhir"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        );
+    }
+
+    #[test]
     fn unknown_programmes_and_destinations_are_refused_naming_them() {
         let e = load(
             "programmes:\n  leeds: {destinations: [nope]}\npractices:\n  GP5: york\n",

@@ -131,6 +131,19 @@ async fn status_and_dlq_replay_from_the_command_line() {
     let line = line.unwrap_or_else(|| panic!("{id} listed: {}", text(&o)));
     assert!(line.contains("deliver\tpermanent\tattempts=1"), "{line}");
 
+    // The broker out of reach: what the store holds is still listed, and the command
+    // says the list may be incomplete.
+    let mut no_broker = env.clone();
+    no_broker[1].1 = "amqp://guest:guest@127.0.0.1:1/%2f".to_string();
+    let o = gateway(&["--config", cfg, "dlq", "list"], &no_broker);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&id),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("could not be brought in"), "{}", text(&o));
+
     let o = gateway(
         &["--config", cfg, "dlq", "replay", &id, "--actor", "it-team"],
         &env,
@@ -269,7 +282,8 @@ fn check_and_start_up_report_the_same_problems_for_the_same_broken_configuration
              [destinations.lamp]\nkind = \"lamplight\"\nlampid = \"1\"\nproject = \"2\"\n\
              key = {{ env = \"CLW_TEST_SURELY_UNSET_2\", file = \"/x\" }}\n\
              person_mapping = \"no-such-mapping\"\nmapping = \"lamplight-referral\"\nallow = [\"referral_details\"]\n\
-             [destinations.typo]\nkind = \"webhook\"\nurl = \"https://x.example.org\"\nallow = [\"consent\"]\ntimeot = \"5s\"\n",
+             [destinations.typo]\nkind = \"webhook\"\nurl = \"https://x.example.org\"\nallow = [\"consent\"]\ntimeot = \"5s\"\n\
+             [message_back]\nwriters = []\n",
             dir.path().display().to_string()
         ),
     )
@@ -299,6 +313,7 @@ fn check_and_start_up_report_the_same_problems_for_the_same_broken_configuration
         "destinations.lamp.person_mapping: no mapping \"no-such-mapping\"",
         "destinations.hook.allow: mapping prsb-referral reads",
         "destinations.typo: unknown field `timeot`",
+        "message_back.writers: must name at least one record writer",
     ] {
         assert!(
             from_check.iter().any(|p| p.starts_with(key)),

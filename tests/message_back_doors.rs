@@ -246,6 +246,9 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
         },
     )
     .await;
+    // Delivered and nothing back yet: awaiting a response in its programme.
+    let awaiting = || gw.store.awaiting_response(Duration::ZERO);
+    assert_eq!(awaiting().await.unwrap(), vec![("default".to_string(), 1)]);
     let cases = [
         // Right referral, wrong patient.
         (
@@ -350,6 +353,8 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
     assert!(reason.starts_with("referral.programme: "), "{reason}");
     assert!(reason.contains("is of programme \"default\""), "{reason}");
     assert!(files(&data.join("practice")).is_empty(), "nothing written");
+    // A parked event is no response: the referral is still awaiting one.
+    assert_eq!(awaiting().await.unwrap(), vec![("default".to_string(), 1)]);
     // Found by the patient's number in the programme, it is linked and written.
     let by_number = event(
         "evt-p6",
@@ -369,6 +374,13 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
         "the linked event written",
         Duration::from_secs(20),
         || async { (files(&data.join("practice")).len() == 2).then_some(()) },
+    )
+    .await;
+    // Linked and written: no longer awaiting.
+    eventually(
+        "the referral no longer awaiting",
+        Duration::from_secs(20),
+        || async { awaiting().await.unwrap().is_empty().then_some(()) },
     )
     .await;
     gw.stop().await.unwrap();

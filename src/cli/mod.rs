@@ -100,13 +100,12 @@ fn flow_arg(flow: &str) -> Result<crate::model::Flow> {
 pub async fn dlq_list(config: &Config, flow: &str) -> Result<()> {
     let flow = flow_arg(flow)?;
     let store = store(config).await?;
-    let listed = async {
-        parking::sweep(config, flow, &store).await?;
-        store
-            .parked(Some(flow.as_str()), Some(crate::store::PARKED), i64::MAX)
-            .await
-    }
-    .await;
+    // A broker that cannot be reached does not hide what the store already holds: the
+    // list is printed, then the command fails saying it may be incomplete.
+    let swept = parking::sweep(config, flow, &store).await;
+    let listed = store
+        .parked(Some(flow.as_str()), Some(crate::store::PARKED), i64::MAX)
+        .await;
     store.close().await;
     let parked = listed?;
     if parked.is_empty() {
@@ -128,7 +127,16 @@ pub async fn dlq_list(config: &Config, flow: &str) -> Result<()> {
             p.reason
         );
     }
-    Ok(())
+    swept.map(|_| ()).map_err(|e| {
+        GatewayError::transient(
+            e.stage,
+            format!(
+                "the list above is what the store holds; messages still in the parking queue \
+                 could not be brought in: {}",
+                e.reason()
+            ),
+        )
+    })
 }
 
 pub async fn dlq_replay(

@@ -97,7 +97,8 @@ impl MessageBackFront {
             error,
         };
         let fallback = digest.clone();
-        let event = self.decode(inbound).map_err(|e| refuse(&fallback, e))?;
+        let event = super::decode_heavy(inbound.body.len(), || self.decode(inbound))
+            .map_err(|e| refuse(&fallback, e))?;
         let (platform, ev) = event;
         let message_id = queued_id(&platform, &ev.event_id);
         check_message_id(&message_id, "event_id").map_err(|e| refuse(&fallback, e))?;
@@ -569,4 +570,64 @@ fn canonical(
         "patient": r.record.get("patient"),
         "practice": r.record.get("practice"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::{MessageBack, canonical};
+    use crate::store::ReferralRecord;
+
+    fn referral(consent: &str) -> ReferralRecord {
+        ReferralRecord {
+            message_id: "ref-1".into(),
+            programme: "default".into(),
+            practice: Some("GP5".into()),
+            record: json!({"consent": consent, "patient": {"nhs_number": "9912003888"}}),
+            created_at: 0,
+        }
+    }
+
+    fn event(extra: Value) -> MessageBack {
+        let mut e = json!({
+            "event_id": "e1",
+            "occurred_at": "2026-11-25T10:00:00Z",
+            "referral": {"message_id": "ref-1"},
+            "summary": "Talked about the allotment; feels less alone.",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        serde_json::from_value(e).unwrap()
+    }
+
+    /// Free text travels only under full consent: the summary, a decline's own words and
+    /// a closure's outcome are withheld from every writer's input otherwise, and the
+    /// headline falls back to coded displays.
+    #[test]
+    fn free_text_is_withheld_unless_consent_is_full() {
+        let declined = event(json!({
+            "type": "referral-declined",
+            "declined_reason": {"text": "Patient moving to Spain"},
+        }));
+        let closed = event(json!({
+            "type": "closed",
+            "closed": {"reason": "completed", "outcome": "Back at work, sleeping better"},
+        }));
+        for ev in [&declined, &closed] {
+            let shown = canonical(ev, &referral("full"), vec![], true).to_string();
+            let withheld = canonical(ev, &referral("limited"), vec![], false);
+            assert!(shown.contains("allotment"), "{shown}");
+            assert_eq!(withheld["summary"], Value::Null);
+            let text = withheld.to_string();
+            for words in ["allotment", "Spain", "sleeping"] {
+                assert!(!text.contains(words), "{words} withheld: {text}");
+            }
+        }
+        let shown = canonical(&declined, &referral("full"), vec![], true);
+        assert!(shown["headline"].as_str().unwrap().contains("Spain"));
+        let shown = canonical(&closed, &referral("full"), vec![], true).to_string();
+        assert!(shown.contains("sleeping better"), "{shown}");
+    }
 }

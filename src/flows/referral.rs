@@ -155,6 +155,6 @@ impl Front for ReferralFront {
     }
 
     fn plan<'a>(&'a self, inbound: &'a Inbound) -> BoxFuture<'a, Result<Plan, Refusal>> {
-        Box::pin(async move { self.plan_now(inbound) })
+        Box::pin(async move { super::decode_heavy(inbound.body.len(), || self.plan_now(inbound)) })
     }
 }
