@@ -175,15 +175,18 @@ impl Pipeline {
         gauge.inc();
         let started = Instant::now();
         let d = match self.front.plan(inbound).await {
-            Ok(plan) => {
-                // One copy of an id at a time here; other instances meet the claims.
-                let _held = self
-                    .engine
-                    .inflight
-                    .hold(format!("{flow}/{}", plan.message_id))
-                    .await;
-                self.attempt(plan, &inbound.source).await
+            Ok(Plan {
+                serial: Some(key), ..
+            }) => {
+                // Planned again under the key: what the first plan read (the referral's
+                // events) may have changed while it waited.
+                let _serial = self.engine.inflight.hold(key).await;
+                match self.front.plan(inbound).await {
+                    Ok(plan) => self.attempt_once(plan, &inbound.source).await,
+                    Err(refusal) => self.refused(refusal).await,
+                }
             }
+            Ok(plan) => self.attempt_once(plan, &inbound.source).await,
             Err(refusal) => self.refused(refusal).await,
         };
         gauge.dec();
@@ -192,6 +195,13 @@ impl Pipeline {
             .observe(started.elapsed().as_secs_f64());
         log(flow, &d);
         d
+    }
+
+    /// One copy of an id at a time here; other instances meet the claims.
+    async fn attempt_once(&self, plan: Plan, source: &str) -> Disposition {
+        let key = format!("{}/{}", self.flow(), plan.message_id);
+        let _held = self.engine.inflight.hold(key).await;
+        self.attempt(plan, source).await
     }
 
     async fn attempt(&self, plan: Plan, source: &str) -> Disposition {

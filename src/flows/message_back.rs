@@ -154,6 +154,7 @@ impl MessageBackFront {
             canonical,
             targets,
             remember,
+            serial: Some(format!("events-of/{}", referral.message_id)),
         })
     }
 

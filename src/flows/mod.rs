@@ -30,6 +30,10 @@ pub struct Plan {
     pub targets: Vec<Arc<Destination>>,
     /// What the flow keeps about the message, written with its "received" record.
     pub remember: Vec<crate::store::Write>,
+    /// Messages with the same key run one at a time in this process, each planned again
+    /// once it has the key: events about one referral, so each derives the referral's
+    /// state from every event before it and writes land in the order they were planned.
+    pub serial: Option<String>,
 }
 
 /// A message the front will not plan: bad input (permanent), something to wait for

@@ -111,6 +111,7 @@ impl ReferralFront {
             canonical,
             targets,
             remember,
+            serial: None,
         })
     }
 }
