@@ -124,6 +124,15 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
 
     let mut http_addr = None;
     let mut side_tasks = Vec::new();
+    // A task that runs until shutdown and has nothing to report.
+    fn background(
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<()>> {
+        tokio::spawn(async move {
+            task.await;
+            Ok(())
+        })
+    }
     if config.http.enabled {
         let listener = http::bind(config.http.listen).await?;
         http_addr = listener.local_addr().ok();
@@ -159,6 +168,16 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
             )));
         }
         for (name, d) in &wiring.destinations {
+            if let Some(reports) = d.reports() {
+                let task = crate::flows::reports::run(
+                    name.clone(),
+                    reports,
+                    store.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                );
+                side_tasks.push(background(task));
+            }
             if let Some(poller) = d.poller() {
                 let task = crate::flows::poll::run(
                     format!("fhir-tasks-{name}"),
@@ -167,20 +186,14 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                     door.clone(),
                     shutdown.clone(),
                 );
-                side_tasks.push(tokio::spawn(async move {
-                    task.await;
-                    Ok(())
-                }));
+                side_tasks.push(background(task));
             }
         }
     }
     {
         let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
         let after = wiring.message_back.as_ref().map(|mb| mb.no_response_after);
-        side_tasks.push(tokio::spawn(async move {
-            gauges::run(store, metrics, after, shutdown).await;
-            Ok(())
-        }));
+        side_tasks.push(background(gauges::run(store, metrics, after, shutdown)));
     }
     {
         let task = crate::retention::run(
@@ -189,10 +202,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
             metrics.clone(),
             shutdown.clone(),
         );
-        side_tasks.push(tokio::spawn(async move {
-            task.await;
-            Ok(())
-        }));
+        side_tasks.push(background(task));
     }
     // What lands in a parking queue is recorded in the store as it arrives.
     if let Some(b) = &config.broker {
@@ -204,10 +214,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                 store.clone(),
                 shutdown.clone(),
             );
-            side_tasks.push(tokio::spawn(async move {
-                task.await;
-                Ok(())
-            }));
+            side_tasks.push(background(task));
         }
     }
 

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub oldest_unsettled: Family<FlowLabels, Gauge>,
     /// Items removed by retention, by kind.
     pub purged: Family<KindLabels, Counter>,
+    /// Reports from a destination that something it accepted did not reach its
+    /// recipient (MESH non-delivery reports), matched to a message.
+    pub undelivered_reports: Family<DestinationLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +100,12 @@ impl Metrics {
         let parked_waiting = Family::<FlowLabels, Gauge>::default();
         let oldest_unsettled = Family::<FlowLabels, Gauge>::default();
         let purged = Family::<KindLabels, Counter>::default();
+        let undelivered_reports = Family::<DestinationLabels, Counter>::default();
+        r.register(
+            "undelivered_reports",
+            "Reports from a destination (MESH non-delivery reports) that a message it accepted did not reach its recipient",
+            undelivered_reports.clone(),
+        );
         r.register(
             "source_up",
             "1 while a flow's source takes messages (broker consumer up, spool inbox readable)",
@@ -186,6 +195,7 @@ impl Metrics {
             parked_waiting,
             oldest_unsettled,
             purged,
+            undelivered_reports,
             paused,
             awaiting,
             ingress,

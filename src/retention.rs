@@ -187,9 +187,8 @@ pub async fn run(config: Config, store: Store, metrics: Metrics, mut shutdown: S
                 warn!(error = %e, "retention could not run; trying again at the next interval")
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(config.retention.every) => {},
-            _ = shutdown.wait() => return,
+        if !shutdown.pause(config.retention.every).await {
+            return;
         }
     }
 }

@@ -37,6 +37,14 @@ impl Shutdown {
     pub async fn wait(&mut self) {
         let _ = self.rx.wait_for(|v| *v).await;
     }
+
+    /// Waits `d`, or until shutdown: true when the time passed, false on shutdown.
+    pub async fn pause(&mut self, d: std::time::Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.wait() => false,
+        }
+    }
 }
 
 /// Trips the trigger on SIGTERM or SIGINT.

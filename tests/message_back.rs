@@ -407,7 +407,7 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
             &format!(
                 "kind = \"mesh\"\nbase_url = \"{}\"\nmailbox = \"CLWGW0001\"\n\
                  password = {{ env = \"CLW_TEST_MESH_PASSWORD\" }}\nshared_key = {{ env = \"CLW_TEST_MESH_KEY\" }}\n\
-                 sender_ods = \"X99CLW\"\nsender_name = \"Leeds Community Links\"\n\
+                 sender_ods = \"X99CLW\"\nsender_name = \"Leeds Community Links\"\nreports_every = \"200ms\"\n\
                  allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n",
                 mesh.base
             ),
@@ -489,6 +489,72 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
     assert!(all.contains("Link worker contact (face to face)"), "{all}");
     assert!(all.contains("SWEMWBS score 19"), "{all}");
     assert!(all.contains("718466001"), "{all}");
+
+    // MESH reports that the contact's message never reached the practice; another report
+    // names a message the gateway never sent.
+    let (_, sent) =
+        h.gw.store
+            .effect("message-back", "links:evt-c1", "gp-mesh", "mesh-send")
+            .await
+            .unwrap()
+            .expect("the send journalled");
+    let sent = sent.expect("with the MESH message id");
+    for linked in [sent.as_str(), "NOT-SENT-BY-THE-GATEWAY"] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/messageexchange/admin/report", mesh.base))
+            .json(&serde_json::json!({
+                "mailbox_id": "CLWGW0001",
+                "code": "14",
+                "description": "Undeliverable",
+                "workflow_id": "GPFED_CONSULT_REPORT",
+                "linked_message_id": linked,
+                "status": "undeliverable",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let audit = h
+        .wait_audit_flow("message-back", "links:evt-c1", "undelivered")
+        .await;
+    let detail = audit.entry.detail.unwrap_or_default();
+    assert!(detail.contains("non-delivery report"), "{detail}");
+    assert!(detail.contains(&sent), "{detail}");
+    assert_eq!(audit.entry.destination.as_deref(), Some("gp-mesh"));
+    // Taken from the inbox once recorded; the stray one stays there for a person.
+    let left = eventually("the matched report taken", WAIT, || async {
+        let inbox: Value = mesh
+            .get("CLWGW0001", "gateway-pass", "/inbox")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let ids = inbox["messages"].as_array().cloned().unwrap_or_default();
+        (ids.len() == 1).then_some(ids)
+    })
+    .await;
+    let stray = mesh
+        .get(
+            "CLWGW0001",
+            "gateway-pass",
+            &format!("/inbox/{}", left[0].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        stray.headers()["mex-linkedmsgid"],
+        "NOT-SENT-BY-THE-GATEWAY"
+    );
+    // No other event was reported.
+    let a1 =
+        h.gw.store
+            .audit("message-back", "links:evt-a1")
+            .await
+            .unwrap();
+    assert!(a1.iter().all(|a| a.entry.action.as_str() != "undelivered"));
+    assert!(h.gw.metrics.render().contains(
+        "clw_gateway_undelivered_reports_total{flow=\"message-back\",destination=\"gp-mesh\"} 1"
+    ));
     h.finish().await;
 }
 

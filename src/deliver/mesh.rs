@@ -13,6 +13,8 @@
 //! sender's ODS code, as Send Document 2.x asks) that question cannot be asked, and an
 //! interrupted send is parked for a person instead.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use reqwest::header::CONTENT_TYPE;
@@ -24,7 +26,7 @@ use tokio::sync::OnceCell;
 
 use super::http::{Http, endpoint, host_of};
 use super::terms::{HasHttp, destination_config};
-use super::{Build, Job, Sent, Sink, Step};
+use super::{Build, Job, Report, Reports, Sent, Sink, Step};
 use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
@@ -58,7 +60,15 @@ destination_config! { @http
         /// A json mapping producing the record entry (default: gp-record).
         #[serde(default = "default_mapping")]
         pub mapping: String,
+        /// How often the mailbox's inbox is read for non-delivery reports about what
+        /// the gateway sent (default 5 minutes; `0s` turns reading off).
+        #[serde(default = "default_reports_every", with = "humantime_serde")]
+        pub reports_every: Option<std::time::Duration>,
     }
+}
+
+fn default_reports_every() -> Option<std::time::Duration> {
+    Some(std::time::Duration::from_secs(300))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -99,7 +109,7 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
             b.problem(key, "must be letters, digits and underscores");
         }
     }
-    Some(Box::new(Mesh {
+    let mesh = Arc::new(Mesh {
         name: b.name.to_string(),
         base: base?,
         http: http?,
@@ -112,7 +122,30 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
         local_id: c.local_id,
         format: c.format,
         handshake: OnceCell::new(),
-    }))
+    });
+    let reports = c
+        .reports_every
+        .filter(|every| !every.is_zero())
+        .map(|every| {
+            Arc::new(InboxReports {
+                mesh: mesh.clone(),
+                every,
+            }) as Arc<dyn Reports>
+        });
+    Some(Box::new(MeshDestination { mesh, reports }))
+}
+
+/// The writer, and the reader of its mailbox's reports, sharing one client.
+struct MeshDestination {
+    mesh: Arc<Mesh>,
+    reports: Option<Arc<dyn Reports>>,
+}
+
+impl std::ops::Deref for MeshDestination {
+    type Target = Mesh;
+    fn deref(&self) -> &Mesh {
+        &self.mesh
+    }
 }
 
 struct Mesh {
@@ -349,7 +382,7 @@ fn sanitise(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(500).collect()
 }
 
-impl Sink for Mesh {
+impl Sink for MeshDestination {
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
             let e = RecordEntry::from_payload(job.payload())?;
@@ -379,6 +412,96 @@ impl Sink for Mesh {
 
     fn resends_safely(&self) -> bool {
         false
+    }
+
+    fn reports(&self) -> Option<Arc<dyn Reports>> {
+        self.reports.clone()
+    }
+}
+
+/// The mailbox's inbox, read for MESH's non-delivery reports (`Mex-MessageType: REPORT`):
+/// each names the message it is about (`Mex-LinkedMsgID`, the id our send got) and why
+/// (`Mex-StatusCode`, `Mex-StatusEvent`, `Mex-StatusDescription`). Other messages (a
+/// practice's ITK acknowledgements) are left in the inbox untouched.
+struct InboxReports {
+    mesh: Arc<Mesh>,
+    every: std::time::Duration,
+}
+
+impl InboxReports {
+    async fn list(&self) -> Result<Vec<String>> {
+        let m = &self.mesh;
+        let r = m.authorised(m.http.client.get(m.url("/inbox")));
+        let resp = m.http.send(r, &host_of(&m.base)).await?;
+        let body: Value = serde_json::from_slice(&m.http.body(resp).await?).map_err(|e| {
+            GatewayError::transient(Stage::Deliver, format!("{}: inbox list: {e}", m.name))
+        })?;
+        Ok(body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The report `id` is, or None for any other kind of message.
+    async fn report(&self, id: &str) -> Result<Option<Report>> {
+        let m = &self.mesh;
+        let r = m.authorised(m.http.client.head(m.url(&format!("/inbox/{id}"))));
+        let resp = m.http.send(r, &host_of(&m.base)).await?;
+        let h = resp.headers();
+        let get = |k: &str| {
+            h.get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(sanitise)
+                .filter(|v| !v.is_empty())
+        };
+        if !get("mex-messagetype").is_some_and(|t| t.eq_ignore_ascii_case("REPORT")) {
+            return Ok(None);
+        }
+        let description = [get("mex-statusevent"), get("mex-statusdescription")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": ");
+        Ok(Some(Report {
+            id: id.to_string(),
+            about: get("mex-linkedmsgid"),
+            code: get("mex-statuscode").unwrap_or_else(|| "?".into()),
+            description,
+        }))
+    }
+}
+
+impl Reports for InboxReports {
+    fn every(&self) -> std::time::Duration {
+        self.every
+    }
+
+    fn waiting(&self) -> BoxFuture<'_, Result<Vec<Report>>> {
+        Box::pin(async move {
+            self.mesh.handshake().await?;
+            let mut reports = Vec::new();
+            for id in self.list().await? {
+                if let Some(r) = self.report(&id).await? {
+                    reports.push(r);
+                }
+            }
+            Ok(reports)
+        })
+    }
+
+    fn taken<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let m = &self.mesh;
+            let path = format!("/inbox/{}/status/acknowledged", report.id);
+            let r = m.authorised(m.http.client.put(m.url(&path)));
+            m.http.send(r, &host_of(&m.base)).await.map(drop)
+        })
     }
 }
 

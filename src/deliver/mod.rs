@@ -101,6 +101,11 @@ pub trait Sink: Send + Sync {
     fn poller(&self) -> Option<Arc<dyn Poller>> {
         None
     }
+
+    /// Where the destination reports what it could not deliver, when it does.
+    fn reports(&self) -> Option<Arc<dyn Reports>> {
+        None
+    }
 }
 
 /// Asks a platform what changed since a cursor; the changes as canonical events.
@@ -113,6 +118,28 @@ pub trait Poller: Send + Sync {
         &'a self,
         cursor: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(Vec<crate::model::message_back::MessageBack>, Option<String>)>>;
+}
+
+/// A destination's reports that something it accepted did not reach its recipient
+/// (MESH's non-delivery reports in the mailbox's inbox).
+pub trait Reports: Send + Sync {
+    fn every(&self) -> std::time::Duration;
+
+    /// Reports waiting to be taken.
+    fn waiting(&self) -> BoxFuture<'_, Result<Vec<Report>>>;
+
+    /// Marks a report taken: it is not listed again.
+    fn taken<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<()>>;
+}
+
+/// One report: about what (the record id a send got), and why, in the destination's
+/// own words (codes and descriptions, never patient data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub id: String,
+    pub about: Option<String>,
+    pub code: String,
+    pub description: String,
 }
 
 /// What one delivery attempt carries.
@@ -409,6 +436,10 @@ impl Destination {
 
     pub fn poller(&self) -> Option<Arc<dyn Poller>> {
         self.sink.poller()
+    }
+
+    pub fn reports(&self) -> Option<Arc<dyn Reports>> {
+        self.sink.reports()
     }
 }
 

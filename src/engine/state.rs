@@ -72,6 +72,8 @@ text_enum! {
         Purged = "purged",
         /// A parked message closed by a person without replay.
         Dismissed = "dismissed",
+        /// The destination reported that what it accepted did not reach its recipient.
+        Undelivered = "undelivered",
     }
 }
 

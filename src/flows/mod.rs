@@ -7,6 +7,7 @@ pub mod door;
 pub mod message_back;
 pub mod poll;
 pub mod referral;
+pub mod reports;
 
 use std::sync::Arc;
 

@@ -30,9 +30,8 @@ pub async fn run(
         if let Err(e) = once(&source, poller.as_ref(), &store, &door).await {
             warn!(source, error = %e, "poll failed; trying again next time");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(poller.every()) => {},
-            _ = shutdown.wait() => return,
+        if !shutdown.pause(poller.every()).await {
+            return;
         }
     }
 }

@@ -80,9 +80,8 @@ pub async fn run(
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {},
-            _ = shutdown.wait() => return,
+        if !shutdown.pause(EVERY).await {
+            return;
         }
     }
 }

@@ -257,6 +257,24 @@ impl Store {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
+    /// The (flow, message id) whose effect at `destination` produced `value` (a record
+    /// id the destination gave), if one did.
+    pub async fn effect_by_value(
+        &self,
+        destination: &str,
+        value: &str,
+    ) -> Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT flow, message_id FROM effects WHERE destination = $1 AND value = $2 \
+             AND state = 'done' ORDER BY updated_at LIMIT 1",
+        )
+        .bind(destination)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
     /// A spreadsheet file's committed (bytes, rows), if the store knows it.
     pub async fn sheet_file(&self, destination: &str, file: &str) -> Result<Option<(i64, i64)>> {
         let row = sqlx::query(
