@@ -13,6 +13,7 @@ pub mod flows;
 pub mod http;
 pub mod intake;
 pub mod mapping;
+pub mod markup;
 pub mod metrics;
 pub mod model;
 pub mod parking;

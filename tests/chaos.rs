@@ -143,6 +143,23 @@ fn rabbitmqctl(args: &[&str]) {
 }
 
 /// Publishes with confirms, reconnecting through broker outages.
+/// A `contact` event back for each referral the platform now holds (none: nothing sent).
+async fn publish_events(exchange: &str, referrals: &[String]) {
+    if referrals.is_empty() {
+        return;
+    }
+    let events: Vec<Outgoing> = referrals
+        .iter()
+        .map(|r| {
+            (
+                event(&format!("ev-{r}"), r),
+                event_headers(&format!("ev-{r}")),
+            )
+        })
+        .collect();
+    publish_all(exchange, events).await;
+}
+
 async fn publish_all(exchange: &str, messages: Vec<Outgoing<'_>>) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -365,19 +382,7 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
             }
         })
         .await;
-        let new = send_events(&mut evented);
-        let events: Vec<Outgoing> = new
-            .iter()
-            .map(|r| {
-                (
-                    event(&format!("ev-{r}"), r),
-                    event_headers(&format!("ev-{r}")),
-                )
-            })
-            .collect();
-        if !events.is_empty() {
-            publish_all(&event_t.exchange(), events).await;
-        }
+        publish_events(&event_t.exchange(), &send_events(&mut evented)).await;
         match step {
             0 | 4 => {
                 gw.kill();
@@ -410,18 +415,7 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
     let outcome = loop {
         let new = send_events(&mut evented);
         let all_evented = new.is_empty();
-        if !new.is_empty() {
-            let events: Vec<Outgoing> = new
-                .iter()
-                .map(|r| {
-                    (
-                        event(&format!("ev-{r}"), r),
-                        event_headers(&format!("ev-{r}")),
-                    )
-                })
-                .collect();
-            publish_all(&event_t.exchange(), events).await;
-        }
+        publish_events(&event_t.exchange(), &new).await;
         let settled = settled(&store, &ids, &evented).await;
         let queues_empty = queues_empty(&[&referral_t, &event_t]).await;
         let done = settled && queues_empty && all_evented;

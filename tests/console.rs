@@ -39,14 +39,7 @@ async fn console_replays_a_parked_message_in_a_real_browser() {
         referral_with_id(id).to_string(),
     )
     .unwrap();
-    eventually("the referral parked", WAIT, || async {
-        gw.store
-            .message("referral", id)
-            .await
-            .unwrap()
-            .filter(|m| m.state == "parked")
-    })
-    .await;
+    wait_message(&gw.store, "referral", id, "parked").await;
     eventually("the parked copy listed", WAIT, || async {
         (!gw.store
             .parked(Some("referral"), Some("parked"), 10)
@@ -98,14 +91,7 @@ async fn console_replays_a_parked_message_in_a_real_browser() {
         "{report}"
     );
 
-    eventually("the replayed referral delivered", WAIT, || async {
-        gw.store
-            .message("referral", id)
-            .await
-            .unwrap()
-            .filter(|m| m.state == "delivered")
-    })
-    .await;
+    wait_message(&gw.store, "referral", id, "delivered").await;
     let audit = gw.store.audit("referral", id).await.unwrap();
     assert!(
         audit

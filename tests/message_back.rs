@@ -424,14 +424,7 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
         assert_eq!(post_event(port, "links", LINKS_SECRET, e, 1).await, 202);
     }
     for id in ["links:evt-a1", "links:evt-c1", "links:evt-s1"] {
-        eventually(&format!("{id} written"), WAIT, || async {
-            h.gw.store
-                .message("message-back", id)
-                .await
-                .unwrap()
-                .filter(|m| m.state == "delivered")
-        })
-        .await;
+        wait_message(&h.gw.store, "message-back", id, "delivered").await;
     }
     // A resend after it was written creates nothing either.
     assert_eq!(
@@ -707,14 +700,7 @@ async fn every_event_reaches_docman_once_with_its_clinical_codes() {
         assert_eq!(post_event(port, "links", LINKS_SECRET, e, 1).await, 202);
     }
     for id in ["links:evt-a1", "links:evt-s1"] {
-        eventually(&format!("{id} written"), WAIT, || async {
-            h.gw.store
-                .message("message-back", id)
-                .await
-                .unwrap()
-                .filter(|m| m.state == "delivered")
-        })
-        .await;
+        wait_message(&h.gw.store, "message-back", id, "delivered").await;
     }
     let docs = posted.lock().unwrap().clone();
     assert_eq!(docs.len(), 2, "one document per event");

@@ -95,6 +95,16 @@ async fn gateway(s: &Setup) -> app::Running {
     app::start(c).await.unwrap()
 }
 
+/// The example referral dropped in the spool and delivered: events can name it.
+async fn refer(gw: &app::Running, data: &Path) {
+    std::fs::write(
+        data.join("spool/referrals/inbox/r1.json"),
+        referral().to_string(),
+    )
+    .unwrap();
+    wait_message(&gw.store, "referral", REFERRAL_ID, "delivered").await;
+}
+
 #[tokio::test]
 async fn the_ingress_refuses_bad_signatures_stale_times_replays_and_oversize_queueing_nothing() {
     let s = Setup::new("door-security");
@@ -229,23 +239,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
     let gw = gateway(&s).await;
     let port = gw.ingress_addr.unwrap().port();
     let data = s.dir.path().to_path_buf();
-    std::fs::write(
-        data.join("spool/referrals/inbox/r1.json"),
-        referral().to_string(),
-    )
-    .unwrap();
-    eventually(
-        "the referral delivered",
-        Duration::from_secs(20),
-        || async {
-            gw.store
-                .message("referral", REFERRAL_ID)
-                .await
-                .unwrap()
-                .filter(|m| m.state == "delivered")
-        },
-    )
-    .await;
+    refer(&gw, &data).await;
     // Delivered and nothing back yet: awaiting a response in its programme.
     let awaiting = || gw.store.awaiting_response(Duration::ZERO);
     assert_eq!(awaiting().await.unwrap(), vec![("default".to_string(), 1)]);
@@ -309,14 +303,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
     }
     for (body, field, why) in &cases {
         let id = format!("links:{}", body["event_id"].as_str().unwrap());
-        let m = eventually(&format!("{id} parked"), Duration::from_secs(20), || async {
-            gw.store
-                .message("message-back", &id)
-                .await
-                .unwrap()
-                .filter(|m| m.state == "parked")
-        })
-        .await;
+        let m = wait_message(&gw.store, "message-back", &id, "parked").await;
         let reason = m.last_error.unwrap();
         assert!(reason.starts_with(&format!("{field}: ")), "{reason}");
         assert!(reason.contains(why), "{reason}");
@@ -337,18 +324,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.body);
-    let m = eventually(
-        "the stray event parked",
-        Duration::from_secs(20),
-        || async {
-            gw.store
-                .message("message-back", "elsewhere:evt-p7")
-                .await
-                .unwrap()
-                .filter(|m| m.state == "parked")
-        },
-    )
-    .await;
+    let m = wait_message(&gw.store, "message-back", "elsewhere:evt-p7", "parked").await;
     let reason = m.last_error.unwrap();
     assert!(reason.starts_with("referral.programme: "), "{reason}");
     assert!(reason.contains("is of programme \"default\""), "{reason}");
@@ -394,23 +370,7 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
     let gw = gateway(&s).await;
     let port = gw.ingress_addr.unwrap().port();
     let data = s.dir.path().to_path_buf();
-    std::fs::write(
-        data.join("spool/referrals/inbox/r1.json"),
-        referral().to_string(),
-    )
-    .unwrap();
-    eventually(
-        "the referral delivered",
-        Duration::from_secs(20),
-        || async {
-            gw.store
-                .message("referral", REFERRAL_ID)
-                .await
-                .unwrap()
-                .filter(|m| m.state == "delivered")
-        },
-    )
-    .await;
+    refer(&gw, &data).await;
     let sheet = |score_row: &str| {
         format!(
             "\u{feff}Event,Date,Gateway reference,Mode,Minutes,Instrument,Score,Category,To,Reason,Notes\r\n\

@@ -800,14 +800,7 @@ async fn a_gateway_killed_after_lamplight_answered_sends_no_second_referral() {
     let store = clw_gateway::store::Store::connect(&s.store_url, 2, 16)
         .await
         .unwrap();
-    let row = eventually("the referral parked", WAIT, || async {
-        store
-            .message("referral", &id)
-            .await
-            .unwrap()
-            .filter(|m| m.state == "parked")
-    })
-    .await;
+    let row = wait_message(&store, "referral", &id, "parked").await;
     let reason = row.last_error.unwrap();
     assert!(reason.contains("its answer was never recorded"), "{reason}");
     let referrals = log

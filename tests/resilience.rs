@@ -287,18 +287,7 @@ async fn exclusive_a_broker_refusing_publishes_does_not_block_acks() {
     assert_eq!(body["sources"]["referral"], "unreachable");
     // Acks are on another connection: everything that needs no publish still settles.
     for id in std::iter::once(&a).chain(&bs) {
-        eventually(
-            &format!("{id} delivered during the alarm"),
-            WAIT,
-            || async {
-                gw.store
-                    .message("referral", id)
-                    .await
-                    .unwrap()
-                    .filter(|m| m.state == "delivered")
-            },
-        )
-        .await;
+        wait_message(&gw.store, "referral", id, "delivered").await;
     }
     assert!(DiskAlarm::active(), "still under the alarm");
     assert_eq!(rabbit.queue_len(&t.queue()).await, 0);

@@ -415,6 +415,17 @@ pub async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_j
     })))
 }
 
+/// "destination: state" for each writer a timeline entry went to.
+pub fn written_to(entry: &serde_json::Value) -> Vec<String> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    entry["written"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| format!("{}: {}", s(&w["destination"]), s(&w["state"])))
+        .collect()
+}
+
 fn print_timeline(t: &serde_json::Value) {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     println!(
@@ -428,12 +439,7 @@ fn print_timeline(t: &serde_json::Value) {
     );
     println!("timeline  {} sent", s(&t["sent_at"]));
     for e in t["timeline"].as_array().into_iter().flatten() {
-        let written: Vec<String> = e["written"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|w| format!("{}: {}", s(&w["destination"]), s(&w["state"])))
-            .collect();
+        let written = written_to(e);
         println!(
             "timeline  {} {}{} [{}] → {}",
             s(&e["occurred_at"]),

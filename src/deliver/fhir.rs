@@ -45,8 +45,12 @@ destination_config! { @http
     }
 }
 
+/// The system of the identifier a referral's ServiceRequest and Task carry (value: the
+/// referral's message id). The `fhir-record` writer updates the same Task by it.
+pub const REFERRAL_IDENTIFIER_SYSTEM: &str = "https://clw-gateway.org/Id/referral";
+
 fn default_identifier_system() -> String {
-    "https://clw-gateway.org/Id/referral".into()
+    REFERRAL_IDENTIFIER_SYSTEM.into()
 }
 
 pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {

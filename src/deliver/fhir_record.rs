@@ -62,10 +62,10 @@ fn default_event_system() -> String {
     "https://clw-gateway.org/Id/message-back-event".into()
 }
 fn default_referral_system() -> String {
-    "https://clw-gateway.org/Id/referral".into()
+    super::fhir::REFERRAL_IDENTIFIER_SYSTEM.into()
 }
 fn default_chi_system() -> String {
-    "https://fhir.nhs.uk/Id/chi-number".into()
+    crate::model::identifiers::CHI_SYSTEMS[0].into()
 }
 
 pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {

@@ -130,6 +130,7 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
             Arc::new(InboxReports {
                 mesh: mesh.clone(),
                 every,
+                others: Default::default(),
             }) as Arc<dyn Reports>
         });
     Some(Box::new(MeshDestination { mesh, reports }))
@@ -426,9 +427,16 @@ impl Sink for MeshDestination {
 struct InboxReports {
     mesh: Arc<Mesh>,
     every: std::time::Duration,
+    /// Inbox messages already seen not to be reports: not asked about again while they
+    /// stay in the inbox.
+    others: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl InboxReports {
+    fn others(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.others.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn list(&self) -> Result<Vec<String>> {
         let m = &self.mesh;
         let r = m.authorised(m.http.client.get(m.url("/inbox")));
@@ -485,10 +493,23 @@ impl Reports for InboxReports {
     fn waiting(&self) -> BoxFuture<'_, Result<Vec<Report>>> {
         Box::pin(async move {
             self.mesh.handshake().await?;
+            let ids = self.list().await?;
+            // Forget what has left the inbox; skip what is known not to be a report.
+            let unknown: Vec<String> = {
+                let mut others = self.others();
+                others.retain(|id| ids.contains(id));
+                ids.iter()
+                    .filter(|id| !others.contains(*id))
+                    .cloned()
+                    .collect()
+            };
             let mut reports = Vec::new();
-            for id in self.list().await? {
-                if let Some(r) = self.report(&id).await? {
-                    reports.push(r);
+            for id in unknown {
+                match self.report(&id).await? {
+                    Some(r) => reports.push(r),
+                    None => {
+                        self.others().insert(id);
+                    }
                 }
             }
             Ok(reports)

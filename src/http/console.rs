@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::deliver::Destination;
+use crate::markup::escape as esc;
 use crate::model::Flow;
 use crate::parking::{self, Selection};
 use crate::store::{PARKED, Store};
@@ -66,22 +67,6 @@ pub fn router(console: Shared) -> Router {
         .route("/console/dismiss", post(dismiss))
         .route("/console/referral/{id}", get(referral))
         .with_state(console)
-}
-
-/// HTML-escapes text for element content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -564,18 +549,12 @@ async fn referral(State(c): State<Shared>, headers: HeaderMap, Path(id): Path<St
             .into_iter()
             .flatten()
             .map(|e| {
-                let written: Vec<String> = e["written"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|w| format!("{}: {}", s(&w["destination"]), s(&w["state"])))
-                    .collect();
                 vec![
                     s(&e["occurred_at"]),
                     s(&e["kind"]),
                     s(&e["detail"]),
                     s(&e["state"]),
-                    written.join(", "),
+                    esc(&crate::cli::written_to(e).join(", ")),
                 ]
             })
             .collect();

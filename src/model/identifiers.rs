@@ -2,8 +2,8 @@
 
 pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
 
-/// CHI has no single canonical system URI; all three in use are accepted on input
-/// (domain.md §2.3).
+/// CHI has no single canonical system URI: NHS Scotland's national one, the NHS England
+/// style one and the HL7 OID are all met in practice, so all three are accepted on input.
 pub const CHI_SYSTEMS: [&str; 3] = [
     "https://fhir.nhs.uk/Id/chi-number",
     "urn:oid:2.16.840.1.113883.2.1.3.2.4.16.53",

@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::markup::escape;
+
 /// An element: a primitive value, a complex element, a list, or a resource.
 #[derive(Debug, Clone, PartialEq)]
 pub enum El {
@@ -78,23 +80,6 @@ fn fields_json(fields: &[(String, El)]) -> Map<String, Value> {
         .iter()
         .map(|(k, v)| (k.clone(), v.to_json()))
         .collect()
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn write_resource(out: &mut String, kind: &str, fields: &[(String, El)], root: bool) {

@@ -192,6 +192,27 @@ impl Store {
     /// Marks a parked message replayed (after it was sent again) and audits who did it.
     /// False when it was not parked (already replayed by someone else).
     pub async fn replayed(&self, key: &str, actor: &str, detail: String) -> Result<bool> {
+        self.close_parked(key, actor, REPLAYED, AuditAction::Replayed, detail)
+            .await
+    }
+
+    /// Closes a parked message that must not be replayed, with the reason audited. False
+    /// when it was not parked.
+    pub async fn dismiss(&self, key: &str, actor: &str, reason: &str) -> Result<bool> {
+        let detail = format!("dismissed, not replayed: {reason}");
+        self.close_parked(key, actor, DISMISSED, AuditAction::Dismissed, detail)
+            .await
+    }
+
+    /// Moves a parked record to `state` by `actor`, audited, if it is still parked.
+    async fn close_parked(
+        &self,
+        key: &str,
+        actor: &str,
+        state: &str,
+        action: AuditAction,
+        detail: String,
+    ) -> Result<bool> {
         let Some(p) = self.parked_row(key).await? else {
             return Ok(false);
         };
@@ -199,7 +220,7 @@ impl Store {
             "UPDATE parked SET state = $1, replayed_at = $2, replayed_by = $3 \
              WHERE parked_key = $4 AND state = $5",
         )
-        .bind(REPLAYED)
+        .bind(state)
         .bind(now_ms())
         .bind(actor)
         .bind(key)
@@ -212,7 +233,7 @@ impl Store {
         }
         self.write(Write::Audit(AuditEntry {
             actor: actor.to_string(),
-            action: AuditAction::Replayed,
+            action,
             flow: p.flow,
             message_id: p.message_id,
             destination: None,
@@ -222,40 +243,6 @@ impl Store {
         }))
         .await?;
         Ok(true)
-    }
-
-    /// Closes a parked message that must not be replayed, with the reason audited. False
-    /// when it was not parked.
-    pub async fn dismiss(&self, key: &str, actor: &str, reason: &str) -> Result<bool> {
-        let Some(p) = self.parked_row(key).await? else {
-            return Ok(false);
-        };
-        let changed = sqlx::query(
-            "UPDATE parked SET state = $1, replayed_at = $2, replayed_by = $3 \
-             WHERE parked_key = $4 AND state = $5",
-        )
-        .bind(DISMISSED)
-        .bind(now_ms())
-        .bind(actor)
-        .bind(key)
-        .bind(PARKED)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if changed > 0 {
-            self.write(Write::Audit(AuditEntry {
-                actor: actor.to_string(),
-                action: AuditAction::Dismissed,
-                flow: p.flow,
-                message_id: p.message_id,
-                destination: None,
-                fields: Vec::new(),
-                agreement: None,
-                detail: Some(format!("dismissed, not replayed: {reason}")),
-            }))
-            .await?;
-        }
-        Ok(changed > 0)
     }
 
     /// Parked messages waiting for a person, per flow.

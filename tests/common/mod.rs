@@ -156,6 +156,27 @@ pub fn referral_with_id(id: &str) -> Value {
 }
 
 /// Polls `check` until it returns Some or the deadline passes.
+/// Waits (up to `WAIT`) until the store records message `id` of `flow` in state `want`.
+pub async fn wait_message(
+    store: &clw_gateway::store::Store,
+    flow: &str,
+    id: &str,
+    want: &str,
+) -> clw_gateway::store::MessageRow {
+    eventually(
+        &format!("{flow} message {id} to be {want}"),
+        WAIT,
+        || async {
+            store
+                .message(flow, id)
+                .await
+                .unwrap()
+                .filter(|m| m.state == want)
+        },
+    )
+    .await
+}
+
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -726,15 +747,7 @@ impl Harness {
     }
 
     pub async fn wait_state(&self, id: &str, want: &str) -> clw_gateway::store::MessageRow {
-        eventually(&format!("message {id} to be {want}"), WAIT, || async {
-            self.gw
-                .store
-                .message("referral", id)
-                .await
-                .unwrap()
-                .filter(|m| m.state == want)
-        })
-        .await
+        wait_message(&self.gw.store, "referral", id, want).await
     }
 
     pub async fn wait_queue_len(&self, queue: &str, len: u32) {

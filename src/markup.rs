@@ -1,0 +1,31 @@
+//! Escaping text for XML and HTML, in element content and in double-quoted attribute
+//! values alike (the ITK3 message, the operator console; neither quotes attributes
+//! with apostrophes, so an apostrophe stays as it is).
+
+/// The text with every character that could end content or an attribute replaced by
+/// its entity; line breaks and tabs kept as character references so attribute values
+/// keep them.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn markup_characters_become_entities() {
+        assert_eq!(super::escape("a<b>&\"c'\n"), "a&lt;b&gt;&amp;&quot;c'&#10;");
+    }
+}
