@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::engine::SourceStatus;
 use crate::engine::{Engine, Pipeline};
 use crate::error::Result;
-use crate::flows::message_back::MessageBackFront;
+use crate::flows::message_back::{MessageBackFront, PlainEvents};
 use crate::flows::referral::ReferralFront;
 use crate::http::{self, HttpState};
 use crate::http::{gauges, ingress};
@@ -88,6 +88,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
     )
     .await?;
     let metrics = Metrics::new();
+    let sealer = crate::seal::Sealer::new(&store.seal_key().await?);
     let engine = Arc::new(Engine::new(store.clone(), metrics.clone(), &config));
     let referrals = Arc::new(Pipeline::new(
         engine.clone(),
@@ -103,6 +104,11 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                 mb,
                 store.clone(),
                 config.intake.max_message_bytes,
+                sealer.clone(),
+                match config.broker {
+                    Some(_) => PlainEvents::Broker,
+                    None => PlainEvents::Spool(mb.spool_platform.clone()),
+                },
             )),
         ))
     });
@@ -155,7 +161,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
     }
     let mut ingress_addr = None;
     if let Some(mb) = &wiring.message_back {
-        let door = Arc::new(crate::flows::door::Door::new(&config)?);
+        let door = Arc::new(crate::flows::door::Door::new(&config, sealer.clone())?);
         if config.ingress.enabled {
             let listener = http::bind_key(config.ingress.listen, "ingress.listen").await?;
             ingress_addr = listener.local_addr().ok();
@@ -180,7 +186,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
             }
             if let Some(poller) = d.poller() {
                 let task = crate::flows::poll::run(
-                    format!("fhir-tasks-{name}"),
+                    name.clone(),
                     poller,
                     store.clone(),
                     door.clone(),
@@ -229,6 +235,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                     pipeline,
                     folder,
                     statuses[i].clone(),
+                    sealer.clone(),
                     shutdown.clone(),
                 )
             });
@@ -254,6 +261,7 @@ async fn run_source(
     pipeline: Arc<Pipeline>,
     folder: &str,
     status: Arc<SourceStatus>,
+    sealer: crate::seal::Sealer,
     shutdown: Shutdown,
 ) -> Result<()> {
     match &config.broker {
@@ -276,6 +284,7 @@ async fn run_source(
                 )),
                 budget_bytes: config.intake.max_in_flight_bytes,
                 confirm_timeout: b.confirm_timeout,
+                sealer,
             }
             .run(shutdown)
             .await

@@ -22,6 +22,7 @@ pub mod record;
 pub mod retention;
 pub mod routing;
 pub mod schema;
+pub mod seal;
 pub mod shutdown;
 pub mod signing;
 pub mod spool;

@@ -29,7 +29,7 @@ pub struct Wiring {
 /// What the message-back flow needs.
 pub struct MessageBackWiring {
     /// By the name in their door.
-    pub platforms: BTreeMap<String, Platform>,
+    pub platforms: BTreeMap<String, Arc<Platform>>,
     /// The code map coded entries come from (`social-prescribing`).
     pub codes: Arc<CodeMap>,
     /// Record writers for practices the routes give none.
@@ -38,9 +38,11 @@ pub struct MessageBackWiring {
     pub writers: BTreeMap<String, Arc<Destination>>,
     pub routes: Option<Routes>,
     pub no_response_after: std::time::Duration,
+    /// The platform files dropped in the events spool come from.
+    pub spool_platform: Option<String>,
 }
 
-/// A platform that sends events.
+/// A platform that sends events, and what it may answer.
 pub struct Platform {
     pub name: String,
     pub mapping: Arc<Mapping>,
@@ -48,6 +50,26 @@ pub struct Platform {
     pub programme: Option<String>,
     /// HMAC secrets its HTTP requests may be signed with (current first).
     pub secrets: Vec<String>,
+    /// The referral destinations it speaks for: its events link only to referrals
+    /// delivered to one of them.
+    pub destinations: BTreeSet<String>,
+    /// Where its own references are recorded: (destination, journal step), for those
+    /// of its destinations whose kind records one.
+    pub references: Vec<(String, &'static str)>,
+    /// The broker user it publishes to the AMQP events door as.
+    pub broker_user: Option<String>,
+    /// What each of its events must say of the patient.
+    pub require_patient: Vec<crate::config::PatientItem>,
+}
+
+impl Platform {
+    /// Whether its mapping sets `referral.platform_reference` itself (so it links by
+    /// reference, which needs a destination that records references).
+    fn maps_reference(&self) -> bool {
+        [&self.mapping, &self.upload_mapping]
+            .iter()
+            .any(|m| m.fields.iter().any(|f| f.to == "referral.platform_reference"))
+    }
 }
 
 /// The code map message-back events are coded from.
@@ -60,6 +82,7 @@ pub struct ReferralWiring {
     /// The destinations referrals can go to (every one a route names, or the fixed list).
     pub destinations: Vec<Arc<Destination>>,
     pub consent_not_recorded: ConsentState,
+    pub consent_covers: Vec<crate::policy::CodeRef>,
 }
 
 impl Wiring {
@@ -140,6 +163,7 @@ impl Wiring {
                 routes,
                 destinations: referral_destinations,
                 consent_not_recorded: config.referrals.consent_not_recorded,
+                consent_covers: config.referrals.consent_covers.clone(),
             },
             message_back,
         })
@@ -277,34 +301,60 @@ fn message_back(
                 }
             }
         }
+        let spoken_for = speaks_for(name, &p.destinations, destinations, problems);
+        if p.broker_user.as_deref().is_some_and(str::is_empty) {
+            problems.push(problem(key("broker_user"), "must not be empty"));
+        }
         if let (Some(mapping), Some(upload_mapping)) = (mapping, upload_mapping) {
-            platforms.insert(
-                name.clone(),
-                Platform {
-                    name: name.clone(),
-                    mapping,
-                    upload_mapping,
-                    programme: p.programme.clone(),
-                    secrets,
-                },
-            );
+            let platform = Platform {
+                name: name.clone(),
+                mapping,
+                upload_mapping,
+                programme: p.programme.clone(),
+                secrets,
+                references: spoken_for
+                    .iter()
+                    .filter_map(|d| {
+                        destinations
+                            .get(d)
+                            .and_then(|d| d.reference_step())
+                            .map(|step| (d.to_string(), step))
+                    })
+                    .collect(),
+                destinations: spoken_for,
+                broker_user: p.broker_user.clone(),
+                require_patient: p.require_patient.clone(),
+            };
+            if platform.maps_reference() && platform.references.is_empty() {
+                problems.push(problem(
+                    key("mapping"),
+                    "its mapping links events by referral.platform_reference, but none of the \
+                     platform's destinations records the references it returns (a lamplight \
+                     destination does): its events could never be linked. Name the referral by \
+                     message_id, or by programme and the patient's number",
+                ));
+            }
+            platforms.insert(name.clone(), Arc::new(platform));
         }
     }
-    // The canonical format is always understood: the door queues events in it.
-    let canonical = crate::flows::message_back::DEFAULT_PLATFORM;
-    if !platforms.contains_key(canonical)
-        && let (Some(m), Some(u)) = (mappings.get(canonical), mappings.get("sheet-event"))
+    let mut users: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, p) in &mb.platforms {
+        if let Some(user) = p.broker_user.as_deref()
+            && let Some(other) = users.insert(user, name)
+        {
+            problems.push(problem(
+                format!("message_back.platforms.{name}.broker_user"),
+                format!("platform {other} publishes as the same broker user: one user speaks for one platform"),
+            ));
+        }
+    }
+    if let Some(sp) = &mb.spool_platform
+        && !mb.platforms.contains_key(sp)
     {
-        platforms.insert(
-            canonical.to_string(),
-            Platform {
-                name: canonical.to_string(),
-                mapping: m.clone(),
-                upload_mapping: u.clone(),
-                programme: None,
-                secrets: Vec::new(),
-            },
-        );
+        problems.push(problem(
+            "message_back.spool_platform",
+            format!("no platform {sp:?} in [message_back.platforms]"),
+        ));
     }
     if problems.len() > before {
         return None;
@@ -316,5 +366,41 @@ fn message_back(
         writers,
         routes: routes.cloned(),
         no_response_after: mb.no_response_after,
+        spool_platform: mb.spool_platform.clone(),
     })
+}
+
+/// The referral destinations a platform speaks for, checked: at least one, each a
+/// configured referral destination.
+fn speaks_for(
+    platform: &str,
+    names: &[String],
+    destinations: &BTreeMap<String, Arc<Destination>>,
+    problems: &mut Vec<GatewayError>,
+) -> BTreeSet<String> {
+    let key = format!("message_back.platforms.{platform}.destinations");
+    if names.is_empty() {
+        problems.push(problem(
+            &key,
+            "name the referral destinations this platform speaks for: its events may answer \
+             only referrals delivered to one of them",
+        ));
+    }
+    let mut out = BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        match destinations.get(name) {
+            Some(d) if d.flow == Flow::Referral => {
+                out.insert(name.clone());
+            }
+            Some(d) => problems.push(problem(
+                format!("{key}[{i}]"),
+                format!("destination {name} is a {} record writer, not a referral destination", d.kind),
+            )),
+            None => problems.push(problem(
+                format!("{key}[{i}]"),
+                format!("no referral destination named {name:?} in [destinations] (or it could not be built)"),
+            )),
+        }
+    }
+    out
 }

@@ -24,6 +24,7 @@ use super::{Topology, connect};
 use crate::engine::{Disposition, Inbound, Pipeline, SourceStatus};
 use crate::error::{GatewayError, Result, Stage};
 use crate::intake::envelope::ATTEMPT_HEADER;
+use crate::seal::{BROKER_USER_HEADER, BROKER_USER_SEAL_HEADER, Sealer};
 use crate::shutdown::Shutdown;
 
 pub struct BrokerSource {
@@ -39,6 +40,8 @@ pub struct BrokerSource {
     pub budget_bytes: usize,
     /// Longest wait for a publish confirm (retries, parking).
     pub confirm_timeout: Duration,
+    /// Seals the broker user of a message the gateway republishes (`crate::seal`).
+    pub sealer: Sealer,
 }
 
 /// What a delivery's handler needs beside the delivery.
@@ -48,6 +51,7 @@ struct Context {
     publisher: Channel,
     status: Arc<SourceStatus>,
     confirm_timeout: Duration,
+    sealer: Sealer,
     /// A publish probe is running (see [`probe`]).
     probing: std::sync::atomic::AtomicBool,
 }
@@ -173,6 +177,7 @@ impl BrokerSource {
             publisher: publisher.clone(),
             status: self.status.clone(),
             confirm_timeout: self.confirm_timeout,
+            sealer: self.sealer.clone(),
             probing: std::sync::atomic::AtomicBool::new(false),
         });
         let mut probe_every =
@@ -292,6 +297,11 @@ async fn handle(cx: &Context, mut delivery: Delivery, source: String) {
             .map(|c| c.as_str().to_string()),
         body: std::mem::take(&mut delivery.data),
         source,
+        user_id: delivery
+            .properties
+            .user_id()
+            .as_ref()
+            .map(|u| u.as_str().to_string()),
     };
     let disposition = cx.pipeline.process(&inbound).await;
     let settled = settle(cx, &delivery, &inbound, &disposition).await;
@@ -340,23 +350,26 @@ async fn settle(
         .get(ROUTING_KEY)
         .cloned()
         .unwrap_or_else(|| delivery.routing_key.as_str().to_string());
-    let props = |table: FieldTable| {
-        delivery
-            .properties
-            .clone()
-            .with_headers(table)
-            .with_delivery_mode(2)
-    };
+    let props = |table: FieldTable| republished(&delivery.properties).with_headers(table);
+    // The broker refuses a user_id that is not the gateway's own: a copy carries the
+    // publisher's user sealed instead, so it stays bound to its platform.
+    let mut carried = Vec::new();
+    if let Some(user) = &inbound.user_id {
+        carried.push((BROKER_USER_HEADER, user.clone()));
+        carried.push((
+            BROKER_USER_SEAL_HEADER,
+            cx.sealer.seal_broker_user(user, &inbound.body),
+        ));
+    }
     match disposition {
         Disposition::Done { .. } => Ok(()),
         Disposition::Retry { tier, attempts, .. } => {
-            let table = headers::with(
-                original,
-                &[
-                    (ATTEMPT_HEADER, attempts.to_string()),
-                    (ROUTING_KEY, routing_key),
-                ],
-            );
+            let mut extra = vec![
+                (ATTEMPT_HEADER, attempts.to_string()),
+                (ROUTING_KEY, routing_key),
+            ];
+            extra.extend(carried);
+            let table = headers::with(original, &extra);
             publish_within(
                 cx.confirm_timeout,
                 &cx.publisher,
@@ -373,10 +386,9 @@ async fn settle(
             error,
             mapping,
         } => {
-            let table = headers::with(
-                original,
-                &park_headers(message_id, *attempts, error, mapping, routing_key),
-            );
+            let mut extra = park_headers(message_id, *attempts, error, mapping, routing_key);
+            extra.extend(carried);
+            let table = headers::with(original, &extra);
             publish_within(
                 cx.confirm_timeout,
                 &cx.publisher,
@@ -388,6 +400,23 @@ async fn settle(
             .await
         }
     }
+}
+
+/// A delivery's properties for a copy the gateway publishes: all of them, persistent,
+/// except `user_id` (only the original publisher may carry its own).
+fn republished(p: &BasicProperties) -> BasicProperties {
+    let mut out = BasicProperties::default().with_delivery_mode(2);
+    macro_rules! copy {
+        ($($get:ident => $with:ident),*) => {
+            $(if let Some(v) = p.$get() { out = out.$with(v.clone()); })*
+        };
+    }
+    copy!(content_type => with_content_type, content_encoding => with_content_encoding,
+        priority => with_priority, correlation_id => with_correlation_id,
+        reply_to => with_reply_to, expiration => with_expiration,
+        message_id => with_message_id, timestamp => with_timestamp, kind => with_type,
+        app_id => with_app_id, cluster_id => with_cluster_id);
+    out
 }
 
 pub(crate) fn park_headers(

@@ -212,6 +212,7 @@ async fn end_to_end(
         budget: Arc::new(tokio::sync::Semaphore::new(16 << 20)),
         budget_bytes: 16 << 20,
         confirm_timeout: crate::broker::CONFIRM_TIMEOUT,
+        sealer: crate::seal::Sealer::new(&store.seal_key().await?),
     };
     let started = Instant::now();
     let task = tokio::spawn(async move { source.run(shutdown).await });

@@ -326,6 +326,11 @@ pub struct FlowConfig {
     /// What a referral without a Consent resource may share.
     #[serde(default = "default_consent_not_recorded")]
     pub consent_not_recorded: ConsentState,
+    /// The scope, category or purpose codes that make a Consent consent to share with
+    /// a social prescribing service; any other active Consent is read as not recorded.
+    /// Empty by default: no national code says so, each deployment decides.
+    #[serde(default)]
+    pub consent_covers: Vec<crate::policy::CodeRef>,
 }
 
 fn default_flow_destinations() -> Vec<String> {
@@ -342,6 +347,7 @@ impl Default for FlowConfig {
             destinations: default_flow_destinations(),
             routes: None,
             consent_not_recorded: default_consent_not_recorded(),
+            consent_covers: Vec::new(),
         }
     }
 }
@@ -450,9 +456,13 @@ pub struct MessageBackConfig {
     /// Record writers (message-back destinations) for practices the routes file gives
     /// none.
     pub writers: Vec<String>,
-    /// The platforms that send events, by the name in their door (`x-clw-platform`,
-    /// `/v1/events/{platform}`).
+    /// The platforms that send events, by the name in their door
+    /// (`/v1/events/{platform}`).
     pub platforms: BTreeMap<String, PlatformConfig>,
+    /// The platform every file dropped in the events spool comes from (spool mode):
+    /// whoever can write that folder speaks for it. Without one, only events the
+    /// gateway's own doors queued are taken from the spool; others are parked.
+    pub spool_platform: Option<String>,
     /// A referral with no event back after this long is counted as awaiting a response.
     #[serde(with = "humantime_serde")]
     pub no_response_after: Duration,
@@ -462,8 +472,48 @@ impl Default for MessageBackConfig {
     fn default() -> Self {
         MessageBackConfig {
             writers: vec!["practice-folder".into()],
-            platforms: BTreeMap::from([("clw-event".to_string(), PlatformConfig::default())]),
+            platforms: BTreeMap::new(),
+            spool_platform: None,
             no_response_after: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+impl MessageBackConfig {
+    /// The embedded default's: a platform `clw-event` that reads the `outbox` folder's
+    /// referrals and drops canonical events in the events spool.
+    pub fn embedded() -> Self {
+        MessageBackConfig {
+            platforms: BTreeMap::from([(
+                "clw-event".to_string(),
+                PlatformConfig {
+                    destinations: vec!["outbox".into()],
+                    ..PlatformConfig::default()
+                },
+            )]),
+            spool_platform: Some("clw-event".into()),
+            ..MessageBackConfig::default()
+        }
+    }
+}
+
+/// What an event must say of the patient, checked against the referral it links to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatientItem {
+    /// The NHS number or the CHI number (whichever the referral carries).
+    Number,
+    DateOfBirth,
+    FamilyName,
+}
+
+impl PatientItem {
+    /// The canonical event's field for it.
+    pub fn field(self) -> &'static str {
+        match self {
+            PatientItem::Number => "referral.patient.nhs_number",
+            PatientItem::DateOfBirth => "referral.patient.date_of_birth",
+            PatientItem::FamilyName => "referral.patient.family_name",
         }
     }
 }
@@ -480,6 +530,17 @@ pub struct PlatformConfig {
     /// The one programme it serves, if only one: its spreadsheet rows naming the patient
     /// only are looked up in it, and its events may name no other programme's referrals.
     pub programme: Option<String>,
+    /// The referral destinations it speaks for: its events link only to referrals
+    /// delivered to one of these, and its references are looked up only among theirs.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// The RabbitMQ user it publishes to the AMQP events door as: a message is taken as
+    /// this platform's only when the broker validated that user (`user_id`).
+    pub broker_user: Option<String>,
+    /// What each event must say of the patient (default: the NHS or CHI number and the
+    /// date of birth); an event lacking one is refused.
+    #[serde(default = "default_require_patient")]
+    pub require_patient: Vec<PatientItem>,
     /// The HMAC-SHA256 secret it signs HTTP requests with; without one its HTTP door
     /// is closed.
     pub secret: Option<Secret>,
@@ -493,10 +554,17 @@ impl Default for PlatformConfig {
             mapping: default_event_mapping(),
             upload_mapping: default_upload_mapping(),
             programme: None,
+            destinations: Vec::new(),
+            broker_user: None,
+            require_patient: default_require_patient(),
             secret: None,
             previous_secret: None,
         }
     }
+}
+
+fn default_require_patient() -> Vec<PatientItem> {
+    vec![PatientItem::Number, PatientItem::DateOfBirth]
 }
 
 fn default_event_mapping() -> String {
@@ -777,7 +845,7 @@ impl Config {
     pub fn message_back(&self) -> Option<MessageBackConfig> {
         match (&self.message_back, self.destinations.defaulted) {
             (Some(m), _) => Some(m.clone()),
-            (None, true) => Some(MessageBackConfig::default()),
+            (None, true) => Some(MessageBackConfig::embedded()),
             (None, false) => None,
         }
     }

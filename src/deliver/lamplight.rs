@@ -112,6 +112,10 @@ impl Sink for LamplightDestination {
     fn resends_safely(&self) -> bool {
         false
     }
+
+    fn reference_step(&self) -> Option<&'static str> {
+        Some(REFERRAL)
+    }
 }
 
 /// The journal's steps.

@@ -106,6 +106,13 @@ pub trait Sink: Send + Sync {
     fn reports(&self) -> Option<Arc<dyn Reports>> {
         None
     }
+
+    /// The journal step whose value is the platform's own reference for what it was
+    /// sent (a record id it returned), when the kind records one: the only references
+    /// an event from this destination's platform may link by.
+    fn reference_step(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Asks a platform what changed since a cursor; the changes as canonical events.
@@ -440,6 +447,11 @@ impl Destination {
 
     pub fn reports(&self) -> Option<Arc<dyn Reports>> {
         self.sink.reports()
+    }
+
+    /// See [`Sink::reference_step`].
+    pub fn reference_step(&self) -> Option<&'static str> {
+        self.sink.reference_step()
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Inbound {
     pub body: Vec<u8>,
     /// Where it came from, for the store (`amqp:<queue>`, `spool:<file>`).
     pub source: String,
+    /// The broker user that published it, as RabbitMQ validated it (`user_id`: the
+    /// broker refuses a publish whose `user_id` is not the connection's own user).
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

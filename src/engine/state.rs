@@ -74,6 +74,8 @@ text_enum! {
         Dismissed = "dismissed",
         /// The destination reported that what it accepted did not reach its recipient.
         Undelivered = "undelivered",
+        /// How a referral's consent was read, when it was not as recorded.
+        Consent = "consent",
     }
 }
 

@@ -1,17 +1,20 @@
 //! The message-back front: a platform's event (JSON, any of the doors) through that
-//! platform's mapping to the canonical event, checked; linked to the referral it is
-//! about (the gateway's message id, the platform's reference, or the patient's number
-//! with the programme), with the patient checked; coded from the code map; and sent to
-//! the practice's record writers. An event that cannot be linked with certainty is
-//! parked with a reason and nothing is written — never a best guess.
+//! platform's mapping to the canonical event, checked; bound to the platform that sent
+//! it (a door's seal, the broker user that published it, or the spool's platform);
+//! linked to the referral it is about — only among the referrals delivered to that
+//! platform's destinations (the gateway's message id, the platform's own reference, or
+//! the patient's number with the programme) — with the patient checked; coded from the
+//! code map; and sent to the practice's record writers. An event that cannot be linked
+//! with certainty is parked with a reason and nothing is written — never a best guess.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::{Front, Plan, Refusal};
+use crate::config::PatientItem;
 use crate::deliver::Destination;
 use crate::engine::Inbound;
 use crate::error::{GatewayError, Result, Stage};
@@ -21,65 +24,90 @@ use crate::model::Flow;
 use crate::model::identifiers::{IdentifierKind, patient_key};
 use crate::model::message_back::{EventType, MessageBack};
 use crate::record::{Code, CodedEntry};
+use crate::seal::{BROKER_USER_HEADER, BROKER_USER_SEAL_HEADER, Opened, Origin, Sealer};
 use crate::store::{ReferralRecord, Store, Write};
 use crate::wiring::{MessageBackWiring, Platform};
 
 /// The CloudEvents type of a message-back event.
 pub const EVENT_TYPE: &str = "uk.nhs.socialprescribing.messageback.v1";
-/// Which platform (and so which mapping) an event comes from; set by the door.
+/// The platform a publisher on the AMQP door says it is: never trusted, but one that
+/// disagrees with the platform the broker authenticated is refused.
 pub const PLATFORM_HEADER: &str = "x-clw-platform";
-/// The platform when a message names none: the canonical event as it is.
+/// The embedded default's platform, whose events keep their own ids.
 pub const DEFAULT_PLATFORM: &str = "clw-event";
 
 /// The id an event is queued and recorded under: its event id, named by the platform
-/// it came from (the canonical platform's ids are taken as they are).
-pub fn queued_id(platform: &str, event_id: &str) -> String {
-    if platform == DEFAULT_PLATFORM {
+/// (or poller) it came from (the embedded default platform's ids are taken as they are).
+pub fn queued_id(prefix: &str, event_id: &str) -> String {
+    if prefix == DEFAULT_PLATFORM {
         event_id.to_string()
     } else {
-        format!("{platform}:{event_id}")
+        format!("{prefix}:{event_id}")
     }
 }
 
+/// What an origin's event ids are prefixed with.
+pub fn id_prefix(origin: &Origin) -> String {
+    match origin {
+        Origin::Platform(p) => p.clone(),
+        Origin::Poller(d) => super::poll::source_name(d),
+    }
+}
+
+/// Where events that carry no door's seal come from on this gateway's transport.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlainEvents {
+    /// The AMQP events door: each platform by the broker user it publishes as.
+    Broker,
+    /// The events spool: every file from this platform (or none: such files are parked).
+    Spool(Option<String>),
+}
+
 pub struct MessageBackFront {
-    platforms: BTreeMap<String, Arc<PlatformMapping>>,
+    platforms: BTreeMap<String, Arc<Platform>>,
     codes: Arc<CodeMap>,
     wiring_writers: BTreeMap<String, Arc<Destination>>,
     default_writers: Vec<Arc<Destination>>,
     routes: Option<crate::routing::Routes>,
     store: Store,
     max_bytes: usize,
+    sealer: Sealer,
+    plain: PlainEvents,
 }
 
-struct PlatformMapping {
-    mapping: Arc<crate::mapping::Mapping>,
-    /// The one programme it serves, when configured: its events may name no other's
-    /// referrals.
-    programme: Option<String>,
+/// What may answer which referrals: the referral destinations spoken for, where the
+/// sender's references are recorded, and what its events must say of the patient.
+struct Scope<'a> {
+    origin: &'a Origin,
+    destinations: BTreeSet<String>,
+    references: &'a [(String, &'static str)],
+    require: &'a [PatientItem],
+}
+
+/// An event decoded and bound to the origin it came from.
+pub struct Decoded {
+    pub origin: Origin,
+    pub event: MessageBack,
 }
 
 impl MessageBackFront {
-    pub fn new(w: &MessageBackWiring, store: Store, max_bytes: usize) -> MessageBackFront {
+    pub fn new(
+        w: &MessageBackWiring,
+        store: Store,
+        max_bytes: usize,
+        sealer: Sealer,
+        plain: PlainEvents,
+    ) -> MessageBackFront {
         MessageBackFront {
-            platforms: w
-                .platforms
-                .iter()
-                .map(|(k, p): (&String, &Platform)| {
-                    (
-                        k.clone(),
-                        Arc::new(PlatformMapping {
-                            mapping: p.mapping.clone(),
-                            programme: p.programme.clone(),
-                        }),
-                    )
-                })
-                .collect(),
+            platforms: w.platforms.clone(),
             codes: w.codes.clone(),
             wiring_writers: w.writers.clone(),
             default_writers: w.default_writers.clone(),
             routes: w.routes.clone(),
             store,
             max_bytes,
+            sealer,
+            plain,
         }
     }
 
@@ -97,14 +125,18 @@ impl MessageBackFront {
             error,
         };
         let fallback = digest.clone();
-        let event = super::decode_heavy(inbound.body.len(), || self.decode(inbound))
+        let decoded = super::decode_heavy(inbound.body.len(), || self.decode(inbound))
             .map_err(|e| refuse(&fallback, e))?;
-        let (platform, ev) = event;
-        let message_id = queued_id(&platform, &ev.event_id);
+        let Decoded { origin, event: ev } = decoded;
+        let message_id = queued_id(&id_prefix(&origin), &ev.event_id);
         check_message_id(&message_id, "event_id").map_err(|e| refuse(&fallback, e))?;
-        let referral = self.link(&ev).await.map_err(|e| refuse(&message_id, e))?;
+        let scope = self.scope(&origin).map_err(|e| refuse(&message_id, e))?;
+        let referral = self
+            .link(&ev, &scope)
+            .await
+            .map_err(|e| refuse(&message_id, e))?;
         check_programme(&ev, &referral).map_err(|e| refuse(&message_id, e))?;
-        check_patient(&ev, &referral).map_err(|e| refuse(&message_id, e))?;
+        check_patient(&ev, &referral, &scope).map_err(|e| refuse(&message_id, e))?;
         let coded = coded_entries(&ev, &self.codes).map_err(|e| refuse(&message_id, e))?;
         let targets = self.writers_for(&referral);
         if targets.is_empty() {
@@ -158,8 +190,9 @@ impl MessageBackFront {
         })
     }
 
-    /// Size, envelope, JSON, the platform's mapping, the canonical checks.
-    fn decode(&self, inbound: &Inbound) -> Result<(String, MessageBack)> {
+    /// Size, envelope, the origin (a door's seal, else the transport's binding), the
+    /// platform's mapping for plain events, the canonical checks.
+    pub fn decode(&self, inbound: &Inbound) -> Result<Decoded> {
         check_size(inbound.body.len(), self.max_bytes)?;
         if let Some(t) = inbound.headers.get("ce-type").filter(|t| !t.is_empty())
             && t != EVENT_TYPE
@@ -170,67 +203,170 @@ impl MessageBackFront {
                 format!("{t:?} is not a message-back event; expected {EVENT_TYPE}"),
             ));
         }
-        let platform = inbound
-            .headers
-            .get(PLATFORM_HEADER)
-            .filter(|p| !p.is_empty())
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_PLATFORM.to_string());
-        let p = self.platforms.get(&platform).ok_or_else(|| {
-            GatewayError::invalid(
-                Stage::Envelope,
-                PLATFORM_HEADER,
-                format!("no platform {platform:?} in [message_back.platforms]"),
-            )
-        })?;
-        let body: Value = crate::intake::json::parse_bounded(&inbound.body)?;
-        let mapped = p
-            .mapping
-            .apply(&body, &BTreeMap::new())
-            .map_err(crate::deliver::combine)?
-            .document;
-        let mut ev: MessageBack = serde_path_to_error::deserialize(&mapped).map_err(|e| {
-            GatewayError::invalid(
-                Stage::Map,
-                e.path().to_string(),
-                format!("not a message-back event: {}", e.inner()),
-            )
-        })?;
-        bind_programme(&mut ev, p.programme.as_deref())?;
-        ev.check()?;
-        Ok((platform, ev))
+        match self.sealer.open(&inbound.body)? {
+            Opened::Sealed { origin, event } => {
+                let mut ev: MessageBack = read_canonical(event)?;
+                if let Origin::Platform(name) = &origin {
+                    let p = self.platform(name)?;
+                    check_event_for(p, &mut ev)?;
+                } else {
+                    ev.check()?;
+                }
+                Ok(Decoded { origin, event: ev })
+            }
+            Opened::Plain => {
+                let p = self.plain_platform(inbound)?;
+                let body: Value = crate::intake::json::parse_bounded(&inbound.body)?;
+                let mut ev = map_event(&p.mapping, &body, &BTreeMap::new())?;
+                check_event_for(p, &mut ev)?;
+                Ok(Decoded {
+                    origin: Origin::Platform(p.name.clone()),
+                    event: ev,
+                })
+            }
+        }
     }
 
-    /// The referral the event names: by message id, by the platform's reference, or by
-    /// the patient's number in the programme — exactly one, or the event is parked.
-    async fn link(&self, ev: &MessageBack) -> Result<ReferralRecord> {
+    fn platform(&self, name: &str) -> Result<&Platform> {
+        self.platforms.get(name).map(Arc::as_ref).ok_or_else(|| {
+            GatewayError::invalid(
+                Stage::Policy,
+                "platform",
+                format!(
+                    "the event comes from platform {name:?}, which is not in [message_back.platforms] \
+                     (removed since it was queued?): nothing was written"
+                ),
+            )
+        })
+    }
+
+    /// The platform a plain event comes from: the one the broker authenticated as its
+    /// publisher, or the spool's.
+    fn plain_platform(&self, inbound: &Inbound) -> Result<&Platform> {
+        let p = match &self.plain {
+            PlainEvents::Broker => {
+                let user = verified_broker_user(inbound, &self.sealer).ok_or_else(|| {
+                    GatewayError::invalid(
+                        Stage::Policy,
+                        "user_id",
+                        "an event on the AMQP events door is taken only from a platform's own broker \
+                         user, as the broker validated it (the user_id property): this one carries \
+                         none, so the platform that sent it cannot be established; nothing was written",
+                    )
+                })?;
+                self.platforms
+                    .values()
+                    .find(|p| p.broker_user.as_deref() == Some(user.as_str()))
+                    .map(Arc::as_ref)
+                    .ok_or_else(|| {
+                        GatewayError::invalid(
+                            Stage::Policy,
+                            "user_id",
+                            format!(
+                                "broker user {user:?} published it, and no platform in \
+                                 [message_back.platforms] has that broker_user: nothing was written"
+                            ),
+                        )
+                    })?
+            }
+            PlainEvents::Spool(Some(name)) => self.platform(name)?,
+            PlainEvents::Spool(None) => {
+                return Err(GatewayError::invalid(
+                    Stage::Policy,
+                    "message_back.spool_platform",
+                    "a file in the events spool that no gateway door queued, and no platform is \
+                     configured for the spool (message_back.spool_platform): the platform that \
+                     sent it cannot be established; nothing was written",
+                ));
+            }
+        };
+        if let Some(said) = inbound.headers.get(PLATFORM_HEADER).filter(|h| !h.is_empty())
+            && *said != p.name
+        {
+            return Err(GatewayError::invalid(
+                Stage::Policy,
+                PLATFORM_HEADER,
+                format!(
+                    "says platform {said:?}, but the event was published as platform {:?}'s: \
+                     nothing was written",
+                    p.name
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Which referrals an origin may answer.
+    fn scope<'a>(&'a self, origin: &'a Origin) -> Result<Scope<'a>> {
+        Ok(match origin {
+            Origin::Platform(name) => {
+                let p = self.platform(name)?;
+                Scope {
+                    origin,
+                    destinations: p.destinations.clone(),
+                    references: &p.references,
+                    require: &p.require_patient,
+                }
+            }
+            // The gateway's own record at the destination names the referral.
+            Origin::Poller(d) => Scope {
+                origin,
+                destinations: BTreeSet::from([d.clone()]),
+                references: &[],
+                require: &[],
+            },
+        })
+    }
+
+    /// The referral the event names, among those delivered to the sender's
+    /// destinations: by message id, by the platform's own reference, or by the
+    /// patient's number in the programme — exactly one, or the event is parked.
+    async fn link(&self, ev: &MessageBack, scope: &Scope<'_>) -> Result<ReferralRecord> {
         let link = &ev.referral;
         let unknown = |how: &str| {
             GatewayError::invalid(
                 Stage::Policy,
                 "referral",
                 format!(
-                    "no referral the gateway sent matches its {how}: nothing was written; check the \
-                     reference the platform holds, then replay"
+                    "no referral the gateway sent to {} matches its {how}: nothing was written; \
+                     check the reference the platform holds, then replay",
+                    scope.origin.describe()
                 ),
             )
         };
         if let Some(id) = &link.message_id {
-            return self
+            let r = self
                 .store
                 .referral(id)
                 .await?
-                .ok_or_else(|| unknown("message_id"));
+                .ok_or_else(|| unknown("message_id"))?;
+            return match self.sent_to(&r, scope).await? {
+                true => Ok(r),
+                false => Err(not_sent_to(scope)),
+            };
+        }
+        if matches!(scope.origin, Origin::Poller(_)) {
+            return Err(unknown("record (a poller's event names the referral by message_id)"));
         }
         if let Some(reference) = &link.platform_reference {
-            let ids = self.store.referral_by_platform_reference(reference).await?;
-            return match ids.as_slice() {
-                [id] => self
-                    .store
-                    .referral(id)
-                    .await?
-                    .ok_or_else(|| unknown("platform_reference")),
-                [] => Err(unknown("platform_reference")),
+            if scope.references.is_empty() {
+                return Err(no_references(scope));
+            }
+            let ids = self
+                .store
+                .referral_by_platform_reference(reference, scope.references)
+                .await?;
+            let mut found = Vec::new();
+            for id in &ids {
+                if let Some(r) = self.store.referral(id).await?
+                    && self.sent_to(&r, scope).await?
+                {
+                    found.push(r);
+                }
+            }
+            return match found.len() {
+                1 => Ok(found.remove(0)),
+                0 => Err(unknown("platform_reference")),
                 _ => Err(GatewayError::invalid(
                     Stage::Policy,
                     "referral.platform_reference",
@@ -245,16 +381,21 @@ impl MessageBackFront {
             (None, Some(c)) => patient_key(IdentifierKind::Chi, c),
             (None, None) => return Err(unknown("patient")),
         };
-        let open: Vec<ReferralRecord> = self
-            .store
-            .referrals_for_patient(programme, &key)
-            .await?
-            .into_iter()
-            .filter(|(_, closed)| !closed)
-            .map(|(r, _)| r)
-            .collect();
+        let mut open = Vec::new();
+        let mut elsewhere = 0;
+        for (r, closed) in self.store.referrals_for_patient(programme, &key).await? {
+            if closed {
+                continue;
+            }
+            if self.sent_to(&r, scope).await? {
+                open.push(r);
+            } else {
+                elsewhere += 1;
+            }
+        }
         match open.len() {
-            1 => Ok(open.into_iter().next().unwrap_or_else(|| unreachable!())),
+            1 => Ok(open.remove(0)),
+            0 if elsewhere > 0 => Err(not_sent_to(scope)),
             0 => Err(unknown("patient's number in the programme")),
             n => Err(GatewayError::invalid(
                 Stage::Policy,
@@ -265,6 +406,16 @@ impl MessageBackFront {
                 ),
             )),
         }
+    }
+
+    /// Whether the referral was delivered to one of the destinations in scope.
+    async fn sent_to(&self, r: &ReferralRecord, scope: &Scope<'_>) -> Result<bool> {
+        Ok(self
+            .store
+            .delivered_to(&r.message_id)
+            .await?
+            .iter()
+            .any(|d| scope.destinations.contains(d)))
     }
 
     fn writers_for(&self, r: &ReferralRecord) -> Vec<Arc<Destination>> {
@@ -293,6 +444,131 @@ impl Front for MessageBackFront {
     ) -> BoxFuture<'a, std::result::Result<Plan, Refusal>> {
         Box::pin(self.plan_event(inbound))
     }
+}
+
+/// A platform event mapped to the canonical event (not yet checked).
+pub fn map_event(
+    mapping: &crate::mapping::Mapping,
+    input: &Value,
+    constants: &BTreeMap<String, String>,
+) -> Result<MessageBack> {
+    let doc = mapping
+        .apply(input, constants)
+        .map_err(crate::deliver::combine)?
+        .document;
+    serde_path_to_error::deserialize(&doc).map_err(|e| {
+        GatewayError::invalid(
+            Stage::Map,
+            e.path().to_string(),
+            format!("not a message-back event: {}", e.inner()),
+        )
+    })
+}
+
+/// A canonical event's bytes, as a door queued them.
+fn read_canonical(bytes: &[u8]) -> Result<MessageBack> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        GatewayError::invalid(
+            Stage::Map,
+            e.path().to_string(),
+            format!("not a message-back event: {}", e.inner()),
+        )
+    })
+}
+
+/// Every check an event from platform `p` must pass before it is queued or planned:
+/// bound to the programme the platform serves, the canonical checks, the patient
+/// items the platform must name, and no reference it could not be linked by.
+pub fn check_event_for(p: &Platform, ev: &mut MessageBack) -> Result<()> {
+    bind_programme(ev, p.programme.as_deref())?;
+    ev.check()?;
+    let patient = ev.referral.patient.clone().unwrap_or_default();
+    for item in &p.require_patient {
+        let present = match item {
+            PatientItem::Number => patient.nhs_number.is_some() || patient.chi_number.is_some(),
+            PatientItem::DateOfBirth => patient.date_of_birth.is_some(),
+            PatientItem::FamilyName => patient.family_name.is_some(),
+        };
+        if !present {
+            return Err(GatewayError::invalid(
+                Stage::Policy,
+                item.field(),
+                format!(
+                    "platform {:?} must name the patient in every event ({}; require_patient), and \
+                     this event does not: nothing was written",
+                    p.name,
+                    required_items(&p.require_patient)
+                ),
+            ));
+        }
+    }
+    if ev.referral.platform_reference.is_some() && p.references.is_empty() {
+        return Err(GatewayError::invalid(
+            Stage::Policy,
+            "referral.platform_reference",
+            format!(
+                "platform {:?} has no destination that records the references it returns, so no \
+                 referral can be found by one: name the referral by message_id, or by programme \
+                 and the patient's number",
+                p.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// "the NHS or CHI number, the date of birth"
+fn required_items(items: &[PatientItem]) -> String {
+    items
+        .iter()
+        .map(|i| match i {
+            PatientItem::Number => "the NHS or CHI number",
+            PatientItem::DateOfBirth => "the date of birth",
+            PatientItem::FamilyName => "the family name",
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The broker user that published a plain event: RabbitMQ's validated `user_id`, or on
+/// a copy the gateway republished (a retry, a parked message replayed) the user it
+/// sealed then. An unsealed or mis-sealed header is not a user.
+fn verified_broker_user(inbound: &Inbound, sealer: &Sealer) -> Option<String> {
+    if let Some(user) = &inbound.user_id {
+        return Some(user.clone());
+    }
+    let user = inbound.headers.get(BROKER_USER_HEADER)?;
+    let seal = inbound.headers.get(BROKER_USER_SEAL_HEADER)?;
+    sealer
+        .broker_user_holds(user, seal, &inbound.body)
+        .then(|| user.clone())
+}
+
+fn not_sent_to(scope: &Scope<'_>) -> GatewayError {
+    let mut names: Vec<&str> = scope.destinations.iter().map(String::as_str).collect();
+    names.sort();
+    GatewayError::invalid(
+        Stage::Policy,
+        "referral",
+        format!(
+            "{} asked about a referral the gateway did not send to it (it was not delivered to \
+             any of its destinations: {}): nothing was written",
+            scope.origin.describe(),
+            names.join(", ")
+        ),
+    )
+}
+
+fn no_references(scope: &Scope<'_>) -> GatewayError {
+    GatewayError::invalid(
+        Stage::Policy,
+        "referral.platform_reference",
+        format!(
+            "{} has no destination that records the references it returns: nothing was written",
+            scope.origin.describe()
+        ),
+    )
 }
 
 /// A platform that serves one programme speaks for that programme only: its events
@@ -332,46 +608,47 @@ fn check_programme(ev: &MessageBack, r: &ReferralRecord) -> Result<()> {
     }
 }
 
-/// Wrong-patient protection: whatever the event says of the patient must agree with
-/// the referral it is linked to. The error names the field, never a value.
-fn check_patient(ev: &MessageBack, r: &ReferralRecord) -> Result<()> {
-    let Some(p) = &ev.referral.patient else {
-        return Ok(());
-    };
+/// Wrong-patient protection: the items the sender must name are there, the referral
+/// holds a value to compare each with, and whatever the event says of the patient
+/// agrees with the referral it is linked to. The error names the field, never a value.
+fn check_patient(ev: &MessageBack, r: &ReferralRecord, scope: &Scope<'_>) -> Result<()> {
+    let p = ev.referral.patient.clone().unwrap_or_default();
     let theirs = |k: &str| {
         r.record
             .pointer(&format!("/patient/{k}"))
             .and_then(Value::as_str)
+            .filter(|v| !v.trim().is_empty())
     };
+    let family = r
+        .record
+        .pointer("/patient/name/family")
+        .and_then(Value::as_str)
+        .filter(|v| !v.trim().is_empty());
+    for item in scope.require {
+        let held = match item {
+            PatientItem::Number => theirs("nhs_number").or(theirs("chi_number")),
+            PatientItem::DateOfBirth => theirs("date_of_birth"),
+            PatientItem::FamilyName => family,
+        };
+        if held.is_none() {
+            return Err(GatewayError::invalid(
+                Stage::Policy,
+                item.field(),
+                format!(
+                    "the referral holds no value for this item, which every event from {} must \
+                     match (require_patient): it cannot be answered safely; nothing was written",
+                    scope.origin.describe()
+                ),
+            ));
+        }
+    }
     let compact = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
     let same_name = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
     let checks = [
-        (
-            "nhs_number",
-            p.nhs_number.as_deref(),
-            theirs("nhs_number"),
-            true,
-        ),
-        (
-            "chi_number",
-            p.chi_number.as_deref(),
-            theirs("chi_number"),
-            true,
-        ),
-        (
-            "date_of_birth",
-            p.date_of_birth.as_deref(),
-            theirs("date_of_birth"),
-            true,
-        ),
-        (
-            "family_name",
-            p.family_name.as_deref(),
-            r.record
-                .pointer("/patient/name/family")
-                .and_then(Value::as_str),
-            false,
-        ),
+        ("nhs_number", p.nhs_number.as_deref(), theirs("nhs_number"), true),
+        ("chi_number", p.chi_number.as_deref(), theirs("chi_number"), true),
+        ("date_of_birth", p.date_of_birth.as_deref(), theirs("date_of_birth"), true),
+        ("family_name", p.family_name.as_deref(), family, false),
     ];
     for (field, said, known, exact) in checks {
         if let Some(said) = said {
@@ -538,9 +815,10 @@ fn detail(ev: &MessageBack) -> Option<String> {
     }
 }
 
-/// What record writers' mappings read (`canonical-event`): the event (without its free
-/// text unless consent allows narrative), its headline, coded entries, the summary
-/// when allowed, and the referral, patient and practice it belongs to.
+/// What record writers' mappings read (`canonical-event`): the event (without the
+/// platform's free text unless consent allows narrative), its headline, coded entries,
+/// the summary when allowed, what was withheld, and the referral, patient and practice
+/// it belongs to.
 fn canonical(
     ev: &MessageBack,
     r: &ReferralRecord,
@@ -548,21 +826,18 @@ fn canonical(
     narrative: bool,
 ) -> Value {
     let mut event = ev.clone();
-    if !narrative {
-        event.summary = None;
-        if let Some(d) = &mut event.declined_reason {
-            d.text = None;
-        }
-        if let Some(c) = &mut event.closed {
-            c.outcome = None;
-        }
-    }
+    let withheld = if narrative {
+        Vec::new()
+    } else {
+        withhold_free_text(&mut event)
+    };
     let summary = event.summary.take();
     json!({
+        "headline": event.headline(narrative),
         "event": event,
-        "headline": ev.headline(narrative),
         "coded": coded,
         "summary": summary,
+        "withheld": withheld,
         "referral": {
             "message_id": r.message_id,
             "programme": r.programme,
@@ -571,6 +846,31 @@ fn canonical(
         "patient": r.record.get("patient"),
         "practice": r.record.get("practice"),
     })
+}
+
+/// Removes every text the platform wrote (only texts the gateway owns travel under
+/// codes-only or unrecorded consent: code map displays and the headline it builds);
+/// answers with the canonical names of what was removed, for the readable document.
+fn withhold_free_text(event: &mut MessageBack) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut gone = |field: &'static str, had: bool| {
+        if had {
+            out.push(field);
+        }
+    };
+    gone("summary", event.summary.take().is_some());
+    if let Some(d) = &mut event.declined_reason {
+        gone("declined_reason.text", d.text.take().is_some());
+        gone("declined_reason.display", d.display.take().is_some());
+    }
+    if let Some(c) = &mut event.closed {
+        gone("closed.outcome", c.outcome.take().is_some());
+    }
+    if let Some(o) = &mut event.onward_referral {
+        gone("onward_referral.to", !std::mem::take(&mut o.to).is_empty());
+    }
+    gone("practitioner", event.practitioner.take().is_some());
+    out
 }
 
 #[cfg(test)]

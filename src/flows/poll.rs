@@ -10,24 +10,32 @@ use tracing::{info, warn};
 use crate::deliver::Poller;
 use crate::flows::door::Door;
 use crate::flows::message_back::queued_id;
+use crate::seal::Origin;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, Write};
 
-/// Polls until shutdown. `source` names it in the store and in queued event ids.
+/// What the poller of `destination` is named by in the store and in queued event ids.
+pub fn source_name(destination: &str) -> String {
+    format!("fhir-tasks-{destination}")
+}
+
+/// Polls `destination` until shutdown. Its events are bound to that destination: they
+/// may answer only the referrals it was sent.
 pub async fn run(
-    source: String,
+    destination: String,
     poller: Arc<dyn Poller>,
     store: Store,
     door: Arc<Door>,
     mut shutdown: Shutdown,
 ) {
+    let source = source_name(&destination);
     info!(
         source,
         every_s = poller.every().as_secs(),
         "polling for platform events"
     );
     loop {
-        if let Err(e) = once(&source, poller.as_ref(), &store, &door).await {
+        if let Err(e) = once(&destination, poller.as_ref(), &store, &door).await {
             warn!(source, error = %e, "poll failed; trying again next time");
         }
         if !shutdown.pause(poller.every()).await {
@@ -36,19 +44,20 @@ pub async fn run(
     }
 }
 
-/// One poll: every event queued before the cursor moves past it.
+/// One poll of `destination`: every event queued before the cursor moves past it.
 pub async fn once(
-    source: &str,
+    destination: &str,
     poller: &dyn Poller,
     store: &Store,
     door: &Door,
 ) -> crate::error::Result<usize> {
-    let cursor = store.cursor(source).await?;
+    let source = source_name(destination);
+    let origin = Origin::Poller(destination.to_string());
+    let cursor = store.cursor(&source).await?;
     let (events, next) = poller.poll(cursor.as_deref()).await?;
     let n = events.len();
-    for mut ev in events {
-        ev.event_id = queued_id(source, &ev.event_id);
-        let id = ev.event_id.clone();
+    for ev in events {
+        let id = queued_id(&source, &ev.event_id);
         // Seen before (the Task saved again with the same status): its time may differ,
         // the event does not.
         if store
@@ -58,15 +67,12 @@ pub async fn once(
         {
             continue;
         }
-        let value = serde_json::to_value(&ev).map_err(|e| {
-            crate::error::GatewayError::permanent(crate::error::Stage::Intake, e.to_string())
-        })?;
-        door.put(source, &id, &value).await?;
+        door.put(&origin, &ev).await?;
     }
     if let Some(next) = next {
         store
             .write(Write::Cursor {
-                source: source.to_string(),
+                source: source.clone(),
                 cursor: next,
             })
             .await?;

@@ -13,7 +13,7 @@ use crate::error::{GatewayError, Stage};
 use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, check_size};
 use crate::intake::{Envelope, decode_referral};
 use crate::model::{ConsentState, Flow};
-use crate::policy::apply_consent;
+use crate::policy::{apply_consent, read_consent};
 use crate::routing::Routes;
 use crate::wiring::ReferralWiring;
 
@@ -21,6 +21,7 @@ pub struct ReferralFront {
     routes: Option<Routes>,
     destinations: Vec<Arc<Destination>>,
     consent_not_recorded: ConsentState,
+    consent_covers: Vec<crate::policy::CodeRef>,
     max_bytes: usize,
 }
 
@@ -30,6 +31,7 @@ impl ReferralFront {
             routes: wiring.routes.clone(),
             destinations: wiring.destinations.clone(),
             consent_not_recorded: wiring.consent_not_recorded,
+            consent_covers: wiring.consent_covers.clone(),
             max_bytes,
         }
     }
@@ -89,13 +91,22 @@ impl ReferralFront {
                 )
             }
         };
-        let remember = vec![remembered(
-            &message_id,
-            &programme,
-            practice,
-            &decoded.referral,
-        )];
-        let release = apply_consent(decoded.referral, self.consent_not_recorded)
+        let mut referral = decoded.referral;
+        let consent_note = read_consent(&mut referral.consent, &self.consent_covers);
+        let mut remember = vec![remembered(&message_id, &programme, practice, &referral)];
+        if let Some(note) = consent_note {
+            remember.push(crate::store::Write::Audit(crate::store::AuditEntry {
+                actor: "clw-gateway".into(),
+                action: crate::engine::AuditAction::Consent,
+                flow: Flow::Referral.as_str().into(),
+                message_id: message_id.clone(),
+                destination: None,
+                fields: Vec::new(),
+                agreement: None,
+                detail: Some(note),
+            }));
+        }
+        let release = apply_consent(referral, self.consent_not_recorded)
             .map_err(|e| refuse(&message_id, attempts, e))?;
         let canonical = serde_json::to_value(release.referral()).map_err(|e| {
             refuse(

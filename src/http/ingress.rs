@@ -24,23 +24,17 @@ use tracing::{info, warn};
 use crate::config::IngressConfig;
 use crate::error::{GatewayError, Result, Stage};
 use crate::flows::door::Door;
-use crate::flows::message_back::queued_id;
+use crate::flows::message_back::{check_event_for, map_event};
 use crate::mapping::Mapping;
 use crate::metrics::{IngressLabels, Metrics};
 use crate::model::message_back::MessageBack;
+use crate::seal::Origin;
 use crate::shutdown::Shutdown;
 use crate::signing::{self, SignatureError};
-use crate::wiring::MessageBackWiring;
-
-struct PlatformDoor {
-    mapping: Arc<Mapping>,
-    upload_mapping: Arc<Mapping>,
-    programme: Option<String>,
-    secrets: Vec<String>,
-}
+use crate::wiring::{MessageBackWiring, Platform};
 
 pub struct State {
-    platforms: BTreeMap<String, PlatformDoor>,
+    platforms: BTreeMap<String, Arc<Platform>>,
     door: Arc<Door>,
     window: i64,
     /// Signatures seen within the replay window: a second use is a replay.
@@ -57,21 +51,7 @@ impl State {
         metrics: Metrics,
     ) -> Arc<State> {
         Arc::new(State {
-            platforms: mb
-                .platforms
-                .iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        PlatformDoor {
-                            mapping: p.mapping.clone(),
-                            upload_mapping: p.upload_mapping.clone(),
-                            programme: p.programme.clone(),
-                            secrets: p.secrets.clone(),
-                        },
-                    )
-                })
-                .collect(),
+            platforms: mb.platforms.clone(),
             door,
             window: c.replay_window.as_secs() as i64,
             seen: Mutex::new(HashMap::new()),
@@ -124,7 +104,7 @@ impl State {
         headers: &HeaderMap,
         body: &[u8],
         media: &str,
-    ) -> std::result::Result<&PlatformDoor, Box<Response>> {
+    ) -> std::result::Result<&Platform, Box<Response>> {
         let Some(p) = self.platforms.get(platform) else {
             return Err(Box::new(refuse(
                 StatusCode::NOT_FOUND,
@@ -206,7 +186,7 @@ async fn event(
         }
     };
     let mapped = crate::intake::json::parse_bounded(&body)
-        .and_then(|v| to_canonical(&p.mapping, &v, &BTreeMap::new(), p.programme.as_deref()));
+        .and_then(|v| to_canonical(p, &p.mapping, &v, &BTreeMap::new()));
     let ev = match mapped {
         Ok(ev) => ev,
         Err(e) => {
@@ -217,36 +197,23 @@ async fn event(
     queue(&s, &platform, ev).await
 }
 
-/// Maps a platform's JSON to a checked canonical event, bound to the programme the
-/// platform serves (if it serves one).
+/// Maps a platform's JSON to a canonical event, with every check the front makes
+/// before linking (so the platform hears at once, naming the field).
 fn to_canonical(
+    p: &Platform,
     mapping: &Mapping,
     input: &Value,
     constants: &BTreeMap<String, String>,
-    programme: Option<&str>,
 ) -> Result<MessageBack> {
-    let doc = mapping
-        .apply(input, constants)
-        .map_err(crate::deliver::combine)?
-        .document;
-    let mut ev: MessageBack = serde_path_to_error::deserialize(&doc).map_err(|e| {
-        GatewayError::invalid(Stage::Map, e.path().to_string(), format!("{}", e.inner()))
-    })?;
-    crate::flows::message_back::bind_programme(&mut ev, programme)?;
-    ev.check()?;
+    let mut ev = map_event(mapping, input, constants)?;
+    check_event_for(p, &mut ev)?;
     Ok(ev)
 }
 
-/// Queues a canonical event under the platform's name for its id; 202 once durable.
-async fn queue(s: &State, platform: &str, mut ev: MessageBack) -> Response {
-    ev.event_id = queued_id(platform, &ev.event_id);
-    let id = ev.event_id.clone();
-    let value = match serde_json::to_value(&ev) {
-        Ok(v) => v,
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()),
-    };
-    match s.door.put(platform, &id, &value).await {
-        Ok(()) => {
+/// Queues a canonical event sealed as the platform's; 202 once durable.
+async fn queue(s: &State, platform: &str, ev: MessageBack) -> Response {
+    match s.door.put(&Origin::Platform(platform.to_string()), &ev).await {
+        Ok(id) => {
             s.count(platform, "accepted");
             info!(platform, message_id = id, "event queued");
             (
@@ -304,7 +271,7 @@ async fn upload(
         if let Some(prog) = &p.programme {
             constants.insert("programme".to_string(), prog.clone());
         }
-        match to_canonical(&p.upload_mapping, row, &constants, p.programme.as_deref()) {
+        match to_canonical(p, &p.upload_mapping, row, &constants) {
             Ok(ev) => events.push(ev),
             Err(e) => errors.push(json!({
                 "row": line,

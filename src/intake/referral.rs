@@ -457,6 +457,7 @@ impl<'a> Decoder<'_, 'a> {
                 return Ok(ConsentInfo {
                     state: ConsentState::Declined,
                     recorded_at: c.string("dateTime")?,
+                    purposes: Vec::new(),
                 });
             }
             let tied = linked.contains(&c.path) || self.about_patient(c, patient)?;
@@ -480,12 +481,23 @@ impl<'a> Decoder<'_, 'a> {
             return Ok(ConsentInfo::default());
         };
         let mut nested_deny = false;
+        let mut purposes = Vec::new();
         for c in &permits {
             if let Some(p) = c.get("provision") {
                 nested_deny |= p
                     .items("provision")?
                     .iter()
                     .any(|n| n.value.get("type").and_then(Value::as_str) == Some("deny"));
+                for purpose in p.items("purpose")? {
+                    purposes.push(coding(&purpose)?);
+                }
+            }
+            let mut concepts = c.items("category")?;
+            concepts.extend(c.get("scope"));
+            for cc in concepts {
+                for coded in cc.items("coding")? {
+                    purposes.push(coding(&coded)?);
+                }
             }
         }
         Ok(ConsentInfo {
@@ -495,6 +507,7 @@ impl<'a> Decoder<'_, 'a> {
                 ConsentState::Full
             },
             recorded_at: first.string("dateTime")?,
+            purposes,
         })
     }
 

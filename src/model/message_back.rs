@@ -347,7 +347,13 @@ impl MessageBack {
                 } else {
                     "Referred on"
                 };
-                format!("{verb} to {} ({})", o.to, o.category.replace('-', " "))
+                let category = o.category.replace('-', " ");
+                if o.to.trim().is_empty() {
+                    // The service's name withheld (codes-only consent): its category only.
+                    format!("{verb} to a {category} service")
+                } else {
+                    format!("{verb} to {} ({category})", o.to)
+                }
             }
             EventType::Closed => {
                 let c = self.closed.clone().unwrap_or_default();

@@ -161,6 +161,11 @@ pub struct ConsentInfo {
     pub state: ConsentState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recorded_at: Option<String>,
+    /// What the permitting Consents say they are for (their scope, category and
+    /// purpose codings): the policy takes them as consent to share with a social
+    /// prescribing service only when the deployment lists one. Not sent onward.
+    #[serde(skip)]
+    pub purposes: Vec<Coded>,
 }
 
 /// The canonical referral: PRSB "Referral to social prescribing services".

@@ -1,8 +1,47 @@
 //! Policy: what may leave. Consent decides whether anything is sent and whether
 //! narrative may travel with the codes.
 
+use serde::Deserialize;
+
 use crate::error::GatewayError;
-use crate::model::{ConsentState, Referral};
+use crate::model::{ConsentInfo, ConsentState, Referral};
+
+/// A code the deployment lists as meaning "consent to share with a social prescribing
+/// service" when a Consent's scope, category or purpose carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRef {
+    pub system: String,
+    pub code: String,
+}
+
+/// A recorded permit counts only when one of its scope, category or purpose codes is
+/// listed in `covers`: no national code says "consent to share with a social
+/// prescribing service", so a Consent for something else (information access for
+/// government purposes, say) is not read as this one. Such a permit leaves the consent
+/// "not recorded" (configuration decides), with the reason for the audit. A deny is
+/// never second-guessed.
+pub fn read_consent(consent: &mut ConsentInfo, covers: &[CodeRef]) -> Option<String> {
+    if !matches!(consent.state, ConsentState::Full | ConsentState::CodesOnly) {
+        return None;
+    }
+    let listed = consent.purposes.iter().any(|p| {
+        covers.iter().any(|c| {
+            p.system.as_deref() == Some(c.system.as_str()) && p.code.as_deref() == Some(c.code.as_str())
+        })
+    });
+    if listed {
+        return None;
+    }
+    let was = consent.state;
+    consent.state = ConsentState::NotRecorded;
+    Some(format!(
+        "an active Consent ({}) was found, but none of its scope, category or purpose codes is \
+         listed in referrals.consent_covers as covering sharing with a social prescribing \
+         service: read as not recorded (referrals.consent_not_recorded applies)",
+        was.as_str()
+    ))
+}
 
 /// What consent allows for one referral.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,13 +95,55 @@ fn strip_narrative(mut r: Referral) -> Referral {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Coded, ConsentInfo};
+    use crate::model::Coded;
+
+    fn covers() -> Vec<CodeRef> {
+        vec![CodeRef {
+            system: "http://snomed.info/sct".into(),
+            code: "1".into(),
+        }]
+    }
+
+    /// The UK Core example Consent (information access, purpose "government") is not
+    /// consent to share with a social prescribing service unless the deployment says
+    /// so; a listed code makes it count; a deny stays a deny.
+    #[test]
+    fn a_consent_counts_only_for_the_purposes_the_deployment_lists() {
+        let coded = |system: &str, code: &str| Coded {
+            system: Some(system.into()),
+            code: Some(code.into()),
+            ..Default::default()
+        };
+        let mut other = ConsentInfo {
+            state: ConsentState::Full,
+            recorded_at: None,
+            purposes: vec![coded("http://terminology.hl7.org/CodeSystem/v3-ActReason", "GOV")],
+        };
+        let why = read_consent(&mut other, &covers()).expect("a reason");
+        assert_eq!(other.state, ConsentState::NotRecorded);
+        assert!(why.contains("referrals.consent_covers"), "{why}");
+        let mut listed = ConsentInfo {
+            state: ConsentState::CodesOnly,
+            recorded_at: None,
+            purposes: vec![coded("http://snomed.info/sct", "1")],
+        };
+        assert_eq!(read_consent(&mut listed, &covers()), None);
+        assert_eq!(listed.state, ConsentState::CodesOnly);
+        let mut none_listed = listed.clone();
+        assert!(read_consent(&mut none_listed, &[]).is_some());
+        let mut deny = ConsentInfo {
+            state: ConsentState::Declined,
+            ..Default::default()
+        };
+        assert_eq!(read_consent(&mut deny, &[]), None);
+        assert_eq!(deny.state, ConsentState::Declined);
+    }
 
     fn referral(state: ConsentState) -> Referral {
         let mut r = Referral {
             consent: ConsentInfo {
                 state,
-                recorded_at: None,
+                ..Default::default()
             },
             ..Default::default()
         };

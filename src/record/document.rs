@@ -100,7 +100,27 @@ pub fn lines(e: &RecordEntry, read_codes: bool) -> Vec<String> {
                 .into(),
         ),
     }
+    if !e.withheld.is_empty() {
+        let mut items: Vec<&str> = e.withheld.iter().map(|w| withheld_item(w)).collect();
+        items.dedup();
+        out.push(format!(
+            "Not shared under the patient's consent (coded information only): {}",
+            items.join("; ")
+        ));
+    }
     out
+}
+
+/// How a withheld item is named to a clinician.
+fn withheld_item(field: &str) -> &str {
+    match field {
+        "summary" => "the link worker's summary",
+        "declined_reason.text" | "declined_reason.display" => "the service's words on why it declined",
+        "closed.outcome" => "the outcome in the link worker's words",
+        "onward_referral.to" => "the name of the service referred on to",
+        "practitioner" => "the link worker's name and role",
+        other => other,
+    }
 }
 
 /// The document as text (CRLF-free, one line per line).

@@ -98,6 +98,10 @@ pub struct RecordEntry {
     #[serde(default)]
     pub coded: Vec<CodedEntry>,
     pub summary: Option<String>,
+    /// The platform's free-text items left out under the referral's consent
+    /// (canonical names), so the document can say what it does not carry.
+    #[serde(default)]
+    pub withheld: Vec<String>,
     pub referral: ReferralRef,
     pub patient: Patient,
     #[serde(default)]

@@ -480,6 +480,7 @@ impl Running {
                 "spool:{}",
                 file.file_name().and_then(|n| n.to_str()).unwrap_or("")
             ),
+            user_id: None,
         })
     }
 

@@ -398,6 +398,25 @@ impl Store {
         .await
     }
 
+    /// The key that seals event origins (`crate::seal`): made by the first instance to
+    /// ask, then the same for every instance on this store.
+    pub async fn seal_key(&self) -> Result<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO gateway_keys (name, key_hex, created_at) VALUES ('origin-seal', $1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(hex::encode(crate::seal::new_key()))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        let key: String =
+            sqlx::query_scalar("SELECT key_hex FROM gateway_keys WHERE name = 'origin-seal'")
+                .fetch_one(&self.pool)
+                .await?;
+        hex::decode(key)
+            .map_err(|_| GatewayError::permanent(Stage::Store, "the origin-seal key is not hex"))
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -95,14 +95,40 @@ impl Store {
             .collect()
     }
 
-    /// The referral a platform's own reference (a record id it returned, kept in the
-    /// effect journal) belongs to.
-    pub async fn referral_by_platform_reference(&self, reference: &str) -> Result<Vec<String>> {
+    /// The referrals a platform's own reference names: a record id one of `sources`
+    /// (destination, the journal step its kind records references in) returned. Only
+    /// the sending platform's own destinations are searched, so one platform's ids (or
+    /// a second account's of the same kind) never name another's referrals.
+    pub async fn referral_by_platform_reference(
+        &self,
+        reference: &str,
+        sources: &[(String, &'static str)],
+    ) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT message_id FROM effects WHERE flow = 'referral' AND state = 'done' \
-             AND step = 'lamplight-referral' AND value = $1",
+            "SELECT DISTINCT message_id, destination, step FROM effects WHERE flow = 'referral' \
+             AND state = 'done' AND value = $1",
         )
         .bind(reference)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ids = Vec::new();
+        for r in &rows {
+            let (id, destination, step): (String, String, String) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            if sources.iter().any(|(d, s)| *d == destination && *s == step) && !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The destinations a referral was delivered to (the platforms that may answer it).
+    pub async fn delivered_to(&self, referral_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT destination FROM deliveries WHERE flow = 'referral' AND message_id = $1 \
+             AND state = 'delivered' ORDER BY destination",
+        )
+        .bind(referral_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
