@@ -157,10 +157,11 @@ async fn publish_events(exchange: &str, referrals: &[String]) {
             )
         })
         .collect();
-    publish_all(exchange, events).await;
+    // As the platform's own broker user (the test's connection is `guest`).
+    publish_all(exchange, events, Some("guest")).await;
 }
 
-async fn publish_all(exchange: &str, messages: Vec<Outgoing<'_>>) {
+async fn publish_all(exchange: &str, messages: Vec<Outgoing<'_>>, user_id: Option<&str>) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let attempt = async {
@@ -169,7 +170,7 @@ async fn publish_all(exchange: &str, messages: Vec<Outgoing<'_>>) {
                 .ok()??;
             let ok = tokio::time::timeout(
                 Duration::from_secs(60),
-                rabbit.publish_many(exchange, &messages),
+                rabbit.publish_many_as(exchange, &messages, user_id),
             )
             .await
             .is_ok();
@@ -198,7 +199,8 @@ fn event(event_id: &str, referral: &str) -> Vec<u8> {
         "event_id": event_id,
         "type": "contact",
         "occurred_at": "2026-11-25T10:00:00Z",
-        "referral": {"message_id": referral},
+        "referral": {"message_id": referral,
+                     "patient": {"nhs_number": "9912003888", "date_of_birth": "1970-09-11"}},
         "contact": {"mode": "telephone", "date": "2026-11-25"},
     })
     .to_string()
@@ -325,9 +327,9 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
              [http]\nenabled = false\n[mappings]\ndir = \"{m}\"\n\
              [broker]\nurl = \"{a}\"\nprefix = \"{p}\"\nprefetch = 32\nconfirm_timeout = \"3s\"\n\
              [retry]\ntiers = [\"200ms\", \"500ms\", \"1s\", \"2s\", \"3s\", \"5s\", \"5s\", \"5s\"]\n\
-             [referrals]\ndestinations = [\"platform\"]\n\
+             [referrals]\ndestinations = [\"platform\"]\n{TEST_CONSENT_COVERS}\n\
              [destinations.platform]\nkind = \"webhook\"\nurl = \"{hook}\"\ntimeout = \"1s\"\nallow = {PRSB_ALLOW}\n\
-             [message_back]\nwriters = [\"practice-folder\"]\n[message_back.platforms.links]\n\
+             [message_back]\nwriters = [\"practice-folder\"]\n[message_back.platforms.links]\ndestinations = [\"platform\"]\nbroker_user = \"guest\"\n\
              [destinations.practice-folder]\nkind = \"practice-folder\"\ndir = {pd:?}\n\
              allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n",
             p = s.prefix,
@@ -372,7 +374,7 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
             .iter()
             .map(|id| (body.clone(), ce_headers(id)))
             .collect();
-        publish_all(&referral_t.exchange(), messages).await;
+        publish_all(&referral_t.exchange(), messages, None).await;
         // Let the batch start flowing, then break something.
         let before = delivered_count();
         let want = before + batch.len() / 4;

@@ -235,12 +235,12 @@ async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
             "[gateway]\ninstance = \"{p}\"\ndata_dir = \"{d}\"\nclaim_ttl = \"2s\"\n[store]\nurl = \"{u}\"\n\
              [http]\nenabled = false\n[mappings]\ndir = \"{m}\"\n\
              [broker]\nurl = \"{a}\"\nprefix = \"{p}\"\nprefetch = 8\n[retry]\ntiers = [\"300ms\", \"1s\", \"2s\", \"3s\"]\n\
-             [referrals]\ndestinations = [\"clw\"]\n\
+             [referrals]\ndestinations = [\"clw\"]\n{TEST_CONSENT_COVERS}\n\
              [destinations.clw]\nkind = \"webhook\"\nurl = \"{h}\"\nallow = {PRSB_ALLOW}\n\
              [destinations.gp-fhir]\nkind = \"fhir-record\"\nbase_url = \"{f}\"\ntimeout = \"10s\"\n\
              allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n\
              [message_back]\nwriters = [\"gp-fhir\"]\n\
-             [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_LINKS_SECRET\" }}\n\
+             [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_LINKS_SECRET\" }}\ndestinations = [\"clw\"]\n\
              [ingress]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n",
             p = s.prefix,
             d = s.dir.path().display(),
@@ -377,7 +377,7 @@ fn message_back_config(c: &mut clw_gateway::config::Config, writer: &str, table:
     c.destinations.insert(writer, destination(table));
     c.message_back = Some(
         toml::from_str(&format!(
-            "writers = [\"{writer}\"]\n[platforms.links]\nsecret = {{ env = \"CLW_TEST_LINKS_SECRET\" }}\n"
+            "writers = [\"{writer}\"]\n[platforms.links]\nsecret = {{ env = \"CLW_TEST_LINKS_SECRET\" }}\ndestinations = [\"clw\"]\n"
         ))
         .unwrap(),
     );

@@ -14,13 +14,20 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "door-test-secret";
 const REFERRAL_ID: &str = "5b2e6f8a-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+/// The example patient's NHS number and date of birth, as a sheet's two cells.
+const WHO: &str = "9912003888,1970-09-11";
+
+/// What every event says of the example patient (require_patient's default items).
+fn patient() -> Value {
+    json!({"nhs_number": "9912003888", "date_of_birth": "1970-09-11"})
+}
 
 fn event(id: &str, extra: Value) -> Value {
     let mut e = json!({
         "event_id": id,
         "type": "contact",
         "occurred_at": "2026-11-25T10:00:00Z",
-        "referral": {"message_id": REFERRAL_ID},
+        "referral": {"message_id": REFERRAL_ID, "patient": patient()},
         "contact": {"mode": "telephone", "date": "2026-11-25"},
     });
     for (k, v) in extra.as_object().unwrap() {
@@ -86,8 +93,8 @@ async fn gateway(s: &Setup) -> app::Running {
     let mut c = s.config(&format!(
         "[ingress]\nenabled = true\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 4096\n\
          [message_back]\nwriters = [\"practice-folder\"]\n\
-         [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"default\"\n\
-         [message_back.platforms.elsewhere]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"another-service\"\n\
+         [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"default\"\ndestinations = [\"outbox\"]\n\
+         [message_back.platforms.elsewhere]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"another-service\"\ndestinations = [\"outbox\"]\n\
          [mappings]\ndir = \"{}\"\n",
         repo_path("mappings").display()
     ));
@@ -256,7 +263,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
         (
             event(
                 "evt-p2",
-                json!({"referral": {"message_id": REFERRAL_ID, "patient": {"family_name": "Jones"}}}),
+                json!({"referral": {"message_id": REFERRAL_ID, "patient": {"nhs_number": "9912003888", "date_of_birth": "1970-09-11", "family_name": "Jones"}}}),
             ),
             "referral.patient.family_name",
             "possible wrong patient",
@@ -265,7 +272,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
         (
             event(
                 "evt-p3",
-                json!({"referral": {"message_id": "no-such-referral"}}),
+                json!({"referral": {"message_id": "no-such-referral", "patient": patient()}}),
             ),
             "referral",
             "no referral the gateway sent",
@@ -274,7 +281,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
         (
             event(
                 "evt-p4",
-                json!({"referral": {"programme": "default", "patient": {"nhs_number": "9912003896"}}}),
+                json!({"referral": {"programme": "default", "patient": {"nhs_number": "9912003896", "date_of_birth": "1970-09-11"}}}),
             ),
             "referral",
             "no referral the gateway sent",
@@ -334,7 +341,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
     // Found by the patient's number in the programme, it is linked and written.
     let by_number = event(
         "evt-p6",
-        json!({"referral": {"programme": "default", "patient": {"nhs_number": "9912003888"}}}),
+        json!({"referral": {"programme": "default", "patient": patient()}}),
     );
     let r = post(
         port,
@@ -373,11 +380,11 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
     refer(&gw, &data).await;
     let sheet = |score_row: &str| {
         format!(
-            "\u{feff}Event,Date,Gateway reference,Mode,Minutes,Instrument,Score,Category,To,Reason,Notes\r\n\
-             Accepted,2026-11-24,{REFERRAL_ID},,,,,,,,\r\n\
-             Contact,2026-11-25,{REFERRAL_ID},telephone,20,,,,,,\"Talked about the\nallotment group\"\r\n\
+            "\u{feff}Event,Date,Gateway reference,NHS number,Date of birth,Mode,Minutes,Instrument,Score,Category,To,Reason,Notes\r\n\
+             Accepted,2026-11-24,{REFERRAL_ID},{WHO},,,,,,,,\r\n\
+             Contact,2026-11-25,{REFERRAL_ID},{WHO},telephone,20,,,,,,\"Talked about the\nallotment group\"\r\n\
              {score_row}\r\n\
-             Closed,2027-01-30,{REFERRAL_ID},,,,,,,completed,\r\n"
+             Closed,2027-01-30,{REFERRAL_ID},{WHO},,,,,,,completed,\r\n"
         )
         .into_bytes()
     };
@@ -385,7 +392,7 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
         port,
         "/v1/uploads/links",
         "text/csv",
-        sheet(&format!("Score,2026-11-26,{REFERRAL_ID},,,SWEMWBS,41,,,,")),
+        sheet(&format!("Score,2026-11-26,{REFERRAL_ID},{WHO},,,SWEMWBS,41,,,,")),
         now(),
         SECRET,
     )
@@ -406,7 +413,7 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
         port,
         "/v1/uploads/links",
         "text/csv",
-        sheet(&format!("Score,2026-11-26,{REFERRAL_ID},,,SWEMWBS,21,,,,")),
+        sheet(&format!("Score,2026-11-26,{REFERRAL_ID},{WHO},,,SWEMWBS,21,,,,")),
         now() - 7,
         SECRET,
     )
@@ -444,7 +451,10 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
     let h = Harness::start_with("door-amqp", &[], &["200ms"], |c| {
         c.mappings.dir = repo_path("mappings");
         c.message_back = Some(
-            toml::from_str("writers = [\"practice-folder\"]\n[platforms.links]\n").unwrap(),
+            toml::from_str(
+                "writers = [\"practice-folder\"]\n[platforms.links]\ndestinations = [\"clw\"]\nbroker_user = \"guest\"\n",
+            )
+            .unwrap(),
         );
         let practice = c.gateway.data_dir.join("practice");
         c.destinations.insert(
@@ -474,7 +484,7 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
         let rabbit = &h.rabbit;
         async move {
             rabbit
-                .publish(&exchange, body.to_string().as_bytes(), &headers)
+                .publish_as(&exchange, body.to_string().as_bytes(), &headers, "guest")
                 .await
         }
     };

@@ -817,8 +817,8 @@ fn detail(ev: &MessageBack) -> Option<String> {
 
 /// What record writers' mappings read (`canonical-event`): the event (without the
 /// platform's free text unless consent allows narrative), its headline, coded entries,
-/// the summary when allowed, what was withheld, and the referral, patient and practice
-/// it belongs to.
+/// the summary when allowed, and the referral (with what its consent withheld from this
+/// event), patient and practice it belongs to.
 fn canonical(
     ev: &MessageBack,
     r: &ReferralRecord,
@@ -837,11 +837,11 @@ fn canonical(
         "event": event,
         "coded": coded,
         "summary": summary,
-        "withheld": withheld,
         "referral": {
             "message_id": r.message_id,
             "programme": r.programme,
             "referral_date": r.record.get("referral_date"),
+            "withheld": withheld,
         },
         "patient": r.record.get("patient"),
         "practice": r.record.get("practice"),

@@ -100,8 +100,8 @@ pub fn lines(e: &RecordEntry, read_codes: bool) -> Vec<String> {
                 .into(),
         ),
     }
-    if !e.withheld.is_empty() {
-        let mut items: Vec<&str> = e.withheld.iter().map(|w| withheld_item(w)).collect();
+    if !e.referral.withheld.is_empty() {
+        let mut items: Vec<&str> = e.referral.withheld.iter().map(|w| withheld_item(w)).collect();
         items.dedup();
         out.push(format!(
             "Not shared under the patient's consent (coded information only): {}",

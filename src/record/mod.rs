@@ -82,6 +82,10 @@ pub struct ReferralRef {
     pub programme: Option<String>,
     /// sent | accepted | declined | in-progress | closed, with this event counted.
     pub state: Option<String>,
+    /// The platform's free-text items the referral's consent left out of this event
+    /// (canonical names), so the document can say what it does not carry.
+    #[serde(default)]
+    pub withheld: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -98,10 +102,6 @@ pub struct RecordEntry {
     #[serde(default)]
     pub coded: Vec<CodedEntry>,
     pub summary: Option<String>,
-    /// The platform's free-text items left out under the referral's consent
-    /// (canonical names), so the document can say what it does not carry.
-    #[serde(default)]
-    pub withheld: Vec<String>,
     pub referral: ReferralRef,
     pub patient: Patient,
     #[serde(default)]

@@ -549,9 +549,26 @@ impl Setup {
             self.dir.path().display(),
             self.store_url
         );
-        Config::from_toml(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}"))
+        let mut c = Config::from_toml(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        if c.referrals.consent_covers.is_empty() {
+            c.referrals.consent_covers = test_consent_covers();
+        }
+        c
     }
 }
+
+/// The test bed's example Consent is for information access (category `INFA`): these
+/// tests run as a deployment that decided such a Consent covers sharing with its social
+/// prescribing service (`referrals.consent_covers`) would.
+pub fn test_consent_covers() -> Vec<clw_gateway::policy::CodeRef> {
+    vec![clw_gateway::policy::CodeRef {
+        system: "http://terminology.hl7.org/CodeSystem/v3-ActCode".into(),
+        code: "INFA".into(),
+    }]
+}
+
+/// The TOML line a configuration file written by a test carries for the same decision.
+pub const TEST_CONSENT_COVERS: &str = "consent_covers = [{ system = \"http://terminology.hl7.org/CodeSystem/v3-ActCode\", code = \"INFA\" }]";
 
 // ---------------------------------------------------------------- RabbitMQ
 
@@ -592,6 +609,28 @@ impl Rabbit {
     }
 
     pub async fn publish_many(&self, exchange: &str, messages: &[Outgoing<'_>]) {
+        self.publish_many_as(exchange, messages, None).await
+    }
+
+    /// Publishes as `user_id` (RabbitMQ refuses one that is not the connection's user:
+    /// this connection's is `guest`), so the broker vouches for who published.
+    pub async fn publish_as(
+        &self,
+        exchange: &str,
+        body: &[u8],
+        headers: &[(&str, String)],
+        user_id: &str,
+    ) {
+        self.publish_many_as(exchange, &[(body.to_vec(), headers.to_vec())], Some(user_id))
+            .await;
+    }
+
+    pub async fn publish_many_as(
+        &self,
+        exchange: &str,
+        messages: &[Outgoing<'_>],
+        user_id: Option<&str>,
+    ) {
         let mut confirms = Vec::new();
         for (body, headers) in messages {
             let mut t = FieldTable::default();
@@ -601,10 +640,13 @@ impl Rabbit {
                     AMQPValue::LongString(LongString::from(v.as_str())),
                 );
             }
-            let props = BasicProperties::default()
+            let mut props = BasicProperties::default()
                 .with_content_type(ShortString::from("application/fhir+json"))
                 .with_delivery_mode(2)
                 .with_headers(t);
+            if let Some(u) = user_id {
+                props = props.with_user_id(ShortString::from(u));
+            }
             confirms.push(
                 self.ch
                     .basic_publish(
