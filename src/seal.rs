@@ -219,7 +219,10 @@ mod tests {
         ] {
             let body = sealer().seal(&origin, event);
             match sealer().open(&body).unwrap() {
-                Opened::Sealed { origin: o, event: e } => {
+                Opened::Sealed {
+                    origin: o,
+                    event: e,
+                } => {
                     assert_eq!(o, origin);
                     assert_eq!(e, event);
                 }
@@ -234,10 +237,8 @@ mod tests {
         let text = String::from_utf8(body.clone()).unwrap();
         let other_platform = text.replace("platform:a", "platform:b");
         let other_event = text.replace("e1", "e2");
-        let other_key = Sealer::new(b"someone else's key").seal(
-            &Origin::Platform("a".into()),
-            br#"{"event_id":"e1"}"#,
-        );
+        let other_key = Sealer::new(b"someone else's key")
+            .seal(&Origin::Platform("a".into()), br#"{"event_id":"e1"}"#);
         for bad in [
             other_platform.into_bytes(),
             other_event.into_bytes(),

@@ -66,9 +66,11 @@ impl Platform {
     /// Whether its mapping sets `referral.platform_reference` itself (so it links by
     /// reference, which needs a destination that records references).
     fn maps_reference(&self) -> bool {
-        [&self.mapping, &self.upload_mapping]
-            .iter()
-            .any(|m| m.fields.iter().any(|f| f.to == "referral.platform_reference"))
+        [&self.mapping, &self.upload_mapping].iter().any(|m| {
+            m.fields
+                .iter()
+                .any(|f| f.to == "referral.platform_reference")
+        })
     }
 }
 

@@ -139,14 +139,6 @@ fn free_port() -> u16 {
 /// A timestamp for a signed request, never the same twice in this test binary: every
 /// send is a new request (a second send of one event is a resend, not a replay of the
 /// same signed request, which the door refuses).
-fn fresh_timestamp() -> i64 {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicI64, Ordering};
-    static BASE: OnceLock<i64> = OnceLock::new();
-    static NEXT: AtomicI64 = AtomicI64::new(0);
-    *BASE.get_or_init(|| chrono::Utc::now().timestamp()) - NEXT.fetch_add(1, Ordering::SeqCst)
-}
-
 /// Posts one event to the ingress, signed with a fresh timestamp.
 async fn post_event(port: u16, platform: &str, secret: &str, body: &Value, _resend: i64) -> u16 {
     let bytes = body.to_string().into_bytes();

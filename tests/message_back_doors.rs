@@ -36,42 +36,6 @@ fn event(id: &str, extra: Value) -> Value {
     e
 }
 
-struct Sent {
-    status: u16,
-    body: Value,
-}
-
-async fn post(
-    port: u16,
-    path: &str,
-    media: &str,
-    bytes: Vec<u8>,
-    ts: i64,
-    sign_with: &str,
-) -> Sent {
-    let r = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}{path}"))
-        .header("content-type", media)
-        .header("X-CLW-Timestamp", ts.to_string())
-        .header(
-            "X-CLW-Signature",
-            clw_gateway::signing::sign(sign_with.as_bytes(), ts, &bytes),
-        )
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    Sent {
-        status,
-        body: r.json().await.unwrap_or(Value::Null),
-    }
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 /// Every file under `dir`, however deep.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -121,23 +85,25 @@ async fn the_ingress_refuses_bad_signatures_stale_times_replays_and_oversize_que
     let json_type = "application/json";
     let ev = "/v1/events/links";
 
-    let wrong = post(port, ev, json_type, body.clone(), now(), "not-the-secret").await;
+    let wrong = signed_post(port, ev, json_type, body.clone(), now(), "not-the-secret").await;
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.body["field"], "X-CLW-Signature");
-    let stale = post(port, ev, json_type, body.clone(), now() - 3600, SECRET).await;
+    let stale = signed_post(port, ev, json_type, body.clone(), now() - 3600, SECRET).await;
     assert_eq!(stale.status, 401);
     assert_eq!(stale.body["field"], "X-CLW-Timestamp");
-    let future = post(port, ev, json_type, body.clone(), now() + 3600, SECRET).await;
+    let future = signed_post(port, ev, json_type, body.clone(), now() + 3600, SECRET).await;
     assert_eq!(future.status, 401);
     let big = event("evt-sec-2", json!({"summary": "x".repeat(5000)}))
         .to_string()
         .into_bytes();
     assert_eq!(
-        post(port, ev, json_type, big, now(), SECRET).await.status,
+        signed_post(port, ev, json_type, big, now(), SECRET)
+            .await
+            .status,
         413
     );
     assert_eq!(
-        post(
+        signed_post(
             port,
             "/v1/events/nobody",
             json_type,
@@ -150,7 +116,7 @@ async fn the_ingress_refuses_bad_signatures_stale_times_replays_and_oversize_que
         404
     );
     assert_eq!(
-        post(port, ev, "text/plain", body.clone(), now(), SECRET)
+        signed_post(port, ev, "text/plain", body.clone(), now(), SECRET)
             .await
             .status,
         415
@@ -163,10 +129,10 @@ async fn the_ingress_refuses_bad_signatures_stale_times_replays_and_oversize_que
 
     // A good request is queued; the very same request again is a replay.
     let ts = now();
-    let ok = post(port, ev, json_type, body.clone(), ts, SECRET).await;
+    let ok = signed_post(port, ev, json_type, body.clone(), ts, SECRET).await;
     assert_eq!(ok.status, 202, "{}", ok.body);
     assert_eq!(ok.body["id"], "links:evt-sec-1");
-    let replay = post(port, ev, json_type, body, ts, SECRET).await;
+    let replay = signed_post(port, ev, json_type, body, ts, SECRET).await;
     assert_eq!(replay.status, 409);
     eventually("the one event handled", Duration::from_secs(20), || async {
         (files(&data.join("spool/events")).len() == 2).then_some(())
@@ -218,7 +184,7 @@ async fn malformed_events_are_refused_at_the_door_naming_the_field() {
         ),
     ];
     for (body, field) in cases {
-        let r = post(
+        let r = signed_post(
             port,
             "/v1/events/links",
             "application/json",
@@ -297,7 +263,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
         ),
     ];
     for (body, _, _) in &cases {
-        let r = post(
+        let r = signed_post(
             port,
             "/v1/events/links",
             "application/json",
@@ -321,7 +287,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
     }
     // The right referral and patient, but from a platform serving another programme.
     let stray = event("evt-p7", json!({}));
-    let r = post(
+    let r = signed_post(
         port,
         "/v1/events/elsewhere",
         "application/json",
@@ -343,7 +309,7 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
         "evt-p6",
         json!({"referral": {"programme": "default", "patient": patient()}}),
     );
-    let r = post(
+    let r = signed_post(
         port,
         "/v1/events/links",
         "application/json",
@@ -388,11 +354,13 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
         )
         .into_bytes()
     };
-    let bad = post(
+    let bad = signed_post(
         port,
         "/v1/uploads/links",
         "text/csv",
-        sheet(&format!("Score,2026-11-26,{REFERRAL_ID},{WHO},,,SWEMWBS,41,,,,")),
+        sheet(&format!(
+            "Score,2026-11-26,{REFERRAL_ID},{WHO},,,SWEMWBS,41,,,,"
+        )),
         now(),
         SECRET,
     )
@@ -409,11 +377,13 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
     })
     .await;
     // Fixed and uploaded again: only the fixed row is new.
-    let good = post(
+    let good = signed_post(
         port,
         "/v1/uploads/links",
         "text/csv",
-        sheet(&format!("Score,2026-11-26,{REFERRAL_ID},{WHO},,,SWEMWBS,21,,,,")),
+        sheet(&format!(
+            "Score,2026-11-26,{REFERRAL_ID},{WHO},,,SWEMWBS,21,,,,"
+        )),
         now() - 7,
         SECRET,
     )

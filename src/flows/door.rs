@@ -55,7 +55,10 @@ impl Door {
     /// Queues one canonical event from `origin` durably; answers with the id it is
     /// known by (the origin's name and the event's id).
     pub async fn put(&self, origin: &Origin, event: &MessageBack) -> Result<String> {
-        let id = queued_id(&crate::flows::message_back::id_prefix(origin), &event.event_id);
+        let id = queued_id(
+            &crate::flows::message_back::id_prefix(origin),
+            &event.event_id,
+        );
         let json = serde_json::to_vec(event)
             .map_err(|e| GatewayError::permanent(Stage::Intake, format!("event: {e}")))?;
         let body = self.sealer.seal(origin, &json);
@@ -88,7 +91,10 @@ impl BrokerDoor {
                 ("ce-id", id.to_string()),
                 ("ce-type", EVENT_TYPE.to_string()),
                 ("ce-specversion", "1.0".to_string()),
-                ("ce-source", format!("urn:clw-gateway:door:{}", origin.tag())),
+                (
+                    "ce-source",
+                    format!("urn:clw-gateway:door:{}", origin.tag()),
+                ),
             ],
         );
         let props = lapin::BasicProperties::default()

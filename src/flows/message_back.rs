@@ -280,7 +280,10 @@ impl MessageBackFront {
                 ));
             }
         };
-        if let Some(said) = inbound.headers.get(PLATFORM_HEADER).filter(|h| !h.is_empty())
+        if let Some(said) = inbound
+            .headers
+            .get(PLATFORM_HEADER)
+            .filter(|h| !h.is_empty())
             && *said != p.name
         {
             return Err(GatewayError::invalid(
@@ -346,7 +349,9 @@ impl MessageBackFront {
             };
         }
         if matches!(scope.origin, Origin::Poller(_)) {
-            return Err(unknown("record (a poller's event names the referral by message_id)"));
+            return Err(unknown(
+                "record (a poller's event names the referral by message_id)",
+            ));
         }
         if let Some(reference) = &link.platform_reference {
             if scope.references.is_empty() {
@@ -645,9 +650,24 @@ fn check_patient(ev: &MessageBack, r: &ReferralRecord, scope: &Scope<'_>) -> Res
     let compact = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
     let same_name = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
     let checks = [
-        ("nhs_number", p.nhs_number.as_deref(), theirs("nhs_number"), true),
-        ("chi_number", p.chi_number.as_deref(), theirs("chi_number"), true),
-        ("date_of_birth", p.date_of_birth.as_deref(), theirs("date_of_birth"), true),
+        (
+            "nhs_number",
+            p.nhs_number.as_deref(),
+            theirs("nhs_number"),
+            true,
+        ),
+        (
+            "chi_number",
+            p.chi_number.as_deref(),
+            theirs("chi_number"),
+            true,
+        ),
+        (
+            "date_of_birth",
+            p.date_of_birth.as_deref(),
+            theirs("date_of_birth"),
+            true,
+        ),
         ("family_name", p.family_name.as_deref(), family, false),
     ];
     for (field, said, known, exact) in checks {

@@ -212,7 +212,11 @@ fn to_canonical(
 
 /// Queues a canonical event sealed as the platform's; 202 once durable.
 async fn queue(s: &State, platform: &str, ev: MessageBack) -> Response {
-    match s.door.put(&Origin::Platform(platform.to_string()), &ev).await {
+    match s
+        .door
+        .put(&Origin::Platform(platform.to_string()), &ev)
+        .await
+    {
         Ok(id) => {
             s.count(platform, "accepted");
             info!(platform, message_id = id, "event queued");

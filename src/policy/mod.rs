@@ -27,7 +27,8 @@ pub fn read_consent(consent: &mut ConsentInfo, covers: &[CodeRef]) -> Option<Str
     }
     let listed = consent.purposes.iter().any(|p| {
         covers.iter().any(|c| {
-            p.system.as_deref() == Some(c.system.as_str()) && p.code.as_deref() == Some(c.code.as_str())
+            p.system.as_deref() == Some(c.system.as_str())
+                && p.code.as_deref() == Some(c.code.as_str())
         })
     });
     if listed {
@@ -117,7 +118,10 @@ mod tests {
         let mut other = ConsentInfo {
             state: ConsentState::Full,
             recorded_at: None,
-            purposes: vec![coded("http://terminology.hl7.org/CodeSystem/v3-ActReason", "GOV")],
+            purposes: vec![coded(
+                "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                "GOV",
+            )],
         };
         let why = read_consent(&mut other, &covers()).expect("a reason");
         assert_eq!(other.state, ConsentState::NotRecorded);

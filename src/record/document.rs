@@ -101,7 +101,12 @@ pub fn lines(e: &RecordEntry, read_codes: bool) -> Vec<String> {
         ),
     }
     if !e.referral.withheld.is_empty() {
-        let mut items: Vec<&str> = e.referral.withheld.iter().map(|w| withheld_item(w)).collect();
+        let mut items: Vec<&str> = e
+            .referral
+            .withheld
+            .iter()
+            .map(|w| withheld_item(w))
+            .collect();
         items.dedup();
         out.push(format!(
             "Not shared under the patient's consent (coded information only): {}",
@@ -115,7 +120,9 @@ pub fn lines(e: &RecordEntry, read_codes: bool) -> Vec<String> {
 fn withheld_item(field: &str) -> &str {
     match field {
         "summary" => "the link worker's summary",
-        "declined_reason.text" | "declined_reason.display" => "the service's words on why it declined",
+        "declined_reason.text" | "declined_reason.display" => {
+            "the service's words on why it declined"
+        }
         "closed.outcome" => "the outcome in the link worker's words",
         "onward_referral.to" => "the name of the service referred on to",
         "practitioner" => "the link worker's name and role",

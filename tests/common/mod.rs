@@ -26,6 +26,8 @@ use serde_json::Value;
 use sqlx::Connection as _;
 use tokio::sync::Notify;
 
+pub mod standins;
+
 /// Every section of the canonical referral: what a destination receiving the whole
 /// PRSB referral is allowed (TOML array).
 pub const PRSB_ALLOW: &str = "[\"person_demographics\", \"contact_preferences\", \"referral_details\", \"referrer_details\", \"gp_practice\", \"referred_to\", \"consent\"]";
@@ -557,6 +559,55 @@ impl Setup {
     }
 }
 
+/// What a signed request to the event door was answered.
+pub struct Sent {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// POSTs `bytes` to the gateway's event door at `path`, signed at `ts` with `sign_with`
+/// as platforms sign (X-CLW-Timestamp, X-CLW-Signature).
+pub async fn signed_post(
+    port: u16,
+    path: &str,
+    media: &str,
+    bytes: Vec<u8>,
+    ts: i64,
+    sign_with: &str,
+) -> Sent {
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", media)
+        .header("X-CLW-Timestamp", ts.to_string())
+        .header(
+            "X-CLW-Signature",
+            clw_gateway::signing::sign(sign_with.as_bytes(), ts, &bytes),
+        )
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    Sent {
+        status,
+        body: r.json().await.unwrap_or(Value::Null),
+    }
+}
+
+/// A timestamp no request of this process signed before (the door refuses a second use
+/// of one signature as a replay, so two identical bodies in one second need two).
+pub fn fresh_timestamp() -> i64 {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static BASE: OnceLock<i64> = OnceLock::new();
+    static NEXT: AtomicI64 = AtomicI64::new(0);
+    *BASE.get_or_init(|| chrono::Utc::now().timestamp()) - NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 /// The test bed's example Consent is for information access (category `INFA`): these
 /// tests run as a deployment that decided such a Consent covers sharing with its social
 /// prescribing service (`referrals.consent_covers`) would.
@@ -590,9 +641,41 @@ pub fn ce_headers(id: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A RabbitMQ user of the test's own, allowed everything on vhost `/` (made with
+/// rabbitmqctl, as an operator makes a platform's broker user); the URL to connect as it.
+pub fn broker_user(name: &str) -> String {
+    let ctl = |args: &[&str]| {
+        std::process::Command::new("rabbitmqctl")
+            .arg("-q")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let password = format!("{name}-password");
+    // Made by an earlier run: its password is set again.
+    if !ctl(&["add_user", name, &password]) {
+        assert!(
+            ctl(&["change_password", name, &password]),
+            "rabbitmqctl change_password {name}"
+        );
+    }
+    assert!(
+        ctl(&["set_permissions", "-p", "/", name, ".*", ".*", ".*"]),
+        "rabbitmqctl set_permissions {name}"
+    );
+    format!("amqp://{name}:{password}@127.0.0.1:5672/%2f")
+}
+
 impl Rabbit {
     pub async fn connect() -> Rabbit {
-        let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        Self::connect_to(&amqp_url()).await
+    }
+
+    pub async fn connect_to(url: &str) -> Rabbit {
+        let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .unwrap();
         let ch = conn.create_channel().await.unwrap();
@@ -621,8 +704,12 @@ impl Rabbit {
         headers: &[(&str, String)],
         user_id: &str,
     ) {
-        self.publish_many_as(exchange, &[(body.to_vec(), headers.to_vec())], Some(user_id))
-            .await;
+        self.publish_many_as(
+            exchange,
+            &[(body.to_vec(), headers.to_vec())],
+            Some(user_id),
+        )
+        .await;
     }
 
     pub async fn publish_many_as(
