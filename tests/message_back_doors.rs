@@ -335,6 +335,46 @@ async fn untrustworthy_events_are_parked_and_nothing_is_written() {
     gw.stop().await.unwrap();
 }
 
+/// The spool's events inbox: a file the gateway's own door queued is taken as the
+/// platform the door verified; a file anyone else dropped there belongs to no platform
+/// unless `message_back.spool_platform` names one (this gateway names none), and a door's
+/// file whose seal was tampered with is a forgery — both parked, nothing written.
+#[tokio::test]
+async fn a_spool_file_no_door_queued_or_with_a_broken_seal_is_parked() {
+    let s = Setup::new("door-spool");
+    let gw = gateway(&s).await;
+    let data = s.dir.path().to_path_buf();
+    refer(&gw, &data).await;
+    let inbox = data.join("spool/events/inbox");
+    std::fs::write(
+        inbox.join("dropped.json"),
+        event("evt-s1", json!({})).to_string(),
+    )
+    .unwrap();
+    let forged = String::from_utf8(
+        clw_gateway::seal::Sealer::new(b"not the gateway's key").seal(
+            &clw_gateway::seal::Origin::Platform("links".into()),
+            event("evt-s2", json!({})).to_string().as_bytes(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(inbox.join("forged.json"), forged).unwrap();
+    let parked = eventually("both parked", Duration::from_secs(20), || async {
+        let rows = gw
+            .store
+            .parked(Some("message-back"), None, 10)
+            .await
+            .unwrap();
+        (rows.len() == 2).then_some(rows)
+    })
+    .await;
+    let mut fields: Vec<String> = parked.iter().filter_map(|p| p.field.clone()).collect();
+    fields.sort();
+    assert_eq!(fields, ["clw_sealed", "message_back.spool_platform"]);
+    assert!(files(&data.join("practice")).is_empty(), "nothing written");
+    gw.stop().await.unwrap();
+}
+
 /// A programme's spreadsheet: good rows are queued, each bad row is named by row and
 /// column, and uploading the same sheet again (fixed) adds nothing twice.
 #[tokio::test]

@@ -378,10 +378,16 @@ async fn sealed_copy(b: &Bed, id: &str) -> Vec<u8> {
 
 /// The patient is always named: an event without the items the platform must give is
 /// refused at the HTTP door naming the field (message id or not), and parked from the
-/// AMQP door; nothing is written.
+/// AMQP door; a platform none of whose destinations records references cannot link by
+/// one (refused at the door); nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_that_does_not_name_the_patient_is_refused_and_nothing_is_written() {
-    let b = bed("binding-patient", FhirServer::start().await, |_| {}).await;
+    let b = bed("binding-patient", FhirServer::start().await, |c| {
+        // otherplat keeps only its webhook: nothing records references it could link by.
+        let mb = c.message_back.as_mut().unwrap();
+        mb.platforms.get_mut("otherplat").unwrap().destinations = vec!["other-hook".into()];
+    })
+    .await;
     let r = &b.referral_id;
     let no_patient = event("a-1", "closed", json!({"message_id": r}), closed_deceased());
     let sent = b.post("hoplat", HOP_SECRET, &no_patient).await;
@@ -396,6 +402,15 @@ async fn an_event_that_does_not_name_the_patient_is_refused_and_nothing_is_writt
     let sent = b.post("hoplat", HOP_SECRET, &no_dob).await;
     assert_eq!(sent.status, 400, "{}", sent.body);
     assert_eq!(sent.body["field"], "referral.patient.date_of_birth");
+    let by_reference = event(
+        "b-1",
+        "closed",
+        json!({"platform_reference": "123", "patient": patient()}),
+        closed_deceased(),
+    );
+    let sent = b.post("otherplat", OTHER_SECRET, &by_reference).await;
+    assert_eq!(sent.status, 400, "{}", sent.body);
+    assert_eq!(sent.body["field"], "referral.platform_reference");
     b.publish_event(no_patient.to_string().as_bytes(), None)
         .await;
     let rows = b.h.wait_parked("message-back", 1).await;

@@ -24,6 +24,35 @@ async fn store(config: &Config) -> Result<Store> {
     .await
 }
 
+/// What a platform may answer, as `check` reports it: the destinations it speaks for,
+/// whether it can link by reference, its AMQP binding and the patient items it must give.
+fn platform_line(p: &crate::wiring::Platform) -> String {
+    let speaks: Vec<&str> = p.destinations.iter().map(String::as_str).collect();
+    let references = match p.references.as_slice() {
+        [] => "cannot link by platform_reference (none of its destinations records references)"
+            .to_string(),
+        r => format!(
+            "links by platform_reference recorded by {}",
+            r.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let amqp = match &p.broker_user {
+        Some(u) => format!("AMQP door as broker user {u}"),
+        None => "not on the AMQP door".into(),
+    };
+    let items: Vec<&str> = p.require_patient.iter().map(|i| i.describe()).collect();
+    format!(
+        "platform {} answers referrals delivered to {}; {references}; {amqp}; every event names {}",
+        p.name,
+        speaks.join(", "),
+        if items.is_empty() {
+            "no patient item (require_patient = [])".to_string()
+        } else {
+            items.join(" and ")
+        }
+    )
+}
+
 pub async fn check(config: &Config) -> ExitCode {
     let mut ok = true;
     let mut line = |good: bool, what: String| {
@@ -62,6 +91,9 @@ pub async fn check(config: &Config) -> ExitCode {
                         d.mapping_version()
                     ),
                 );
+            }
+            for p in w.message_back.iter().flat_map(|mb| mb.platforms.values()) {
+                line(true, platform_line(p));
             }
         }
         // The same report start-up gives for the same file.

@@ -516,6 +516,15 @@ impl PatientItem {
             PatientItem::FamilyName => "referral.patient.family_name",
         }
     }
+
+    /// How it is named to people ("the date of birth").
+    pub fn describe(self) -> &'static str {
+        match self {
+            PatientItem::Number => "the NHS or CHI number",
+            PatientItem::DateOfBirth => "the date of birth",
+            PatientItem::FamilyName => "the family name",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -527,11 +527,7 @@ pub fn check_event_for(p: &Platform, ev: &mut MessageBack) -> Result<()> {
 fn required_items(items: &[PatientItem]) -> String {
     items
         .iter()
-        .map(|i| match i {
-            PatientItem::Number => "the NHS or CHI number",
-            PatientItem::DateOfBirth => "the date of birth",
-            PatientItem::FamilyName => "the family name",
-        })
+        .map(|i| i.describe())
         .collect::<Vec<_>>()
         .join(", ")
 }
