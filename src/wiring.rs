@@ -40,6 +40,7 @@ pub struct MessageBackWiring {
     pub no_response_after: std::time::Duration,
     /// The platform files dropped in the events spool come from.
     pub spool_platform: Option<String>,
+    pub future_skew: std::time::Duration,
 }
 
 /// A platform that sends events, and what it may answer.
@@ -369,6 +370,7 @@ fn message_back(
         routes: routes.cloned(),
         no_response_after: mb.no_response_after,
         spool_platform: mb.spool_platform.clone(),
+        future_skew: mb.future_skew,
     })
 }
 

@@ -184,7 +184,7 @@ fn events_for(referral_id: &str) -> Vec<Value> {
         with(event(
             "evt-c3",
             "contact",
-            json!({"contact": {"mode": "video", "date": "2026-12-10"}}),
+            json!({"contact": {"mode": "video", "date": "2026-12-02"}}),
         )),
         with(event(
             "evt-o1",
@@ -194,7 +194,7 @@ fn events_for(referral_id: &str) -> Vec<Value> {
         with(event(
             "evt-s2",
             "assessment",
-            json!({"assessment": {"instrument": "SWEMWBS", "score": 25, "date": "2027-01-20"}}),
+            json!({"assessment": {"instrument": "SWEMWBS", "score": 25, "date": "2026-12-03"}}),
         )),
         with(event(
             "evt-x1",

@@ -390,7 +390,7 @@ async fn a_spreadsheet_upload_names_bad_rows_and_adds_nothing_twice() {
              Accepted,2026-11-24,{REFERRAL_ID},{WHO},,,,,,,,\r\n\
              Contact,2026-11-25,{REFERRAL_ID},{WHO},telephone,20,,,,,,\"Talked about the\nallotment group\"\r\n\
              {score_row}\r\n\
-             Closed,2027-01-30,{REFERRAL_ID},{WHO},,,,,,,completed,\r\n"
+             Closed,2026-12-03,{REFERRAL_ID},{WHO},,,,,,,completed,\r\n"
         )
         .into_bytes()
     };
@@ -504,13 +504,46 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
     ))
     .await;
     publish(event("evt-q2", json!({"type": "teleported"}))).await;
-    h.wait_parked("message-back", 2).await;
+    // Published with no user_id the broker could vouch for, and as a broker user no
+    // platform has: whose it is cannot be established.
+    let good = event("evt-q3", json!({}));
+    h.rabbit
+        .publish(
+            &events.exchange(),
+            good.to_string().as_bytes(),
+            &[
+                (
+                    "ce-type",
+                    "uk.nhs.socialprescribing.messageback.v1".to_string(),
+                ),
+                ("x-clw-platform", "links".to_string()),
+            ],
+        )
+        .await;
+    let stranger = Rabbit::connect_to(&broker_user("clw-test-stranger")).await;
+    stranger
+        .publish_as(
+            &events.exchange(),
+            good.to_string().as_bytes(),
+            &[(
+                "ce-type",
+                "uk.nhs.socialprescribing.messageback.v1".to_string(),
+            )],
+            "clw-test-stranger",
+        )
+        .await;
+    let _ = stranger.conn.close(200, "done".into()).await;
+    h.wait_parked("message-back", 4).await;
     let parked = clw_gateway::broker::dlq::list(&amqp_url(), &events, &h.gw.store)
         .await
         .unwrap();
     let mut fields: Vec<String> = parked.iter().filter_map(|p| p.field.clone()).collect();
     fields.sort();
-    assert_eq!(fields, ["/type", "assessment.score"], "{parked:?}");
+    assert_eq!(
+        fields,
+        ["/type", "assessment.score", "user_id", "user_id"],
+        "{parked:?}"
+    );
     assert!(parked.iter().all(|p| p.error_class == "permanent"));
     h.finish().await;
 }

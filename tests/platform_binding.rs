@@ -591,7 +591,8 @@ async fn an_event_retried_from_the_amqp_door_stays_bound_to_its_broker_user() {
 }
 
 /// `check` refuses a platform that links by reference when none of its destinations
-/// records references, and a platform that speaks for no destination.
+/// records references, a platform that speaks for no destination, and two platforms
+/// publishing as one broker user.
 #[test]
 fn check_refuses_a_platform_that_could_never_be_linked() {
     let dir = tempfile::tempdir().unwrap();
@@ -618,7 +619,8 @@ fn check_refuses_a_platform_that_could_never_be_linked() {
              allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n\
              [message_back]\nwriters = [\"folder\"]\n\
              [message_back.platforms.by-reference]\nmapping = \"ref-event\"\ndestinations = [\"hook\"]\n\
-             [message_back.platforms.nowhere]\n",
+             [message_back.platforms.nowhere]\nbroker_user = \"shared\"\n\
+             [message_back.platforms.also]\ndestinations = [\"hook\"]\nbroker_user = \"shared\"\n",
             dir.path().join("data").display().to_string(),
             dir.path().join("mappings").display().to_string(),
             dir.path().join("practice").display().to_string(),
@@ -644,6 +646,10 @@ fn check_refuses_a_platform_that_could_never_be_linked() {
     );
     assert!(
         text.contains("message_back.platforms.nowhere.destinations"),
+        "{text}"
+    );
+    assert!(
+        text.contains(".broker_user") && text.contains("one user speaks for one platform"),
         "{text}"
     );
 }

@@ -64,6 +64,9 @@ async fn the_readme_message_back_walk_through_works_as_written() {
     })
     .await;
     assert!(text.contains("SNOMED CT  871731000000106"), "{text}");
-    assert!(doc.with_extension("json").exists(), "and its .json beside it");
+    assert!(
+        doc.with_extension("json").exists(),
+        "and its .json beside it"
+    );
     gw.stop().await.unwrap();
 }

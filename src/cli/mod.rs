@@ -33,7 +33,10 @@ fn platform_line(p: &crate::wiring::Platform) -> String {
             .to_string(),
         r => format!(
             "links by platform_reference recorded by {}",
-            r.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", ")
+            r.iter()
+                .map(|(d, _)| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let amqp = match &p.broker_user {

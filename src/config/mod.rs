@@ -466,6 +466,10 @@ pub struct MessageBackConfig {
     /// A referral with no event back after this long is counted as awaiting a response.
     #[serde(with = "humantime_serde")]
     pub no_response_after: Duration,
+    /// How far ahead of the gateway's clock an event's dates may be (a platform's clock
+    /// or zone a little off); later ones are refused as impossible.
+    #[serde(with = "humantime_serde")]
+    pub future_skew: Duration,
 }
 
 impl Default for MessageBackConfig {
@@ -475,6 +479,7 @@ impl Default for MessageBackConfig {
             platforms: BTreeMap::new(),
             spool_platform: None,
             no_response_after: Duration::from_secs(14 * 24 * 3600),
+            future_skew: Duration::from_secs(3600),
         }
     }
 }

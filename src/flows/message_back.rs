@@ -73,6 +73,7 @@ pub struct MessageBackFront {
     max_bytes: usize,
     sealer: Sealer,
     plain: PlainEvents,
+    future_skew: std::time::Duration,
 }
 
 /// What may answer which referrals: the referral destinations spoken for, where the
@@ -108,6 +109,7 @@ impl MessageBackFront {
             max_bytes,
             sealer,
             plain,
+            future_skew: w.future_skew,
         }
     }
 
@@ -137,6 +139,8 @@ impl MessageBackFront {
             .map_err(|e| refuse(&message_id, e))?;
         check_programme(&ev, &referral).map_err(|e| refuse(&message_id, e))?;
         check_patient(&ev, &referral, &scope).map_err(|e| refuse(&message_id, e))?;
+        check_when(&ev, &referral, chrono::Utc::now(), self.future_skew)
+            .map_err(|e| refuse(&message_id, e))?;
         let coded = coded_entries(&ev, &self.codes).map_err(|e| refuse(&message_id, e))?;
         let targets = self.writers_for(&referral);
         if targets.is_empty() {
@@ -687,6 +691,55 @@ fn check_patient(ev: &MessageBack, r: &ReferralRecord, scope: &Scope<'_>) -> Res
     Ok(())
 }
 
+/// An event cannot have happened before its referral was made, nor (beyond `skew`) after
+/// now: such a date is a platform's mistake, never written as if true.
+fn check_when(
+    ev: &MessageBack,
+    r: &ReferralRecord,
+    now: chrono::DateTime<chrono::Utc>,
+    skew: std::time::Duration,
+) -> Result<()> {
+    let referred = r
+        .record
+        .get("referral_date")
+        .and_then(Value::as_str)
+        .and_then(crate::model::message_back::day_of)
+        .or_else(|| chrono::DateTime::from_timestamp_millis(r.created_at).map(|t| t.date_naive()));
+    let latest = now + chrono::Duration::from_std(skew).unwrap_or_default();
+    for (field, d) in ev.dates() {
+        let instant = match chrono::DateTime::parse_from_rfc3339(d) {
+            Ok(t) => t.with_timezone(&chrono::Utc),
+            // A date alone: its first moment.
+            Err(_) => match crate::model::message_back::day_of(d) {
+                Some(day) => day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
+                None => continue,
+            },
+        };
+        if instant > latest {
+            return Err(GatewayError::invalid(
+                Stage::Policy,
+                field,
+                format!(
+                    "is in the future (more than {} ahead of the gateway's clock): nothing was \
+                     written; correct the date at the platform, then send the event again",
+                    humantime::format_duration(skew)
+                ),
+            ));
+        }
+        if let (Some(referred), Some(day)) = (referred, crate::model::message_back::day_of(d))
+            && day < referred
+        {
+            return Err(GatewayError::invalid(
+                Stage::Policy,
+                field,
+                "is before the referral was made: nothing was written; correct the date at the \
+                 platform, then send the event again",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The key an event is coded by in the code map's `platform` column.
 fn code_key(ev: &MessageBack) -> (String, &'static str) {
     match ev.event_type {
@@ -917,6 +970,51 @@ mod tests {
             e[k] = v.clone();
         }
         serde_json::from_value(e).unwrap()
+    }
+
+    /// Before its referral, or later than the allowed skew: refused naming the field.
+    #[test]
+    fn an_event_dated_before_its_referral_or_in_the_future_is_refused() {
+        let mut r = referral("full");
+        r.record["referral_date"] = json!("2026-11-20T10:15:00+00:00");
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let skew = std::time::Duration::from_secs(3600);
+        let at = |occurred: &str, contact: &str| {
+            event(json!({
+                "type": "contact",
+                "occurred_at": occurred,
+                "contact": {"mode": "telephone", "date": contact},
+            }))
+        };
+        let field = |e: &MessageBack| {
+            super::check_when(e, &r, now, skew)
+                .err()
+                .and_then(|e| e.field)
+        };
+        assert_eq!(field(&at("2026-11-20", "2026-11-20")), None, "the same day");
+        assert_eq!(
+            field(&at("2026-12-04T12:59:00Z", "2026-12-04")),
+            None,
+            "within the skew"
+        );
+        assert_eq!(
+            field(&at("2026-11-19", "2026-11-20")).as_deref(),
+            Some("occurred_at")
+        );
+        assert_eq!(
+            field(&at("2026-11-25", "2026-11-19")).as_deref(),
+            Some("contact.date")
+        );
+        assert_eq!(
+            field(&at("2026-12-04T13:01:00Z", "2026-12-04")).as_deref(),
+            Some("occurred_at")
+        );
+        assert_eq!(
+            field(&at("2026-11-25", "2026-12-05")).as_deref(),
+            Some("contact.date")
+        );
     }
 
     /// Free text travels only under full consent: the summary, a decline's own words and

@@ -169,6 +169,20 @@ pub struct MessageBack {
     pub practitioner: Option<Practitioner>,
 }
 
+/// The calendar day of a full FHIR date or date-time (as written, in its own zone), if
+/// it is a real one.
+pub fn day_of(d: &str) -> Option<chrono::NaiveDate> {
+    use crate::intake::dates::{is_fhir_date, is_fhir_datetime};
+    let day = d.get(..10)?;
+    let real = if d.len() == 10 {
+        is_fhir_date(d)
+    } else {
+        is_fhir_datetime(d)
+    };
+    real.then(|| chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 /// The range an instrument's total must be in.
 pub fn score_range(instrument: &str) -> Option<(f64, f64)> {
     match instrument {
@@ -186,6 +200,7 @@ impl MessageBack {
     /// The checks a JSON Schema cannot make: the part for the event's type is there,
     /// and values are in range. Errors name the field, never the value.
     pub fn check(&self) -> Result<()> {
+        self.check_dates()?;
         let link = &self.referral;
         if link.message_id.is_none()
             && link.platform_reference.is_none()
@@ -252,6 +267,43 @@ impl MessageBack {
         Ok(())
     }
 
+    /// Every date the event carries, with the field it is in.
+    pub fn dates(&self) -> Vec<(&'static str, &str)> {
+        let mut out = vec![("occurred_at", self.occurred_at.as_str())];
+        if let Some(d) = self.contact.as_ref().and_then(|c| c.date.as_deref()) {
+            out.push(("contact.date", d));
+        }
+        if let Some(d) = self.assessment.as_ref().and_then(|a| a.date.as_deref()) {
+            out.push(("assessment.date", d));
+        }
+        out
+    }
+
+    /// Each date a real calendar value: a full date (YYYY-MM-DD) or a date-time with its
+    /// zone, month, day, hour and offset in range — never "0000-00-00" or "2026-13-45".
+    fn check_dates(&self) -> Result<()> {
+        for (field, d) in self.dates() {
+            if day_of(d).is_none() {
+                return Err(bad(
+                    field,
+                    "is not a real date: give YYYY-MM-DD, or a date-time with its zone \
+                     (2026-11-25T10:00:00Z)",
+                ));
+            }
+        }
+        // A date of birth may be partial (YYYY or YYYY-MM), as FHIR allows.
+        if let Some(p) = &self.referral.patient
+            && let Some(d) = &p.date_of_birth
+            && !crate::intake::dates::is_fhir_date(d)
+        {
+            return Err(bad(
+                "referral.patient.date_of_birth",
+                "is not a real date (YYYY-MM-DD)",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_assessment(&self, a: &Assessment) -> Result<()> {
         match (a.instrument.as_str(), a.score, &a.items) {
             ("ONS4", _, Some(items)) => {
@@ -299,7 +351,7 @@ impl MessageBack {
     pub fn headline(&self, narrative: bool) -> String {
         let date = |d: &Option<String>| {
             d.as_deref()
-                .map(|d| format!(" on {}", &d[..d.len().min(10)]))
+                .map(|d| format!(" on {}", d.get(..10).unwrap_or(d)))
                 .unwrap_or_default()
         };
         match self.event_type {
@@ -366,6 +418,58 @@ impl MessageBack {
                         .unwrap_or_default()
                 )
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(occurred_at: &str, contact_date: Option<&str>) -> MessageBack {
+        serde_json::from_value(serde_json::json!({
+            "event_id": "e1",
+            "type": "contact",
+            "occurred_at": occurred_at,
+            "referral": {"message_id": "r1"},
+            "contact": {"mode": "telephone", "date": contact_date},
+        }))
+        .unwrap()
+    }
+
+    /// Dates that do not exist are refused naming the field, never written: the
+    /// hostile values of a spool-full of bad events among them.
+    #[test]
+    fn impossible_dates_are_refused_naming_the_field() {
+        for bad in [
+            "0000-00-00",
+            "2026-13-45",
+            "2026-02-30",
+            "2026-11-01T10:00:00+99:99",
+            "2026-11-01T25:00:00Z",
+            "2026-11-0é",
+            "2026-11",
+            "",
+            "é",
+        ] {
+            let e = event(bad, None).check().unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("occurred_at"), "{bad}");
+            let e = event("2026-11-25", Some(bad)).check().unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("contact.date"), "{bad}");
+            // The same words whatever the value: it is never quoted.
+            assert_eq!(
+                e.message,
+                event("2026-11-25", Some("x")).check().unwrap_err().message
+            );
+            // The headline never slices through a character.
+            let _ = event("2026-11-25", Some(bad)).headline(true);
+        }
+        for good in [
+            "2026-11-25",
+            "2026-11-25T10:00:00Z",
+            "2026-11-25T10:00:00.5+01:00",
+        ] {
+            event(good, Some("2026-11-25")).check().unwrap();
         }
     }
 }

@@ -68,13 +68,20 @@ impl SpoolDirs {
     }
 }
 
-/// A message file: `*.json`, not hidden, not a reason file.
+/// A message file: `*.json`, not hidden, not a reason file, and a regular file or a
+/// symbolic link (which is claimed only to be parked: the spool never follows one).
 fn wanted(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     !name.starts_with('.')
         && name.ends_with(".json")
         && !name.ends_with(REASON_SUFFIX)
-        && path.is_file()
+        && std::fs::symlink_metadata(path)
+            .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_symlink())
+}
+
+/// Whether `path` is a symbolic link (not followed).
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// `name`, or `stem-N.json` for the first N not taken in `dir`.
@@ -196,10 +203,11 @@ fn claim(from: &Path, mine: &Path) -> std::io::Result<PathBuf> {
         .map(|c| mine.join(c))
         .find(|p| !p.exists())
         .unwrap_or_else(|| mine.join(name));
+    // rename moves a symbolic link itself, never what it points at.
     std::fs::rename(from, &to)?;
     // Patient data: owner-only from here on (done/ and failed/ keep the mode), whatever
-    // the writer's umask was.
-    {
+    // the writer's umask was. Never through a link: that would change its target.
+    if !is_link(&to) {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
     }
@@ -412,6 +420,14 @@ impl Running {
         mut shutdown: Shutdown,
     ) {
         let mut previous = 0u32;
+        if is_link(&file) {
+            let error = GatewayError::permanent(
+                Stage::Intake,
+                "a symbolic link: the spool takes regular files only and never follows a link",
+            );
+            self.fail(&file, "(link)", previous, &error).await;
+            return;
+        }
         loop {
             let inbound = match self.read(&file, previous) {
                 Ok(i) => i,
@@ -425,7 +441,26 @@ impl Running {
                     return;
                 }
             };
-            let d = self.source.pipeline.process(&inbound).await;
+            // A handler that panics (a bug meeting this input) parks its file with a
+            // reason, as broker mode nacks it: never left in processing unseen.
+            let processed = {
+                use futures_util::FutureExt;
+                std::panic::AssertUnwindSafe(self.source.pipeline.process(&inbound))
+                    .catch_unwind()
+                    .await
+            };
+            let Ok(d) = processed else {
+                self.source.pipeline.metrics().handler_panics.inc();
+                warn!(file = %file.display(), "a message handler panicked; its file is parked");
+                let error = GatewayError::permanent(
+                    Stage::Intake,
+                    "the gateway failed on this message (a defect, reported in its log): parked \
+                     for a person; replay it once the gateway is fixed",
+                );
+                drop(inbound);
+                self.fail(&file, "(panicked)", previous + 1, &error).await;
+                return;
+            };
             drop(inbound);
             drop(permit);
             match d {
