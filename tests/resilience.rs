@@ -302,3 +302,82 @@ async fn exclusive_a_broker_refusing_publishes_does_not_block_acks() {
     gw.stop().await.unwrap();
     rabbit.cleanup(&t).await;
 }
+
+/// A front that fails on every message as a defect would: it panics.
+struct Panics;
+
+impl clw_gateway::flows::Front for Panics {
+    fn flow(&self) -> clw_gateway::model::Flow {
+        clw_gateway::model::Flow::MessageBack
+    }
+
+    fn plan<'a>(
+        &'a self,
+        _: &'a clw_gateway::engine::Inbound,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<clw_gateway::flows::Plan, clw_gateway::flows::Refusal>,
+    > {
+        Box::pin(async { panic!("a defect meeting this input") })
+    }
+}
+
+/// Spool mode: a handler that panics parks its file with a reason and counts it, as
+/// broker mode nacks it — nothing is left in processing/ unseen.
+#[tokio::test]
+async fn a_panicking_handler_in_spool_mode_parks_its_file_with_a_reason() {
+    use std::sync::Arc;
+    let s = Setup::new("spool-panic");
+    let config = s.config("");
+    let (store, _dir) = temp_store().await;
+    let metrics = Metrics::new();
+    let engine = Arc::new(clw_gateway::engine::Engine::new(
+        store.clone(),
+        metrics.clone(),
+        &config,
+    ));
+    let pipeline = Arc::new(clw_gateway::engine::Pipeline::new(engine, Box::new(Panics)));
+    let dirs = clw_gateway::spool::SpoolDirs::for_flow(&s.dir.path().join("spool"), "events");
+    dirs.create().unwrap();
+    std::fs::write(dirs.inbox.join("e1.json"), b"{}").unwrap();
+    let (trigger, shutdown) = clw_gateway::shutdown::channel();
+    let source = clw_gateway::spool::SpoolSource {
+        dirs: dirs.clone(),
+        owner: "test".into(),
+        poll_interval: Duration::from_millis(50),
+        concurrency: 2,
+        max_bytes: 1 << 20,
+        status: Arc::new(clw_gateway::engine::SourceStatus::new(
+            "message-back",
+            &metrics,
+        )),
+        pipeline,
+    };
+    let task = tokio::spawn(async move { source.run(shutdown).await });
+    let reason = eventually("the file parked", WAIT, || async {
+        std::fs::read_to_string(dirs.failed.join("e1.json.reason.json")).ok()
+    })
+    .await;
+    assert!(reason.contains("a defect"), "{reason}");
+    assert_eq!(metrics.handler_panics.get(), 1);
+    assert!(dirs.failed.join("e1.json").exists());
+    let parked = store.parked(Some("message-back"), None, 10).await.unwrap();
+    assert_eq!(parked.len(), 1, "recorded for dlq and the console");
+    trigger.trigger();
+    task.await.unwrap().unwrap();
+    let left: Vec<_> = walk(&dirs.processing);
+    assert!(left.is_empty(), "nothing left in processing: {left:?}");
+}
+
+/// Every message file under `dir`, however deep (not an instance's `.lock`).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else if !e.file_name().to_string_lossy().starts_with('.') {
+            out.push(e.path());
+        }
+    }
+    out
+}

@@ -37,6 +37,7 @@ const REASON_SUFFIX: &str = ".reason.json";
 /// How often a running instance looks for stopped instances' claimed files.
 const RECOVER_EVERY: Duration = Duration::from_secs(30);
 
+#[derive(Debug, Clone)]
 pub struct SpoolDirs {
     pub inbox: PathBuf,
     pub processing: PathBuf,
