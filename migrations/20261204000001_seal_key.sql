@@ -6,3 +6,16 @@ CREATE TABLE gateway_keys (
     key_hex    TEXT   NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Signed requests already taken at the event door, shared by every instance: keyed on
+-- what was verified (the platform, the signed timestamp and the MAC that matched), and
+-- forgotten once the timestamp is outside the replay window.
+CREATE TABLE replay_guard (
+    platform   TEXT   NOT NULL,
+    signed_at  BIGINT NOT NULL,
+    mac        TEXT   NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (platform, signed_at, mac)
+);
+
+CREATE INDEX replay_guard_by_expiry ON replay_guard (expires_at);

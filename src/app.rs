@@ -157,7 +157,16 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                 ))
             }),
         };
-        side_tasks.push(tokio::spawn(http::serve(listener, state, shutdown.clone())));
+        let limits = http::serve::Limits {
+            header_timeout: config.http.header_timeout,
+            max_connections: config.http.max_connections,
+        };
+        side_tasks.push(tokio::spawn(http::serve(
+            listener,
+            state,
+            limits,
+            shutdown.clone(),
+        )));
     }
     let mut ingress_addr = None;
     if let Some(mb) = &wiring.message_back {
@@ -166,10 +175,21 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
             let listener = http::bind_key(config.ingress.listen, "ingress.listen").await?;
             ingress_addr = listener.local_addr().ok();
             info!(addr = ?ingress_addr, "accepting platform events at /v1/events/{{platform}}");
-            let state = ingress::State::new(&config.ingress, mb, door.clone(), metrics.clone());
+            let state = ingress::State::new(
+                &config.ingress,
+                mb,
+                door.clone(),
+                store.clone(),
+                metrics.clone(),
+            );
+            let limits = http::serve::Limits {
+                header_timeout: config.ingress.header_timeout,
+                max_connections: config.ingress.max_connections,
+            };
             side_tasks.push(tokio::spawn(ingress::serve(
                 listener,
                 state,
+                limits,
                 shutdown.clone(),
             )));
         }

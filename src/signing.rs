@@ -61,6 +61,66 @@ impl SignatureError {
     }
 }
 
+/// A request's signature headers, read and checked before its body is: the timestamp
+/// (within `window_secs` of `now`) and the MACs it offers (at most 8 `v1=` values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offered {
+    pub timestamp: i64,
+    macs: Vec<Vec<u8>>,
+}
+
+/// Reads the signature headers; refuses a missing, malformed or stale one.
+pub fn offered(
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    now: i64,
+    window_secs: i64,
+) -> Result<Offered, SignatureError> {
+    let ts = timestamp.ok_or(SignatureError::MissingTimestamp)?.trim();
+    if ts.is_empty() || ts.len() > 12 || !ts.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SignatureError::BadTimestamp);
+    }
+    let ts: i64 = ts.parse().map_err(|_| SignatureError::BadTimestamp)?;
+    if (now - ts).abs() > window_secs {
+        return Err(SignatureError::Stale);
+    }
+    let header = signature.ok_or(SignatureError::MissingSignature)?;
+    let macs: Vec<Vec<u8>> = header
+        .split(',')
+        .filter_map(|part| part.trim().strip_prefix("v1="))
+        .filter_map(|h| hex::decode(h.trim()).ok())
+        .filter(|m| m.len() == 32)
+        .take(8)
+        .collect();
+    if macs.is_empty() {
+        return Err(SignatureError::MissingSignature);
+    }
+    Ok(Offered {
+        timestamp: ts,
+        macs,
+    })
+}
+
+impl Offered {
+    /// The MAC that matched `body` under one of `secrets` (each computed once, compared
+    /// with every value offered in constant time): what was verified, whatever the
+    /// header's spelling (hex case, order, extra values).
+    pub fn matching(&self, secrets: &[&[u8]], body: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        use subtle::ConstantTimeEq;
+        for secret in secrets {
+            let expected = mac(secret, self.timestamp, body).finalize().into_bytes();
+            if let Some(m) = self
+                .macs
+                .iter()
+                .find(|m| bool::from(expected.as_slice().ct_eq(m.as_slice())))
+            {
+                return Ok(m.clone());
+            }
+        }
+        Err(SignatureError::Mismatch)
+    }
+}
+
 /// Checks a request's signature headers against `secrets` (any may match), with the
 /// timestamp within `window_secs` of `now` either way.
 pub fn verify(
@@ -71,33 +131,9 @@ pub fn verify(
     now: i64,
     window_secs: i64,
 ) -> Result<i64, SignatureError> {
-    let ts = timestamp.ok_or(SignatureError::MissingTimestamp)?.trim();
-    if ts.is_empty() || ts.len() > 12 || !ts.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(SignatureError::BadTimestamp);
-    }
-    let ts: i64 = ts.parse().map_err(|_| SignatureError::BadTimestamp)?;
-    if (now - ts).abs() > window_secs {
-        return Err(SignatureError::Stale);
-    }
-    let header = signature.ok_or(SignatureError::MissingSignature)?;
-    let candidates: Vec<Vec<u8>> = header
-        .split(',')
-        .filter_map(|part| part.trim().strip_prefix("v1="))
-        .filter_map(|h| hex::decode(h).ok())
-        .take(8)
-        .collect();
-    if candidates.is_empty() {
-        return Err(SignatureError::MissingSignature);
-    }
-    for secret in secrets {
-        for c in &candidates {
-            // verify_slice compares in constant time.
-            if mac(secret, ts, body).verify_slice(c).is_ok() {
-                return Ok(ts);
-            }
-        }
-    }
-    Err(SignatureError::Mismatch)
+    let o = offered(timestamp, signature, now, window_secs)?;
+    o.matching(secrets, body)?;
+    Ok(o.timestamp)
 }
 
 #[cfg(test)]

@@ -554,7 +554,7 @@ async fn report(
         .iter()
         .map(|r| format!("links:ev-{r}"))
         .filter(|id| {
-            !written.keys().any(|w| w == &id.replace(':', "_")) && !parked_ids.contains(id)
+            !written.keys().any(|w| w == &id.replace(':', "%3A")) && !parked_ids.contains(id)
         })
         .collect();
     Report {

@@ -14,7 +14,7 @@ use lapin::{Connection, ConnectionProperties};
 use crate::config::{BrokerConfig, Config};
 use crate::error::{GatewayError, Result, Stage};
 
-pub use consumer::{BrokerSource, CONFIRM_TIMEOUT, guarded, publish_confirmed};
+pub use consumer::{BrokerSource, CONFIRM_TIMEOUT, guarded, publish_confirmed, publish_within};
 pub use topology::Topology;
 
 /// The referral flow's exchanges and queues.

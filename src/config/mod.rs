@@ -193,6 +193,11 @@ pub struct HttpConfig {
     /// /healthz, /readyz and /metrics. Set `enabled = false` to run without.
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// A connection that has not sent a request's headers within this is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Connections open at once; one more is closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -200,6 +205,8 @@ impl Default for HttpConfig {
         HttpConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 256,
         }
     }
 }
@@ -599,6 +606,20 @@ pub struct IngressConfig {
     /// How far X-CLW-Timestamp may be from now, either way.
     #[serde(with = "humantime_serde")]
     pub replay_window: Duration,
+    /// A connection that has not sent a request's headers within this is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request body not read in full within this is refused (408).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A request not answered within this is answered 503 with Retry-After (a broker
+    /// or store that does not answer).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections open at once; one more is closed at once.
+    pub max_connections: usize,
+    /// Requests being worked on at once; one more is answered 503 with Retry-After.
+    pub max_in_flight: usize,
 }
 
 impl Default for IngressConfig {
@@ -608,9 +629,15 @@ impl Default for IngressConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             max_body_bytes: 256 * 1024,
             replay_window: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_in_flight: 64,
         }
     }
 }
+
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

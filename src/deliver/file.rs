@@ -42,17 +42,70 @@ struct FileSink {
     dir: PathBuf,
 }
 
-/// Keeps a message id safe as a file name.
+/// A message id (or practice code) as a file name of its own: confined to its folder
+/// (no `/`, never `.` or `..` or hidden) and distinct for distinct ids — what is not a
+/// letter, digit, `-`, `_` or an inner `.` is escaped as `%XX` per UTF-8 byte, so the
+/// name reads back to the id; a very long one is cut and given a digest of the whole.
 pub fn safe_file_stem(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(id.len());
+    for (i, c) in id.chars().enumerate() {
+        match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '-' | '_' => out.push(c),
+            // Never first: no hidden file, no `.` or `..`.
+            '.' if i > 0 => out.push(c),
+            c => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "%{b:02X}");
+                }
             }
-        })
-        .collect()
+        }
+    }
+    if out.is_empty() {
+        // No escape is a lone `%`, so no other id names this file.
+        return "%".into();
+    }
+    if out.len() > MAX_STEM {
+        use sha2::{Digest, Sha256};
+        let digest = hex::encode(Sha256::digest(id.as_bytes()));
+        // Everything kept is ASCII, so any byte is a character boundary.
+        out.truncate(MAX_STEM - 17);
+        out.push('~');
+        out.push_str(&digest[..16]);
+    }
+    out
+}
+
+/// Room for a prefix (a date) and a suffix within a file system's 255-byte name.
+const MAX_STEM: usize = 160;
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_stem;
+
+    /// Confined to its folder, and distinct ids never share a file: ids that differ only
+    /// in `:` `/` `@` `+` `=` once overwrote each other's files.
+    #[test]
+    fn file_stems_stay_in_their_folder_and_never_collide() {
+        let ids = [
+            "links:evt-1", "links/evt-1", "links@evt-1", "links+evt-1", "links=evt-1",
+            "links_evt-1", "links%3Aevt-1", "..", ".", "../../etc/passwd", ".hidden", "",
+            "%", "é", "a.b", "GP5",
+        ];
+        let stems: Vec<String> = ids.iter().map(|i| safe_file_stem(i)).collect();
+        let unique: std::collections::BTreeSet<&String> = stems.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "{stems:?}");
+        for s in &stems {
+            assert!(!s.contains('/') && !s.starts_with('.') && !s.is_empty(), "{s}");
+        }
+        assert_eq!(safe_file_stem("GP5"), "GP5");
+        assert_eq!(safe_file_stem("5b2e6f8a-1c2d"), "5b2e6f8a-1c2d");
+        let long = "x".repeat(300);
+        let longer = format!("{long}y");
+        assert!(safe_file_stem(&long).len() <= 160);
+        assert_ne!(safe_file_stem(&long), safe_file_stem(&longer));
+    }
 }
 
 impl Sink for FileSink {

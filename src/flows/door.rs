@@ -33,7 +33,13 @@ pub struct BrokerDoor {
     url: String,
     name: String,
     topology: Topology,
-    channel: AsyncMutex<Option<lapin::Channel>>,
+    /// The publishing channel, shared: held only to clone or replace, never across a
+    /// wait, so publishes go on side by side (their confirms pipelined).
+    channel: std::sync::Mutex<Option<lapin::Channel>>,
+    /// One (re)connect at a time; while it runs every other request is answered at once.
+    connecting: AsyncMutex<()>,
+    /// The longest a connect or a publish confirm may take.
+    timeout: std::time::Duration,
 }
 
 impl Door {
@@ -43,7 +49,9 @@ impl Door {
                 url: b.url.clone(),
                 name: format!("{} ingress", config.gateway.instance),
                 topology: crate::broker::flow_topology(config, b, Flow::MessageBack),
-                channel: AsyncMutex::new(None),
+                channel: std::sync::Mutex::new(None),
+                connecting: AsyncMutex::new(()),
+                timeout: b.confirm_timeout,
             })),
             None => Queue::Spool {
                 inbox: crate::spool::SpoolDirs::for_flow(&config.spool_dir(), "events").inbox,
@@ -71,38 +79,62 @@ impl Door {
 }
 
 impl BrokerDoor {
-    async fn publish(&self, origin: &Origin, id: &str, body: Vec<u8>) -> Result<()> {
-        let mut ch = self.channel.lock().await;
-        if ch.as_ref().is_none_or(|c| !c.status().connected()) {
+    fn current(&self) -> Option<lapin::Channel> {
+        let ch = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        ch.clone().filter(|c| c.status().connected())
+    }
+
+    /// The channel, connecting first when there is none: during a broker outage one
+    /// request tries (within `timeout`) and the others are refused at once, so nobody
+    /// queues behind a connect.
+    async fn channel(&self) -> Result<lapin::Channel> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let Ok(_one) = self.connecting.try_lock() else {
+            return Err(GatewayError::transient(
+                Stage::Broker,
+                "the connection to the broker is being made again",
+            ));
+        };
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let made = tokio::time::timeout(self.timeout, async {
             // Its own connection: a stalled consumer never blocks the door.
             let conn = crate::broker::connect(&self.url, &self.name).await?;
             let c = conn.create_channel().await?;
             c.confirm_select(lapin::options::ConfirmSelectOptions::default())
                 .await?;
             self.topology.declare(&c).await?;
-            *ch = Some(c);
-        }
-        let Some(c) = ch.as_ref() else {
-            return Err(GatewayError::transient(Stage::Broker, "no channel"));
-        };
+            Ok::<_, GatewayError>(c)
+        })
+        .await
+        .map_err(|_| {
+            GatewayError::transient(Stage::Broker, "the broker did not answer a connect in time")
+        })??;
+        *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = Some(made.clone());
+        Ok(made)
+    }
+
+    async fn publish(&self, origin: &Origin, id: &str, body: Vec<u8>) -> Result<()> {
+        let c = self.channel().await?;
         let headers = crate::broker::headers::with(
             None,
             &[
                 ("ce-id", id.to_string()),
                 ("ce-type", EVENT_TYPE.to_string()),
                 ("ce-specversion", "1.0".to_string()),
-                (
-                    "ce-source",
-                    format!("urn:clw-gateway:door:{}", origin.tag()),
-                ),
+                ("ce-source", format!("urn:clw-gateway:door:{}", origin.tag())),
             ],
         );
         let props = lapin::BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_headers(headers);
-        let r = crate::broker::publish_confirmed(
-            c,
+        let r = crate::broker::publish_within(
+            self.timeout,
+            &c,
             &self.topology.exchange(),
             &format!("event.{}", origin.tag()),
             &body,
@@ -110,7 +142,8 @@ impl BrokerDoor {
         )
         .await;
         if r.is_err() {
-            *ch = None;
+            // Made again by the next request.
+            *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         r
     }

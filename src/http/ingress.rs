@@ -2,27 +2,30 @@
 //! `POST /v1/uploads/{platform}` (a spreadsheet, one row per contact or outcome), on a
 //! listener of its own. Each request is signed with the platform's HMAC-SHA256 secret
 //! (`crate::signing`: timestamp and signature headers, a replay window, constant-time
-//! comparison) and limited in size. An event is mapped to the canonical event at the
-//! door, so a platform hears about a malformed event at once (400, naming the field),
-//! and is answered 202 only once it is durably queued (the broker confirmed it, or
-//! the spool file is synced).
+//! comparison), the headers checked before the body is read, the body bounded in size
+//! and time, every request answered within a deadline (503 with Retry-After), and a
+//! verified request remembered in the store so a second use is refused on any
+//! instance. An event is mapped to the canonical event at the door, so a platform hears
+//! about a malformed event at once (400, naming the field), and is answered 202 only
+//! once it is durably queued (the broker confirmed it, or the spool file is synced).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State as AxState};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::IngressConfig;
-use crate::error::{GatewayError, Result, Stage};
+use crate::error::Result;
 use crate::flows::door::Door;
 use crate::flows::message_back::{check_event_for, map_event};
 use crate::mapping::Mapping;
@@ -30,17 +33,22 @@ use crate::metrics::{IngressLabels, Metrics};
 use crate::model::message_back::MessageBack;
 use crate::seal::Origin;
 use crate::shutdown::Shutdown;
-use crate::signing::{self, SignatureError};
+use crate::signing::{self, Offered, SignatureError};
+use crate::store::Store;
 use crate::wiring::{MessageBackWiring, Platform};
 
 pub struct State {
     platforms: BTreeMap<String, Arc<Platform>>,
     door: Arc<Door>,
+    /// Where verified requests are remembered, so a second use is a replay on every
+    /// instance.
+    store: Store,
     window: i64,
-    /// Signatures seen within the replay window: a second use is a replay.
-    seen: Mutex<HashMap<String, Instant>>,
     metrics: Metrics,
     max_body: usize,
+    body_timeout: Duration,
+    request_timeout: Duration,
+    in_flight: Arc<Semaphore>,
 }
 
 impl State {
@@ -48,33 +56,39 @@ impl State {
         c: &IngressConfig,
         mb: &MessageBackWiring,
         door: Arc<Door>,
+        store: Store,
         metrics: Metrics,
     ) -> Arc<State> {
         Arc::new(State {
             platforms: mb.platforms.clone(),
             door,
+            store,
             window: c.replay_window.as_secs() as i64,
-            seen: Mutex::new(HashMap::new()),
             metrics,
             max_body: c.max_body_bytes,
+            body_timeout: c.body_timeout,
+            request_timeout: c.request_timeout,
+            in_flight: Arc::new(Semaphore::new(c.max_in_flight.max(1))),
         })
     }
 }
 
 pub fn router(state: Arc<State>) -> Router {
-    let limit = state.max_body;
+    // No body limit layer: each handler reads the body itself, after the platform and
+    // the signature headers are checked, within max_body and body_timeout.
     Router::new()
         .route("/v1/events/{platform}", post(event))
         .route("/v1/uploads/{platform}", post(upload))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: Shutdown) -> Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
-        .map_err(|e| GatewayError::transient(Stage::Config, format!("ingress: {e}")))
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    limits: super::serve::Limits,
+    shutdown: Shutdown,
+) -> Result<()> {
+    super::serve::serve(listener, router(state), limits, "ingress", shutdown).await
 }
 
 /// A refusal: its status and a JSON body naming the problem (never a value).
@@ -86,8 +100,37 @@ fn refuse(status: StatusCode, field: Option<&str>, message: impl Into<String>) -
         .into_response()
 }
 
+/// 503 with Retry-After: nothing was taken; the platform sends it again later.
+fn unavailable(why: &str) -> Response {
+    let mut r = refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        format!("{why}; nothing was queued, send it again later"),
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("30"),
+    );
+    r
+}
+
+/// What a door does with a request whose platform and signature held.
+type Work = fn(
+    Arc<State>,
+    Arc<Platform>,
+    Bytes,
+) -> futures_util::future::BoxFuture<'static, Response>;
+
 impl State {
+    /// Counts a request under its platform's name — only a configured one: a name
+    /// from a request never becomes a label (one would be a forged metric line, a
+    /// million would fill memory).
     fn count(&self, platform: &str, outcome: &str) {
+        let platform = if self.platforms.contains_key(platform) {
+            platform
+        } else {
+            "unknown"
+        };
         self.metrics
             .ingress
             .get_or_create(&IngressLabels {
@@ -97,77 +140,151 @@ impl State {
             .inc();
     }
 
-    /// The platform and its signature check; a refusal otherwise.
-    fn authenticate(
+    /// The platform and its signature headers, before the body is read: a refusal
+    /// otherwise.
+    fn admit(
         &self,
         platform: &str,
         headers: &HeaderMap,
-        body: &[u8],
         media: &str,
-    ) -> std::result::Result<&Platform, Box<Response>> {
+    ) -> std::result::Result<(Arc<Platform>, Offered), Response> {
         let Some(p) = self.platforms.get(platform) else {
-            return Err(Box::new(refuse(
-                StatusCode::NOT_FOUND,
-                None,
-                "no such platform",
-            )));
+            return Err(refuse(StatusCode::NOT_FOUND, None, "no such platform"));
         };
         if p.secrets.is_empty() {
-            return Err(Box::new(refuse(
+            return Err(refuse(
                 StatusCode::FORBIDDEN,
                 None,
                 "this platform has no signing secret configured, so its HTTP door is closed",
-            )));
+            ));
         }
         let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        let secrets: Vec<&[u8]> = p.secrets.iter().map(|s| s.as_bytes()).collect();
         let now = chrono::Utc::now().timestamp();
-        if let Err(e) = signing::verify(
-            &secrets,
+        let offered = signing::offered(
             get(signing::TIMESTAMP_HEADER),
             get(signing::SIGNATURE_HEADER),
-            body,
             now,
             self.window,
-        ) {
-            let header = match e {
-                SignatureError::MissingTimestamp
-                | SignatureError::BadTimestamp
-                | SignatureError::Stale => signing::TIMESTAMP_HEADER,
-                _ => signing::SIGNATURE_HEADER,
-            };
-            return Err(Box::new(refuse(
-                StatusCode::UNAUTHORIZED,
-                Some(header),
-                e.describe(),
-            )));
-        }
+        )
+        .map_err(signature_refused)?;
         let ct = get(header::CONTENT_TYPE.as_str()).unwrap_or_default();
         let ct = ct.split(';').next().unwrap_or_default().trim();
         if !ct.eq_ignore_ascii_case(media) {
-            return Err(Box::new(refuse(
+            return Err(refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Some("content-type"),
                 format!("send {media}"),
-            )));
+            ));
         }
-        // A signature already used within the window: the same request again.
-        let signature = get(signing::SIGNATURE_HEADER)
-            .unwrap_or_default()
-            .to_string();
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            let window = Duration::from_secs(self.window.max(1) as u64 * 2);
-            seen.retain(|_, at| at.elapsed() < window);
-            if seen.insert(signature, Instant::now()).is_some() {
-                return Err(Box::new(refuse(
-                    StatusCode::CONFLICT,
-                    Some(signing::SIGNATURE_HEADER),
-                    "this signed request was already received (a replay); send a new request to resend",
-                )));
+        let declared = get(header::CONTENT_LENGTH.as_str()).and_then(|l| l.parse::<usize>().ok());
+        if declared.is_some_and(|l| l > self.max_body) {
+            return Err(too_large(self.max_body));
+        }
+        Ok((p.clone(), offered))
+    }
+
+    /// A request through a door: at most `max_in_flight` at once, answered within
+    /// `request_timeout`; the platform and signature headers checked, then the body read
+    /// (bounded in size and time), its MAC verified once per secret, and the request
+    /// remembered so a second use is a replay — then `work`.
+    async fn answer(
+        self: Arc<Self>,
+        platform: String,
+        request: Request,
+        media: &'static str,
+        work: Work,
+    ) -> Response {
+        let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
+            self.count(&platform, "busy");
+            return unavailable("the door is busy");
+        };
+        let deadline = self.request_timeout;
+        let s = self.clone();
+        let p = platform.clone();
+        let answered = tokio::time::timeout(deadline, async move {
+            let (head, body) = request.into_parts();
+            let (platform, offered) = match s.admit(&p, &head.headers, media) {
+                Ok(ok) => ok,
+                Err(r) => {
+                    s.count(&p, "refused");
+                    return r;
+                }
+            };
+            let body = match read_body(body, s.max_body, s.body_timeout).await {
+                Ok(b) => b,
+                Err(r) => {
+                    s.count(&p, "refused");
+                    return r;
+                }
+            };
+            let secrets: Vec<&[u8]> = platform.secrets.iter().map(|k| k.as_bytes()).collect();
+            let mac = match offered.matching(&secrets, &body) {
+                Ok(mac) => mac,
+                Err(e) => {
+                    s.count(&p, "refused");
+                    return signature_refused(e);
+                }
+            };
+            let forget_at = (offered.timestamp + s.window + 1) * 1000;
+            match s
+                .store
+                .first_use(&platform.name, offered.timestamp, &mac, forget_at)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    s.count(&p, "refused");
+                    return refuse(
+                        StatusCode::CONFLICT,
+                        Some(signing::SIGNATURE_HEADER),
+                        "this signed request was already received (a replay); send a new request to resend",
+                    );
+                }
+                Err(e) => {
+                    warn!(platform = p, error = %e, "cannot check the request against the replay memory");
+                    s.count(&p, "unavailable");
+                    return unavailable("the gateway's store is not answering");
+                }
             }
+            work(s.clone(), platform, body).await
+        })
+        .await;
+        answered.unwrap_or_else(|_| {
+            self.count(&platform, "unavailable");
+            unavailable("the request could not be answered in time")
+        })
+    }
+}
+
+fn signature_refused(e: SignatureError) -> Response {
+    let header = match e {
+        SignatureError::MissingTimestamp | SignatureError::BadTimestamp | SignatureError::Stale => {
+            signing::TIMESTAMP_HEADER
         }
-        Ok(p)
+        _ => signing::SIGNATURE_HEADER,
+    };
+    refuse(StatusCode::UNAUTHORIZED, Some(header), e.describe())
+}
+
+fn too_large(max: usize) -> Response {
+    refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+        format!("the body is larger than {max} bytes"),
+    )
+}
+
+/// The body, at most `max` bytes, read within `within`.
+async fn read_body(body: Body, max: usize, within: Duration) -> std::result::Result<Bytes, Response> {
+    match tokio::time::timeout(within, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(b)) => Ok(b),
+        // Over the limit, or the client went away mid-body.
+        Ok(Err(_)) => Err(too_large(max)),
+        Err(_) => Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            None,
+            "the body did not arrive in time",
+        )),
     }
 }
 
@@ -175,26 +292,22 @@ impl State {
 async fn event(
     AxState(s): AxState<Arc<State>>,
     Path(platform): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    let p = match s.authenticate(&platform, &headers, &body, "application/json") {
-        Ok(p) => p,
-        Err(r) => {
-            s.count(&platform, "refused");
-            return *r;
-        }
-    };
-    let mapped = crate::intake::json::parse_bounded(&body)
-        .and_then(|v| to_canonical(p, &p.mapping, &v, &BTreeMap::new()));
-    let ev = match mapped {
-        Ok(ev) => ev,
-        Err(e) => {
-            s.count(&platform, "refused");
-            return refuse(StatusCode::BAD_REQUEST, e.field.as_deref(), e.message);
-        }
-    };
-    queue(&s, &platform, ev).await
+    s.answer(platform, request, "application/json", |s, p, body| {
+        Box::pin(async move {
+            let mapped = crate::intake::json::parse_bounded(&body)
+                .and_then(|v| to_canonical(&p, &p.mapping, &v, &BTreeMap::new()));
+            match mapped {
+                Ok(ev) => queue(&s, &p.name, ev).await,
+                Err(e) => {
+                    s.count(&p.name, "refused");
+                    refuse(StatusCode::BAD_REQUEST, e.field.as_deref(), e.message)
+                }
+            }
+        })
+    })
+    .await
 }
 
 /// Maps a platform's JSON to a canonical event, with every check the front makes
@@ -212,11 +325,7 @@ fn to_canonical(
 
 /// Queues a canonical event sealed as the platform's; 202 once durable.
 async fn queue(s: &State, platform: &str, ev: MessageBack) -> Response {
-    match s
-        .door
-        .put(&Origin::Platform(platform.to_string()), &ev)
-        .await
-    {
+    match s.door.put(&Origin::Platform(platform.to_string()), &ev).await {
         Ok(id) => {
             s.count(platform, "accepted");
             info!(platform, message_id = id, "event queued");
@@ -228,16 +337,8 @@ async fn queue(s: &State, platform: &str, ev: MessageBack) -> Response {
         }
         Err(e) => {
             warn!(platform, error = %e, "cannot queue an event");
-            let mut r = refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "the event could not be queued; send it again later",
-            );
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("30"),
-            );
-            r
+            s.count(platform, "unavailable");
+            unavailable("the event could not be queued")
         }
     }
 }
@@ -248,20 +349,20 @@ async fn queue(s: &State, platform: &str, ev: MessageBack) -> Response {
 async fn upload(
     AxState(s): AxState<Arc<State>>,
     Path(platform): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    let p = match s.authenticate(&platform, &headers, &body, "text/csv") {
-        Ok(p) => p,
-        Err(r) => {
-            s.count(&platform, "refused");
-            return *r;
-        }
-    };
-    let rows = match read_rows(&body) {
+    s.answer(platform, request, "text/csv", |s, p, body| {
+        Box::pin(async move { sheet(&s, &p, &body).await })
+    })
+    .await
+}
+
+async fn sheet(s: &State, p: &Platform, body: &[u8]) -> Response {
+    let platform = p.name.as_str();
+    let rows = match read_rows(body) {
         Ok(r) => r,
         Err(e) => {
-            s.count(&platform, "refused");
+            s.count(platform, "refused");
             return refuse(StatusCode::BAD_REQUEST, None, e);
         }
     };
@@ -271,7 +372,7 @@ async fn upload(
         // Row 1 is the header line.
         let line = n + 2;
         let mut constants = BTreeMap::new();
-        constants.insert("row_id".to_string(), row_id(&platform, row));
+        constants.insert("row_id".to_string(), row_id(platform, row));
         if let Some(prog) = &p.programme {
             constants.insert("programme".to_string(), prog.clone());
         }
@@ -286,7 +387,7 @@ async fn upload(
     }
     let mut queued = 0;
     for ev in events {
-        let r = queue(&s, &platform, ev).await;
+        let r = queue(s, platform, ev).await;
         if r.status() != StatusCode::ACCEPTED {
             return r;
         }

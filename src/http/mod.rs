@@ -4,6 +4,7 @@
 pub mod console;
 pub mod gauges;
 pub mod ingress;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,9 +98,11 @@ pub async fn bind_key(addr: SocketAddr, key: &str) -> Result<TcpListener> {
     })
 }
 
-pub async fn serve(listener: TcpListener, state: HttpState, mut shutdown: Shutdown) -> Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
-        .map_err(|e| GatewayError::transient(Stage::Config, format!("HTTP server: {e}")))
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    limits: serve::Limits,
+    shutdown: Shutdown,
+) -> Result<()> {
+    serve::serve(listener, router(state), limits, "http", shutdown).await
 }

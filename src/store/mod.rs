@@ -417,6 +417,33 @@ impl Store {
             .map_err(|_| GatewayError::permanent(Stage::Store, "the origin-seal key is not hex"))
     }
 
+    /// Records a verified signed request (platform, signed timestamp, the MAC that
+    /// matched) until `expires_at` (ms); false when it was taken before — a replay, by
+    /// this instance or any other on the store. Entries past their expiry are forgotten.
+    pub async fn first_use(
+        &self,
+        platform: &str,
+        signed_at: i64,
+        mac: &[u8],
+        expires_at: i64,
+    ) -> Result<bool> {
+        sqlx::query("DELETE FROM replay_guard WHERE expires_at < $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query(
+            "INSERT INTO replay_guard (platform, signed_at, mac, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (platform, signed_at, mac) DO NOTHING",
+        )
+        .bind(platform)
+        .bind(signed_at)
+        .bind(hex::encode(mac))
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
