@@ -638,7 +638,6 @@ impl Default for IngressConfig {
     }
 }
 
-
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

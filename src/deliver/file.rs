@@ -89,15 +89,31 @@ mod tests {
     #[test]
     fn file_stems_stay_in_their_folder_and_never_collide() {
         let ids = [
-            "links:evt-1", "links/evt-1", "links@evt-1", "links+evt-1", "links=evt-1",
-            "links_evt-1", "links%3Aevt-1", "..", ".", "../../etc/passwd", ".hidden", "",
-            "%", "é", "a.b", "GP5",
+            "links:evt-1",
+            "links/evt-1",
+            "links@evt-1",
+            "links+evt-1",
+            "links=evt-1",
+            "links_evt-1",
+            "links%3Aevt-1",
+            "..",
+            ".",
+            "../../etc/passwd",
+            ".hidden",
+            "",
+            "%",
+            "é",
+            "a.b",
+            "GP5",
         ];
         let stems: Vec<String> = ids.iter().map(|i| safe_file_stem(i)).collect();
         let unique: std::collections::BTreeSet<&String> = stems.iter().collect();
         assert_eq!(unique.len(), ids.len(), "{stems:?}");
         for s in &stems {
-            assert!(!s.contains('/') && !s.starts_with('.') && !s.is_empty(), "{s}");
+            assert!(
+                !s.contains('/') && !s.starts_with('.') && !s.is_empty(),
+                "{s}"
+            );
         }
         assert_eq!(safe_file_stem("GP5"), "GP5");
         assert_eq!(safe_file_stem("5b2e6f8a-1c2d"), "5b2e6f8a-1c2d");

@@ -125,7 +125,10 @@ impl BrokerDoor {
                 ("ce-id", id.to_string()),
                 ("ce-type", EVENT_TYPE.to_string()),
                 ("ce-specversion", "1.0".to_string()),
-                ("ce-source", format!("urn:clw-gateway:door:{}", origin.tag())),
+                (
+                    "ce-source",
+                    format!("urn:clw-gateway:door:{}", origin.tag()),
+                ),
             ],
         );
         let props = lapin::BasicProperties::default()

@@ -115,11 +115,8 @@ fn unavailable(why: &str) -> Response {
 }
 
 /// What a door does with a request whose platform and signature held.
-type Work = fn(
-    Arc<State>,
-    Arc<Platform>,
-    Bytes,
-) -> futures_util::future::BoxFuture<'static, Response>;
+type Work =
+    fn(Arc<State>, Arc<Platform>, Bytes) -> futures_util::future::BoxFuture<'static, Response>;
 
 impl State {
     /// Counts a request under its platform's name — only a configured one: a name
@@ -183,9 +180,9 @@ impl State {
         Ok((p.clone(), offered))
     }
 
-    /// A request through a door: at most `max_in_flight` at once, answered within
-    /// `request_timeout`; the platform and signature headers checked, then the body read
-    /// (bounded in size and time), its MAC verified once per secret, and the request
+    /// A request through a door, answered within `request_timeout`: the platform and
+    /// signature headers checked, then the body read (bounded in size and time); then,
+    /// at most `max_in_flight` at once, its MAC verified once per secret and the request
     /// remembered so a second use is a replay — then `work`.
     async fn answer(
         self: Arc<Self>,
@@ -194,10 +191,6 @@ impl State {
         media: &'static str,
         work: Work,
     ) -> Response {
-        let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
-            self.count(&platform, "busy");
-            return unavailable("the door is busy");
-        };
         let deadline = self.request_timeout;
         let s = self.clone();
         let p = platform.clone();
@@ -216,6 +209,12 @@ impl State {
                     s.count(&p, "refused");
                     return r;
                 }
+            };
+            // Reading bodies is bounded by the connection cap and the body timeout;
+            // the work after it by this cap.
+            let Ok(_slot) = s.in_flight.clone().try_acquire_owned() else {
+                s.count(&p, "busy");
+                return unavailable("the door is busy");
             };
             let secrets: Vec<&[u8]> = platform.secrets.iter().map(|k| k.as_bytes()).collect();
             let mac = match offered.matching(&secrets, &body) {
@@ -275,7 +274,11 @@ fn too_large(max: usize) -> Response {
 }
 
 /// The body, at most `max` bytes, read within `within`.
-async fn read_body(body: Body, max: usize, within: Duration) -> std::result::Result<Bytes, Response> {
+async fn read_body(
+    body: Body,
+    max: usize,
+    within: Duration,
+) -> std::result::Result<Bytes, Response> {
     match tokio::time::timeout(within, axum::body::to_bytes(body, max)).await {
         Ok(Ok(b)) => Ok(b),
         // Over the limit, or the client went away mid-body.
@@ -325,7 +328,11 @@ fn to_canonical(
 
 /// Queues a canonical event sealed as the platform's; 202 once durable.
 async fn queue(s: &State, platform: &str, ev: MessageBack) -> Response {
-    match s.door.put(&Origin::Platform(platform.to_string()), &ev).await {
+    match s
+        .door
+        .put(&Origin::Platform(platform.to_string()), &ev)
+        .await
+    {
         Ok(id) => {
             s.count(platform, "accepted");
             info!(platform, message_id = id, "event queued");
