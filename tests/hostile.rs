@@ -381,3 +381,88 @@ async fn a_symbolic_link_in_the_spool_is_parked_never_followed() {
     );
     gw.stop().await.unwrap();
 }
+
+/// During a broker outage every event is answered promptly — 503 with Retry-After
+/// within the request deadline, 50 at once — never queued behind a connect; once the
+/// broker is back the door takes events again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_broker_outage_every_request_gets_a_prompt_503() {
+    let s = Setup::new("hostile-outage");
+    let hook = Receiver::start(&[]).await;
+    let link = Link::start("127.0.0.1:5672".parse().unwrap()).await;
+    let mut c = s.broker_config(&hook.url, &["200ms"]);
+    let rabbit = Rabbit::connect().await;
+    let t = rabbit.declare(&c).await;
+    let b = c.broker.as_mut().unwrap();
+    b.url = format!("amqp://guest:guest@{}/%2f", link.addr);
+    b.confirm_timeout = Duration::from_secs(2);
+    c.mappings.dir = repo_path("mappings");
+    // SAFETY: a value no other test reads differently.
+    unsafe { std::env::set_var("CLW_TEST_HOSTILE_SECRET", SECRET) };
+    c.message_back = Some(
+        toml::from_str(
+            "writers = [\"practice-folder\"]\n[platforms.links]\n\
+             secret = { env = \"CLW_TEST_HOSTILE_SECRET\" }\ndestinations = [\"clw\"]\n",
+        )
+        .unwrap(),
+    );
+    c.destinations.insert(
+        "practice-folder",
+        destination(&format!(
+            "kind = \"practice-folder\"\ndir = {:?}\n\
+             allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n",
+            s.dir.path().join("practice").display().to_string()
+        )),
+    );
+    c.ingress.enabled = true;
+    c.ingress.listen = "127.0.0.1:0".parse().unwrap();
+    c.ingress.request_timeout = Duration::from_secs(3);
+    let gw = app::start(c).await.unwrap();
+    let port = gw.ingress_addr.unwrap().port();
+    link.blackhole();
+    let started = Instant::now();
+    let answers = futures_util::future::join_all((0..50).map(|i| async move {
+        let body = event(&format!("evt-outage-{i}"), json!({})).to_string();
+        let ts = fresh_timestamp();
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/events/links"))
+            .header("content-type", "application/json")
+            .header("X-CLW-Timestamp", ts.to_string())
+            .header(
+                "X-CLW-Signature",
+                clw_gateway::signing::sign(SECRET.as_bytes(), ts, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.headers().contains_key("retry-after"),
+            started.elapsed(),
+        )
+    }))
+    .await;
+    for (status, retry_after, took) in &answers {
+        assert_eq!(*status, 503);
+        assert!(*retry_after, "Retry-After with every 503");
+        assert!(*took < Duration::from_secs(5), "answered in {took:?}");
+    }
+    link.pass();
+    let body = event("evt-after", json!({})).to_string().into_bytes();
+    eventually("the door taking events again", WAIT, || async {
+        let sent = signed_post(
+            port,
+            "/v1/events/links",
+            "application/json",
+            body.clone(),
+            fresh_timestamp(),
+            SECRET,
+        )
+        .await;
+        (sent.status == 202).then_some(())
+    })
+    .await;
+    gw.stop().await.unwrap();
+    rabbit.cleanup(&t).await;
+}

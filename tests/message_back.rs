@@ -415,9 +415,16 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
         assert_eq!(post_event(port, "links", LINKS_SECRET, e, 0).await, 202);
         assert_eq!(post_event(port, "links", LINKS_SECRET, e, 1).await, 202);
     }
-    for id in ["links:evt-a1", "links:evt-c1", "links:evt-s1"] {
+    // The closure's outcome pasted from a word processor: a vertical tab (U+000B), which
+    // XML 1.0 forbids, in text that reaches the ITK3 message.
+    let mut closed = events.last().unwrap().clone();
+    closed["closed"]["outcome"] = json!("Attends the walking group\u{000B}every week");
+    assert_eq!(post_event(port, "links", LINKS_SECRET, &closed, 0).await, 202);
+    for id in ["links:evt-a1", "links:evt-c1", "links:evt-s1", "links:evt-x1"] {
         wait_message(&h.gw.store, "message-back", id, "delivered").await;
     }
+    let audit = h.wait_audit_flow("message-back", "links:evt-x1", "sanitised").await;
+    assert_eq!(audit.entry.fields, ["closed.outcome"]);
     // A resend after it was written creates nothing either.
     assert_eq!(
         post_event(port, "links", LINKS_SECRET, &events[0], 5).await,
@@ -438,7 +445,7 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
         .iter()
         .map(|m| m.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids.len(), 3, "one message per event: {inbox}");
+    assert_eq!(ids.len(), 4, "one message per event: {inbox}");
     let mut texts = Vec::new();
     for id in &ids {
         let r = mesh
@@ -448,6 +455,9 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
         assert_eq!(r.headers()["mex-from"], "CLWGW0001");
         assert_eq!(r.headers()["content-type"], "application/fhir+xml");
         let xml = r.text().await.unwrap();
+        // Well formed, as a practice's system parses it.
+        roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("not well formed: {e}"));
+        assert!(!xml.contains('\u{000B}'));
         for want in [
             "<Bundle xmlns=\"http://hl7.org/fhir\">",
             "<type value=\"message\"/>",
@@ -474,6 +484,7 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
     assert!(all.contains("Link worker contact (face to face)"), "{all}");
     assert!(all.contains("SWEMWBS score 19"), "{all}");
     assert!(all.contains("718466001"), "{all}");
+    assert!(all.contains("Social prescribing support ended"), "{all}");
 
     // MESH reports that the contact's message never reached the practice; another report
     // names a message the gateway never sent.

@@ -76,6 +76,8 @@ text_enum! {
         Undelivered = "undelivered",
         /// How a referral's consent was read, when it was not as recorded.
         Consent = "consent",
+        /// Characters a record format forbids were left out of the message's text.
+        Sanitised = "sanitised",
     }
 }
 

@@ -129,8 +129,9 @@ impl MessageBackFront {
         let fallback = digest.clone();
         let decoded = super::decode_heavy(inbound.body.len(), || self.decode(inbound))
             .map_err(|e| refuse(&fallback, e))?;
-        let Decoded { origin, event: ev } = decoded;
+        let Decoded { origin, event: mut ev } = decoded;
         let message_id = queued_id(&id_prefix(&origin), &ev.event_id);
+        let sanitised = ev.strip_forbidden();
         check_message_id(&message_id, "event_id").map_err(|e| refuse(&fallback, e))?;
         let scope = self.scope(&origin).map_err(|e| refuse(&message_id, e))?;
         let referral = self
@@ -176,13 +177,26 @@ impl MessageBackFront {
         let state = crate::store::derived_state(&events);
         let mut canonical = canonical(&ev, &referral, coded, narrative);
         canonical["referral"]["state"] = json!(state);
-        let remember = vec![Write::ReferralEvent {
+        let mut remember = vec![Write::ReferralEvent {
             event_message_id: message_id.clone(),
             referral_id: referral.message_id.clone(),
             kind: ev.event_type.as_str().into(),
             occurred_at: ev.occurred_at.clone(),
             detail: detail(&ev),
         }];
+        if !sanitised.is_empty() {
+            let detail = format!(
+                "control characters XML 1.0 and FHIR forbid were left out of {}",
+                sanitised.join(", ")
+            );
+            remember.push(Write::Audit(crate::store::AuditEntry::note(
+                crate::engine::AuditAction::Sanitised,
+                Flow::MessageBack,
+                &message_id,
+                sanitised,
+                detail,
+            )));
+        }
         Ok(Plan {
             message_id,
             attempts,

@@ -95,16 +95,13 @@ impl ReferralFront {
         let consent_note = read_consent(&mut referral.consent, &self.consent_covers);
         let mut remember = vec![remembered(&message_id, &programme, practice, &referral)];
         if let Some(note) = consent_note {
-            remember.push(crate::store::Write::Audit(crate::store::AuditEntry {
-                actor: "clw-gateway".into(),
-                action: crate::engine::AuditAction::Consent,
-                flow: Flow::Referral.as_str().into(),
-                message_id: message_id.clone(),
-                destination: None,
-                fields: Vec::new(),
-                agreement: None,
-                detail: Some(note),
-            }));
+            remember.push(crate::store::Write::Audit(crate::store::AuditEntry::note(
+                crate::engine::AuditAction::Consent,
+                Flow::Referral,
+                &message_id,
+                Vec::new(),
+                note,
+            )));
         }
         let release = apply_consent(referral, self.consent_not_recorded)
             .map_err(|e| refuse(&message_id, attempts, e))?;

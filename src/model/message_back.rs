@@ -267,6 +267,44 @@ impl MessageBack {
         Ok(())
     }
 
+    /// Leaves out, from every text the event carries, the characters record formats
+    /// forbid (XML 1.0's control characters — a vertical tab pasted from a word
+    /// processor — which also FHIR strings may not hold); answers with the fields
+    /// changed, for the audit.
+    pub fn strip_forbidden(&mut self) -> Vec<String> {
+        fn walk(v: &mut serde_json::Value, path: &str, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::String(s) if !s.chars().all(crate::markup::xml_allowed) => {
+                    s.retain(crate::markup::xml_allowed);
+                    out.push(path.to_string());
+                }
+                serde_json::Value::Object(m) => {
+                    for (k, child) in m {
+                        let p = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        walk(child, &p, out);
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|c| walk(c, path, out)),
+                _ => {}
+            }
+        }
+        let Ok(mut v) = serde_json::to_value(&*self) else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        walk(&mut v, "", &mut changed);
+        if !changed.is_empty()
+            && let Ok(clean) = serde_json::from_value(v)
+        {
+            *self = clean;
+        }
+        changed
+    }
+
     /// Every date the event carries, with the field it is in.
     pub fn dates(&self) -> Vec<(&'static str, &str)> {
         let mut out = vec![("occurred_at", self.occurred_at.as_str())];

@@ -345,8 +345,12 @@ pub fn message(e: &RecordEntry, message_id: &str, sender: &Sender<'_>, timestamp
     )
 }
 
+/// Narrative text: markup escaped, characters XML forbids left out.
 fn xml_text(s: &str) -> String {
-    s.replace('&', "&amp;")
+    s.chars()
+        .filter(|c| crate::markup::xml_allowed(*c))
+        .collect::<String>()
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }

@@ -73,6 +73,28 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+impl AuditEntry {
+    /// What the gateway itself noted about a message (no destination, no agreement).
+    pub fn note(
+        action: AuditAction,
+        flow: crate::model::Flow,
+        message_id: &str,
+        fields: Vec<String>,
+        detail: String,
+    ) -> AuditEntry {
+        AuditEntry {
+            actor: "clw-gateway".into(),
+            action,
+            flow: flow.as_str().into(),
+            message_id: message_id.into(),
+            destination: None,
+            fields,
+            agreement: None,
+            detail: Some(detail),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRow {
     pub at: i64,
