@@ -6,6 +6,41 @@
 use std::fmt;
 use std::time::Duration;
 
+/// A serde error's reason without the input it quotes: serde says
+/// `invalid type: string "9912003888", expected u32` — the value may be an NHS number —
+/// and this says `invalid type: expected u32`. Unknown fields and variants are named by
+/// their kind only (their names come from the input too).
+pub fn serde_reason(reason: &str) -> String {
+    let expected = |rest: &str| {
+        rest.split_once(", expected ")
+            .map(|(_, e)| format!("expected {e}"))
+            .unwrap_or_default()
+    };
+    for (lead, says) in [
+        ("invalid type: ", "invalid type"),
+        ("invalid value: ", "invalid value"),
+        ("invalid length ", "invalid length"),
+        ("unknown variant ", "not one of the values allowed"),
+        ("unknown field ", "a field this format does not have"),
+    ] {
+        if let Some(rest) = reason.strip_prefix(lead) {
+            let e = expected(rest);
+            return if e.is_empty() {
+                says.to_string()
+            } else {
+                format!("{says}: {e}")
+            };
+        }
+    }
+    // `missing field `x`` names the format's own field; anything else is kept only if
+    // it quotes nothing.
+    if reason.starts_with("missing field ") || !(reason.contains('"') || reason.contains('`')) {
+        reason.to_string()
+    } else {
+        "not of the form this field takes".to_string()
+    }
+}
+
 /// What the pipeline does with a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
@@ -154,3 +189,42 @@ impl From<lapin::Error> for GatewayError {
 }
 
 pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::serde_reason;
+
+    /// A serde error never carries the value it met into a reason.
+    #[test]
+    fn serde_reasons_quote_no_input() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        #[serde(deny_unknown_fields)]
+        struct S {
+            n: u32,
+            kind: Kind,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        enum Kind {
+            A,
+        }
+        for input in [
+            r#"{"n": "9912003888", "kind": "A"}"#,
+            r#"{"n": -9912003888, "kind": "A"}"#,
+            r#"{"n": 1, "kind": "9912003888"}"#,
+            r#"{"n": 1, "kind": "A", "9912003888": 1}"#,
+            r#"{"n": [9912003888], "kind": "A"}"#,
+        ] {
+            let e = serde_json::from_str::<S>(input).unwrap_err();
+            let raw = e.to_string();
+            let reason = serde_reason(raw.split(" at line").next().unwrap());
+            assert!(!reason.contains("9912003888"), "{input}: {reason}");
+            assert!(!reason.is_empty());
+        }
+        assert_eq!(
+            serde_reason("invalid type: string \"9912003888\", expected u32"),
+            "invalid type: expected u32"
+        );
+        assert_eq!(serde_reason("missing field `type`"), "missing field `type`");
+    }
+}

@@ -466,3 +466,87 @@ async fn during_a_broker_outage_every_request_gets_a_prompt_503() {
     gw.stop().await.unwrap();
     rabbit.cleanup(&t).await;
 }
+
+/// No refusal or parked reason quotes what it was sent: every field of an event given a
+/// value of the wrong type or shape (a marker that stands for an NHS number or free
+/// text), at the HTTP door and through the spool, and the marker appears in no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_refusal_or_parked_reason_quotes_an_input_value() {
+    let s = Setup::new("hostile-values");
+    let gw = gateway(&s, "").await;
+    let data = s.dir.path().to_path_buf();
+    refer(&gw, &data).await;
+    let port = gw.ingress_addr.unwrap().port();
+    const MARK: &str = "9434765919";
+    let mark_values = [json!(MARK), json!(9434765919u64), json!([MARK]), json!({"x": MARK})];
+    let base = event("evt-v", json!({}));
+    let mut paths = Vec::new();
+    fn leaves(v: &Value, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    let mut p = path.clone();
+                    p.push(k.clone());
+                    leaves(c, p, out);
+                }
+            }
+            _ => out.push(path),
+        }
+    }
+    leaves(&base, Vec::new(), &mut paths);
+    let mut cases = Vec::new();
+    for path in &paths {
+        for v in &mark_values {
+            let mut e = base.clone();
+            let mut at = &mut e;
+            for k in &path[..path.len() - 1] {
+                at = &mut at[k.as_str()];
+            }
+            at[path.last().unwrap().as_str()] = v.clone();
+            cases.push(e);
+        }
+    }
+    // And fields the format does not have, named by the marker.
+    let mut unknown = base.clone();
+    unknown[MARK] = json!(1);
+    cases.push(unknown);
+    let mut refused = 0;
+    for (i, e) in cases.iter().enumerate() {
+        let mut e = e.clone();
+        if e["event_id"].is_string() && e["event_id"] != MARK {
+            e["event_id"] = json!(format!("evt-v{i}"));
+        }
+        let sent = signed_post(
+            port,
+            "/v1/events/links",
+            "application/json",
+            e.to_string().into_bytes(),
+            fresh_timestamp(),
+            SECRET,
+        )
+        .await;
+        // An accepted event is answered with its own id (the platform's, not patient
+        // data); a refusal names the field and says why, quoting nothing.
+        if sent.status != 202 {
+            let answer = sent.body.to_string();
+            assert!(!answer.contains(MARK), "{e}\n→ {answer}");
+        }
+        refused += usize::from(sent.status == 400);
+        std::fs::write(
+            data.join(format!("spool/events/inbox/v{i}.json")),
+            e.to_string(),
+        )
+        .unwrap();
+    }
+    assert!(refused > cases.len() / 2, "most refused at the door: {refused}");
+    let parked = eventually("the spool's files settled", Duration::from_secs(60), || async {
+        let inbox = std::fs::read_dir(data.join("spool/events/inbox")).unwrap().count();
+        let rows = gw.store.parked(Some("message-back"), None, 10_000).await.unwrap();
+        (inbox == 0 && rows.len() >= refused).then_some(rows)
+    })
+    .await;
+    for p in &parked {
+        assert!(!p.reason.contains(MARK), "{}", p.reason);
+    }
+    gw.stop().await.unwrap();
+}

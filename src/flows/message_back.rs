@@ -483,7 +483,10 @@ pub fn map_event(
         GatewayError::invalid(
             Stage::Map,
             e.path().to_string(),
-            format!("not a message-back event: {}", e.inner()),
+            format!(
+                "not a message-back event: {}",
+                crate::error::serde_reason(&e.inner().to_string())
+            ),
         )
     })
 }
@@ -495,7 +498,10 @@ fn read_canonical(bytes: &[u8]) -> Result<MessageBack> {
         GatewayError::invalid(
             Stage::Map,
             e.path().to_string(),
-            format!("not a message-back event: {}", e.inner()),
+            format!(
+                "not a message-back event: {}",
+                crate::error::serde_reason(&e.inner().to_string())
+            ),
         )
     })
 }

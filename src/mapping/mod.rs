@@ -455,7 +455,13 @@ fn read_checked<T: serde::de::DeserializeOwned>(
             })
             .collect());
     }
-    serde_path_to_error::deserialize(value).map_err(|e| one(format!("{}: {}", e.path(), e.inner())))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        one(format!(
+            "{}: {}",
+            e.path(),
+            crate::error::serde_reason(&e.inner().to_string())
+        ))
+    })
 }
 
 fn compile(

@@ -115,7 +115,10 @@ impl RecordEntry {
             GatewayError::invalid(
                 Stage::Map,
                 e.path().to_string(),
-                format!("the gp-record payload is not a record entry: {}", e.inner()),
+                format!(
+                    "the gp-record payload is not a record entry: {}",
+                    crate::error::serde_reason(&e.inner().to_string())
+                ),
             )
         })
     }
