@@ -155,6 +155,7 @@ impl Wiring {
             )
         });
         let console_token = console_token(config, &mut problems);
+        idle_settings(config, &destinations, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
@@ -170,6 +171,41 @@ impl Wiring {
             },
             message_back,
         })
+    }
+}
+
+/// Settings that would do nothing, refused rather than silently ignored: a door, a
+/// poller, a report reader or a record writer with the message back off, the console
+/// with the HTTP listener off.
+fn idle_settings(
+    config: &Config,
+    destinations: &BTreeMap<String, Arc<Destination>>,
+    problems: &mut Vec<GatewayError>,
+) {
+    let off = "the message back is off (no [message_back] section), so this would do nothing";
+    if config.ingress.enabled && config.message_back().is_none() {
+        problems.push(problem("ingress.enabled", off));
+    }
+    if config.console.enabled && !config.http.enabled {
+        problems.push(problem(
+            "console.enabled",
+            "the console is served on the HTTP listener, which is off (http.enabled = false)",
+        ));
+    }
+    if config.message_back().is_some() {
+        return;
+    }
+    for (name, d) in destinations {
+        if d.flow == Flow::MessageBack {
+            problems.push(problem(
+                format!("destinations.{name}"),
+                format!("a record writer ({}), but {off}", d.kind),
+            ));
+        } else if d.poller().is_some() {
+            problems.push(problem(format!("destinations.{name}.poll_every"), off));
+        } else if d.reports().is_some() {
+            problems.push(problem(format!("destinations.{name}.reports_every"), off));
+        }
     }
 }
 

@@ -49,6 +49,11 @@ destination_config! { @http
         pub match_field: Option<String>,
         /// ...and the person mapping's field holding the value to look for.
         pub match_from: Option<String>,
+        /// Lamplight's search takes the value in its URL path, where Lamplight's and any
+        /// proxy's access logs keep it (an NHS number, say): `match_field` works only
+        /// when this says the exposure is accepted.
+        #[serde(default)]
+        pub match_value_in_url: bool,
         /// A form mapping for `referral/add`.
         pub mapping: String,
     }
@@ -74,6 +79,14 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
     );
     if c.match_field.is_some() != c.match_from.is_some() {
         b.problem("match_field", "set match_field and match_from together");
+    }
+    if c.match_field.is_some() && !c.match_value_in_url {
+        b.problem(
+            "match_field",
+            "Lamplight's search puts the value looked for (match_from) in its URL path, where \
+             Lamplight's and any proxy's access logs keep it; set match_value_in_url = true to \
+             accept that exposure, or leave match_field unset (a person is then created each time)",
+        );
     }
     let url = endpoint(b, "base_url", &c.base_url);
     let http = Http::build(b, c.http());

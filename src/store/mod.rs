@@ -170,6 +170,7 @@ impl Store {
         if backend == Backend::Sqlite {
             ensure_sqlite_parent(url)?;
         }
+        let url = &verified_tls(url)?;
         let options: AnyConnectOptions = url.parse().map_err(|e| {
             GatewayError::invalid(Stage::Config, "store.url", format!("cannot be parsed: {e}"))
         })?;
@@ -597,6 +598,39 @@ impl Store {
     }
 }
 
+/// A PostgreSQL URL with TLS that checks the server's certificate and name
+/// (`sslmode=verify-full`) unless the URL says otherwise or the server is on this
+/// machine: `prefer`, PostgreSQL's default, takes any certificate, or none.
+pub fn verified_tls(url: &str) -> Result<String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Ok(url.to_string());
+    }
+    let mut u = url::Url::parse(url).map_err(|e| {
+        GatewayError::invalid(Stage::Config, "store.url", format!("cannot be parsed: {e}"))
+    })?;
+    if u.query_pairs().any(|(k, _)| k == "sslmode") {
+        return Ok(url.to_string());
+    }
+    let local = match u.host() {
+        None => true,
+        // postgres: is not a scheme the URL standard knows, so its host is opaque text.
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_start_matches('[').trim_end_matches(']');
+            d == "localhost"
+                || d.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    };
+    // A socket path in `host=` is this machine too.
+    let socket = u.query_pairs().any(|(k, v)| k == "host" && v.starts_with('/'));
+    if local || socket {
+        return Ok(url.to_string());
+    }
+    u.query_pairs_mut().append_pair("sslmode", "verify-full");
+    Ok(u.to_string())
+}
+
 fn ensure_sqlite_parent(url: &str) -> Result<()> {
     let path = url
         .trim_start_matches("sqlite://")
@@ -635,6 +669,29 @@ fn ensure_sqlite_parent(url: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::shaped_chunks;
+
+    #[test]
+    fn postgres_checks_the_server_certificate_unless_local_or_said_otherwise() {
+        let tls = |u: &str| super::verified_tls(u).unwrap();
+        assert_eq!(
+            tls("postgres://clw@db.internal/clw_gateway"),
+            "postgres://clw@db.internal/clw_gateway?sslmode=verify-full"
+        );
+        assert_eq!(
+            tls("postgres://clw@db.internal:5432/g?application_name=x"),
+            "postgres://clw@db.internal:5432/g?application_name=x&sslmode=verify-full"
+        );
+        for kept in [
+            "postgres://clw@db.internal/g?sslmode=require",
+            "postgres://postgres@127.0.0.1:5432/test",
+            "postgres://postgres@localhost/test",
+            "postgres://postgres@[::1]/test",
+            "postgres:///test?host=/run/postgresql",
+            "sqlite://data/clw.db?mode=rwc",
+        ] {
+            assert_eq!(tls(kept), kept);
+        }
+    }
 
     #[test]
     fn shaped_chunks_cover_every_item_in_order_with_few_shapes() {

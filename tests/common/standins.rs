@@ -315,7 +315,9 @@ pub fn lamplight_toml(url: &str, person_mapping: &str, matching: Option<(&str, &
     // SAFETY: a value no other test reads.
     unsafe { std::env::set_var("CLW_TEST_LAMPLIGHT_KEY", KEY) };
     let matching = matching
-        .map(|(f, from)| format!("match_field = {f:?}\nmatch_from = {from:?}\n"))
+        .map(|(f, from)| {
+            format!("match_field = {f:?}\nmatch_from = {from:?}\nmatch_value_in_url = true\n")
+        })
         .unwrap_or_default();
     format!(
         "kind = \"lamplight\"\nbase_url = \"{url}/api\"\nlampid = {LAMPID:?}\nproject = {PROJECT:?}\n\
