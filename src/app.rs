@@ -148,11 +148,11 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
             metrics: metrics.clone(),
             sources: statuses.clone(),
             broker_mode: config.broker.is_some(),
-            console: wiring.console_token.clone().map(|token| {
+            console: wiring.console.clone().map(|access| {
                 Arc::new(crate::http::console::Console::new(
                     config.clone(),
                     store.clone(),
-                    token,
+                    access,
                     wiring.destinations.values().cloned().collect(),
                 ))
             }),

@@ -38,6 +38,9 @@ mod tests {
 
     #[test]
     fn characters_xml_forbids_are_left_out() {
-        assert_eq!(super::escape("line\u{b}break\u{0}\u{1f}\u{FFFE}ok\t"), "linebreakok&#9;");
+        assert_eq!(
+            super::escape("line\u{b}break\u{0}\u{1f}\u{FFFE}ok\t"),
+            "linebreakok&#9;"
+        );
     }
 }

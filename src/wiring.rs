@@ -22,8 +22,30 @@ pub struct Wiring {
     pub referrals: ReferralWiring,
     /// Present when the message back is on.
     pub message_back: Option<MessageBackWiring>,
-    /// The operator console's token, when the console is on.
-    pub console_token: Option<String>,
+    /// The operator console's accounts, when the console is on.
+    pub console: Option<ConsoleWiring>,
+}
+
+/// Who may use the console, and how.
+#[derive(Debug, Clone)]
+pub struct ConsoleWiring {
+    pub operators: BTreeMap<String, Operator>,
+    pub trusted_user_header: Option<String>,
+    pub session_ttl: std::time::Duration,
+    pub max_failed_logins: u32,
+    pub lockout: std::time::Duration,
+    /// Cookies marked `Secure`: the console is served beyond this machine, so through
+    /// TLS at a proxy.
+    pub secure_cookies: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: String,
+    pub secret: Option<String>,
+    pub role: crate::config::Role,
+    /// None: every programme.
+    pub programmes: Option<BTreeSet<String>>,
 }
 
 /// What the message-back flow needs.
@@ -154,13 +176,13 @@ impl Wiring {
                 &mut problems,
             )
         });
-        let console_token = console_token(config, &mut problems);
+        let console = console(config, &mut problems);
         idle_settings(config, &destinations, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
         Ok(Wiring {
-            console_token,
+            console,
             mappings,
             destinations,
             referrals: ReferralWiring {
@@ -209,28 +231,84 @@ fn idle_settings(
     }
 }
 
-/// The console's token when it is on: set, readable and long enough to guess at.
-fn console_token(config: &Config, problems: &mut Vec<GatewayError>) -> Option<String> {
-    if !config.console.enabled {
+/// The console's operators when it is on: at least one, each named plainly, each with
+/// a secret long enough to guess at (or named by a trusted proxy header instead).
+fn console(config: &Config, problems: &mut Vec<GatewayError>) -> Option<ConsoleWiring> {
+    let c = &config.console;
+    if !c.enabled {
         return None;
     }
-    match config
-        .console
-        .token
-        .as_ref()
-        .map(crate::config::Secret::read)
-    {
-        None => problems.push(problem(
-            "console.token",
-            "the console is enabled: set a token (an environment variable or a file)",
-        )),
-        Some(Err(e)) => problems.push(problem("console.token", e)),
-        Some(Ok(t)) if t.len() < 16 => {
-            problems.push(problem("console.token", "must be at least 16 characters"))
-        }
-        Some(Ok(t)) => return Some(t),
+    if c.operators.is_empty() {
+        problems.push(problem(
+            "console.operators",
+            "the console is enabled: name its operators ([console.operators.NAME] with a secret and a role)",
+        ));
     }
-    None
+    let before = problems.len();
+    let mut operators = BTreeMap::new();
+    for (name, o) in &c.operators {
+        let key = |k: &str| format!("console.operators.{name}.{k}");
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-' | '@'));
+        if !plain {
+            problems.push(problem(
+                format!("console.operators.{name}"),
+                "an operator's name is 1 to 64 letters, digits, '.', '_', '-' or '@' (the audit log records it)",
+            ));
+        }
+        let secret = match o.secret.as_ref().map(crate::config::Secret::read) {
+            None if c.trusted_user_header.is_some() => None,
+            None => {
+                problems.push(problem(
+                    key("secret"),
+                    "set the secret this operator signs in with (an environment variable or a file)",
+                ));
+                None
+            }
+            Some(Err(e)) => {
+                problems.push(problem(key("secret"), e));
+                None
+            }
+            Some(Ok(t)) if t.len() < 16 => {
+                problems.push(problem(key("secret"), "must be at least 16 characters"));
+                None
+            }
+            Some(Ok(t)) => Some(t),
+        };
+        operators.insert(
+            name.clone(),
+            Operator {
+                name: name.clone(),
+                secret,
+                role: o.role,
+                programmes: (!o.programmes.is_empty())
+                    .then(|| o.programmes.iter().cloned().collect()),
+            },
+        );
+    }
+    if c.trusted_user_header
+        .as_deref()
+        .is_some_and(|h| axum::http::HeaderName::from_bytes(h.as_bytes()).is_err())
+    {
+        problems.push(problem(
+            "console.trusted_user_header",
+            "is not a header name",
+        ));
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(ConsoleWiring {
+        operators,
+        trusted_user_header: c.trusted_user_header.clone(),
+        session_ttl: c.session_ttl,
+        max_failed_logins: c.max_failed_logins.max(1),
+        lockout: c.lockout,
+        secure_cookies: !config.http.listen.ip().is_loopback(),
+    })
 }
 
 fn problem(key: impl Into<String>, message: impl Into<String>) -> GatewayError {

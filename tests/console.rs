@@ -1,7 +1,8 @@
 //! The operator console, in a real headless browser (Chromium from Debian's packages,
 //! driven by puppeteer-core: tests/console): sign in, see the parked message with its
 //! reason and no patient values, replay it, and see it delivered and audited under the
-//! operator's name. And the doors: off by default, nothing without the token.
+//! operator's name. And the doors: off by default, nothing without signing in as a named
+//! operator; roles, programme scopes, sessions, throttling.
 
 mod common;
 
@@ -10,16 +11,39 @@ use std::process::Command;
 use clw_gateway::app;
 use common::*;
 
-const TOKEN: &str = "console-token-for-tests-0123";
+/// The operators: two who act on every programme, a viewer, and one scoped to
+/// another programme than the test referrals' (`default`).
+const OPERATORS: [(&str, &str, &str); 4] = [
+    ("alice", "operator", "[]"),
+    ("bob", "operator", "[]"),
+    ("vera", "viewer", "[]"),
+    ("scot", "operator", "[\"another-service\"]"),
+];
+
+fn secret_of(name: &str) -> String {
+    format!("{name}-console-secret-0123")
+}
+
+fn console_table() -> String {
+    let mut t =
+        String::from("[console]\nenabled = true\nmax_failed_logins = 3\nlockout = \"10m\"\n");
+    for (name, role, programmes) in OPERATORS {
+        let var = format!("CLW_TEST_CONSOLE_{}", name.to_uppercase());
+        // SAFETY: the same constant value in every test of this binary.
+        unsafe { std::env::set_var(&var, secret_of(name)) };
+        t.push_str(&format!(
+            "[console.operators.{name}]\nsecret = {{ env = \"{var}\" }}\nrole = \"{role}\"\nprogrammes = {programmes}\n"
+        ));
+    }
+    t
+}
 
 fn console_config(s: &Setup, hook: &str) -> clw_gateway::config::Config {
-    // SAFETY: the same constant value in every test of this binary.
-    unsafe { std::env::set_var("CLW_TEST_CONSOLE_TOKEN", TOKEN) };
     s.config(&format!(
         "[spool]\npoll_interval = \"100ms\"\n[retry]\ntiers = [\"200ms\"]\n\
          [referrals]\ndestinations = [\"clw\"]\n\
-         [destinations.clw]\nkind = \"webhook\"\nurl = \"{hook}\"\nallow = {PRSB_ALLOW}\n\
-         [console]\nenabled = true\ntoken = {{ env = \"CLW_TEST_CONSOLE_TOKEN\" }}\n"
+         [destinations.clw]\nkind = \"webhook\"\nurl = \"{hook}\"\nallow = {PRSB_ALLOW}\n{}",
+        console_table()
     ))
 }
 
@@ -27,35 +51,15 @@ fn chromium() -> String {
     std::env::var("CLW_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
 
-#[tokio::test]
-async fn console_replays_a_parked_message_in_a_real_browser() {
-    let s = Setup::new("console");
-    let hook = Receiver::start(&[400]).await;
-    let gw = app::start(console_config(&s, &hook.url)).await.unwrap();
-    let base = format!("http://{}", gw.http_addr.unwrap());
-    let id = "console-replay-1";
-    std::fs::write(
-        s.dir.path().join("spool/referrals/inbox/r.json"),
-        referral_with_id(id).to_string(),
-    )
-    .unwrap();
-    wait_message(&gw.store, "referral", id, "parked").await;
-    eventually("the parked copy listed", WAIT, || async {
-        (!gw.store
-            .parked(Some("referral"), Some("parked"), 10)
-            .await
-            .unwrap()
-            .is_empty())
-        .then_some(())
-    })
-    .await;
-    // The platform is fixed; an operator replays from the console.
+/// Drives the console in the browser as `operator`, pressing Replay on `id` if shown.
+async fn drive(base: &str, operator: &str, id: &str) -> serde_json::Value {
+    let (base, operator, id) = (base.to_string(), operator.to_string(), id.to_string());
     // Off the test's runtime thread: the gateway serves the browser from it meanwhile.
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .current_dir(repo_path("tests/console"))
             .env("CLW_TEST_CHROMIUM", chromium())
-            .args(["drive.mjs", &base, TOKEN, "Test Operator", id])
+            .args(["drive.mjs", &base, &operator, &secret_of(&operator), &id])
             .output()
             .expect("node runs (Node 20; scripts/test installs tests/console)")
     })
@@ -70,41 +74,141 @@ async fn console_replays_a_parked_message_in_a_real_browser() {
     )
     .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert!(report.get("error").is_none(), "{report}");
-    assert!(
-        report["login_url"]
-            .as_str()
+    report
+}
+
+async fn park(gw: &app::Running, s: &Setup, id: &str) {
+    std::fs::write(
+        s.dir
+            .path()
+            .join(format!("spool/referrals/inbox/{id}.json")),
+        referral_with_id(id).to_string(),
+    )
+    .unwrap();
+    wait_message(&gw.store, "referral", id, "parked").await;
+    eventually("the parked copy listed", WAIT, || async {
+        gw.store
+            .parked(Some("referral"), Some("parked"), 10)
+            .await
             .unwrap()
-            .ends_with("/console/login")
-    );
-    assert_eq!(report["signed_in_as"], "Test Operator");
-    let parked_page = report["parked_page"].as_str().unwrap();
-    for want in ["deliver", "permanent", "clw answered 400", id] {
-        assert!(parked_page.contains(want), "{want} on the page");
-    }
-    // Reasons, never patient values.
-    for secret in ["9912003888", "SMITH", "Richard", "1970-09-11"] {
-        assert!(!parked_page.contains(secret), "{secret} on the console");
-        assert!(!report["after_page"].as_str().unwrap().contains(secret));
-    }
-    assert!(
-        report["done"].as_str().unwrap().contains("Replayed 1"),
-        "{report}"
+            .iter()
+            .any(|p| p.message_id == id)
+            .then_some(())
+    })
+    .await;
+}
+
+fn replayed_by(audit: &[clw_gateway::store::AuditRow]) -> Vec<String> {
+    audit
+        .iter()
+        .filter(|a| a.entry.action.as_str() == "replayed")
+        .map(|a| a.entry.actor.clone())
+        .collect()
+}
+
+/// In the real browser: a viewer sees the parked message but is refused its replay; an
+/// operator scoped to another programme does not see it at all; two operators each
+/// replay one, and the audit carries each one's own name; the session cookie is
+/// HttpOnly and SameSite=Strict; signing out ends it.
+#[tokio::test]
+async fn console_replays_a_parked_message_in_a_real_browser() {
+    let s = Setup::new("console");
+    let hook = Receiver::start(&[400, 400]).await;
+    let gw = app::start(console_config(&s, &hook.url)).await.unwrap();
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let (first, second) = ("console-replay-1", "console-replay-2");
+    park(&gw, &s, first).await;
+    park(&gw, &s, second).await;
+
+    let viewer = drive(&base, "vera", first).await;
+    assert_eq!(viewer["role"], "viewer");
+    assert_eq!(viewer["sees_message"], true);
+    assert_eq!(viewer["replay_status"], 403, "{viewer}");
+    assert!(viewer["forbidden"].as_str().unwrap().contains("viewer"));
+    let scoped = drive(&base, "scot", first).await;
+    assert_eq!(scoped["sees_message"], false, "another programme's message");
+    assert!(!scoped["parked_page"].as_str().unwrap().contains(first));
+    assert_eq!(
+        replayed_by(&gw.store.audit("referral", first).await.unwrap()),
+        Vec::<String>::new()
     );
 
-    wait_message(&gw.store, "referral", id, "delivered").await;
-    let audit = gw.store.audit("referral", id).await.unwrap();
-    assert!(
-        audit
-            .iter()
-            .any(|a| a.entry.action.as_str() == "replayed" && a.entry.actor == "Test Operator"),
-        "{audit:?}"
+    // The platform is fixed; two operators replay one each.
+    let alice = drive(&base, "alice", first).await;
+    let bob = drive(&base, "bob", second).await;
+    for (report, id) in [(&alice, first), (&bob, second)] {
+        assert!(
+            report["login_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/console/login")
+        );
+        let parked_page = report["parked_page"].as_str().unwrap();
+        for want in ["deliver", "permanent", "clw answered 400", id] {
+            assert!(parked_page.contains(want), "{want} on the page");
+        }
+        // Reasons, never patient values.
+        for secret in ["9912003888", "SMITH", "Richard", "1970-09-11"] {
+            assert!(!parked_page.contains(secret), "{secret} on the console");
+            assert!(!report["after_page"].as_str().unwrap().contains(secret));
+        }
+        assert!(
+            report["done"].as_str().unwrap().contains("Replayed 1"),
+            "{report}"
+        );
+        let cookie = &report["cookie"];
+        assert_eq!(cookie["httpOnly"], true, "{cookie}");
+        assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
+        assert!(
+            report["signed_out_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/console/login")
+        );
+    }
+    assert_eq!(alice["signed_in_as"], "alice");
+    assert_eq!(bob["signed_in_as"], "bob");
+    wait_message(&gw.store, "referral", first, "delivered").await;
+    wait_message(&gw.store, "referral", second, "delivered").await;
+    assert_eq!(
+        replayed_by(&gw.store.audit("referral", first).await.unwrap()),
+        ["alice"]
     );
-    assert_eq!(hook.count(), 2);
+    assert_eq!(
+        replayed_by(&gw.store.audit("referral", second).await.unwrap()),
+        ["bob"]
+    );
+    assert_eq!(hook.count(), 4);
     gw.stop().await.unwrap();
 }
 
+/// The session cookie of a sign-in, by the form a browser posts.
+async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    secret: &str,
+) -> reqwest::Response {
+    http.post(format!("{base}/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("operator={name}&secret={secret}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn session_of(r: &reqwest::Response) -> String {
+    r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
-async fn the_console_is_off_by_default_and_closed_without_its_token() {
+async fn the_console_is_off_by_default_and_closed_to_anyone_not_signed_in() {
     let s = Setup::new("console-doors");
     let hook = Receiver::start(&[]).await;
     let http = reqwest::Client::builder()
@@ -129,32 +233,26 @@ async fn the_console_is_off_by_default_and_closed_without_its_token() {
     assert_eq!(r.headers()["location"], "/console/login");
     let r = http
         .get(format!("{base}/console"))
-        .bearer_auth("not-the-token-at-all")
+        .basic_auth("alice", Some("not-the-secret-at-all"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 303, "a wrong token is no token");
-    let r = http
-        .post(format!("{base}/console/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("operator=someone&token=guess")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(r.status(), 303, "a wrong secret is no secret");
+    let r = sign_in(&http, &base, "alice", "guess").await;
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("set-cookie").is_none());
     let r = http
         .get(format!("{base}/console"))
-        .bearer_auth(TOKEN)
+        .basic_auth("alice", Some(secret_of("alice")))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    // A form posted from another site is refused, token or not.
+    // A form posted from another site is refused, signed in or not.
     let r = http
         .post(format!("{base}/console/replay"))
-        .bearer_auth(TOKEN)
+        .basic_auth("alice", Some(secret_of("alice")))
         .header("origin", "https://elsewhere.example")
         .header("content-type", "application/x-www-form-urlencoded")
         .body("key=abc")
@@ -162,6 +260,100 @@ async fn the_console_is_off_by_default_and_closed_without_its_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // A viewer may look, not act.
+    let r = http
+        .post(format!("{base}/console/replay"))
+        .basic_auth("vera", Some(secret_of("vera")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("key=abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A random session per sign-in, HttpOnly, not Secure on loopback, ended by signing
+    // out — on this instance and on another sharing the store.
+    let r = sign_in(&http, &base, "bob", &secret_of("bob")).await;
+    assert_eq!(r.status(), 303);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age=")
+    );
+    assert!(!set.contains("Secure"), "{set}");
+    let session = session_of(&r);
+    let again = session_of(&sign_in(&http, &base, "bob", &secret_of("bob")).await);
+    assert_ne!(session, again, "each sign-in its own session");
+    let mut other = console_config(&s, &hook.url);
+    other.gateway.instance = "second".into();
+    let gw2 = app::start(other).await.unwrap();
+    let base2 = format!("http://{}", gw2.http_addr.unwrap());
+    let home = |base: String, cookie: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{base}/console"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(home(base.clone(), session.clone()).await, 200);
+    assert_eq!(
+        home(base2.clone(), session.clone()).await,
+        200,
+        "the other instance knows it"
+    );
+    let out = http
+        .post(format!("{base}/console/logout"))
+        .header("cookie", session.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(
+        home(base.clone(), session.clone()).await,
+        303,
+        "signed out here"
+    );
+    assert_eq!(
+        home(base2.clone(), session.clone()).await,
+        303,
+        "and everywhere"
+    );
+    assert_eq!(
+        home(base.clone(), again).await,
+        200,
+        "another sign-in is its own"
+    );
+
+    // Failed sign-ins are throttled: after three, even the right secret waits.
+    for _ in 0..3 {
+        assert_eq!(sign_in(&http, &base, "bob", "wrong").await.status(), 401);
+    }
+    assert_eq!(
+        sign_in(&http, &base, "bob", &secret_of("bob"))
+            .await
+            .status(),
+        429
+    );
+    gw2.stop().await.unwrap();
+    gw.stop().await.unwrap();
+
+    // Served beyond this machine (0.0.0.0, behind a TLS proxy), the cookie is Secure.
+    let s = Setup::new("console-secure");
+    let mut c = console_config(&s, &hook.url);
+    c.http.listen = "0.0.0.0:0".parse().unwrap();
+    let gw = app::start(c).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", gw.http_addr.unwrap().port());
+    let r = sign_in(&http, &base, "alice", &secret_of("alice")).await;
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
     gw.stop().await.unwrap();
 }
 

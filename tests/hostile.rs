@@ -478,7 +478,12 @@ async fn no_refusal_or_parked_reason_quotes_an_input_value() {
     refer(&gw, &data).await;
     let port = gw.ingress_addr.unwrap().port();
     const MARK: &str = "9434765919";
-    let mark_values = [json!(MARK), json!(9434765919u64), json!([MARK]), json!({"x": MARK})];
+    let mark_values = [
+        json!(MARK),
+        json!(9434765919u64),
+        json!([MARK]),
+        json!({"x": MARK}),
+    ];
     let base = event("evt-v", json!({}));
     let mut paths = Vec::new();
     fn leaves(v: &Value, path: Vec<String>, out: &mut Vec<Vec<String>>) {
@@ -538,12 +543,25 @@ async fn no_refusal_or_parked_reason_quotes_an_input_value() {
         )
         .unwrap();
     }
-    assert!(refused > cases.len() / 2, "most refused at the door: {refused}");
-    let parked = eventually("the spool's files settled", Duration::from_secs(60), || async {
-        let inbox = std::fs::read_dir(data.join("spool/events/inbox")).unwrap().count();
-        let rows = gw.store.parked(Some("message-back"), None, 10_000).await.unwrap();
-        (inbox == 0 && rows.len() >= refused).then_some(rows)
-    })
+    assert!(
+        refused > cases.len() / 2,
+        "most refused at the door: {refused}"
+    );
+    let parked = eventually(
+        "the spool's files settled",
+        Duration::from_secs(60),
+        || async {
+            let inbox = std::fs::read_dir(data.join("spool/events/inbox"))
+                .unwrap()
+                .count();
+            let rows = gw
+                .store
+                .parked(Some("message-back"), None, 10_000)
+                .await
+                .unwrap();
+            (inbox == 0 && rows.len() >= refused).then_some(rows)
+        },
+    )
     .await;
     for p in &parked {
         assert!(!p.reason.contains(MARK), "{}", p.reason);

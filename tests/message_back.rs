@@ -419,11 +419,21 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
     // XML 1.0 forbids, in text that reaches the ITK3 message.
     let mut closed = events.last().unwrap().clone();
     closed["closed"]["outcome"] = json!("Attends the walking group\u{000B}every week");
-    assert_eq!(post_event(port, "links", LINKS_SECRET, &closed, 0).await, 202);
-    for id in ["links:evt-a1", "links:evt-c1", "links:evt-s1", "links:evt-x1"] {
+    assert_eq!(
+        post_event(port, "links", LINKS_SECRET, &closed, 0).await,
+        202
+    );
+    for id in [
+        "links:evt-a1",
+        "links:evt-c1",
+        "links:evt-s1",
+        "links:evt-x1",
+    ] {
         wait_message(&h.gw.store, "message-back", id, "delivered").await;
     }
-    let audit = h.wait_audit_flow("message-back", "links:evt-x1", "sanitised").await;
+    let audit = h
+        .wait_audit_flow("message-back", "links:evt-x1", "sanitised")
+        .await;
     assert_eq!(audit.entry.fields, ["closed.outcome"]);
     // A resend after it was written creates nothing either.
     assert_eq!(

@@ -80,6 +80,49 @@ pub fn safe_file_stem(id: &str) -> String {
 /// Room for a prefix (a date) and a suffix within a file system's 255-byte name.
 const MAX_STEM: usize = 160;
 
+impl Sink for FileSink {
+    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
+        Box::pin(async move {
+            let body = serde_json::to_vec_pretty(job.payload()).map_err(|e| {
+                GatewayError::permanent(Stage::Deliver, format!("{}: {e}", self.name))
+            })?;
+            let name = format!("{}.json", safe_file_stem(job.message_id));
+            write_private(&self.dir, &name, body).await.map_err(|e| {
+                GatewayError::transient(
+                    Stage::Deliver,
+                    format!("{}: cannot write file: {e}", self.name),
+                )
+            })?;
+            Ok(Sent { status: None })
+        })
+    }
+}
+
+/// Writes `dir/name` atomically (temp file, fsync, rename, folder fsync), readable and
+/// writable by its owner only: the files hold patient data.
+pub async fn write_private(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dest = dir.join(name);
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &dest)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::safe_file_stem;
@@ -122,47 +165,4 @@ mod tests {
         assert!(safe_file_stem(&long).len() <= 160);
         assert_ne!(safe_file_stem(&long), safe_file_stem(&longer));
     }
-}
-
-impl Sink for FileSink {
-    fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
-        Box::pin(async move {
-            let body = serde_json::to_vec_pretty(job.payload()).map_err(|e| {
-                GatewayError::permanent(Stage::Deliver, format!("{}: {e}", self.name))
-            })?;
-            let name = format!("{}.json", safe_file_stem(job.message_id));
-            write_private(&self.dir, &name, body).await.map_err(|e| {
-                GatewayError::transient(
-                    Stage::Deliver,
-                    format!("{}: cannot write file: {e}", self.name),
-                )
-            })?;
-            Ok(Sent { status: None })
-        })
-    }
-}
-
-/// Writes `dir/name` atomically (temp file, fsync, rename, folder fsync), readable and
-/// writable by its owner only: the files hold patient data.
-pub async fn write_private(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let dest = dir.join(name);
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &dest)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }

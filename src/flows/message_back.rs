@@ -129,7 +129,10 @@ impl MessageBackFront {
         let fallback = digest.clone();
         let decoded = super::decode_heavy(inbound.body.len(), || self.decode(inbound))
             .map_err(|e| refuse(&fallback, e))?;
-        let Decoded { origin, event: mut ev } = decoded;
+        let Decoded {
+            origin,
+            event: mut ev,
+        } = decoded;
         let message_id = queued_id(&id_prefix(&origin), &ev.event_id);
         let sanitised = ev.strip_forbidden();
         check_message_id(&message_id, "event_id").map_err(|e| refuse(&fallback, e))?;

@@ -1,14 +1,20 @@
 //! The operator console: server-rendered pages on the admin listener (`/console`), off
-//! unless `[console] enabled`, and then only for whoever presents the token (a login form
-//! sets an HttpOnly, SameSite=Strict cookie; scripts may send `Authorization: Bearer`).
-//! It shows counts per state and per programme / practice, the parked messages with
-//! stage, class, field and reason (never patient values), destinations paused by the
-//! circuit breaker and a referral's timeline; it replays or dismisses parked messages,
-//! each audited under the operator's name.
+//! unless `[console] enabled`, and then only for the operators it names. Each signs in as
+//! themselves (name and secret; failures throttled per name and per client), and gets a
+//! random session id in an HttpOnly, SameSite=Strict cookie (Secure whenever the console
+//! is served beyond this machine) that expires, and that signing out ends on every
+//! instance (sessions are kept in the store, by digest). Scripts may send HTTP Basic
+//! credentials; a trusted reverse proxy may name the operator in a header instead
+//! (opt-in). A `viewer` sees; an `operator` also replays and dismisses; an operator
+//! scoped to programmes sees and acts on those programmes' messages only. It shows counts
+//! per state and per programme / practice, the parked messages with stage, class, field
+//! and reason (never patient values), destinations paused by the circuit breaker and a
+//! referral's timeline; every replay and dismissal is audited under the operator's name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,40 +25,107 @@ use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::deliver::Destination;
 use crate::markup::escape as esc;
 use crate::model::Flow;
 use crate::parking::{self, Selection};
 use crate::store::{PARKED, Store};
+use crate::wiring::ConsoleWiring;
 
 const SESSION: &str = "clw_console";
-const OPERATOR: &str = "clw_operator";
 
 pub struct Console {
     config: Config,
     store: Store,
-    /// SHA-256 of the token: what the session cookie carries, never the token itself.
-    session: String,
-    token: String,
+    access: ConsoleWiring,
     destinations: Vec<Arc<Destination>>,
+    /// Failed sign-ins by "name:<operator>" and "addr:<client>": how many, since when.
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl Console {
     pub fn new(
         config: Config,
         store: Store,
-        token: String,
+        access: ConsoleWiring,
         destinations: Vec<Arc<Destination>>,
     ) -> Console {
-        let session = hex::encode(Sha256::digest(format!("clw-console-session:{token}")));
         Console {
             config,
             store,
-            session,
-            token,
+            access,
             destinations,
+            failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether sign-ins for any of `keys` are refused for now (too many failures).
+    fn locked(&self, keys: &[String]) -> bool {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let lockout = self.access.lockout;
+        f.retain(|_, (_, since)| since.elapsed() < lockout);
+        keys.iter().any(|k| {
+            f.get(k)
+                .is_some_and(|(n, _)| *n >= self.access.max_failed_logins)
+        })
+    }
+
+    fn failed(&self, keys: &[String]) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            let e = f.entry(k.clone()).or_insert((0, Instant::now()));
+            e.0 += 1;
+        }
+    }
+
+    fn succeeded(&self, keys: &[String]) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            f.remove(k);
+        }
+    }
+
+    /// The operator named, if their secret is `secret`.
+    fn check(&self, name: &str, secret: &str) -> Option<Who> {
+        let o = self.access.operators.get(name)?;
+        let expected = o.secret.as_deref()?;
+        same(secret, expected).then(|| Who::of(o))
+    }
+
+    fn who(&self, name: &str) -> Option<Who> {
+        self.access.operators.get(name).map(Who::of)
+    }
+}
+
+/// An authenticated operator.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub name: String,
+    pub role: Role,
+    programmes: Option<std::collections::BTreeSet<String>>,
+}
+
+impl Who {
+    fn of(o: &crate::wiring::Operator) -> Who {
+        Who {
+            name: o.name.clone(),
+            role: o.role,
+            programmes: o.programmes.clone(),
+        }
+    }
+
+    /// Whether a message of `programme` (None: not known) is theirs to see.
+    fn sees(&self, programme: Option<&str>) -> bool {
+        match &self.programmes {
+            None => true,
+            // Unknown belongs to no programme: hidden from scoped operators.
+            Some(p) => programme.is_some_and(|x| p.contains(x)),
+        }
+    }
+
+    fn scoped(&self) -> bool {
+        self.programmes.is_some()
     }
 }
 
@@ -84,45 +157,46 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// The operator, when the request carries the session cookie or the bearer token.
-fn operator(c: &Console, headers: &HeaderMap) -> Option<String> {
-    let bearer = headers
+fn digest(session: &str) -> String {
+    hex::encode(Sha256::digest(session.as_bytes()))
+}
+
+/// The operator: named by the trusted proxy header (when configured), by a session
+/// the store still holds, or by HTTP Basic credentials.
+async fn operator(c: &Console, headers: &HeaderMap) -> Option<Who> {
+    if let Some(h) = &c.access.trusted_user_header {
+        let named = headers.get(h.as_str()).and_then(|v| v.to_str().ok());
+        if let Some(name) = named {
+            return c.who(name.trim());
+        }
+    }
+    if let Some(s) = cookie(headers, SESSION) {
+        let name = c.store.session_operator(&digest(s)).await.ok().flatten();
+        if let Some(who) = name.and_then(|n| c.who(&n)) {
+            return Some(who);
+        }
+    }
+    let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let by_cookie = cookie(headers, SESSION).is_some_and(|s| same(s, &c.session));
-    let by_bearer = bearer.is_some_and(|t| same(t, &c.token));
-    if !(by_cookie || by_bearer) {
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let (name, secret) = basic.split_once(':')?;
+    let keys = [format!("name:{name}")];
+    if c.locked(&keys) {
         return None;
     }
-    let name = cookie(headers, OPERATOR)
-        .map(decode_name)
-        .or_else(|| {
-            headers
-                .get("x-operator")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    Some(clean_name(&name).unwrap_or_else(|| "console".into()))
-}
-
-/// An operator's name as the audit log keeps it: printable, at most 64 characters.
-fn clean_name(name: &str) -> Option<String> {
-    let n: String = name
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
-    (!n.is_empty()).then_some(n)
-}
-
-fn decode_name(v: &str) -> String {
-    form_urlencoded::parse(format!("n={v}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    let who = c.check(name, secret);
+    if who.is_none() {
+        c.failed(&keys);
+    }
+    who
 }
 
 /// A form POST from another site is refused: the browser says where it came from.
@@ -177,55 +251,116 @@ async fn login_form() -> Response {
     page(
         "Sign in",
         "<form method=\"post\" action=\"/console/login\">\
-         <p><label>Your name (for the audit log) <input name=\"operator\" id=\"operator\" required maxlength=\"64\"></label></p>\
-         <p><label>Console token <input name=\"token\" id=\"token\" type=\"password\" required></label></p>\
+         <p><label>Operator <input name=\"operator\" id=\"operator\" required maxlength=\"64\" autocomplete=\"username\"></label></p>\
+         <p><label>Secret <input name=\"secret\" id=\"secret\" type=\"password\" required autocomplete=\"current-password\"></label></p>\
          <p><button type=\"submit\" id=\"sign-in\">Sign in</button></p></form>",
     )
 }
 
-async fn login(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(
+    State(c): State<Shared>,
+    peer: Option<axum::Extension<super::serve::Peer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !same_origin(&headers) {
         return StatusCode::FORBIDDEN.into_response();
     }
     let f = form(&body);
     let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let (Some(token), Some(name)) = (get("token"), get("operator").and_then(clean_name)) else {
-        return (StatusCode::BAD_REQUEST, "name and token are needed").into_response();
+    let (Some(secret), Some(name)) = (get("secret"), get("operator").map(str::trim)) else {
+        return (StatusCode::BAD_REQUEST, "name and secret are needed").into_response();
     };
-    if !same(token, &c.token) {
+    let mut keys = vec![format!("name:{name}")];
+    if let Some(axum::Extension(p)) = peer {
+        keys.push(format!("addr:{}", p.0.ip()));
+    }
+    if c.locked(&keys) {
+        let minutes = c.access.lockout.as_secs().div_ceil(60);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            page(
+                "Sign in",
+                &format!("<p class=\"warn\" id=\"locked\">Too many failed sign-ins: try again in {minutes} minutes.</p>"),
+            ),
+        )
+            .into_response();
+    }
+    let Some(who) = c.check(name, secret) else {
+        c.failed(&keys);
         return (
             StatusCode::UNAUTHORIZED,
-            page("Sign in", "<p class=\"warn\">That token is not the console's.</p><p><a href=\"/console/login\">Try again</a></p>"),
+            page("Sign in", "<p class=\"warn\">That operator and secret do not match.</p><p><a href=\"/console/login\">Try again</a></p>"),
+        )
+            .into_response();
+    };
+    c.succeeded(&keys);
+    let session = hex::encode(crate::seal::new_key());
+    let ttl = c.access.session_ttl;
+    let until = crate::store::now_ms() + ttl.as_millis() as i64;
+    if let Err(e) = c
+        .store
+        .session_start(&digest(&session), &who.name, until)
+        .await
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store did not answer: {}", e.reason()),
         )
             .into_response();
     }
     let mut r = Redirect::to("/console").into_response();
-    let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
-    for v in [
-        format!(
-            "{SESSION}={}; Path=/console; HttpOnly; SameSite=Strict",
-            c.session
-        ),
-        format!("{OPERATOR}={encoded}; Path=/console; HttpOnly; SameSite=Strict"),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
+    let secure = if c.access.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let v = format!(
+        "{SESSION}={session}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        ttl.as_secs()
+    );
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
 }
 
-async fn logout(headers: HeaderMap) -> Response {
+/// Ends the session in the store (so no copy of the cookie works anywhere) and clears
+/// the cookie.
+async fn logout(State(c): State<Shared>, headers: HeaderMap) -> Response {
     if !same_origin(&headers) {
         return StatusCode::FORBIDDEN.into_response();
     }
+    if let Some(s) = cookie(&headers, SESSION) {
+        let _ = c.store.session_end(&digest(s)).await;
+    }
     let mut r = Redirect::to("/console/login").into_response();
-    for name in [SESSION, OPERATOR] {
-        if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/console; Max-Age=0")) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
+    let secure = if c.access.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
+}
+
+/// A viewer, or a message outside the operator's programmes: refused.
+fn forbidden(why: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page(
+            "Not allowed",
+            &format!(
+                "<p class=\"warn\" id=\"forbidden\">{}</p><p><a href=\"/console\">Back</a></p>",
+                esc(why)
+            ),
+        ),
+    )
+        .into_response()
 }
 
 fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
@@ -254,7 +389,7 @@ async fn home(State(c): State<Shared>, headers: HeaderMap, uri: axum::http::Uri)
     let q: BTreeMap<String, String> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let Some(who) = operator(&c, &headers) else {
+    let Some(who) = operator(&c, &headers).await else {
         return to_login();
     };
     match render_home(&c, &who, &q).await {
@@ -269,14 +404,26 @@ async fn home(State(c): State<Shared>, headers: HeaderMap, uri: axum::http::Uri)
 
 async fn render_home(
     c: &Console,
-    who: &str,
+    who: &Who,
     q: &BTreeMap<String, String>,
 ) -> crate::error::Result<String> {
     let mut out = String::new();
+    let role = match who.role {
+        Role::Viewer => "viewer",
+        Role::Operator => "operator",
+    };
+    let scope = match &who.programmes {
+        None => "every programme".to_string(),
+        Some(p) => format!(
+            "programmes {}",
+            p.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
     let _ = write!(
         out,
-        "<p>Signed in as <b id=\"operator\">{}</b>. <form class=\"inline\" method=\"post\" action=\"/console/logout\"><button>Sign out</button></form></p>",
-        esc(who)
+        "<p>Signed in as <b id=\"operator\">{}</b> (<span id=\"role\">{role}</span>, {}). <form class=\"inline\" method=\"post\" action=\"/console/logout\"><button id=\"sign-out\">Sign out</button></form></p>",
+        esc(&who.name),
+        esc(&scope)
     );
     if let Some(msg) = q.get("done") {
         let _ = write!(out, "<p class=\"note\" id=\"done\">{}</p>", esc(msg));
@@ -298,14 +445,17 @@ async fn render_home(
         table(&mut out, &["destination", "paused since", "why"], &paused);
     }
 
-    out.push_str("<h2>Messages by state</h2>");
-    let mut rows = Vec::new();
-    for flow in [Flow::Referral, Flow::MessageBack] {
-        for (state, n) in c.store.count_by_state(flow.as_str()).await? {
-            rows.push(vec![esc(flow.as_str()), esc(&state), n.to_string()]);
+    // Counts across every programme: for operators of every programme only.
+    if !who.scoped() {
+        out.push_str("<h2>Messages by state</h2>");
+        let mut rows = Vec::new();
+        for flow in [Flow::Referral, Flow::MessageBack] {
+            for (state, n) in c.store.count_by_state(flow.as_str()).await? {
+                rows.push(vec![esc(flow.as_str()), esc(&state), n.to_string()]);
+            }
         }
+        table(&mut out, &["flow", "state", "messages"], &rows);
     }
-    table(&mut out, &["flow", "state", "messages"], &rows);
 
     out.push_str("<h2>Referrals by programme and practice</h2>");
     let rows: Vec<Vec<String>> = c
@@ -313,6 +463,7 @@ async fn render_home(
         .referral_counts()
         .await?
         .into_iter()
+        .filter(|(programme, ..)| who.sees(Some(programme)))
         .map(|(programme, practice, state, n)| {
             vec![esc(&programme), esc(&practice), esc(&state), n.to_string()]
         })
@@ -323,7 +474,19 @@ async fn render_home(
         &rows,
     );
 
-    let parked = c.store.parked(None, Some(PARKED), 500).await?;
+    let mut parked = Vec::new();
+    for p in c.store.parked(None, Some(PARKED), 500).await? {
+        if !who.scoped()
+            || who.sees(
+                c.store
+                    .programme_of(&p.flow, &p.message_id)
+                    .await?
+                    .as_deref(),
+            )
+        {
+            parked.push(p);
+        }
+    }
     let _ = write!(out, "<h2>Parked messages ({})</h2>", parked.len());
     if parked.is_empty() {
         out.push_str("<p id=\"no-parked\">Nothing is parked.</p>");
@@ -400,13 +563,39 @@ async fn render_home(
     Ok(out)
 }
 
+/// Why the operator may not act (replay, dismiss), if they may not.
+fn may_not_act(who: &Who) -> Option<Response> {
+    match who.role {
+        Role::Operator => None,
+        Role::Viewer => Some(forbidden(
+            "Your role is viewer: you can see parked messages, but only an operator can replay or dismiss them.",
+        )),
+    }
+}
+
+/// Whether a parked message is within the operator's programmes.
+async fn within(c: &Console, who: &Who, flow: &str, message_id: &str) -> bool {
+    !who.scoped()
+        || who.sees(
+            c.store
+                .programme_of(flow, message_id)
+                .await
+                .ok()
+                .flatten()
+                .as_deref(),
+        )
+}
+
 /// Replays the parked messages chosen (their store keys), each audited under the operator.
 async fn replay(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(who) = operator(&c, &headers) else {
+    let Some(who) = operator(&c, &headers).await else {
         return to_login();
     };
     if !same_origin(&headers) {
         return StatusCode::FORBIDDEN.into_response();
+    }
+    if let Some(r) = may_not_act(&who) {
+        return r;
     }
     let keys: Vec<String> = form(&body)
         .into_iter()
@@ -416,7 +605,9 @@ async fn replay(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     let (mut replayed, mut failed) = (Vec::new(), Vec::new());
     for key in &keys {
         let flow = match c.store.parked_row(key).await {
-            Ok(Some(row)) => Flow::parse(&row.flow),
+            Ok(Some(row)) if within(&c, &who, &row.flow, &row.message_id).await => {
+                Flow::parse(&row.flow)
+            }
             _ => None,
         };
         let Some(flow) = flow else {
@@ -425,7 +616,7 @@ async fn replay(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         };
         let done = async {
             let target = parking::target(&c.config, flow).await?;
-            let r = parking::replay(&target, &c.store, flow, Selection::Key(key), &who).await;
+            let r = parking::replay(&target, &c.store, flow, Selection::Key(key), &who.name).await;
             target.close().await;
             r
         }
@@ -449,11 +640,14 @@ async fn replay(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 }
 
 async fn dismiss(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(who) = operator(&c, &headers) else {
+    let Some(who) = operator(&c, &headers).await else {
         return to_login();
     };
     if !same_origin(&headers) {
         return StatusCode::FORBIDDEN.into_response();
+    }
+    if let Some(r) = may_not_act(&who) {
+        return r;
     }
     let f = form(&body);
     let get = |k: &str| {
@@ -464,7 +658,14 @@ async fn dismiss(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     let (Some(key), Some(reason)) = (get("key"), get("reason").filter(|r| !r.is_empty())) else {
         return (StatusCode::BAD_REQUEST, "choose a message and say why").into_response();
     };
-    let msg = match c.store.dismiss(&key, &who, &reason).await {
+    let theirs = match c.store.parked_row(&key).await {
+        Ok(Some(row)) => within(&c, &who, &row.flow, &row.message_id).await,
+        _ => true,
+    };
+    if !theirs {
+        return forbidden("That message is not of a programme you look after.");
+    }
+    let msg = match c.store.dismiss(&key, &who.name, &reason).await {
         Ok(true) => "Dismissed 1.".to_string(),
         Ok(false) => "Nothing dismissed: it was no longer parked.".to_string(),
         Err(e) => format!("Not dismissed: {}", e.reason()),
@@ -476,8 +677,15 @@ async fn dismiss(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
 }
 
 async fn referral(State(c): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if operator(&c, &headers).is_none() {
+    let Some(who) = operator(&c, &headers).await else {
         return to_login();
+    };
+    if !within(&c, &who, Flow::Referral.as_str(), &id).await {
+        return (
+            StatusCode::NOT_FOUND,
+            page("Not found", "<p>No referral with that id.</p>"),
+        )
+            .into_response();
     }
     let mut out = String::from("<p><a href=\"/console\">Back</a></p>");
     let message = match c.store.message(Flow::Referral.as_str(), &id).await {

@@ -144,16 +144,20 @@ impl State {
         platform: &str,
         headers: &HeaderMap,
         media: &str,
-    ) -> std::result::Result<(Arc<Platform>, Offered), Response> {
+    ) -> std::result::Result<(Arc<Platform>, Offered), Box<Response>> {
         let Some(p) = self.platforms.get(platform) else {
-            return Err(refuse(StatusCode::NOT_FOUND, None, "no such platform"));
+            return Err(Box::new(refuse(
+                StatusCode::NOT_FOUND,
+                None,
+                "no such platform",
+            )));
         };
         if p.secrets.is_empty() {
-            return Err(refuse(
+            return Err(Box::new(refuse(
                 StatusCode::FORBIDDEN,
                 None,
                 "this platform has no signing secret configured, so its HTTP door is closed",
-            ));
+            )));
         }
         let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         let now = chrono::Utc::now().timestamp();
@@ -163,19 +167,19 @@ impl State {
             now,
             self.window,
         )
-        .map_err(signature_refused)?;
+        .map_err(|e| Box::new(signature_refused(e)))?;
         let ct = get(header::CONTENT_TYPE.as_str()).unwrap_or_default();
         let ct = ct.split(';').next().unwrap_or_default().trim();
         if !ct.eq_ignore_ascii_case(media) {
-            return Err(refuse(
+            return Err(Box::new(refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Some("content-type"),
                 format!("send {media}"),
-            ));
+            )));
         }
         let declared = get(header::CONTENT_LENGTH.as_str()).and_then(|l| l.parse::<usize>().ok());
         if declared.is_some_and(|l| l > self.max_body) {
-            return Err(too_large(self.max_body));
+            return Err(Box::new(too_large(self.max_body)));
         }
         Ok((p.clone(), offered))
     }
@@ -200,7 +204,7 @@ impl State {
                 Ok(ok) => ok,
                 Err(r) => {
                     s.count(&p, "refused");
-                    return r;
+                    return *r;
                 }
             };
             let body = match read_body(body, s.max_body, s.body_timeout).await {

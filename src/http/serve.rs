@@ -18,6 +18,10 @@ use tracing::warn;
 use crate::error::Result;
 use crate::shutdown::Shutdown;
 
+/// The client's address, in each request's extensions (for throttling sign-ins).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_timeout: Duration,
@@ -43,8 +47,8 @@ pub async fn serve(
             _ = shutdown.wait() => break,
         };
         while connections.try_join_next().is_some() {}
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: wait a little rather than spin.
                 warn!(listener = what, error = %e, "cannot accept a connection");
@@ -59,7 +63,9 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper_util::service::TowerToHyperService::new(
+            router.clone().layer(axum::Extension(Peer(peer))),
+        );
         let mut stop = shutdown.clone();
         connections.spawn(async move {
             let _slot = slot;

@@ -467,6 +467,68 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Starts a console session: the SHA-256 of its id, for `operator`, until
+    /// `expires_at` (ms).
+    pub async fn session_start(
+        &self,
+        id_sha256: &str,
+        operator: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id_sha256, operator, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id_sha256)
+        .bind(operator)
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The operator of a session that has not expired or ended.
+    pub async fn session_operator(&self, id_sha256: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT operator FROM console_sessions WHERE id_sha256 = $1 AND expires_at > $2",
+        )
+        .bind(id_sha256)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(r.try_get(0)?)).transpose()
+    }
+
+    /// Ends a session, for every instance.
+    pub async fn session_end(&self, id_sha256: &str) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE id_sha256 = $1")
+            .bind(id_sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The programme a message belongs to, when the store knows it: a referral's own, or
+    /// an event's through the referral it was linked to. None for what never got that far.
+    pub async fn programme_of(&self, flow: &str, message_id: &str) -> Result<Option<String>> {
+        let sql = if flow == crate::model::Flow::Referral.as_str() {
+            "SELECT programme FROM referrals WHERE message_id = $1"
+        } else {
+            "SELECT r.programme FROM referral_events e JOIN referrals r \
+             ON r.message_id = e.referral_id WHERE e.event_message_id = $1"
+        };
+        let row = sqlx::query(sql)
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(r.try_get(0)?)).transpose()
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -617,13 +679,16 @@ pub fn verified_tls(url: &str) -> Result<String> {
         Some(url::Host::Domain(d)) => {
             let d = d.trim_start_matches('[').trim_end_matches(']');
             d == "localhost"
-                || d.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
         }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
     };
     // A socket path in `host=` is this machine too.
-    let socket = u.query_pairs().any(|(k, v)| k == "host" && v.starts_with('/'));
+    let socket = u
+        .query_pairs()
+        .any(|(k, v)| k == "host" && v.starts_with('/'));
     if local || socket {
         return Ok(url.to_string());
     }
