@@ -321,3 +321,48 @@ fn check_and_start_up_report_the_same_problems_for_the_same_broken_configuration
         );
     }
 }
+
+/// Settings that would do nothing are refused by `check`, naming each key: the event
+/// door, a poller and a record writer with the message back off, and the console with
+/// the HTTP listener off.
+#[test]
+fn check_refuses_settings_that_would_do_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    // SAFETY: a value no other test reads.
+    unsafe { std::env::set_var("CLW_TEST_IDLE_SECRET", "an-operator-secret-0123") };
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\ndata_dir = {:?}\n[mappings]\ndir = {:?}\n[http]\nenabled = false\n\
+             [ingress]\nenabled = true\n\
+             [console]\nenabled = true\n[console.operators.duty]\nsecret = {{ env = \"CLW_TEST_IDLE_SECRET\" }}\n\
+             [referrals]\ndestinations = [\"fhir\"]\n\
+             [destinations.fhir]\nkind = \"fhir\"\nbase_url = \"http://127.0.0.1:9/fhir\"\nmapping = \"fhir-servicerequest\"\n\
+             poll_every = \"1m\"\nallow = {PRSB_ALLOW}\n\
+             [destinations.folder]\nkind = \"practice-folder\"\ndir = {:?}\n\
+             allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n",
+            dir.path().join("data").display().to_string(),
+            repo_path("mappings").display().to_string(),
+            dir.path().join("practice").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    for key in [
+        "ingress.enabled",
+        "console.enabled",
+        "destinations.fhir.poll_every",
+        "destinations.folder",
+    ] {
+        assert!(text.contains(&format!("{key}:")), "{key} named: {text}");
+    }
+}

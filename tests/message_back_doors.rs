@@ -504,6 +504,12 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
     ))
     .await;
     publish(event("evt-q2", json!({"type": "teleported"}))).await;
+    // A date that does not exist: parked at once with its reason, not redelivered.
+    publish(event(
+        "evt-q4",
+        json!({"contact": {"mode": "telephone", "date": "2026-11-0é"}}),
+    ))
+    .await;
     // Published with no user_id the broker could vouch for, and as a broker user no
     // platform has: whose it is cannot be established.
     let good = event("evt-q3", json!({}));
@@ -533,7 +539,7 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
         )
         .await;
     let _ = stranger.conn.close(200, "done".into()).await;
-    h.wait_parked("message-back", 4).await;
+    h.wait_parked("message-back", 5).await;
     let parked = clw_gateway::broker::dlq::list(&amqp_url(), &events, &h.gw.store)
         .await
         .unwrap();
@@ -541,9 +547,19 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
     fields.sort();
     assert_eq!(
         fields,
-        ["/type", "assessment.score", "user_id", "user_id"],
+        [
+            "/type",
+            "assessment.score",
+            "contact.date",
+            "user_id",
+            "user_id"
+        ],
         "{parked:?}"
     );
     assert!(parked.iter().all(|p| p.error_class == "permanent"));
+    assert!(
+        parked.iter().all(|p| p.attempts == 1),
+        "parked at the first attempt"
+    );
     h.finish().await;
 }

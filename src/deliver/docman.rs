@@ -72,10 +72,12 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
         url: url?,
         http: http?,
         auth: auth?,
-        capture_source: c.capture_source,
-        sender_ods: c.sender_ods.clone(),
-        sender_name: c.sender_name.clone(),
-        read_codes: c.read_codes,
+        filing: Filing {
+            capture_source: c.capture_source,
+            sender_ods: c.sender_ods.clone(),
+            sender_name: c.sender_name.clone(),
+            read_codes: c.read_codes,
+        },
     }))
 }
 
@@ -83,10 +85,7 @@ struct Docman {
     url: Url,
     http: Http,
     auth: Auth,
-    capture_source: u32,
-    sender_ods: String,
-    sender_name: String,
-    read_codes: bool,
+    filing: Filing,
 }
 
 /// Docman's name for a code system.
@@ -98,7 +97,34 @@ fn scheme(system: &str) -> &'static str {
     }
 }
 
-impl Docman {
+/// The Inbound Document Model an entry becomes, for a test sender (property tests).
+#[cfg(test)]
+pub(crate) fn render_for_test(e: &RecordEntry) -> Result<Value> {
+    Filing {
+        capture_source: default_capture_source(),
+        sender_ods: "X99TST".into(),
+        sender_name: "Test sender".into(),
+        read_codes: true,
+    }
+    .document(e)
+}
+
+/// What Docman's document says of who sends it and how.
+struct Filing {
+    capture_source: u32,
+    sender_ods: String,
+    sender_name: String,
+    read_codes: bool,
+}
+
+impl std::ops::Deref for Docman {
+    type Target = Filing;
+    fn deref(&self) -> &Filing {
+        &self.filing
+    }
+}
+
+impl Filing {
     fn document(&self, e: &RecordEntry) -> Result<Value> {
         let recipient = e
             .practice

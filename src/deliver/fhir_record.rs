@@ -327,3 +327,15 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
     }));
     Ok(json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}))
 }
+
+/// The transaction an entry becomes, with the default systems (property tests).
+#[cfg(test)]
+pub(crate) fn render_for_test(e: &RecordEntry) -> Result<Value> {
+    let systems = Systems {
+        event: default_event_system(),
+        referral: default_referral_system(),
+        chi: default_chi_system(),
+        read_codes: true,
+    };
+    transaction(e, "test-message", &systems)
+}

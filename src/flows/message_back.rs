@@ -911,7 +911,7 @@ fn detail(ev: &MessageBack) -> Option<String> {
 /// platform's free text unless consent allows narrative), its headline, coded entries,
 /// the summary when allowed, and the referral (with what its consent withheld from this
 /// event), patient and practice it belongs to.
-fn canonical(
+pub(crate) fn canonical(
     ev: &MessageBack,
     r: &ReferralRecord,
     coded: Vec<CodedEntry>,
