@@ -665,16 +665,13 @@ mod properties {
 
     /// Every leaf's path in an event.
     fn paths(v: &Value, at: Vec<String>, out: &mut Vec<Vec<String>>) {
-        match v {
-            Value::Object(m) => {
-                for (k, c) in m {
-                    let mut p = at.clone();
-                    p.push(k.clone());
-                    out.push(p.clone());
-                    paths(c, p, out);
-                }
+        if let Value::Object(m) = v {
+            for (k, c) in m {
+                let mut p = at.clone();
+                p.push(k.clone());
+                out.push(p.clone());
+                paths(c, p, out);
             }
-            _ => {}
         }
     }
 
