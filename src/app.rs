@@ -157,10 +157,8 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                 ))
             }),
         };
-        let limits = http::serve::Limits {
-            header_timeout: config.http.header_timeout,
-            max_connections: config.http.max_connections,
-        };
+        let limits =
+            http::serve::Limits::new(config.http.header_timeout, config.http.max_connections);
         side_tasks.push(tokio::spawn(http::serve(
             listener,
             state,
@@ -182,10 +180,10 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                 store.clone(),
                 metrics.clone(),
             );
-            let limits = http::serve::Limits {
-                header_timeout: config.ingress.header_timeout,
-                max_connections: config.ingress.max_connections,
-            };
+            let limits = http::serve::Limits::new(
+                config.ingress.header_timeout,
+                config.ingress.max_connections,
+            );
             side_tasks.push(tokio::spawn(ingress::serve(
                 listener,
                 state,

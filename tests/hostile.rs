@@ -14,21 +14,10 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 const SECRET: &str = "hostile-test-secret";
-const REFERRAL_ID: &str = "5b2e6f8a-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+const REFERRAL_ID: &str = EXAMPLE_REFERRAL_ID;
 
 fn event(id: &str, extra: Value) -> Value {
-    let mut e = json!({
-        "event_id": id,
-        "type": "contact",
-        "occurred_at": "2026-11-25T10:00:00Z",
-        "referral": {"message_id": REFERRAL_ID,
-                     "patient": {"nhs_number": "9912003888", "date_of_birth": "1970-09-11"}},
-        "contact": {"mode": "telephone", "date": "2026-11-25"},
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        e[k] = v.clone();
-    }
-    e
+    example_event(id, extra)
 }
 
 /// A spool-mode gateway with the ingress on (bounds shortened by `ingress`) and the
@@ -36,24 +25,17 @@ fn event(id: &str, extra: Value) -> Value {
 async fn gateway(s: &Setup, ingress: &str) -> app::Running {
     // SAFETY: a value no other test reads differently.
     unsafe { std::env::set_var("CLW_TEST_HOSTILE_SECRET", SECRET) };
-    let mut c = s.config(&format!(
-        "[ingress]\nenabled = true\nlisten = \"127.0.0.1:0\"\n{ingress}\n\
-         [message_back]\nwriters = [\"practice-folder\"]\nspool_platform = \"links\"\n\
-         [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_HOSTILE_SECRET\" }}\ndestinations = [\"outbox\"]\n\
-         [mappings]\ndir = \"{}\"\n",
-        repo_path("mappings").display()
-    ));
-    c.destinations = clw_gateway::config::Destinations::embedded(&c.gateway.data_dir);
-    app::start(c).await.unwrap()
+    door_gateway(s, &format!("[ingress]\n{ingress}\n{}", links_platform())).await
+}
+
+/// The message back with the platform `links`, for a door gateway's configuration.
+fn links_platform() -> &'static str {
+    "[message_back]\nwriters = [\"practice-folder\"]\nspool_platform = \"links\"\n\
+     [message_back.platforms.links]\nsecret = { env = \"CLW_TEST_HOSTILE_SECRET\" }\ndestinations = [\"outbox\"]\n"
 }
 
 async fn refer(gw: &app::Running, data: &Path) {
-    std::fs::write(
-        data.join("spool/referrals/inbox/r1.json"),
-        referral().to_string(),
-    )
-    .unwrap();
-    wait_message(&gw.store, "referral", REFERRAL_ID, "delivered").await;
+    refer_example(gw, data).await
 }
 
 async fn metrics_text(gw: &app::Running) -> String {
@@ -223,10 +205,8 @@ async fn a_replay_is_refused_however_it_is_spelled_and_by_every_instance() {
     let b = {
         // A second instance on the same store (and spool).
         let mut c = s.config(&format!(
-            "[ingress]\nenabled = true\nlisten = \"127.0.0.1:0\"\n\
-             [message_back]\nwriters = [\"practice-folder\"]\n\
-             [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_HOSTILE_SECRET\" }}\ndestinations = [\"outbox\"]\n\
-             [mappings]\ndir = \"{}\"\n",
+            "[ingress]\nenabled = true\nlisten = \"127.0.0.1:0\"\n{}[mappings]\ndir = \"{}\"\n",
+            links_platform(),
             repo_path("mappings").display()
         ));
         c.gateway.instance = "second".into();

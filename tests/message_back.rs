@@ -141,21 +141,16 @@ fn free_port() -> u16 {
 /// same signed request, which the door refuses).
 /// Posts one event to the ingress, signed with a fresh timestamp.
 async fn post_event(port: u16, platform: &str, secret: &str, body: &Value, _resend: i64) -> u16 {
-    let bytes = body.to_string().into_bytes();
-    let ts = fresh_timestamp();
-    reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/v1/events/{platform}"))
-        .header("content-type", "application/json")
-        .header("X-CLW-Timestamp", ts.to_string())
-        .header(
-            "X-CLW-Signature",
-            clw_gateway::signing::sign(secret.as_bytes(), ts, &bytes),
-        )
-        .body(bytes)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+    signed_post(
+        port,
+        &format!("/v1/events/{platform}"),
+        "application/json",
+        body.to_string().into_bytes(),
+        fresh_timestamp(),
+        secret,
+    )
+    .await
+    .status
 }
 
 fn events_for(referral_id: &str) -> Vec<Value> {

@@ -13,27 +13,16 @@ use common::*;
 use serde_json::{Value, json};
 
 const SECRET: &str = "door-test-secret";
-const REFERRAL_ID: &str = "5b2e6f8a-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+const REFERRAL_ID: &str = EXAMPLE_REFERRAL_ID;
 /// The example patient's NHS number and date of birth, as a sheet's two cells.
 const WHO: &str = "9912003888,1970-09-11";
 
-/// What every event says of the example patient (require_patient's default items).
 fn patient() -> Value {
-    json!({"nhs_number": "9912003888", "date_of_birth": "1970-09-11"})
+    example_patient()
 }
 
 fn event(id: &str, extra: Value) -> Value {
-    let mut e = json!({
-        "event_id": id,
-        "type": "contact",
-        "occurred_at": "2026-11-25T10:00:00Z",
-        "referral": {"message_id": REFERRAL_ID, "patient": patient()},
-        "contact": {"mode": "telephone", "date": "2026-11-25"},
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        e[k] = v.clone();
-    }
-    e
+    example_event(id, extra)
 }
 
 /// Every file under `dir`, however deep.
@@ -50,30 +39,23 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A spool-mode gateway with the message back, the platform `links` and the ingress on.
+/// A spool-mode gateway with the message back, the platforms `links` and `elsewhere`
+/// (another programme's) and the ingress on.
 async fn gateway(s: &Setup) -> app::Running {
     // SAFETY: a value no other test reads differently.
     unsafe { std::env::set_var("CLW_TEST_DOOR_SECRET", SECRET) };
-    let mut c = s.config(&format!(
-        "[ingress]\nenabled = true\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 4096\n\
+    door_gateway(
+        s,
+        "[ingress]\nmax_body_bytes = 4096\n\
          [message_back]\nwriters = [\"practice-folder\"]\n\
-         [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"default\"\ndestinations = [\"outbox\"]\n\
-         [message_back.platforms.elsewhere]\nsecret = {{ env = \"CLW_TEST_DOOR_SECRET\" }}\nprogramme = \"another-service\"\ndestinations = [\"outbox\"]\n\
-         [mappings]\ndir = \"{}\"\n",
-        repo_path("mappings").display()
-    ));
-    c.destinations = clw_gateway::config::Destinations::embedded(&c.gateway.data_dir);
-    app::start(c).await.unwrap()
+         [message_back.platforms.links]\nsecret = { env = \"CLW_TEST_DOOR_SECRET\" }\nprogramme = \"default\"\ndestinations = [\"outbox\"]\n\
+         [message_back.platforms.elsewhere]\nsecret = { env = \"CLW_TEST_DOOR_SECRET\" }\nprogramme = \"another-service\"\ndestinations = [\"outbox\"]\n",
+    )
+    .await
 }
 
-/// The example referral dropped in the spool and delivered: events can name it.
 async fn refer(gw: &app::Running, data: &Path) {
-    std::fs::write(
-        data.join("spool/referrals/inbox/r1.json"),
-        referral().to_string(),
-    )
-    .unwrap();
-    wait_message(&gw.store, "referral", REFERRAL_ID, "delivered").await;
+    refer_example(gw, data).await
 }
 
 #[tokio::test]

@@ -627,18 +627,8 @@ fn check_refuses_a_platform_that_could_never_be_linked() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
-        .arg("--config")
-        .arg(&config)
-        .arg("check")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{text}");
+    let (passed, text) = check_config(&config);
+    assert!(!passed, "{text}");
     assert!(
         text.contains("message_back.platforms.by-reference.mapping")
             && text.contains("referral.platform_reference"),

@@ -482,31 +482,26 @@ pub fn map_event(
         .apply(input, constants)
         .map_err(crate::deliver::combine)?
         .document;
-    serde_path_to_error::deserialize(&doc).map_err(|e| {
-        GatewayError::invalid(
-            Stage::Map,
-            e.path().to_string(),
-            format!(
-                "not a message-back event: {}",
-                crate::error::serde_reason(&e.inner().to_string())
-            ),
-        )
-    })
+    serde_path_to_error::deserialize(&doc).map_err(not_an_event)
+}
+
+/// Why a document is not a canonical event: the field, and serde's reason without the
+/// value it met.
+fn not_an_event<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> GatewayError {
+    GatewayError::invalid(
+        Stage::Map,
+        e.path().to_string(),
+        format!(
+            "not a message-back event: {}",
+            crate::error::serde_reason(&e.inner().to_string())
+        ),
+    )
 }
 
 /// A canonical event's bytes, as a door queued them.
 fn read_canonical(bytes: &[u8]) -> Result<MessageBack> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        GatewayError::invalid(
-            Stage::Map,
-            e.path().to_string(),
-            format!(
-                "not a message-back event: {}",
-                crate::error::serde_reason(&e.inner().to_string())
-            ),
-        )
-    })
+    serde_path_to_error::deserialize(&mut de).map_err(not_an_event)
 }
 
 /// Every check an event from platform `p` must pass before it is queued or planned:

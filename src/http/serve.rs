@@ -28,6 +28,15 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+impl Limits {
+    pub fn new(header_timeout: Duration, max_connections: usize) -> Limits {
+        Limits {
+            header_timeout,
+            max_connections,
+        }
+    }
+}
+
 /// How long open connections get to finish once shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(10);
 

@@ -559,6 +559,67 @@ impl Setup {
     }
 }
 
+/// The example referral's id (its MessageHeader id: spool files carry no ce-id).
+pub const EXAMPLE_REFERRAL_ID: &str = "5b2e6f8a-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+
+/// What every event says of the example patient (require_patient's default items).
+pub fn example_patient() -> Value {
+    serde_json::json!({"nhs_number": "9912003888", "date_of_birth": "1970-09-11"})
+}
+
+/// A canonical `contact` event about the example referral, with `extra` fields set.
+pub fn example_event(id: &str, extra: Value) -> Value {
+    let mut e = serde_json::json!({
+        "event_id": id,
+        "type": "contact",
+        "occurred_at": "2026-11-25T10:00:00Z",
+        "referral": {"message_id": EXAMPLE_REFERRAL_ID, "patient": example_patient()},
+        "contact": {"mode": "telephone", "date": "2026-11-25"},
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+/// A spool-mode gateway on the embedded default's destinations (outbox, practice
+/// folder) with the event door on and the message back configured by `toml`.
+pub async fn door_gateway(s: &Setup, toml: &str) -> clw_gateway::app::Running {
+    let mut c = s.config(&format!(
+        "{toml}
+[mappings]
+dir = \"{}\"\n",
+        repo_path("mappings").display()
+    ));
+    c.ingress.enabled = true;
+    c.ingress.listen = "127.0.0.1:0".parse().unwrap();
+    c.destinations = clw_gateway::config::Destinations::embedded(&c.gateway.data_dir);
+    clw_gateway::app::start(c).await.unwrap()
+}
+
+/// The example referral dropped in the spool and delivered: events can name it.
+pub async fn refer_example(gw: &clw_gateway::app::Running, data: &std::path::Path) {
+    std::fs::write(
+        data.join("spool/referrals/inbox/r1.json"),
+        referral().to_string(),
+    )
+    .unwrap();
+    wait_message(&gw.store, "referral", EXAMPLE_REFERRAL_ID, "delivered").await;
+}
+
+/// `clw-gateway check` on a configuration file: whether it passed, and all it printed.
+pub fn check_config(config: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
+        .arg("--config")
+        .arg(config)
+        .arg("check")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// What a signed request to the event door was answered.
 pub struct Sent {
     pub status: u16,
