@@ -21,10 +21,12 @@ CREATE TABLE replay_guard (
 CREATE INDEX replay_guard_by_expiry ON replay_guard (expires_at);
 
 -- Console sign-ins: the SHA-256 of each random session id (the cookie holds the id), the
--- operator, and until when it holds. Signing out deletes the row, on every instance.
+-- operator, a digest of the secret they signed in with (a changed secret ends the
+-- session), and until when it holds. Signing out deletes the row, on every instance.
 CREATE TABLE console_sessions (
-    id_sha256  TEXT   NOT NULL PRIMARY KEY,
-    operator   TEXT   NOT NULL,
+    id_sha256     TEXT   NOT NULL PRIMARY KEY,
+    operator      TEXT   NOT NULL,
+    secret_sha256 TEXT   NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );

@@ -323,10 +323,28 @@ async fn the_console_is_off_by_default_and_closed_to_anyone_not_signed_in() {
         "and everywhere"
     );
     assert_eq!(
-        home(base.clone(), again).await,
+        home(base.clone(), again.clone()).await,
         200,
         "another sign-in is its own"
     );
+    // An instance where bob's secret has been changed holds none of his sessions.
+    // SAFETY: a variable no other test reads.
+    unsafe { std::env::set_var("CLW_TEST_CONSOLE_BOB_NEW", "a-new-secret-for-bob-0123") };
+    let mut rotated = console_config(&s, &hook.url);
+    rotated.gateway.instance = "rotated".into();
+    rotated.console.operators.insert(
+        "bob".into(),
+        toml::from_str("secret = { env = \"CLW_TEST_CONSOLE_BOB_NEW\" }\nrole = \"operator\"\n")
+            .unwrap(),
+    );
+    let gw3 = app::start(rotated).await.unwrap();
+    let base3 = format!("http://{}", gw3.http_addr.unwrap());
+    assert_eq!(
+        home(base3, again).await,
+        303,
+        "a changed secret ends the session"
+    );
+    gw3.stop().await.unwrap();
 
     // Failed sign-ins are throttled: after three, even the right secret waits.
     for _ in 0..3 {

@@ -244,6 +244,24 @@ async fn a_replay_is_refused_however_it_is_spelled_and_by_every_instance() {
     assert_eq!(send(pa, extra).await, 409, "an extra v1= value");
     assert_eq!(send(pb, signature).await, 409, "another instance");
     assert_eq!(send(pb, upper).await, 409);
+    // A refused request took nothing: the same signed request again is refused for its
+    // content again, not as a replay.
+    let bad = event("evt-replay-bad", json!({"occurred_at": "2026-13-45"}))
+        .to_string()
+        .into_bytes();
+    let ts = fresh_timestamp();
+    for _ in 0..2 {
+        let sent = signed_post(
+            pa,
+            "/v1/events/links",
+            "application/json",
+            bad.clone(),
+            ts,
+            SECRET,
+        )
+        .await;
+        assert_eq!(sent.status, 400, "{}", sent.body);
+    }
     b.stop().await.unwrap();
     a.stop().await.unwrap();
 }
@@ -345,6 +363,11 @@ async fn a_symbolic_link_in_the_spool_is_parked_never_followed() {
         parked[0].reason.contains("symbolic link"),
         "{}",
         parked[0].reason
+    );
+    let kept = gw.store.parked_body(&parked[0].key).await.unwrap().unwrap();
+    assert!(
+        kept.body.unwrap_or_default().is_empty(),
+        "nothing of the target kept for a replay"
     );
     assert_eq!(
         std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,

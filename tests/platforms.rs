@@ -65,6 +65,34 @@ fn lamplight_config(
     destination(&lamplight_toml(url, person_mapping, matching))
 }
 
+/// Lamplight's search carries the value it looks for in its URL path (and so in access
+/// logs): `match_field` is refused unless `match_value_in_url` accepts that.
+#[test]
+fn lamplight_find_by_field_needs_its_url_exposure_accepted() {
+    let toml = lamplight_toml(
+        "http://127.0.0.1:9",
+        "lamplight-person-nhs",
+        Some(("NHS_number", "nhs_number")),
+    )
+    .replace("match_value_in_url = true\n", "");
+    let mappings =
+        clw_gateway::mapping::MappingSet::load_configured(&repo_path("mappings")).unwrap();
+    let mut schemas = clw_gateway::schema::SchemaSet::default();
+    let Err(problems) =
+        clw_gateway::deliver::Destination::build("l", &destination(&toml), &mappings, &mut schemas)
+    else {
+        panic!("built with the NHS number in Lamplight's URLs unaccepted");
+    };
+    assert!(
+        problems.iter().any(|p| p
+            .field
+            .as_deref()
+            .is_some_and(|f| f.ends_with("match_field"))
+            && p.message.contains("match_value_in_url")),
+        "{problems:?}"
+    );
+}
+
 /// With match_field set, a person Lamplight already has is found, not created again.
 #[tokio::test]
 async fn lamplight_finds_a_known_person_by_nhs_number_instead_of_creating_them_again() {

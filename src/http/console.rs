@@ -65,10 +65,17 @@ impl Console {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let lockout = self.access.lockout;
         f.retain(|_, (_, since)| since.elapsed() < lockout);
-        keys.iter().any(|k| {
-            f.get(k)
-                .is_some_and(|(n, _)| *n >= self.access.max_failed_logins)
-        })
+        // Behind a proxy every operator shares its address: that count has more room.
+        let limit = |k: &str| {
+            let n = self.access.max_failed_logins;
+            if k.starts_with("addr:") {
+                n.saturating_mul(4)
+            } else {
+                n
+            }
+        };
+        keys.iter()
+            .any(|k| f.get(k).is_some_and(|(n, _)| *n >= limit(k)))
     }
 
     fn failed(&self, keys: &[String]) {
@@ -91,6 +98,17 @@ impl Console {
         let o = self.access.operators.get(name)?;
         let expected = o.secret.as_deref()?;
         same(secret, expected).then(|| Who::of(o))
+    }
+
+    /// A digest of the operator's current secret (empty without one), kept with each
+    /// session.
+    fn fingerprint(&self, name: &str) -> String {
+        self.access
+            .operators
+            .get(name)
+            .and_then(|o| o.secret.as_deref())
+            .map(|s| digest(&format!("clw-console-secret:{s}")))
+            .unwrap_or_default()
     }
 
     fn who(&self, name: &str) -> Option<Who> {
@@ -171,8 +189,13 @@ async fn operator(c: &Console, headers: &HeaderMap) -> Option<Who> {
         }
     }
     if let Some(s) = cookie(headers, SESSION) {
-        let name = c.store.session_operator(&digest(s)).await.ok().flatten();
-        if let Some(who) = name.and_then(|n| c.who(&n)) {
+        let session = c.store.session_operator(&digest(s)).await.ok().flatten();
+        // Held only while the operator is configured with the secret they signed in
+        // with: removing them, or changing it, ends their sessions.
+        if let Some((name, signed_with)) = session
+            && same(&c.fingerprint(&name), &signed_with)
+            && let Some(who) = c.who(&name)
+        {
             return Some(who);
         }
     }
@@ -300,7 +323,12 @@ async fn login(
     let until = crate::store::now_ms() + ttl.as_millis() as i64;
     if let Err(e) = c
         .store
-        .session_start(&digest(&session), &who.name, until)
+        .session_start(
+            &digest(&session),
+            &who.name,
+            &c.fingerprint(&who.name),
+            until,
+        )
         .await
     {
         return (

@@ -249,7 +249,20 @@ impl State {
                     return unavailable("the gateway's store is not answering");
                 }
             }
-            work(s.clone(), platform, body).await
+            let answer = work(s.clone(), platform.clone(), body).await;
+            // Nothing was taken (refused, or not queued): the same signed request may be
+            // sent again, and is not then a replay.
+            let taken = matches!(
+                answer.status(),
+                StatusCode::ACCEPTED | StatusCode::UNPROCESSABLE_ENTITY
+            );
+            if !taken {
+                let _ = s
+                    .store
+                    .forget_use(&platform.name, offered.timestamp, &mac)
+                    .await;
+            }
+            answer
         })
         .await;
         answered.unwrap_or_else(|_| {

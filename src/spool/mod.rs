@@ -553,11 +553,14 @@ impl Running {
         {
             warn!(error = %e, "cannot write reason file");
         }
+        // A link is never followed, not even to keep a copy of what it points at.
         let mut body = Vec::new();
-        let _ = File::open(&moved).and_then(|f| {
-            f.take(self.source.max_bytes as u64 + 1)
-                .read_to_end(&mut body)
-        });
+        if !is_link(&moved) {
+            let _ = File::open(&moved).and_then(|f| {
+                f.take(self.source.max_bytes as u64 + 1)
+                    .read_to_end(&mut body)
+            });
+        }
         let record = ParkedRecord {
             flow: self.source.pipeline.flow().as_str().to_string(),
             message_id: message_id.to_string(),

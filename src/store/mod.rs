@@ -473,6 +473,7 @@ impl Store {
         &self,
         id_sha256: &str,
         operator: &str,
+        secret_sha256: &str,
         expires_at: i64,
     ) -> Result<()> {
         sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
@@ -480,11 +481,12 @@ impl Store {
             .execute(&self.pool)
             .await?;
         sqlx::query(
-            "INSERT INTO console_sessions (id_sha256, operator, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO console_sessions (id_sha256, operator, secret_sha256, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id_sha256)
         .bind(operator)
+        .bind(secret_sha256)
         .bind(now_ms())
         .bind(expires_at)
         .execute(&self.pool)
@@ -492,16 +494,30 @@ impl Store {
         Ok(())
     }
 
-    /// The operator of a session that has not expired or ended.
-    pub async fn session_operator(&self, id_sha256: &str) -> Result<Option<String>> {
+    /// The operator of a session that has not expired or ended, with the digest of the
+    /// secret they signed in with.
+    pub async fn session_operator(&self, id_sha256: &str) -> Result<Option<(String, String)>> {
         let row = sqlx::query(
-            "SELECT operator FROM console_sessions WHERE id_sha256 = $1 AND expires_at > $2",
+            "SELECT operator, secret_sha256 FROM console_sessions \
+             WHERE id_sha256 = $1 AND expires_at > $2",
         )
         .bind(id_sha256)
         .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok(r.try_get(0)?)).transpose()
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Forgets a signed request taken by [`Store::first_use`] (nothing came of it, so
+    /// the same request may be sent again).
+    pub async fn forget_use(&self, platform: &str, signed_at: i64, mac: &[u8]) -> Result<()> {
+        sqlx::query("DELETE FROM replay_guard WHERE platform = $1 AND signed_at = $2 AND mac = $3")
+            .bind(platform)
+            .bind(signed_at)
+            .bind(hex::encode(mac))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Ends a session, for every instance.
