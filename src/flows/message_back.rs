@@ -964,7 +964,7 @@ fn withhold_free_text(event: &mut MessageBack) -> Vec<&'static str> {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::{MessageBack, canonical};
+    use super::{MessageBack, PatientItem, canonical};
     use crate::store::ReferralRecord;
 
     fn referral(consent: &str) -> ReferralRecord {
@@ -988,6 +988,35 @@ mod tests {
             e[k] = v.clone();
         }
         serde_json::from_value(e).unwrap()
+    }
+
+    /// The patient is always named: an item the platform must give is checked against
+    /// the referral, and a referral that holds no value for it cannot be answered.
+    #[test]
+    fn a_required_item_the_referral_does_not_hold_cannot_be_answered() {
+        let origin = crate::seal::Origin::Platform("links".into());
+        let require = [PatientItem::Number, PatientItem::DateOfBirth];
+        let scope = super::Scope {
+            origin: &origin,
+            destinations: Default::default(),
+            references: &[],
+            require: &require,
+        };
+        let ev = event(json!({
+            "type": "contact",
+            "contact": {"mode": "telephone", "date": "2026-11-25"},
+            "referral": {"message_id": "ref-1",
+                         "patient": {"nhs_number": "9912003888", "date_of_birth": "1970-09-11"}},
+        }));
+        let mut r = referral("full");
+        r.record["patient"]["date_of_birth"] = json!("1970-09-11");
+        super::check_patient(&ev, &r, &scope).unwrap();
+        let mut without = referral("full");
+        without.record["patient"] = json!({"nhs_number": "9912003888"});
+        let e = super::check_patient(&ev, &without, &scope).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("referral.patient.date_of_birth"));
+        assert!(e.message.contains("holds no value"), "{}", e.message);
+        assert!(!e.message.contains("1970"), "no value quoted");
     }
 
     /// Before its referral, or later than the allowed skew: refused naming the field.
