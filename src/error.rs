@@ -106,6 +106,9 @@ pub struct GatewayError {
     /// The request may have reached the destination (it timed out or broke off after
     /// sending): its effect is unknown, not absent.
     pub sent: bool,
+    /// Already an unknown outcome, parked for a person (`clw-gateway resolve`): never
+    /// re-read as a fresh send that may have arrived.
+    pub unknown: bool,
 }
 
 impl GatewayError {
@@ -118,6 +121,7 @@ impl GatewayError {
             retry_after: None,
             status: None,
             sent: false,
+            unknown: false,
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::deliver::DestinationConfig;
+use crate::deliver::{Kept, KeptFiles};
 use crate::engine::AuditAction;
 use crate::error::Result;
 use crate::metrics::{KindLabels, Metrics};
@@ -95,13 +95,16 @@ pub async fn purge(config: &Config, store: &Store, actor: &str, dry: bool) -> Re
 
     let (mut outbox_files, mut sheets) = (Vec::new(), 0);
     for (name, d) in config.destinations.iter() {
-        match d {
-            DestinationConfig::File(c) => outbox_files.extend(old_files(&c.dir, ago(r.outboxes))),
-            DestinationConfig::PracticeFolder(c) => {
-                outbox_files.extend(old_files(&c.dir, ago(r.outboxes)))
-            }
-            DestinationConfig::Csv(c) => {
-                let old = old_files(&c.dir, ago(r.sheets));
+        match d.kept() {
+            Some(Kept {
+                dir,
+                files: KeptFiles::Outbox,
+            }) => outbox_files.extend(old_files(dir, ago(r.outboxes))),
+            Some(Kept {
+                dir,
+                files: KeptFiles::Sheets,
+            }) => {
+                let old = old_files(dir, ago(r.sheets));
                 sheets += remove(&old, dry);
                 if !dry {
                     for f in &old {
@@ -111,7 +114,7 @@ pub async fn purge(config: &Config, store: &Store, actor: &str, dry: bool) -> Re
                     }
                 }
             }
-            _ => {}
+            None => {}
         }
     }
     out.push(("outboxes", remove(&outbox_files, dry)));

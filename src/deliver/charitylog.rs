@@ -18,6 +18,11 @@ use crate::model::Flow;
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// It keeps no files of its own.
+pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
+    None
+}
+
 destination_config! { @http
     /// `kind = "charitylog"`
     pub struct Config {

@@ -29,6 +29,14 @@ use crate::store::{Store, Write};
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// Its files hold patient data, kept for `retention.sheets`.
+pub fn kept(c: &Config) -> Option<super::Kept<'_>> {
+    Some(super::Kept {
+        dir: &c.dir,
+        files: super::KeptFiles::Sheets,
+    })
+}
+
 destination_config! { @data
     /// `kind = "csv"`
     pub struct Config {

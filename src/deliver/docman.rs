@@ -26,6 +26,11 @@ use crate::record::{READ2_SYSTEM, RecordEntry, SNOMED_SYSTEM, document, pdf};
 
 pub const FLOW: Flow = Flow::MessageBack;
 
+/// It keeps no files of its own.
+pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
+    None
+}
+
 destination_config! { @http
     /// `kind = "docman"`
     pub struct Config {

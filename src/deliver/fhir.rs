@@ -25,6 +25,11 @@ const FHIR_JSON: &str = "application/fhir+json";
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// It keeps no files of its own.
+pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
+    None
+}
+
 destination_config! { @http
     /// `kind = "fhir"`
     pub struct Config {

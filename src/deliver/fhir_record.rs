@@ -27,6 +27,11 @@ use crate::record::{CodedEntry, RecordEntry, document};
 
 pub const FLOW: Flow = Flow::MessageBack;
 
+/// It keeps no files of its own.
+pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
+    None
+}
+
 const FHIR_JSON: &str = "application/fhir+json";
 
 destination_config! { @http

@@ -14,6 +14,14 @@ use crate::model::Flow;
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// Its files hold patient data, kept for `retention.outboxes`.
+pub fn kept(c: &Config) -> Option<super::Kept<'_>> {
+    Some(super::Kept {
+        dir: &c.dir,
+        files: super::KeptFiles::Outbox,
+    })
+}
+
 destination_config! { @data
     /// `kind = "file"`
     pub struct Config {

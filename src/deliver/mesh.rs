@@ -36,6 +36,11 @@ use crate::record::itk::{self, Sender};
 
 pub const FLOW: Flow = Flow::MessageBack;
 
+/// It keeps no files of its own.
+pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
+    None
+}
+
 destination_config! { @http
     /// `kind = "mesh"`
     pub struct Config {

@@ -66,6 +66,12 @@ macro_rules! kinds {
                 match self { $(DestinationConfig::$variant(c) => c.terms(),)* }
             }
 
+            /// The folder this destination keeps patient data in, as its kind declares
+            /// it: what retention sweeps, so a new kind cannot be forgotten there.
+            pub fn kept(&self) -> Option<Kept<'_>> {
+                match self { $(DestinationConfig::$variant(c) => $module::kept(c),)* }
+            }
+
             fn build_sink(&self, b: &mut Build<'_>) -> Option<Box<dyn Sink>> {
                 match self { $(DestinationConfig::$variant(c) => $module::build(b, c),)* }
             }
@@ -84,6 +90,22 @@ kinds! {
     "fhir-record" => FhirRecord(fhir_record),
     "mesh" => Mesh(mesh),
     "docman" => Docman(docman),
+}
+
+/// Files a kind writes into a folder of its own, holding patient data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept<'a> {
+    pub dir: &'a std::path::Path,
+    pub files: KeptFiles,
+}
+
+/// Which retention period applies to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptFiles {
+    /// `retention.outboxes`: one file per message.
+    Outbox,
+    /// `retention.sheets`: spreadsheet files the store tracks as they grow.
+    Sheets,
 }
 
 /// Makes one delivery attempt happen. Implemented by each kind.

@@ -18,6 +18,14 @@ use crate::record::{RecordEntry, document};
 
 pub const FLOW: Flow = Flow::MessageBack;
 
+/// Its files hold patient data, kept for `retention.outboxes`.
+pub fn kept(c: &Config) -> Option<super::Kept<'_>> {
+    Some(super::Kept {
+        dir: &c.dir,
+        files: super::KeptFiles::Outbox,
+    })
+}
+
 destination_config! { @data
     /// `kind = "practice-folder"`
     pub struct Config {

@@ -22,6 +22,11 @@ pub use super::http::{classify_status, parse_retry_after};
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// It keeps no files of its own.
+pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
+    None
+}
+
 destination_config! { @http
     /// `kind = "webhook"`
     pub struct Config {

@@ -714,7 +714,7 @@ fn combine(items: &[(Arc<Destination>, GatewayError)]) -> (Arc<Destination>, Gat
 /// to resend where the destination de-duplicates; elsewhere its outcome is unknown,
 /// and it is parked for a person rather than sent again.
 fn outcome_of(d: &Destination, mut err: GatewayError) -> GatewayError {
-    if !err.sent || err.message.contains("clw-gateway resolve") {
+    if !err.sent || err.unknown {
         return err;
     }
     if d.resends_safely() {
@@ -722,6 +722,7 @@ fn outcome_of(d: &Destination, mut err: GatewayError) -> GatewayError {
         return err;
     }
     err.class = ErrorClass::Permanent;
+    err.unknown = true;
     err.message = format!(
         "outcome unknown, so not sent again: {}; check in {} whether it arrived, then run \
          `clw-gateway resolve` (delivered, or resend)",
@@ -741,6 +742,7 @@ fn unknown_before(d: &Destination) -> GatewayError {
         ),
     );
     e.sent = true;
+    e.unknown = true;
     e
 }
 
