@@ -1,12 +1,9 @@
 //! CloudEvents 1.0 binary mode: attributes travel as `ce-*` headers, the payload is the body.
 
-use std::collections::BTreeMap;
-
 use sha2::{Digest, Sha256};
 
 use crate::error::{GatewayError, Result, Stage};
-
-pub type Headers = BTreeMap<String, String>;
+pub use crate::model::Headers;
 
 pub const REFERRAL_EVENT_TYPE: &str = "uk.nhs.socialprescribing.referral.v1";
 /// How many times the gateway has tried this message before (set when it goes to a retry tier).

@@ -1,7 +1,6 @@
 //! Decode and validate: envelopes, size limits, FHIR referral Bundles → canonical model.
 
 pub mod bundle;
-pub mod dates;
 pub mod envelope;
 pub mod json;
 mod referral;

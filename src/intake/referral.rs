@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::bundle::BundleIndex;
-use super::dates::{is_fhir_date, is_fhir_datetime};
 use super::json::Node;
 use crate::error::{GatewayError, Result, Stage};
+use crate::model::dates::{is_fhir_date, is_fhir_datetime};
 use crate::model::identifiers::{self, IdentifierKind, ODS_ORGANIZATION_SYSTEM, ODS_SITE_SYSTEM};
 use crate::model::*;
 

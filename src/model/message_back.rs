@@ -172,7 +172,7 @@ pub struct MessageBack {
 /// The calendar day of a full FHIR date or date-time (as written, in its own zone), if
 /// it is a real one.
 pub fn day_of(d: &str) -> Option<chrono::NaiveDate> {
-    use crate::intake::dates::{is_fhir_date, is_fhir_datetime};
+    use super::dates::{is_fhir_date, is_fhir_datetime};
     let day = d.get(..10)?;
     let real = if d.len() == 10 {
         is_fhir_date(d)
@@ -332,7 +332,7 @@ impl MessageBack {
         // A date of birth may be partial (YYYY or YYYY-MM), as FHIR allows.
         if let Some(p) = &self.referral.patient
             && let Some(d) = &p.date_of_birth
-            && !crate::intake::dates::is_fhir_date(d)
+            && !super::dates::is_fhir_date(d)
         {
             return Err(bad(
                 "referral.patient.date_of_birth",

@@ -2,6 +2,7 @@
 //! Field names follow the PRSB "Referral to social prescribing services" groups; see
 //! docs/prsb-mapping.md for each PRSB item → canonical field → FHIR path.
 
+pub mod dates;
 pub mod identifiers;
 pub mod message_back;
 mod referral;
@@ -42,3 +43,6 @@ impl std::fmt::Display for Flow {
         f.write_str(self.as_str())
     }
 }
+
+/// Message headers as text (CloudEvents `ce-*`, the gateway's `x-clw-*`).
+pub type Headers = std::collections::BTreeMap<String, String>;

@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::{AuditEntry, Store, Write, now_ms};
 use crate::engine::AuditAction;
 use crate::error::{GatewayError, Result, Stage};
-use crate::intake::Headers;
+use crate::model::Headers;
 
 pub const PARKED: &str = "parked";
 pub const REPLAYED: &str = "replayed";
