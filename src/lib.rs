@@ -10,6 +10,7 @@ pub mod deliver;
 pub mod engine;
 pub mod error;
 pub mod flows;
+pub mod golden;
 pub mod http;
 pub mod intake;
 pub mod mapping;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
-use crate::mapping::{MappingSet, run_fixtures};
+use crate::golden::run_fixtures;
+use crate::mapping::MappingSet;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum MappingCommand {
@@ -106,7 +107,7 @@ fn run_one(
             ),
         )
     })?;
-    let input = crate::mapping::load_input(mapping, file)
+    let input = crate::golden::load_input(mapping, file)
         .map_err(|e| GatewayError::permanent(Stage::Intake, e))?;
     match mapping.apply(&input, &constants) {
         Ok(out) => {

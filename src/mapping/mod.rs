@@ -5,7 +5,6 @@
 
 mod codes;
 mod expr;
-mod fixtures;
 mod plan;
 pub mod spec;
 mod transform;
@@ -21,7 +20,6 @@ use crate::schema::CompiledSchema;
 
 pub use codes::CodeMap;
 pub use expr::{Expr, Input};
-pub use fixtures::{FixtureOutcome, load_input, run_fixtures};
 use spec::{
     CodeMapFile, Direction, FieldSpec, FixtureSpec, Flow, InputKind, MappingFile, OutputFormat,
     TransformSpec,

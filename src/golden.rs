@@ -5,10 +5,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::spec::InputKind;
-use super::{Mapping, MappingSet};
 use crate::error::GatewayError;
 use crate::intake::decode_referral;
+use crate::mapping::spec::InputKind;
+use crate::mapping::{Mapping, MappingSet};
 use crate::model::ConsentState;
 use crate::policy::apply_consent;
 
@@ -58,7 +58,7 @@ pub fn run_fixtures(set: &MappingSet) -> Vec<FixtureOutcome> {
     out
 }
 
-fn check(m: &Mapping, base: &Path, fx: &super::spec::FixtureSpec) -> Result<(), String> {
+fn check(m: &Mapping, base: &Path, fx: &crate::mapping::spec::FixtureSpec) -> Result<(), String> {
     let input = load_input(m, &base.join(&fx.input))?;
     let result = m.apply(&input, &fx.constants);
     match (&fx.expected, result) {
