@@ -39,17 +39,13 @@ fn layer(module: &str) -> Option<u8> {
 const KNOWN: &[(&str, &str)] = &[
     ("broker", "config"),
     ("deliver", "config"),
-    ("deliver", "flows"),
-    ("deliver", "wiring"),
     ("engine", "config"),
-    ("engine", "flows"),
     ("flows", "broker"),
     ("flows", "config"),
     ("flows", "spool"),
     ("flows", "wiring"),
     ("parking", "config"),
     ("retention", "config"),
-    ("store", "engine"),
 ];
 
 fn top_level(rel: &Path) -> String {
@@ -70,6 +66,7 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 /// Every `crate::X` a file names (in `use` lines and paths alike), outside its tests.
+/// (A module that is only a test, such as `deliver/properties.rs`, is skipped whole.)
 fn imports(text: &str) -> BTreeSet<String> {
     let code = text.split("#[cfg(test)]").next().unwrap_or(text);
     let mut out = BTreeSet::new();
@@ -107,6 +104,9 @@ fn no_module_imports_one_above_it_beyond_the_known_debts() {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &files {
         let from = top_level(f.strip_prefix(&src).unwrap());
+        if f.file_name().is_some_and(|n| n == "properties.rs") {
+            continue;
+        }
         let text = std::fs::read_to_string(f).unwrap();
         for to in imports(&text) {
             if to != from && layer(&to).is_some() {

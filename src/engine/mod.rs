@@ -6,7 +6,6 @@
 
 mod decide;
 mod inflight;
-pub mod state;
 mod status;
 
 use std::sync::Arc;
@@ -17,13 +16,14 @@ use tracing::{info, warn};
 
 pub use decide::{Decision, choose_tier, decide, defer_tier};
 use inflight::InFlight;
-pub use state::{AuditAction, DeliveryState, MessageState};
+mod contract;
+pub use crate::model::state::{AuditAction, DeliveryState, MessageState};
+pub use contract::{Front, Plan, Refusal};
 pub use status::SourceStatus;
 
 use crate::deliver::breaker::{Gate, Transition, pauses};
 use crate::deliver::{Destination, Job, Journal, Sent, idempotency_key};
 use crate::error::{ErrorClass, GatewayError, Stage};
-use crate::flows::{Front, Plan, Refusal};
 use crate::intake::Headers;
 use crate::metrics::{self, Metrics};
 use crate::model::Flow;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 use crate::deliver::{Report, Reports};
-use crate::engine::state::AuditAction;
 use crate::error::Result;
 use crate::metrics::{self, Metrics};
+use crate::model::state::AuditAction;
 use crate::shutdown::Shutdown;
 use crate::store::{AuditEntry, Store, Write};
 

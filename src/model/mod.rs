@@ -6,6 +6,7 @@ pub mod dates;
 pub mod identifiers;
 pub mod message_back;
 mod referral;
+pub mod state;
 
 pub use referral::*;
 

@@ -8,8 +8,8 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::shaped_chunks;
-use crate::engine::DeliveryState;
 use crate::error::Result;
+use crate::model::state::DeliveryState;
 
 pub(super) struct Lookup {
     pub flow: String,

@@ -18,8 +18,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{AuditAction, DeliveryState};
 use crate::error::{GatewayError, Result, Stage};
+use crate::model::state::{AuditAction, DeliveryState};
 pub use lookup::Known;
 pub use parked::{PARKED, ParkedBody, ParkedRecord, ParkedRow, REPLAYED};
 pub use referrals::{EventRow, ReferralRecord, derived_state};

@@ -8,9 +8,9 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{AuditEntry, Store, Write, now_ms};
-use crate::engine::AuditAction;
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::Headers;
+use crate::model::state::AuditAction;
 
 pub const PARKED: &str = "parked";
 pub const REPLAYED: &str = "replayed";

@@ -5,7 +5,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::{AuditEntry, Job, now_ms, shaped_chunks};
-use crate::engine::{DeliveryState, MessageState};
+use crate::model::state::{DeliveryState, MessageState};
 use std::time::Duration;
 
 use crate::error::{GatewayError, Stage};
