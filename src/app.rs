@@ -168,7 +168,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
     }
     let mut ingress_addr = None;
     if let Some(mb) = &wiring.message_back {
-        let door = Arc::new(crate::flows::door::Door::new(&config, sealer.clone())?);
+        let door = Arc::new(crate::sources::door::Door::new(&config, sealer.clone())?);
         if config.ingress.enabled {
             let listener = http::bind_key(config.ingress.listen, "ingress.listen").await?;
             ingress_addr = listener.local_addr().ok();
@@ -193,7 +193,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
         }
         for (name, d) in &wiring.destinations {
             if let Some(reports) = d.reports() {
-                let task = crate::flows::reports::run(
+                let task = crate::sources::reports::run(
                     name.clone(),
                     reports,
                     store.clone(),
@@ -203,7 +203,7 @@ pub async fn start_wired(config: Config, wiring: Wiring) -> Result<Running> {
                 side_tasks.push(background(task));
             }
             if let Some(poller) = d.poller() {
-                let task = crate::flows::poll::run(
+                let task = crate::sources::poll::run(
                     name.clone(),
                     poller,
                     store.clone(),

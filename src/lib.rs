@@ -26,6 +26,7 @@ pub mod schema;
 pub mod seal;
 pub mod shutdown;
 pub mod signing;
+pub mod sources;
 pub mod spool;
 pub mod store;
 pub mod wiring;

@@ -28,7 +28,7 @@ fn layer(module: &str) -> Option<u8> {
         "record" | "deliver" | "golden" => 5,
         "engine" => 6,
         "flows" => 7,
-        "broker" | "spool" | "parking" | "retention" => 8,
+        "broker" | "spool" | "parking" | "retention" | "sources" => 8,
         "config" | "wiring" => 9,
         "app" | "cli" | "http" | "lib" | "main" => 10,
         _ => return None,
@@ -40,12 +40,11 @@ const KNOWN: &[(&str, &str)] = &[
     ("broker", "config"),
     ("deliver", "config"),
     ("engine", "config"),
-    ("flows", "broker"),
     ("flows", "config"),
-    ("flows", "spool"),
     ("flows", "wiring"),
     ("parking", "config"),
     ("retention", "config"),
+    ("sources", "config"),
 ];
 
 fn top_level(rel: &Path) -> String {

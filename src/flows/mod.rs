@@ -3,11 +3,8 @@
 //! to — or a [`Refusal`]. The attempt engine (`crate::engine`) does the rest, the same
 //! for every flow.
 
-pub mod door;
 pub mod message_back;
-pub mod poll;
 pub mod referral;
-pub mod reports;
 
 pub use crate::engine::{Front, Plan, Refusal};
 

@@ -26,7 +26,6 @@ use tracing::{info, warn};
 
 use crate::config::IngressConfig;
 use crate::error::Result;
-use crate::flows::door::Door;
 use crate::flows::message_back::{check_event_for, map_event};
 use crate::mapping::Mapping;
 use crate::metrics::{IngressLabels, Metrics};
@@ -34,6 +33,7 @@ use crate::model::message_back::MessageBack;
 use crate::seal::Origin;
 use crate::shutdown::Shutdown;
 use crate::signing::{self, Offered, SignatureError};
+use crate::sources::door::Door;
 use crate::store::Store;
 use crate::wiring::{MessageBackWiring, Platform};
 

@@ -54,11 +54,16 @@ pub fn queued_id(prefix: &str, event_id: &str) -> String {
     }
 }
 
+/// What the poller of `destination` is named by in the store and in queued event ids.
+pub fn poll_source(destination: &str) -> String {
+    format!("fhir-tasks-{destination}")
+}
+
 /// What an origin's event ids are prefixed with.
 pub fn id_prefix(origin: &Origin) -> String {
     match origin {
         Origin::Platform(p) => p.clone(),
-        Origin::Poller(d) => super::poll::source_name(d),
+        Origin::Poller(d) => poll_source(d),
     }
 }
 

@@ -7,17 +7,14 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::door::Door;
 use crate::deliver::Poller;
-use crate::flows::door::Door;
 use crate::flows::message_back::queued_id;
 use crate::seal::Origin;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, Write};
 
-/// What the poller of `destination` is named by in the store and in queued event ids.
-pub fn source_name(destination: &str) -> String {
-    format!("fhir-tasks-{destination}")
-}
+pub use crate::flows::message_back::poll_source as source_name;
 
 /// Polls `destination` until shutdown. Its events are bound to that destination: they
 /// may answer only the referrals it was sent.
