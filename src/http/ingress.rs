@@ -49,6 +49,9 @@ pub struct State {
     body_timeout: Duration,
     request_timeout: Duration,
     in_flight: Arc<Semaphore>,
+    /// When the replay memory was last pruned (Unix seconds): at most once a minute,
+    /// not on every request.
+    pruned_at: std::sync::atomic::AtomicI64,
 }
 
 impl State {
@@ -69,6 +72,7 @@ impl State {
             body_timeout: c.body_timeout,
             request_timeout: c.request_timeout,
             in_flight: Arc::new(Semaphore::new(c.max_in_flight.max(1))),
+            pruned_at: std::sync::atomic::AtomicI64::new(0),
         })
     }
 }
@@ -135,6 +139,21 @@ impl State {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    async fn prune_now_and_then(&self) {
+        use std::sync::atomic::Ordering;
+        let now = chrono::Utc::now().timestamp();
+        let last = self.pruned_at.load(Ordering::Relaxed);
+        if now - last >= 60
+            && self
+                .pruned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            && let Err(e) = self.store.prune_replays().await
+        {
+            warn!(error = %e, "cannot prune the replay memory; trying again later");
+        }
     }
 
     /// The platform and its signature headers, before the body is read: a refusal
@@ -229,6 +248,7 @@ impl State {
                 }
             };
             let forget_at = (offered.timestamp + s.window + 1) * 1000;
+            s.prune_now_and_then().await;
             match s
                 .store
                 .first_use(&platform.name, offered.timestamp, &mac, forget_at)

@@ -442,7 +442,7 @@ impl Store {
 
     /// Records a verified signed request (platform, signed timestamp, the MAC that
     /// matched) until `expires_at` (ms); false when it was taken before — a replay, by
-    /// this instance or any other on the store. Entries past their expiry are forgotten.
+    /// this instance or any other on the store.
     pub async fn first_use(
         &self,
         platform: &str,
@@ -450,10 +450,6 @@ impl Store {
         mac: &[u8],
         expires_at: i64,
     ) -> Result<bool> {
-        sqlx::query("DELETE FROM replay_guard WHERE expires_at < $1")
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
         let done = sqlx::query(
             "INSERT INTO replay_guard (platform, signed_at, mac, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (platform, signed_at, mac) DO NOTHING",
@@ -506,6 +502,16 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Forgets the signed requests past their expiry. Only tidiness: a request that old
+    /// is refused as stale before the replay memory is asked.
+    pub async fn prune_replays(&self) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM replay_guard WHERE expires_at < $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Forgets a signed request taken by [`Store::first_use`] (nothing came of it, so
