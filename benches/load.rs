@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use clw_gateway::broker::{Topology, headers};
 use clw_gateway::cli::bench::SAMPLE_REFERRAL;
 use clw_gateway::intake::envelope::REFERRAL_EVENT_TYPE;
+use clw_gateway::sources::broker::{Topology, headers};
 use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use lapin::options::{
@@ -347,7 +347,8 @@ impl World {
         std::fs::write(&config, text)?;
         let loaded = clw_gateway::config::Config::load(Some(config.as_path()), Vec::new())
             .map_err(|e| format!("bench config: {e}"))?;
-        let topology = clw_gateway::broker::topology(&loaded, loaded.broker.as_ref().unwrap());
+        let topology =
+            clw_gateway::sources::broker::topology(&loaded, loaded.broker.as_ref().unwrap());
         let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
         let ch = conn.create_channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use clw_gateway::golden::load_input;
+use clw_gateway::cli::golden::load_input;
 use clw_gateway::mapping::{Input, Mapping, MappingSet};
 use serde_json::{Value, json};
 

@@ -11,8 +11,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clw_gateway::config::{Config, LogFormat};
 use clw_gateway::error::GatewayError;
+use clw_gateway::sources::{broker, shutdown};
 use clw_gateway::wiring::Wiring;
-use clw_gateway::{app, broker, cli, shutdown};
+use clw_gateway::{app, cli};
 
 /// clw-gateway moves social-prescribing referrals from GP systems to Community Link
 /// Worker platforms, exactly once, and tells you precisely why when it cannot.

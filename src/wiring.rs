@@ -9,11 +9,11 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigErrors};
 use crate::deliver::Destination;
 use crate::error::{GatewayError, Stage};
+use crate::mapping::schema::SchemaSet;
 use crate::mapping::spec::{Direction, InputKind};
 use crate::mapping::{CodeMap, Mapping, MappingSet};
 use crate::model::{ConsentState, Flow};
-use crate::routing::Routes;
-use crate::schema::SchemaSet;
+use crate::policy::routing::Routes;
 
 pub struct Wiring {
     pub mappings: Arc<MappingSet>,
@@ -259,7 +259,7 @@ fn console(config: &Config, problems: &mut Vec<GatewayError>) -> Option<ConsoleW
                 "an operator's name is 1 to 64 letters, digits, '.', '_', '-' or '@' (the audit log records it)",
             ));
         }
-        let secret = match o.secret.as_ref().map(crate::config::Secret::read) {
+        let secret = match o.secret.as_ref().map(crate::secret::Secret::read) {
             None if c.trusted_user_header.is_some() => None,
             None => {
                 problems.push(problem(

@@ -585,7 +585,7 @@ struct Running {
     config_text: String,
     env: Vec<(String, String)>,
     /// The broker topology to remove at the end (queues, exchanges).
-    topology: Option<clw_gateway::broker::Topology>,
+    topology: Option<clw_gateway::sources::broker::Topology>,
 }
 
 /// The http listener's address from the gateway's start-up log line.
@@ -665,7 +665,7 @@ impl Running {
         let topology = config.contains_key("broker").then(|| {
             let parsed = clw_gateway::config::Config::from_toml(&config_text, env.clone())
                 .unwrap_or_else(|e| panic!("the image's configuration: {e}"));
-            clw_gateway::broker::topology(&parsed, parsed.broker.as_ref().unwrap())
+            clw_gateway::sources::broker::topology(&parsed, parsed.broker.as_ref().unwrap())
         });
 
         let entrypoint = image.entrypoint();

@@ -3,8 +3,8 @@
 
 mod common;
 
-use clw_gateway::broker::dlq;
-use clw_gateway::schema::CompiledSchema;
+use clw_gateway::mapping::schema::CompiledSchema;
+use clw_gateway::sources::broker::dlq;
 use common::*;
 use serde_json::{Value, json};
 
@@ -176,7 +176,7 @@ async fn a_400_is_parked_at_once_with_the_reason_then_replayed_when_fixed() {
     let replayed = dlq::replay(
         &amqp_url(),
         &h.t,
-        clw_gateway::parking::Selection::Id(&id),
+        clw_gateway::sources::parking::Selection::Id(&id),
         &h.gw.store,
         "test-operator",
     )

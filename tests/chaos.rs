@@ -486,7 +486,7 @@ async fn settled(store: &Store, ids: &[String], evented: &BTreeSet<String>) -> b
     true
 }
 
-async fn queues_empty(topologies: &[&clw_gateway::broker::Topology]) -> bool {
+async fn queues_empty(topologies: &[&clw_gateway::sources::broker::Topology]) -> bool {
     let Some(rabbit) = try_connect().await else {
         return false;
     };

@@ -216,7 +216,7 @@ async fn a_replay_is_refused_however_it_is_spelled_and_by_every_instance() {
     };
     let body = event("evt-replay", json!({})).to_string().into_bytes();
     let ts = fresh_timestamp();
-    let signature = clw_gateway::signing::sign(SECRET.as_bytes(), ts, &body);
+    let signature = clw_gateway::secret::signing::sign(SECRET.as_bytes(), ts, &body);
     let send = |port: u16, signature: String| {
         let body = body.clone();
         async move {
@@ -433,7 +433,7 @@ async fn during_a_broker_outage_every_request_gets_a_prompt_503() {
             .header("X-CLW-Timestamp", ts.to_string())
             .header(
                 "X-CLW-Signature",
-                clw_gateway::signing::sign(SECRET.as_bytes(), ts, body.as_bytes()),
+                clw_gateway::secret::signing::sign(SECRET.as_bytes(), ts, body.as_bytes()),
             )
             .body(body)
             .send()

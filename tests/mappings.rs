@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use clw_gateway::golden::run_fixtures;
+use clw_gateway::cli::golden::run_fixtures;
 use clw_gateway::mapping::MappingSet;
 use serde_json::json;
 
@@ -213,7 +213,7 @@ fn fast_path_and_general_evaluator_agree_on_every_shipped_expression() {
     for m in set.iter() {
         let base = m.path.parent().unwrap();
         for fx in &m.fixtures {
-            let input = clw_gateway::golden::load_input(m, &base.join(&fx.input)).unwrap();
+            let input = clw_gateway::cli::golden::load_input(m, &base.join(&fx.input)).unwrap();
             let prepared = clw_gateway::mapping::Input::new(&input, &fx.constants);
             for (to, e) in m.expressions() {
                 assert_eq!(

@@ -334,8 +334,8 @@ async fn a_spool_file_no_door_queued_or_with_a_broken_seal_is_parked() {
     )
     .unwrap();
     let forged = String::from_utf8(
-        clw_gateway::seal::Sealer::new(b"not the gateway's key").seal(
-            &clw_gateway::seal::Origin::Platform("links".into()),
+        clw_gateway::secret::seal::Sealer::new(b"not the gateway's key").seal(
+            &clw_gateway::secret::seal::Origin::Platform("links".into()),
             event("evt-s2", json!({})).to_string().as_bytes(),
         ),
     )
@@ -522,7 +522,7 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
         .await;
     let _ = stranger.conn.close(200, "done".into()).await;
     h.wait_parked("message-back", 5).await;
-    let parked = clw_gateway::broker::dlq::list(&amqp_url(), &events, &h.gw.store)
+    let parked = clw_gateway::sources::broker::dlq::list(&amqp_url(), &events, &h.gw.store)
         .await
         .unwrap();
     let mut fields: Vec<String> = parked.iter().filter_map(|p| p.field.clone()).collect();

@@ -77,7 +77,7 @@ fn lamplight_find_by_field_needs_its_url_exposure_accepted() {
     .replace("match_value_in_url = true\n", "");
     let mappings =
         clw_gateway::mapping::MappingSet::load_configured(&repo_path("mappings")).unwrap();
-    let mut schemas = clw_gateway::schema::SchemaSet::default();
+    let mut schemas = clw_gateway::mapping::schema::SchemaSet::default();
     let Err(problems) =
         clw_gateway::deliver::Destination::build("l", &destination(&toml), &mappings, &mut schemas)
     else {
@@ -415,10 +415,10 @@ async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
     h.wait_parked("referral", 1).await;
 
     // Replayed as it is: still unknown, still not sent again.
-    clw_gateway::broker::dlq::replay(
+    clw_gateway::sources::broker::dlq::replay(
         &amqp_url(),
         &h.t,
-        clw_gateway::parking::Selection::Id(&id),
+        clw_gateway::sources::parking::Selection::Id(&id),
         &h.gw.store,
         "tester",
     )
@@ -430,10 +430,10 @@ async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
         .resolve("referral", &id, "lamplight", true, "tester")
         .await
         .unwrap();
-    clw_gateway::broker::dlq::replay(
+    clw_gateway::sources::broker::dlq::replay(
         &amqp_url(),
         &h.t,
-        clw_gateway::parking::Selection::Id(&id),
+        clw_gateway::sources::parking::Selection::Id(&id),
         &h.gw.store,
         "tester",
     )

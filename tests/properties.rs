@@ -7,14 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use clw_gateway::broker::headers;
 use clw_gateway::deliver::encode_row;
 use clw_gateway::intake::decode_referral;
 use clw_gateway::intake::envelope::{Envelope, check_message_id};
 use clw_gateway::intake::json::check_shape;
 use clw_gateway::mapping::MappingSet;
 use clw_gateway::model::message_back::MessageBack;
-use clw_gateway::signing::{sign, verify};
+use clw_gateway::secret::signing::{sign, verify};
+use clw_gateway::sources::broker::headers;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use proptest::prelude::*;
 use proptest::sample::Index;

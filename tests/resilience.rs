@@ -10,8 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use clw_gateway::app;
-use clw_gateway::broker::{dlq, guarded};
-use clw_gateway::metrics::Metrics;
+use clw_gateway::engine::metrics::Metrics;
+use clw_gateway::sources::broker::{dlq, guarded};
 use common::*;
 use futures_util::StreamExt;
 use lapin::options::BasicConsumeOptions;
@@ -337,11 +337,12 @@ async fn a_panicking_handler_in_spool_mode_parks_its_file_with_a_reason() {
         &config,
     ));
     let pipeline = Arc::new(clw_gateway::engine::Pipeline::new(engine, Box::new(Panics)));
-    let dirs = clw_gateway::spool::SpoolDirs::for_flow(&s.dir.path().join("spool"), "events");
+    let dirs =
+        clw_gateway::sources::spool::SpoolDirs::for_flow(&s.dir.path().join("spool"), "events");
     dirs.create().unwrap();
     std::fs::write(dirs.inbox.join("e1.json"), b"{}").unwrap();
-    let (trigger, shutdown) = clw_gateway::shutdown::channel();
-    let source = clw_gateway::spool::SpoolSource {
+    let (trigger, shutdown) = clw_gateway::sources::shutdown::channel();
+    let source = clw_gateway::sources::spool::SpoolSource {
         dirs: dirs.clone(),
         owner: "test".into(),
         poll_interval: Duration::from_millis(50),

@@ -6,8 +6,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use clw_gateway::broker::{dlq, headers};
-use clw_gateway::parking::Selection;
+use clw_gateway::sources::broker::{dlq, headers};
+use clw_gateway::sources::parking::Selection;
 use common::*;
 
 /// `rabbitmqctl list_queues name arguments` for the queues of one prefix.

@@ -263,7 +263,7 @@ async fn hmac_signed_requests_verify_at_the_receiver() {
     // The same body the receiver got is what was signed, and the gateway's own
     // verifier (used by its event ingress) agrees.
     assert!(
-        clw_gateway::signing::verify(
+        clw_gateway::secret::signing::verify(
             &[b"shared-signing-secret"],
             Some(&ts.to_string()),
             headers["x-clw-signature"].to_str().ok(),
@@ -514,7 +514,7 @@ fn https_is_required_except_for_loopback_addresses() {
     let mappings =
         clw_gateway::mapping::MappingSet::load_configured(&repo_path("mappings")).unwrap();
     let build = |url: &str| {
-        let mut schemas = clw_gateway::schema::SchemaSet::default();
+        let mut schemas = clw_gateway::mapping::schema::SchemaSet::default();
         Destination::build(
             "hook",
             &destination(&format!("kind = \"webhook\"\nurl = \"{url}\"\n{ALLOW}")),
@@ -544,7 +544,7 @@ fn https_is_required_except_for_loopback_addresses() {
         );
     }
     // The OAuth2 token endpoint too.
-    let mut schemas = clw_gateway::schema::SchemaSet::default();
+    let mut schemas = clw_gateway::mapping::schema::SchemaSet::default();
     let e = Destination::build(
         "hook",
         &destination(&format!(

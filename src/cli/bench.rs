@@ -16,13 +16,13 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 
-use crate::broker::{self, BrokerSource};
 use crate::config::Config;
+use crate::engine::metrics::Metrics;
 use crate::engine::{Engine, Pipeline};
 use crate::error::{GatewayError, Result, Stage};
 use crate::flows::referral::ReferralFront;
-use crate::metrics::Metrics;
-use crate::shutdown;
+use crate::sources::broker::{self, BrokerSource};
+use crate::sources::shutdown;
 use crate::store::Store;
 use crate::wiring::Wiring;
 
@@ -211,8 +211,8 @@ async fn end_to_end(
         status: Arc::new(crate::engine::SourceStatus::new("referral", &metrics)),
         budget: Arc::new(tokio::sync::Semaphore::new(16 << 20)),
         budget_bytes: 16 << 20,
-        confirm_timeout: crate::broker::CONFIRM_TIMEOUT,
-        sealer: crate::seal::Sealer::new(&store.seal_key().await?),
+        confirm_timeout: crate::sources::broker::CONFIRM_TIMEOUT,
+        sealer: crate::secret::seal::Sealer::new(&store.seal_key().await?),
     };
     let started = Instant::now();
     let task = tokio::spawn(async move { source.run(shutdown).await });

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cli::golden::run_fixtures;
 use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
-use crate::golden::run_fixtures;
 use crate::mapping::MappingSet;
 
 #[derive(clap::Subcommand, Debug)]
@@ -107,7 +107,7 @@ fn run_one(
             ),
         )
     })?;
-    let input = crate::golden::load_input(mapping, file)
+    let input = crate::cli::golden::load_input(mapping, file)
         .map_err(|e| GatewayError::permanent(Stage::Intake, e))?;
     match mapping.apply(&input, &constants) {
         Ok(out) => {

@@ -1,16 +1,17 @@
 //! The operator commands behind `check`, `dlq`, `status` and `mapping`.
 
 pub mod bench;
+pub mod golden;
 pub mod mapping;
 
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::broker;
 use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
-use crate::parking;
+use crate::sources::broker;
+use crate::sources::parking;
 use crate::store::Store;
 use crate::wiring::Wiring;
 
@@ -264,7 +265,7 @@ pub async fn dlq_dismiss(
 
 pub async fn purge(config: &Config, dry: bool, actor: &str) -> Result<()> {
     let store = store(config).await?;
-    let r = crate::retention::purge(config, &store, actor, dry).await;
+    let r = crate::app::retention::purge(config, &store, actor, dry).await;
     store.close().await;
     let purged = r?;
     for (kind, n) in &purged.0 {

@@ -4,7 +4,6 @@
 mod console;
 mod env;
 mod message_back;
-mod secret;
 
 use crate::model::ConsentState;
 use std::collections::BTreeMap;
@@ -18,10 +17,10 @@ use serde::Deserialize;
 use crate::error::{GatewayError, Stage};
 
 pub use crate::deliver::DestinationConfig;
+pub use crate::secret::Secret;
 pub use console::{ConsoleConfig, OperatorConfig, Role};
 pub use env::apply_env_overrides;
 pub use message_back::{IngressConfig, MessageBackConfig, PatientItem, PlatformConfig};
-pub use secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -227,7 +226,7 @@ pub struct BrokerConfig {
 }
 
 fn default_confirm_timeout() -> Duration {
-    crate::broker::CONFIRM_TIMEOUT
+    crate::sources::broker::CONFIRM_TIMEOUT
 }
 
 fn default_prefix() -> String {

@@ -11,10 +11,10 @@ use reqwest::Url;
 use super::http::{Http, endpoint, form_fields, host_of};
 use super::terms::{HasHttp, destination_config};
 use super::{Build, Job, Sent, Sink};
-use crate::config::Secret;
 use crate::error::Result;
 use crate::mapping::spec::OutputFormat;
 use crate::model::Flow;
+use crate::secret::Secret;
 
 pub const FLOW: Flow = Flow::Referral;
 

@@ -18,11 +18,11 @@ use super::http::auth::{Auth, OAuth2Config};
 use super::http::{Http, endpoint, host_of};
 use super::terms::{HasHttp, destination_config};
 use super::{Build, Job, Sent, Sink};
-use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
 use crate::model::Flow;
 use crate::record::{READ2_SYSTEM, RecordEntry, SNOMED_SYSTEM, document, pdf};
+use crate::secret::Secret;
 
 pub const FLOW: Flow = Flow::MessageBack;
 

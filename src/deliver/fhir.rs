@@ -16,10 +16,10 @@ use super::http::auth::{Auth, OAuth2Config};
 use super::http::{Http, endpoint, host_of};
 use super::terms::{HasHttp, destination_config};
 use super::{Build, Job, Poller, Sent, Sink};
-use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
 use crate::model::Flow;
+use crate::secret::Secret;
 
 const FHIR_JSON: &str = "application/fhir+json";
 

@@ -17,13 +17,13 @@ use super::http::auth::{Auth, OAuth2Config};
 use super::http::{Http, endpoint, host_of};
 use super::terms::{HasHttp, destination_config};
 use super::{Build, Job, Sent, Sink};
-use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
 use crate::model::Flow;
 use crate::model::identifiers::NHS_NUMBER_SYSTEM;
 use crate::model::message_back::EventType;
 use crate::record::{CodedEntry, RecordEntry, document};
+use crate::secret::Secret;
 
 pub const FLOW: Flow = Flow::MessageBack;
 

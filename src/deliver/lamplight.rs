@@ -21,10 +21,10 @@ use serde_json::Value;
 use super::http::{Http, endpoint, form_fields, host_of};
 use super::terms::{HasHttp, destination_config};
 use super::{Build, Job, Journal, Sent, Sink, Step};
-use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
 use crate::model::Flow;
+use crate::secret::Secret;
 
 pub const FLOW: Flow = Flow::Referral;
 

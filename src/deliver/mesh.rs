@@ -27,12 +27,12 @@ use tokio::sync::OnceCell;
 use super::http::{Http, endpoint, host_of};
 use super::terms::{HasHttp, destination_config};
 use super::{Build, Job, Report, Reports, Sent, Sink, Step};
-use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
 use crate::model::Flow;
 use crate::record::RecordEntry;
 use crate::record::itk::{self, Sender};
+use crate::secret::Secret;
 
 pub const FLOW: Flow = Flow::MessageBack;
 

@@ -26,10 +26,10 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::error::{GatewayError, Result, Stage};
+use crate::mapping::schema::SchemaSet;
 use crate::mapping::spec::{InputKind, OutputFormat};
 use crate::mapping::{Mapping, MappingSet, Output};
 use crate::model::Flow;
-use crate::schema::SchemaSet;
 use terms::HasTerms;
 
 pub use csv::{REFERENCE_COLUMN, encode_row};
@@ -514,14 +514,14 @@ impl Build<'_> {
     }
 
     /// Reads a secret; a problem names `key` and why, never the value.
-    pub fn secret(&mut self, key: &str, secret: &crate::config::Secret) -> Option<String> {
+    pub fn secret(&mut self, key: &str, secret: &crate::secret::Secret) -> Option<String> {
         secret.read().map_err(|why| self.problem(key, why)).ok()
     }
 
     pub fn optional_secret(
         &mut self,
         key: &str,
-        secret: Option<&crate::config::Secret>,
+        secret: Option<&crate::secret::Secret>,
     ) -> Option<String> {
         secret.and_then(|s| self.secret(key, s))
     }
@@ -596,5 +596,7 @@ pub fn combine(errors: Vec<GatewayError>) -> GatewayError {
     e
 }
 
+#[cfg(test)]
+mod golden_records;
 #[cfg(test)]
 mod properties;

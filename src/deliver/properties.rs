@@ -14,7 +14,7 @@ use crate::record::{RecordEntry, document, itk, pdf};
 use crate::store::ReferralRecord;
 use crate::wiring::Platform;
 
-fn mappings() -> &'static MappingSet {
+pub(super) fn mappings() -> &'static MappingSet {
     static SET: OnceLock<MappingSet> = OnceLock::new();
     SET.get_or_init(|| {
         MappingSet::load_configured(
@@ -24,7 +24,7 @@ fn mappings() -> &'static MappingSet {
     })
 }
 
-fn platform() -> Platform {
+pub(super) fn platform() -> Platform {
     let m = mappings().get("clw-event").unwrap().clone();
     Platform {
         name: "links".into(),
@@ -40,7 +40,7 @@ fn platform() -> Platform {
 }
 
 /// One valid event of each type, to mutate.
-fn bases() -> Vec<Value> {
+pub(super) fn bases() -> Vec<Value> {
     let common = json!({
         "event_id": "e1",
         "occurred_at": "2026-11-25T10:00:00Z",
@@ -130,7 +130,7 @@ fn hostile() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn referral(consent: &str) -> ReferralRecord {
+pub(super) fn referral(consent: &str) -> ReferralRecord {
     ReferralRecord {
         message_id: "r1".into(),
         programme: "default".into(),

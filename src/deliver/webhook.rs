@@ -1,7 +1,7 @@
 //! Generic JSON webhook: POST the payload (the PRSB referral JSON unless another json
 //! mapping is named) with an `Idempotency-Key` that is the same on every attempt,
 //! authenticated by a bearer token or OAuth2 client credentials, optionally signed
-//! with HMAC-SHA256 (see `crate::signing` for what a receiver checks).
+//! with HMAC-SHA256 (see `crate::secret::signing` for what a receiver checks).
 
 use futures_util::future::BoxFuture;
 use reqwest::Url;
@@ -12,11 +12,11 @@ use super::http::auth::{Auth, OAuth2Config};
 use super::http::{Http, endpoint, host_of};
 use super::terms::{HasHttp, destination_config};
 use super::{Build, Job, Sent, Sink};
-use crate::config::Secret;
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
 use crate::model::Flow;
-use crate::signing;
+use crate::secret::Secret;
+use crate::secret::signing;
 
 pub use super::http::{classify_status, parse_retry_after};
 

@@ -6,6 +6,7 @@
 
 mod decide;
 mod inflight;
+pub mod metrics;
 mod status;
 
 use std::sync::Arc;
@@ -25,10 +26,10 @@ use crate::deliver::breaker::{Gate, Transition, pauses};
 use crate::deliver::{Destination, Job, Journal, Sent, idempotency_key};
 use crate::error::{ErrorClass, GatewayError, Stage};
 use crate::intake::Headers;
-use crate::metrics::{self, Metrics};
 use crate::model::Flow;
 use crate::store::writer_types::{Claim, DeliveryUpdate, ErrorSummary};
 use crate::store::{AuditEntry, Store, Write, now_ms};
+use metrics::Metrics;
 
 /// One message as a source received it.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::metrics::{self, Metrics};
+use crate::engine::metrics::{self, Metrics};
 
 pub struct SourceStatus {
     flow: String,

@@ -13,8 +13,8 @@ use crate::error::{GatewayError, Stage};
 use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, check_size};
 use crate::intake::{Envelope, decode_referral};
 use crate::model::{ConsentState, Flow};
+use crate::policy::routing::Routes;
 use crate::policy::{apply_consent, read_consent};
-use crate::routing::Routes;
 use crate::wiring::ReferralWiring;
 
 pub struct ReferralFront {

@@ -27,9 +27,9 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{Config, Role};
 use crate::deliver::Destination;
-use crate::markup::escape as esc;
 use crate::model::Flow;
-use crate::parking::{self, Selection};
+use crate::model::markup::escape as esc;
+use crate::sources::parking::{self, Selection};
 use crate::store::{PARKED, Store};
 use crate::wiring::ConsoleWiring;
 
@@ -282,7 +282,7 @@ async fn login_form() -> Response {
 
 async fn login(
     State(c): State<Shared>,
-    peer: Option<axum::Extension<super::serve::Peer>>,
+    peer: Option<axum::Extension<crate::sources::listener::Peer>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -318,7 +318,7 @@ async fn login(
             .into_response();
     };
     c.succeeded(&keys);
-    let session = hex::encode(crate::seal::new_key());
+    let session = hex::encode(crate::secret::seal::new_key());
     let ttl = c.access.session_ttl;
     let until = crate::store::now_ms() + ttl.as_millis() as i64;
     if let Err(e) = c

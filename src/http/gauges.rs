@@ -10,9 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tracing::warn;
 
-use crate::metrics::{self, Metrics, ProgrammeLabels};
+use crate::engine::metrics::{self, Metrics, ProgrammeLabels};
 use crate::model::Flow;
-use crate::shutdown::Shutdown;
+use crate::sources::shutdown::Shutdown;
 use crate::store::Store;
 
 const EVERY: Duration = Duration::from_secs(15);

@@ -1,12 +1,9 @@
 //! /healthz (the process is up), /readyz (store and broker reachable), /metrics
-//! (Prometheus); and, on a listener of its own, the platform event ingress.
+//! (Prometheus), and the operator console.
 
 pub mod console;
 pub mod gauges;
-pub mod ingress;
-pub mod serve;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -18,9 +15,9 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::engine::SourceStatus;
-use crate::error::{GatewayError, Result, Stage};
-use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use crate::engine::metrics::Metrics;
+use crate::error::Result;
+use crate::sources::shutdown::Shutdown;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -87,22 +84,11 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     )
 }
 
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    bind_key(addr, "http.listen").await
-}
-
-/// Listens on `addr`; the error names the config `key`.
-pub async fn bind_key(addr: SocketAddr, key: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        GatewayError::invalid(Stage::Config, key, format!("cannot listen on {addr}: {e}"))
-    })
-}
-
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
-    limits: serve::Limits,
+    limits: crate::sources::listener::Limits,
     shutdown: Shutdown,
 ) -> Result<()> {
-    serve::serve(listener, router(state), limits, "http", shutdown).await
+    crate::sources::listener::serve(listener, router(state), limits, "http", shutdown).await
 }

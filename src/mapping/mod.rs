@@ -6,6 +6,7 @@
 mod codes;
 mod expr;
 mod plan;
+pub mod schema;
 pub mod spec;
 mod transform;
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::error::{GatewayError, Result, Stage};
-use crate::schema::CompiledSchema;
+use crate::mapping::schema::CompiledSchema;
 
 pub use codes::CodeMap;
 pub use expr::{Expr, Input};

@@ -274,8 +274,10 @@ impl MessageBack {
     pub fn strip_forbidden(&mut self) -> Vec<String> {
         fn walk(v: &mut serde_json::Value, path: &str, out: &mut Vec<String>) {
             match v {
-                serde_json::Value::String(s) if !s.chars().all(crate::markup::xml_allowed) => {
-                    s.retain(crate::markup::xml_allowed);
+                serde_json::Value::String(s)
+                    if !s.chars().all(crate::model::markup::xml_allowed) =>
+                {
+                    s.retain(crate::model::markup::xml_allowed);
                     out.push(path.to_string());
                 }
                 serde_json::Value::Object(m) => {

@@ -4,6 +4,7 @@
 
 pub mod dates;
 pub mod identifiers;
+pub mod markup;
 pub mod message_back;
 mod referral;
 pub mod state;

@@ -1,6 +1,8 @@
 //! Policy: what may leave. Consent decides whether anything is sent and whether
 //! narrative may travel with the codes.
 
+pub mod routing;
+
 use serde::Deserialize;
 
 use crate::error::GatewayError;

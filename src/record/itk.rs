@@ -348,7 +348,7 @@ pub fn message(e: &RecordEntry, message_id: &str, sender: &Sender<'_>, timestamp
 /// Narrative text: markup escaped, characters XML forbids left out.
 fn xml_text(s: &str) -> String {
     s.chars()
-        .filter(|c| crate::markup::xml_allowed(*c))
+        .filter(|c| crate::model::markup::xml_allowed(*c))
         .collect::<String>()
         .replace('&', "&amp;")
         .replace('<', "&lt;")

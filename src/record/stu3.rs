@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::markup::escape;
+use crate::model::markup::escape;
 
 /// An element: a primitive value, a complex element, a list, or a resource.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,20 +1,20 @@
 //! Where events from the doors that accept them (the HTTP ingress, spreadsheet uploads,
 //! pollers) are queued durably before anyone is told they were taken: the events
 //! queue (publisher confirm), or the spool's events inbox (synced, renamed in). Each is
-//! queued in a sealed envelope naming the origin the door verified (`crate::seal`), so
+//! queued in a sealed envelope naming the origin the door verified (`crate::secret::seal`), so
 //! the front knows who sent it whatever headers a copy carries.
 
 use std::path::PathBuf;
 
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::broker::Topology;
 use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
 use crate::flows::message_back::{EVENT_TYPE, queued_id};
 use crate::model::Flow;
 use crate::model::message_back::MessageBack;
-use crate::seal::{Origin, Sealer};
+use crate::secret::seal::{Origin, Sealer};
+use crate::sources::broker::Topology;
 
 /// Where accepted events go, sealed with their origin.
 pub struct Door {
@@ -48,13 +48,14 @@ impl Door {
             Some(b) => Queue::Broker(Box::new(BrokerDoor {
                 url: b.url.clone(),
                 name: format!("{} ingress", config.gateway.instance),
-                topology: crate::broker::flow_topology(config, b, Flow::MessageBack),
+                topology: crate::sources::broker::flow_topology(config, b, Flow::MessageBack),
                 channel: std::sync::Mutex::new(None),
                 connecting: AsyncMutex::new(()),
                 timeout: b.confirm_timeout,
             })),
             None => Queue::Spool {
-                inbox: crate::spool::SpoolDirs::for_flow(&config.spool_dir(), "events").inbox,
+                inbox: crate::sources::spool::SpoolDirs::for_flow(&config.spool_dir(), "events")
+                    .inbox,
             },
         };
         Ok(Door { sealer, queue })
@@ -102,7 +103,7 @@ impl BrokerDoor {
         }
         let made = tokio::time::timeout(self.timeout, async {
             // Its own connection: a stalled consumer never blocks the door.
-            let conn = crate::broker::connect(&self.url, &self.name).await?;
+            let conn = crate::sources::broker::connect(&self.url, &self.name).await?;
             let c = conn.create_channel().await?;
             c.confirm_select(lapin::options::ConfirmSelectOptions::default())
                 .await?;
@@ -119,7 +120,7 @@ impl BrokerDoor {
 
     async fn publish(&self, origin: &Origin, id: &str, body: Vec<u8>) -> Result<()> {
         let c = self.channel().await?;
-        let headers = crate::broker::headers::with(
+        let headers = crate::sources::broker::headers::with(
             None,
             &[
                 ("ce-id", id.to_string()),
@@ -135,7 +136,7 @@ impl BrokerDoor {
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_headers(headers);
-        let r = crate::broker::publish_within(
+        let r = crate::sources::broker::publish_within(
             self.timeout,
             &c,
             &self.topology.exchange(),

@@ -10,8 +10,8 @@ use tracing::{info, warn};
 use super::door::Door;
 use crate::deliver::Poller;
 use crate::flows::message_back::queued_id;
-use crate::seal::Origin;
-use crate::shutdown::Shutdown;
+use crate::secret::seal::Origin;
+use crate::sources::shutdown::Shutdown;
 use crate::store::{Store, Write};
 
 pub use crate::flows::message_back::poll_source as source_name;

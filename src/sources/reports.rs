@@ -9,10 +9,10 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 use crate::deliver::{Report, Reports};
+use crate::engine::metrics::{self, Metrics};
 use crate::error::Result;
-use crate::metrics::{self, Metrics};
 use crate::model::state::AuditAction;
-use crate::shutdown::Shutdown;
+use crate::sources::shutdown::Shutdown;
 use crate::store::{AuditEntry, Store, Write};
 
 /// Reads `destination`'s reports until shutdown.

@@ -421,14 +421,14 @@ impl Store {
         .await
     }
 
-    /// The key that seals event origins (`crate::seal`): made by the first instance to
+    /// The key that seals event origins (`crate::secret::seal`): made by the first instance to
     /// ask, then the same for every instance on this store.
     pub async fn seal_key(&self) -> Result<Vec<u8>> {
         sqlx::query(
             "INSERT INTO gateway_keys (name, key_hex, created_at) VALUES ('origin-seal', $1, $2) \
              ON CONFLICT (name) DO NOTHING",
         )
-        .bind(hex::encode(crate::seal::new_key()))
+        .bind(hex::encode(crate::secret::seal::new_key()))
         .bind(now_ms())
         .execute(&self.pool)
         .await?;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use clw_gateway::broker::Topology;
 use clw_gateway::config::Config;
+use clw_gateway::sources::broker::Topology;
 use futures_util::future::try_join_all;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions,
@@ -45,7 +45,7 @@ pub fn build_destination(
 ) -> std::sync::Arc<clw_gateway::deliver::Destination> {
     let mappings =
         clw_gateway::mapping::MappingSet::load_configured(&repo_path("mappings")).unwrap();
-    let mut schemas = clw_gateway::schema::SchemaSet::default();
+    let mut schemas = clw_gateway::mapping::schema::SchemaSet::default();
     clw_gateway::deliver::Destination::build(name, &destination(text), &mappings, &mut schemas)
         .unwrap_or_else(|e| panic!("{e:?}"))
 }
@@ -642,7 +642,7 @@ pub async fn signed_post(
         .header("X-CLW-Timestamp", ts.to_string())
         .header(
             "X-CLW-Signature",
-            clw_gateway::signing::sign(sign_with.as_bytes(), ts, &bytes),
+            clw_gateway::secret::signing::sign(sign_with.as_bytes(), ts, &bytes),
         )
         .body(bytes)
         .send()
@@ -829,8 +829,10 @@ impl Rabbit {
     /// Declares the topology a configuration's gateway uses (as deploy/rabbitmq/definitions.json
     /// would in production), so a test can publish before the gateway has connected.
     pub async fn declare(&self, config: &Config) -> Topology {
-        let t =
-            clw_gateway::broker::topology(config, config.broker.as_ref().expect("broker config"));
+        let t = clw_gateway::sources::broker::topology(
+            config,
+            config.broker.as_ref().expect("broker config"),
+        );
         t.declare(&self.ch).await.unwrap();
         t
     }

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::{Http, endpoint, host_of};
-use crate::config::Secret;
 use crate::deliver::Build;
 use crate::error::{GatewayError, Result, Stage};
+use crate::secret::Secret;
 
 /// `[destinations.NAME.oauth2]`
 #[derive(Debug, Clone, Deserialize)]

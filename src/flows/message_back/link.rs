@@ -4,7 +4,7 @@ use super::{MessageBackFront, Scope};
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::identifiers::{IdentifierKind, patient_key};
 use crate::model::message_back::MessageBack;
-use crate::seal::Origin;
+use crate::secret::seal::Origin;
 use crate::store::ReferralRecord;
 
 impl MessageBackFront {

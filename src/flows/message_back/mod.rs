@@ -26,7 +26,7 @@ use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, che
 use crate::mapping::CodeMap;
 use crate::model::Flow;
 use crate::model::message_back::MessageBack;
-use crate::seal::{BROKER_USER_HEADER, BROKER_USER_SEAL_HEADER, Opened, Origin, Sealer};
+use crate::secret::seal::{BROKER_USER_HEADER, BROKER_USER_SEAL_HEADER, Opened, Origin, Sealer};
 use crate::store::{ReferralRecord, Store, Write};
 use crate::wiring::{MessageBackWiring, Platform};
 
@@ -81,7 +81,7 @@ pub struct MessageBackFront {
     codes: Arc<CodeMap>,
     wiring_writers: BTreeMap<String, Arc<Destination>>,
     default_writers: Vec<Arc<Destination>>,
-    routes: Option<crate::routing::Routes>,
+    routes: Option<crate::policy::routing::Routes>,
     store: Store,
     max_bytes: usize,
     sealer: Sealer,
@@ -463,7 +463,7 @@ mod tests {
     /// the referral, and a referral that holds no value for it cannot be answered.
     #[test]
     fn a_required_item_the_referral_does_not_hold_cannot_be_answered() {
-        let origin = crate::seal::Origin::Platform("links".into());
+        let origin = crate::secret::seal::Origin::Platform("links".into());
         let require = [PatientItem::Number, PatientItem::DateOfBirth];
         let scope = super::Scope {
             origin: &origin,
