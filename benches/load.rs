@@ -347,8 +347,10 @@ impl World {
         std::fs::write(&config, text)?;
         let loaded = clw_gateway::config::Config::load(Some(config.as_path()), Vec::new())
             .map_err(|e| format!("bench config: {e}"))?;
-        let topology =
-            clw_gateway::sources::broker::topology(&loaded, loaded.broker.as_ref().unwrap());
+        let topology = loaded
+            .transport()
+            .topology(clw_gateway::model::Flow::Referral)
+            .ok_or("bench config has no [broker]")?;
         let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
         let ch = conn.create_channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;

@@ -142,6 +142,11 @@ impl GatewayError {
         Self::permanent(stage, message).at(field)
     }
 
+    /// A configuration problem, naming its key.
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::invalid(Stage::Config, key, message)
+    }
+
     pub fn at(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self

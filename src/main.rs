@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clw_gateway::config::{Config, LogFormat};
 use clw_gateway::error::GatewayError;
-use clw_gateway::sources::{broker, shutdown};
+use clw_gateway::sources::shutdown;
 use clw_gateway::wiring::Wiring;
 use clw_gateway::{app, cli};
 
@@ -241,32 +241,7 @@ async fn run() -> ExitCode {
             cli::status(&config, message_id.as_deref(), json).await
         }
         Command::Purge { dry_run, actor } => cli::purge(&config, dry_run, &actor).await,
-        Command::Topology { vhost } => match &config.broker {
-            Some(b) => {
-                let mut flows = vec![clw_gateway::model::Flow::Referral];
-                if config.message_back().is_some() {
-                    flows.push(clw_gateway::model::Flow::MessageBack);
-                }
-                let topologies: Vec<_> = flows
-                    .into_iter()
-                    .map(|f| broker::flow_topology(&config, b, f))
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&broker::Topology::definitions_of(
-                        &topologies,
-                        &vhost
-                    ))
-                    .unwrap_or_default()
-                );
-                Ok(())
-            }
-            None => Err(GatewayError::invalid(
-                clw_gateway::error::Stage::Config,
-                "broker",
-                "no [broker] configured, so there is no topology",
-            )),
-        },
+        Command::Topology { vhost } => cli::topology(&config, &vhost),
         Command::Mapping { command } => {
             return cli::mapping::run(command, &config).unwrap_or_else(fail);
         }

@@ -9,13 +9,17 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigErrors};
 use crate::deliver::Destination;
 use crate::error::{GatewayError, Stage};
+use crate::flows::message_back::{EVENT_CODES, MessageBackWiring, Platform};
+use crate::flows::referral::ReferralWiring;
+use crate::mapping::MappingSet;
 use crate::mapping::schema::SchemaSet;
 use crate::mapping::spec::{Direction, InputKind};
-use crate::mapping::{CodeMap, Mapping, MappingSet};
-use crate::model::{ConsentState, Flow};
+use crate::model::Flow;
 use crate::policy::routing::Routes;
 
 pub struct Wiring {
+    /// RabbitMQ or the spool: the one place that knows which.
+    pub transport: crate::sources::Transport,
     pub mappings: Arc<MappingSet>,
     /// Every configured destination, built.
     pub destinations: BTreeMap<String, Arc<Destination>>,
@@ -46,68 +50,6 @@ pub struct Operator {
     pub role: crate::config::Role,
     /// None: every programme.
     pub programmes: Option<BTreeSet<String>>,
-}
-
-/// What the message-back flow needs.
-pub struct MessageBackWiring {
-    /// By the name in their door.
-    pub platforms: BTreeMap<String, Arc<Platform>>,
-    /// The code map coded entries come from (`social-prescribing`).
-    pub codes: Arc<CodeMap>,
-    /// Record writers for practices the routes give none.
-    pub default_writers: Vec<Arc<Destination>>,
-    /// Every record writer, by name.
-    pub writers: BTreeMap<String, Arc<Destination>>,
-    pub routes: Option<Routes>,
-    pub no_response_after: std::time::Duration,
-    /// The platform files dropped in the events spool come from.
-    pub spool_platform: Option<String>,
-    pub future_skew: std::time::Duration,
-}
-
-/// A platform that sends events, and what it may answer.
-pub struct Platform {
-    pub name: String,
-    pub mapping: Arc<Mapping>,
-    pub upload_mapping: Arc<Mapping>,
-    pub programme: Option<String>,
-    /// HMAC secrets its HTTP requests may be signed with (current first).
-    pub secrets: Vec<String>,
-    /// The referral destinations it speaks for: its events link only to referrals
-    /// delivered to one of them.
-    pub destinations: BTreeSet<String>,
-    /// Where its own references are recorded: (destination, journal step), for those
-    /// of its destinations whose kind records one.
-    pub references: Vec<(String, &'static str)>,
-    /// The broker user it publishes to the AMQP events door as.
-    pub broker_user: Option<String>,
-    /// What each of its events must say of the patient.
-    pub require_patient: Vec<crate::config::PatientItem>,
-}
-
-impl Platform {
-    /// Whether its mapping sets `referral.platform_reference` itself (so it links by
-    /// reference, which needs a destination that records references).
-    fn maps_reference(&self) -> bool {
-        [&self.mapping, &self.upload_mapping].iter().any(|m| {
-            m.fields
-                .iter()
-                .any(|f| f.to == "referral.platform_reference")
-        })
-    }
-}
-
-/// The code map message-back events are coded from.
-pub const EVENT_CODES: &str = "social-prescribing";
-
-/// What the referral flow needs beyond its destinations.
-pub struct ReferralWiring {
-    /// Practice → programme → destinations; None sends every referral to `destinations`.
-    pub routes: Option<Routes>,
-    /// The destinations referrals can go to (every one a route names, or the fixed list).
-    pub destinations: Vec<Arc<Destination>>,
-    pub consent_not_recorded: ConsentState,
-    pub consent_covers: Vec<crate::policy::CodeRef>,
 }
 
 impl Wiring {
@@ -182,6 +124,7 @@ impl Wiring {
             return Err(ConfigErrors(problems));
         }
         Ok(Wiring {
+            transport: config.transport(),
             console,
             mappings,
             destinations,
@@ -318,7 +261,7 @@ fn problem(key: impl Into<String>, message: impl Into<String>) -> GatewayError {
 /// Wires the message back: its writers (message-back destinations), its platforms'
 /// mappings and secrets, its code map. Problems are pushed, each with its key.
 fn message_back(
-    mb: &crate::config::MessageBackConfig,
+    mb: &crate::flows::message_back::MessageBackConfig,
     mappings: &MappingSet,
     destinations: &BTreeMap<String, Arc<Destination>>,
     routes: Option<&Routes>,

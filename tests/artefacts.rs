@@ -665,7 +665,10 @@ impl Running {
         let topology = config.contains_key("broker").then(|| {
             let parsed = clw_gateway::config::Config::from_toml(&config_text, env.clone())
                 .unwrap_or_else(|e| panic!("the image's configuration: {e}"));
-            clw_gateway::sources::broker::topology(&parsed, parsed.broker.as_ref().unwrap())
+            parsed
+                .transport()
+                .topology(clw_gateway::model::Flow::Referral)
+                .unwrap()
         });
 
         let entrypoint = image.entrypoint();

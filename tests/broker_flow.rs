@@ -4,7 +4,6 @@
 mod common;
 
 use clw_gateway::mapping::schema::CompiledSchema;
-use clw_gateway::sources::broker::dlq;
 use common::*;
 use serde_json::{Value, json};
 
@@ -159,7 +158,7 @@ async fn a_400_is_parked_at_once_with_the_reason_then_replayed_when_fixed() {
     assert_eq!(h.hook.count(), 1);
     h.wait_parked("referral", 1).await;
 
-    let parked = dlq::list(&amqp_url(), &h.t, &h.gw.store).await.unwrap();
+    let parked = common::dlq_list(&h.t, &h.gw.store).await.unwrap();
     assert_eq!(parked.len(), 1);
     let p = &parked[0];
     assert_eq!(p.message_id, id);
@@ -173,8 +172,7 @@ async fn a_400_is_parked_at_once_with_the_reason_then_replayed_when_fixed() {
     assert_eq!(h.rabbit.queue_len(&h.t.parked_queue()).await, 0);
 
     // the receiver is fixed (answers 200 from now on): replay
-    let replayed = dlq::replay(
-        &amqp_url(),
+    let replayed = common::dlq_replay(
         &h.t,
         clw_gateway::sources::parking::Selection::Id(&id),
         &h.gw.store,
@@ -269,7 +267,7 @@ async fn malformed_inputs_are_parked_naming_the_field() {
         );
     }
     h.wait_parked("referral", cases.len()).await;
-    let parked = dlq::list(&amqp_url(), &h.t, &h.gw.store).await.unwrap();
+    let parked = common::dlq_list(&h.t, &h.gw.store).await.unwrap();
     for ((name, _, field), id) in cases.iter().zip(&ids) {
         let p = parked
             .iter()

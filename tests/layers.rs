@@ -7,10 +7,10 @@
 //!   < engine < flows < sources < config, wiring < app, cli, http
 //! ```
 //!
-//! The shape is not there yet (issue 17): the imports that run upward today are listed
-//! in `KNOWN`, each a debt to pay. A new upward import fails this test; paying a debt and
-//! forgetting to strike it from the list fails it too, so the list only shrinks.
-//! `cargo nextest run --test layers --no-capture` prints the whole graph.
+//! Modules of one layer may import each other, but never in a circle. Source files stay
+//! under 600 lines, configuration files (`src/config/`, and each component's own
+//! section file) under 400: a file past that is two things. `cargo nextest run --test
+//! layers --no-capture` prints the whole graph.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -32,19 +32,6 @@ fn layer(module: &str) -> Option<u8> {
         _ => return None,
     })
 }
-
-/// The upward imports `src/` has today, as (from, to): to be removed, never added to.
-const KNOWN: &[(&str, &str)] = &[
-    ("broker", "config"),
-    ("deliver", "config"),
-    ("engine", "config"),
-    ("flows", "config"),
-    ("flows", "wiring"),
-    ("parking", "config"),
-    ("retention", "config"),
-    ("sources", "config"),
-    ("sources", "wiring"),
-];
 
 fn top_level(rel: &Path) -> String {
     let first = rel.components().next().unwrap();
@@ -94,8 +81,8 @@ fn imports(text: &str) -> BTreeSet<String> {
     out
 }
 
-#[test]
-fn no_module_imports_one_above_it_beyond_the_known_debts() {
+/// The graph between top-level modules: who imports whom (tests left out).
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
@@ -115,37 +102,99 @@ fn no_module_imports_one_above_it_beyond_the_known_debts() {
             }
         }
     }
-    let mut unplaced: Vec<&String> = graph.keys().filter(|m| layer(m).is_none()).collect();
-    unplaced.dedup();
-    assert!(
-        unplaced.is_empty(),
-        "modules with no layer (place them in `layer`): {unplaced:?}"
-    );
-    let upward: BTreeSet<(String, String)> = graph
-        .iter()
-        .flat_map(|(from, tos)| tos.iter().map(move |to| (from.clone(), to.clone())))
-        .filter(|(from, to)| layer(to) > layer(from))
-        .collect();
-    let known: BTreeSet<(String, String)> = KNOWN
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+    graph
+}
+
+#[test]
+fn no_module_imports_one_above_it() {
+    let graph = graph();
     for (from, tos) in &graph {
         println!(
             "{from} → {}",
             tos.iter().cloned().collect::<Vec<_>>().join(", ")
         );
     }
-    println!(
-        "{} upward imports (known debts: {})",
-        upward.len(),
-        known.len()
-    );
-    let new: Vec<_> = upward.difference(&known).collect();
-    assert!(new.is_empty(), "imports that run upward: {new:?}");
-    let paid: Vec<_> = known.difference(&upward).collect();
+    let unplaced: Vec<&String> = graph.keys().filter(|m| layer(m).is_none()).collect();
     assert!(
-        paid.is_empty(),
-        "debts paid: strike them from KNOWN so they cannot come back: {paid:?}"
+        unplaced.is_empty(),
+        "modules with no layer (place them in `layer`): {unplaced:?}"
     );
+    let upward: Vec<(String, String)> = graph
+        .iter()
+        .flat_map(|(from, tos)| tos.iter().map(move |to| (from.clone(), to.clone())))
+        .filter(|(from, to)| layer(to) > layer(from))
+        .collect();
+    println!("{} upward imports", upward.len());
+    assert!(upward.is_empty(), "imports that run upward: {upward:?}");
+}
+
+#[test]
+fn no_modules_import_each_other_in_a_circle() {
+    let graph = graph();
+    // Depth-first search for a back edge, reporting the circle it closes.
+    fn visit(
+        m: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut circle = path[i..].to_vec();
+            circle.push(m.to_string());
+            return Some(circle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for to in graph.get(m).into_iter().flatten() {
+            if let Some(c) = visit(to, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for m in graph.keys() {
+        let circle = visit(m, &graph, &mut Vec::new(), &mut done);
+        assert!(
+            circle.is_none(),
+            "an import circle: {}",
+            circle.unwrap().join(" → ")
+        );
+    }
+}
+
+/// A configuration file: the composition in `src/config/`, or a component's own section.
+fn is_configuration(rel: &Path, text: &str) -> bool {
+    rel.starts_with("config")
+        || (rel.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n == "config.rs" || n == "settings.rs" || n.ends_with("_config.rs")
+        }) && text.contains("#[derive(")
+            && text.contains("Deserialize"))
+}
+
+#[test]
+fn no_source_file_over_600_lines_nor_configuration_file_over_400() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut over = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let text = std::fs::read_to_string(f).unwrap();
+        let lines = text.lines().count();
+        let limit = if is_configuration(rel, &text) {
+            400
+        } else {
+            600
+        };
+        if lines > limit {
+            over.push(format!("{} ({lines} > {limit})", rel.display()));
+        }
+    }
+    assert!(over.is_empty(), "files too long: {over:?}");
 }

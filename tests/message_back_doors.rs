@@ -522,9 +522,7 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
         .await;
     let _ = stranger.conn.close(200, "done".into()).await;
     h.wait_parked("message-back", 5).await;
-    let parked = clw_gateway::sources::broker::dlq::list(&amqp_url(), &events, &h.gw.store)
-        .await
-        .unwrap();
+    let parked = common::dlq_list(&events, &h.gw.store).await.unwrap();
     let mut fields: Vec<String> = parked.iter().filter_map(|p| p.field.clone()).collect();
     fields.sort();
     assert_eq!(

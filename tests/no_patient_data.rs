@@ -123,9 +123,7 @@ async fn no_patient_value_leaves_in_logs_headers_reason_files_or_operator_output
     h.wait_state(&declined, "withheld").await;
     h.wait_parked("referral", 3).await;
 
-    let parked = clw_gateway::sources::broker::dlq::list(&amqp_url(), &h.t, &h.gw.store)
-        .await
-        .unwrap();
+    let parked = common::dlq_list(&h.t, &h.gw.store).await.unwrap();
     assert_eq!(parked.len(), 3);
     assert_clean("parking headers", &format!("{parked:?}"));
 

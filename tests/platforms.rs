@@ -415,8 +415,7 @@ async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
     h.wait_parked("referral", 1).await;
 
     // Replayed as it is: still unknown, still not sent again.
-    clw_gateway::sources::broker::dlq::replay(
-        &amqp_url(),
+    common::dlq_replay(
         &h.t,
         clw_gateway::sources::parking::Selection::Id(&id),
         &h.gw.store,
@@ -430,8 +429,7 @@ async fn a_lost_lamplight_answer_is_parked_as_unknown_never_resent() {
         .resolve("referral", &id, "lamplight", true, "tester")
         .await
         .unwrap();
-    clw_gateway::sources::broker::dlq::replay(
-        &amqp_url(),
+    common::dlq_replay(
         &h.t,
         clw_gateway::sources::parking::Selection::Id(&id),
         &h.gw.store,

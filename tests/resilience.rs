@@ -334,7 +334,7 @@ async fn a_panicking_handler_in_spool_mode_parks_its_file_with_a_reason() {
     let engine = Arc::new(clw_gateway::engine::Engine::new(
         store.clone(),
         metrics.clone(),
-        &config,
+        config.engine(),
     ));
     let pipeline = Arc::new(clw_gateway::engine::Pipeline::new(engine, Box::new(Panics)));
     let dirs =

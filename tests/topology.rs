@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use clw_gateway::sources::broker::{dlq, headers};
+use clw_gateway::sources::broker::headers;
 use clw_gateway::sources::parking::Selection;
 use common::*;
 
@@ -80,12 +80,12 @@ async fn listing_the_parking_queue_fifty_times_loses_nothing() {
     let first = h.wait_parked("referral", 3).await;
     let keys: BTreeSet<String> = first.iter().map(|p| p.key.clone()).collect();
     for round in 0..50 {
-        let listed = dlq::list(&amqp_url(), &h.t, &h.gw.store).await.unwrap();
+        let listed = common::dlq_list(&h.t, &h.gw.store).await.unwrap();
         let now: BTreeSet<String> = listed.iter().map(|p| p.key.clone()).collect();
         assert_eq!(now, keys, "round {round}");
     }
     // Still all there, each with what a person needs to act on it, and the body kept.
-    let listed = dlq::list(&amqp_url(), &h.t, &h.gw.store).await.unwrap();
+    let listed = common::dlq_list(&h.t, &h.gw.store).await.unwrap();
     let listed_ids: BTreeSet<&str> = listed.iter().map(|p| p.message_id.as_str()).collect();
     assert_eq!(listed_ids, ids.iter().map(String::as_str).collect());
     for p in &listed {
@@ -117,7 +117,7 @@ async fn replay_all_replays_each_parked_message_once_and_stops() {
         h.publish(id, &referral()).await;
     }
     h.wait_parked("referral", 4).await;
-    let done = dlq::replay(&amqp_url(), &h.t, Selection::All, &h.gw.store, "tester")
+    let done = common::dlq_replay(&h.t, Selection::All, &h.gw.store, "tester")
         .await
         .unwrap();
     assert_eq!(done.not_replayable.len(), 1, "{:?}", done.not_replayable);
@@ -172,7 +172,7 @@ async fn a_message_parked_while_no_gateway_runs_is_listed_and_replayed_from_the_
         )
         .await;
     let (store, _dir) = temp_store().await;
-    let listed = dlq::list(&amqp_url(), &t, &store).await.unwrap();
+    let listed = common::dlq_list(&t, &store).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].message_id, id);
     assert_eq!(listed[0].stage, "broker");
@@ -183,7 +183,7 @@ async fn a_message_parked_while_no_gateway_runs_is_listed_and_replayed_from_the_
     );
 
     // Replayed from the store into the flow's queue, unchanged.
-    let replayed = dlq::replay(&amqp_url(), &t, Selection::Id(&id), &store, "tester")
+    let replayed = common::dlq_replay(&t, Selection::Id(&id), &store, "tester")
         .await
         .unwrap()
         .ids;
@@ -192,7 +192,7 @@ async fn a_message_parked_while_no_gateway_runs_is_listed_and_replayed_from_the_
         (rabbit.queue_len(&t.queue()).await == 1).then_some(())
     })
     .await;
-    assert!(dlq::list(&amqp_url(), &t, &store).await.unwrap().is_empty());
+    assert!(common::dlq_list(&t, &store).await.unwrap().is_empty());
     let audit = store.audit("referral", &id).await.unwrap();
     assert!(
         audit

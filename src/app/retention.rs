@@ -86,7 +86,7 @@ pub async fn purge(config: &Config, store: &Store, actor: &str, dry: bool) -> Re
     let spool = config.spool_dir();
     let mut done = Vec::new();
     let mut failed = Vec::new();
-    for flow in ["referrals", "events"] {
+    for flow in crate::flows::FLOWS.iter().map(|r| r.spool_folder) {
         done.extend(old_files(&spool.join(flow).join("done"), ago(r.spool_done)));
         failed.extend(old_files(&spool.join(flow).join("failed"), ago(r.bodies)));
     }
@@ -156,7 +156,7 @@ pub async fn purge(config: &Config, store: &Store, actor: &str, dry: bool) -> Re
 }
 
 /// The configured period of a kind, as written in the configuration.
-fn period(r: &crate::config::RetentionConfig, kind: &str) -> String {
+fn period(r: &crate::store::RetentionConfig, kind: &str) -> String {
     let d = match kind {
         "spool_done" => r.spool_done,
         "spool_failed" | "bodies" => r.bodies,

@@ -17,14 +17,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 
 use crate::config::Config;
-use crate::engine::metrics::Metrics;
-use crate::engine::{Engine, Pipeline};
 use crate::error::{GatewayError, Result, Stage};
-use crate::flows::referral::ReferralFront;
-use crate::sources::broker::{self, BrokerSource};
-use crate::sources::shutdown;
-use crate::store::Store;
-use crate::wiring::Wiring;
+use crate::sources::broker;
 
 /// The referral every benchmark message carries (a UK Core message Bundle).
 pub const SAMPLE_REFERRAL: &str = include_str!("../../examples/referral-bundle.json");
@@ -165,7 +159,7 @@ async fn end_to_end(
     let (hook, delivered) = receiver().await?;
     let config = Config::from_toml(
         &format!(
-            "[gateway]\ninstance = \"bench-{run}\"\n[store]\nurl = \"sqlite://{}/bench.db?mode=rwc\"\n\
+            "[gateway]\ninstance = \"bench-{run}\"\n[http]\nenabled = false\n[store]\nurl = \"sqlite://{}/bench.db?mode=rwc\"\n\
              [broker]\nurl = \"{url}\"\nprefix = \"bench-{run}\"\nprefetch = {}\n\
              [retry]\ntiers = [\"1s\"]\n[referrals]\ndestinations = [\"hook\"]\n\
              [destinations.hook]\nkind = \"webhook\"\nurl = \"{hook}\"\n\
@@ -176,46 +170,17 @@ async fn end_to_end(
         Vec::new(),
     )
     .map_err(|e| GatewayError::permanent(Stage::Config, e.to_string()))?;
-    let b = config
-        .broker
-        .clone()
+    let topology = config
+        .transport()
+        .topology(crate::model::Flow::Referral)
         .ok_or_else(|| GatewayError::permanent(Stage::Config, "bench config has no [broker]"))?;
-    let topology = broker::topology(&config, &b);
     topology.declare(ch).await?;
     publish_n(ch, &topology.exchange(), "referral.new", args.messages, run).await?;
 
-    let store = Store::connect_with(
-        &config.store_url(),
-        config.store.max_connections,
-        config.store.batch_max,
-        config.store.timeouts(),
-    )
-    .await?;
-    let wiring = Wiring::build(&config).map_err(|e| e.into_error())?;
-    let metrics = Metrics::new();
-    let engine = Arc::new(Engine::new(store.clone(), metrics.clone(), &config));
-    let pipeline = Arc::new(Pipeline::new(
-        engine,
-        Box::new(ReferralFront::new(
-            &wiring.referrals,
-            config.intake.max_message_bytes,
-        )),
-    ));
-    let (trigger, shutdown) = shutdown::channel();
-    let source = BrokerSource {
-        url: url.to_string(),
-        name: format!("bench-{run}"),
-        prefetch: args.prefetch,
-        topology: topology.clone(),
-        pipeline,
-        status: Arc::new(crate::engine::SourceStatus::new("referral", &metrics)),
-        budget: Arc::new(tokio::sync::Semaphore::new(16 << 20)),
-        budget_bytes: 16 << 20,
-        confirm_timeout: crate::sources::broker::CONFIRM_TIMEOUT,
-        sealer: crate::secret::seal::Sealer::new(&store.seal_key().await?),
-    };
+    // The same application `serve` runs, built the same way.
     let started = Instant::now();
-    let task = tokio::spawn(async move { source.run(shutdown).await });
+    let running = crate::app::start(config).await?;
+
     let deadline = Instant::now() + Duration::from_secs(600);
     while delivered.load(Ordering::Relaxed) < args.messages && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -238,9 +203,7 @@ async fn end_to_end(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
-    trigger.trigger();
-    let _ = task.await;
-    store.close().await;
+    running.stop().await?;
     let got = delivered.load(Ordering::Relaxed);
     for q in topology.queue_names() {
         ch.queue_delete(ShortString::from(q), QueueDeleteOptions::default())

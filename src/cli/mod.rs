@@ -13,6 +13,7 @@ use crate::error::{GatewayError, Result, Stage};
 use crate::sources::broker;
 use crate::sources::parking;
 use crate::store::Store;
+use crate::store::timeline::ms;
 use crate::wiring::Wiring;
 
 async fn store(config: &Config) -> Result<Store> {
@@ -27,7 +28,7 @@ async fn store(config: &Config) -> Result<Store> {
 
 /// What a platform may answer, as `check` reports it: the destinations it speaks for,
 /// whether it can link by reference, its AMQP binding and the patient items it must give.
-fn platform_line(p: &crate::wiring::Platform) -> String {
+fn platform_line(p: &crate::flows::message_back::Platform) -> String {
     let speaks: Vec<&str> = p.destinations.iter().map(String::as_str).collect();
     let references = match p.references.as_slice() {
         [] => "cannot link by platform_reference (none of its destinations records references)"
@@ -110,20 +111,40 @@ pub async fn check(config: &Config) -> ExitCode {
         }
         Err(e) => line(false, format!("store: {}", e.reason())),
     }
-    if let Some(b) = &config.broker {
-        match broker::connect(&b.url, "clw-gateway check").await {
-            Ok(c) => {
-                let _ = c.close(200, "check".into()).await;
-                line(true, "broker".into());
-            }
-            Err(e) => line(false, format!("broker: {}", e.reason())),
-        }
+    match config.transport().reachable().await {
+        Some(Ok(())) => line(true, "broker".into()),
+        Some(Err(e)) => line(false, format!("broker: {}", e.reason())),
+        None => {}
     }
     if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Prints the broker's exchanges and queues for every flow that is on, as RabbitMQ
+/// definitions.
+pub fn topology(config: &Config, vhost: &str) -> Result<()> {
+    let transport = config.transport();
+    let topologies: Vec<_> = config
+        .flows_on()
+        .into_iter()
+        .filter_map(|f| transport.topology(f))
+        .collect();
+    if topologies.is_empty() {
+        return Err(GatewayError::invalid(
+            Stage::Config,
+            "broker",
+            "no [broker] configured, so there is no topology",
+        ));
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&broker::Topology::definitions_of(&topologies, vhost))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// A flow named on the command line.
@@ -138,7 +159,7 @@ pub async fn dlq_list(config: &Config, flow: &str) -> Result<()> {
     let store = store(config).await?;
     // A broker that cannot be reached does not hide what the store already holds: the
     // list is printed, then the command fails saying it may be incomplete.
-    let swept = parking::sweep(config, flow, &store).await;
+    let swept = config.transport().sweep(flow, &store).await;
     let listed = store
         .parked(Some(flow.as_str()), Some(crate::store::PARKED), i64::MAX)
         .await;
@@ -188,14 +209,10 @@ pub async fn dlq_replay(
         (Some(id), false) => parking::Selection::Id(id),
         _ => parking::Selection::All,
     };
-    let replayed = async {
-        parking::sweep(config, flow, &store).await?;
-        let target = parking::target(config, flow).await?;
-        let r = parking::replay(&target, &store, flow, selection, actor).await;
-        target.close().await;
-        r
-    }
-    .await;
+    let replayed = config
+        .transport()
+        .replay(flow, &store, selection, actor)
+        .await;
     store.close().await;
     let replayed = replayed?;
     for id in &replayed.ids {
@@ -233,7 +250,7 @@ pub async fn dlq_dismiss(
     }
     let store = store(config).await?;
     let dismissed = async {
-        parking::sweep(config, flow, &store).await?;
+        config.transport().sweep(flow, &store).await?;
         let mut n = 0;
         for p in store
             .parked(Some(flow.as_str()), Some(crate::store::PARKED), i64::MAX)
@@ -316,10 +333,7 @@ pub async fn status(config: &Config, id: Option<&str>, as_json: bool) -> Result<
 
 async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<()> {
     let Some(id) = id else {
-        for flow in [
-            crate::model::Flow::Referral,
-            crate::model::Flow::MessageBack,
-        ] {
+        for flow in crate::flows::FLOWS.iter().map(|r| r.flow) {
             for (state, n) in store.count_by_state(flow.as_str()).await? {
                 println!("{flow}\t{state}\t{n}");
             }
@@ -338,7 +352,7 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
         let deliveries = store.deliveries(&m.flow, &m.message_id).await?;
         let audit = store.audit(&m.flow, &m.message_id).await?;
         let timeline = match m.flow.as_str() {
-            "referral" => referral_timeline(store, &m.message_id).await?,
+            "referral" => crate::store::timeline::referral_timeline(store, &m.message_id).await?,
             _ => None,
         };
         if as_json {
@@ -410,58 +424,6 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
     Ok(())
 }
 
-/// A referral's life after it was sent: its state, counts, and each event with what
-/// was written where. None when the store keeps no referral record for it.
-/// A referral's story for `status` and the console: where it went, each event back and
-/// what each record writer did.
-pub async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_json::Value>> {
-    let Some(r) = store.referral(id).await? else {
-        return Ok(None);
-    };
-    let events = store.referral_events(id).await?;
-    let count = |k: &str| events.iter().filter(|e| e.kind == k).count();
-    let mut entries = Vec::new();
-    for e in &events {
-        let written: Vec<serde_json::Value> = store
-            .deliveries("message-back", &e.event_message_id)
-            .await?
-            .iter()
-            .map(|d| json!({"destination": d.destination, "state": d.state}))
-            .collect();
-        let state = store
-            .message("message-back", &e.event_message_id)
-            .await?
-            .map(|m| m.state);
-        entries.push(json!({
-            "occurred_at": e.occurred_at, "kind": e.kind, "detail": e.detail,
-            "event": e.event_message_id, "state": state, "written": written,
-        }));
-    }
-    Ok(Some(json!({
-        "programme": r.programme,
-        "practice": r.practice,
-        "sent_at": ms(r.created_at),
-        "state": crate::store::derived_state(&events),
-        "counts": {
-            "contacts": count("contact"),
-            "scores": count("assessment"),
-            "onward_referrals": count("onward-referral"),
-        },
-        "timeline": entries,
-    })))
-}
-
-/// "destination: state" for each writer a timeline entry went to.
-pub fn written_to(entry: &serde_json::Value) -> Vec<String> {
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-    entry["written"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|w| format!("{}: {}", s(&w["destination"]), s(&w["state"])))
-        .collect()
-}
-
 fn print_timeline(t: &serde_json::Value) {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     println!(
@@ -475,7 +437,7 @@ fn print_timeline(t: &serde_json::Value) {
     );
     println!("timeline  {} sent", s(&t["sent_at"]));
     for e in t["timeline"].as_array().into_iter().flatten() {
-        let written = written_to(e);
+        let written = crate::store::timeline::written_to(e);
         println!(
             "timeline  {} {}{} [{}] → {}",
             s(&e["occurred_at"]),
@@ -492,10 +454,4 @@ fn print_timeline(t: &serde_json::Value) {
             }
         );
     }
-}
-
-fn ms(t: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(t)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
 }

@@ -1,12 +1,12 @@
 //! Typed configuration: a TOML file, then `CLW_SECTION__KEY=value` environment overrides,
-//! validated at start-up with errors that name the offending key.
+//! validated at start-up with errors that name the offending key. Each component owns
+//! its section — the type and its checks live beside the code that reads it — and this
+//! module only composes them (plus the sections of the layers above every component:
+//! the instance, HTTP, logging and the console).
 
 mod console;
 mod env;
-mod message_back;
 
-use crate::model::ConsentState;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,11 +16,19 @@ use serde::Deserialize;
 
 use crate::error::{GatewayError, Stage};
 
-pub use crate::deliver::DestinationConfig;
+pub use crate::deliver::{DestinationConfig, Destinations};
+pub use crate::engine::{EngineSettings, RetryConfig};
+pub use crate::flows::FlowConfig;
+pub use crate::flows::message_back::{MessageBackConfig, PatientItem, PlatformConfig};
+pub use crate::intake::IntakeConfig;
+pub use crate::mapping::MappingsConfig;
 pub use crate::secret::Secret;
+pub use crate::sources::broker::BrokerConfig;
+pub use crate::sources::ingress::IngressConfig;
+pub use crate::sources::spool::SpoolConfig;
+pub use crate::store::{RetentionConfig, StoreConfig};
 pub use console::{ConsoleConfig, OperatorConfig, Role};
 pub use env::apply_env_overrides;
-pub use message_back::{IngressConfig, MessageBackConfig, PatientItem, PlatformConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,67 +67,6 @@ pub struct Config {
     pub retention: RetentionConfig,
 }
 
-/// How long each kind of data is kept; applied every `every` by the running service
-/// and by `clw-gateway purge`. Audit rows outlive every payload.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetentionConfig {
-    #[serde(with = "humantime_serde")]
-    pub every: Duration,
-    /// Processed files in each flow's spool `done/` folder.
-    #[serde(with = "humantime_serde")]
-    pub spool_done: Duration,
-    /// Files written by `file` destinations and practice-folder documents.
-    #[serde(with = "humantime_serde")]
-    pub outboxes: Duration,
-    /// CSV sheet files.
-    #[serde(with = "humantime_serde")]
-    pub sheets: Duration,
-    /// Bodies of parked messages (in the store and the spool's `failed/` folder).
-    #[serde(with = "humantime_serde")]
-    pub bodies: Duration,
-    /// The referral records message-back events are linked to.
-    #[serde(with = "humantime_serde")]
-    pub referrals: Duration,
-    /// Message, delivery, journal and parked rows.
-    #[serde(with = "humantime_serde")]
-    pub rows: Duration,
-    /// Audit rows.
-    #[serde(with = "humantime_serde")]
-    pub audit: Duration,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        let days = |n: u64| Duration::from_secs(n * 86_400);
-        RetentionConfig {
-            every: Duration::from_secs(3600),
-            spool_done: days(7),
-            outboxes: days(30),
-            sheets: days(90),
-            bodies: days(30),
-            referrals: days(400),
-            rows: days(400),
-            audit: days(8 * 365 + 2),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MappingsConfig {
-    /// Mapping files and `codes/` code maps; loaded and validated at start-up when present.
-    pub dir: PathBuf,
-}
-
-impl Default for MappingsConfig {
-    fn default() -> Self {
-        MappingsConfig {
-            dir: PathBuf::from("mappings"),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySection {
@@ -145,44 +92,6 @@ impl Default for GatewaySection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// `sqlite://path/to/file.db` or `postgres://user@host/db`. Default: SQLite in data_dir.
-    pub url: Option<String>,
-    pub max_connections: u32,
-    /// Most writes grouped into one transaction by the store writer.
-    pub batch_max: usize,
-    /// Longest wait for a connection from the pool.
-    #[serde(with = "humantime_serde")]
-    pub acquire_timeout: Duration,
-    /// Longest a statement (or one batch of writes) may run before the store is
-    /// reported unavailable.
-    #[serde(with = "humantime_serde")]
-    pub statement_timeout: Duration,
-}
-
-impl StoreConfig {
-    pub fn timeouts(&self) -> crate::store::Timeouts {
-        crate::store::Timeouts {
-            acquire: self.acquire_timeout,
-            statement: self.statement_timeout,
-        }
-    }
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            url: None,
-            max_connections: 8,
-            batch_max: 256,
-            acquire_timeout: Duration::from_secs(10),
-            statement_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// /healthz, /readyz and /metrics. Set `enabled = false` to run without.
     pub enabled: bool,
@@ -202,252 +111,6 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(10),
             max_connections: 256,
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerConfig {
-    /// `amqp://user:pass@host:5672/%2f` or `amqps://...` (TLS via rustls).
-    pub url: String,
-    /// Prefix of every exchange and queue name (`clw.referral`, `clw.referral.parked`, ...).
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-    /// Unacknowledged messages held at once per consumer; also the processing concurrency.
-    #[serde(default = "default_prefetch")]
-    pub prefetch: u16,
-    /// Redeliveries after which RabbitMQ itself dead-letters a message (x-delivery-limit).
-    #[serde(default = "default_delivery_limit")]
-    pub delivery_limit: u32,
-    /// Longest wait for the broker to confirm a publish (a retry, a parking); past it
-    /// the message goes back to the queue and /readyz reports not ready.
-    #[serde(default = "default_confirm_timeout", with = "humantime_serde")]
-    pub confirm_timeout: Duration,
-}
-
-fn default_confirm_timeout() -> Duration {
-    crate::sources::broker::CONFIRM_TIMEOUT
-}
-
-fn default_prefix() -> String {
-    "clw".into()
-}
-fn default_prefetch() -> u16 {
-    64
-}
-fn default_delivery_limit() -> u32 {
-    20
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpoolConfig {
-    /// Holds inbox/, processing/, done/ and failed/ for each flow. Default: data_dir/spool.
-    pub dir: Option<PathBuf>,
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// Files processed at once.
-    pub concurrency: usize,
-}
-
-impl Default for SpoolConfig {
-    fn default() -> Self {
-        SpoolConfig {
-            dir: None,
-            poll_interval: Duration::from_millis(500),
-            concurrency: 4,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IntakeConfig {
-    /// Bodies larger than this are refused before they are parsed.
-    pub max_message_bytes: usize,
-    /// Bytes of message bodies held in flight at once, per consumer; past it, consuming
-    /// waits (prefetch × the largest body is more than a small pod has).
-    pub max_in_flight_bytes: usize,
-}
-
-impl Default for IntakeConfig {
-    fn default() -> Self {
-        IntakeConfig {
-            max_message_bytes: 1024 * 1024,
-            max_in_flight_bytes: 16 * 1024 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Delay of each retry tier; after the last, a message is parked.
-    #[serde(with = "humantime_serde_vec")]
-    pub tiers: Vec<Duration>,
-    /// How often a paused destination (it answered 401, 403 or 404) is probed with
-    /// one message.
-    #[serde(with = "humantime_serde")]
-    pub probe_every: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            tiers: [5, 30, 300, 1800]
-                .into_iter()
-                .map(Duration::from_secs)
-                .collect(),
-            probe_every: Duration::from_secs(60),
-        }
-    }
-}
-
-mod humantime_serde_vec {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .iter()
-            .map(|s| humantime::parse_duration(s).map_err(serde::de::Error::custom))
-            .collect()
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowConfig {
-    /// Destinations every referral is delivered to (when no `routes` file is given).
-    #[serde(default = "default_flow_destinations")]
-    pub destinations: Vec<String>,
-    /// A routes file (practice → programme → destinations); replaces `destinations`.
-    #[serde(default)]
-    pub routes: Option<PathBuf>,
-    /// What a referral without a Consent resource may share.
-    #[serde(default = "default_consent_not_recorded")]
-    pub consent_not_recorded: ConsentState,
-    /// The scope, category or purpose codes that make a Consent consent to share with
-    /// a social prescribing service; any other active Consent is read as not recorded.
-    /// Empty by default: no national code says so, each deployment decides.
-    #[serde(default)]
-    pub consent_covers: Vec<crate::policy::CodeRef>,
-}
-
-fn default_flow_destinations() -> Vec<String> {
-    vec!["outbox".into()]
-}
-/// Without a recorded decision, share codes but no narrative.
-fn default_consent_not_recorded() -> ConsentState {
-    ConsentState::CodesOnly
-}
-
-impl Default for FlowConfig {
-    fn default() -> Self {
-        FlowConfig {
-            destinations: default_flow_destinations(),
-            routes: None,
-            consent_not_recorded: default_consent_not_recorded(),
-            consent_covers: Vec::new(),
-        }
-    }
-}
-
-/// Every `[destinations.NAME]`, each parsed on its own so one bad entry does not hide
-/// the problems of the others.
-#[derive(Debug, Clone)]
-pub struct Destinations {
-    pub parsed: BTreeMap<String, DestinationConfig>,
-    /// Entries that did not parse, each naming its key.
-    pub problems: Vec<GatewayError>,
-    /// Every configured name, parsed or not.
-    pub names: Vec<String>,
-    /// No [destinations] was given: the embedded default's.
-    pub defaulted: bool,
-}
-
-impl Destinations {
-    pub fn get(&self, name: &str) -> Option<&DestinationConfig> {
-        self.parsed.get(name)
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n == name)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &DestinationConfig)> {
-        self.parsed.iter()
-    }
-
-    pub fn insert(&mut self, name: &str, d: DestinationConfig) {
-        if !self.contains(name) {
-            self.names.push(name.to_string());
-        }
-        self.parsed.insert(name.to_string(), d);
-    }
-
-    fn from_tables(tables: BTreeMap<String, toml::Value>) -> Destinations {
-        let mut out = Destinations {
-            parsed: BTreeMap::new(),
-            problems: Vec::new(),
-            names: tables.keys().cloned().collect(),
-            defaulted: false,
-        };
-        for (name, value) in tables {
-            match serde_path_to_error::deserialize::<_, DestinationConfig>(value) {
-                Ok(d) => {
-                    out.parsed.insert(name, d);
-                }
-                Err(e) => {
-                    let path = e.path().to_string();
-                    let key = if path == "." || path.is_empty() {
-                        format!("destinations.{name}")
-                    } else {
-                        format!("destinations.{name}.{path}")
-                    };
-                    let message = e.into_inner().message().to_string();
-                    out.problems.push(config_error(key, message));
-                }
-            }
-        }
-        out
-    }
-}
-
-impl<'de> Deserialize<'de> for Destinations {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Destinations::from_tables(BTreeMap::deserialize(d)?))
-    }
-}
-
-impl Default for Destinations {
-    fn default() -> Self {
-        Destinations::embedded(Path::new("data"))
-    }
-}
-
-impl Destinations {
-    /// The embedded default, under `data_dir`: the PRSB referral JSON as a file per
-    /// referral, and each message-back event as a document in the practice folder.
-    pub fn embedded(data_dir: &Path) -> Destinations {
-        let dir = |rel: &str| toml::Value::String(data_dir.join(rel).display().to_string());
-        let mut outbox = toml::toml! {
-            kind = "file"
-            allow = ["person_demographics", "contact_preferences", "referral_details",
-                     "referrer_details", "gp_practice", "referred_to", "consent"]
-        };
-        outbox.insert("dir".into(), dir("outbox/referrals"));
-        let mut practice = toml::toml! {
-            kind = "practice-folder"
-            allow = ["event", "headline", "coded", "summary", "referral", "patient", "practice"]
-        };
-        practice.insert("dir".into(), dir("practice"));
-        let mut d = Destinations::from_tables(BTreeMap::from([
-            ("outbox".to_string(), toml::Value::Table(outbox)),
-            ("practice-folder".to_string(), toml::Value::Table(practice)),
-        ]));
-        d.defaulted = true;
-        d
     }
 }
 
@@ -504,10 +167,6 @@ impl ConfigErrors {
     }
 }
 
-pub(crate) fn config_error(key: impl Into<String>, message: impl Into<String>) -> GatewayError {
-    GatewayError::invalid(Stage::Config, key, message)
-}
-
 impl Config {
     /// Loads `path` (or the built-in defaults when None), applies environment overrides
     /// from `vars`, and validates.
@@ -527,7 +186,7 @@ impl Config {
     ) -> Result<Config, ConfigErrors> {
         let text = match path {
             Some(p) => std::fs::read_to_string(p).map_err(|e| {
-                ConfigErrors(vec![config_error(
+                ConfigErrors(vec![GatewayError::config(
                     p.display().to_string(),
                     format!("cannot read: {e}"),
                 )])
@@ -549,7 +208,7 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigErrors(vec![config_error(
+            ConfigErrors(vec![GatewayError::config(
                 "(file)",
                 format!("not valid TOML: {}", e.message()),
             )])
@@ -558,7 +217,7 @@ impl Config {
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let key = e.path().to_string();
-                ConfigErrors(vec![config_error(
+                ConfigErrors(vec![GatewayError::config(
                     key,
                     e.into_inner().message().to_string(),
                 )])
@@ -578,120 +237,57 @@ impl Config {
         }
     }
 
-    /// Every semantic problem in the configuration itself, each naming its key.
+    /// Every semantic problem in the configuration itself, each naming its key: each
+    /// section's own checks.
     pub fn problems(&self) -> Vec<GatewayError> {
-        let mut errs = Vec::new();
-        if self.referrals.consent_not_recorded == ConsentState::NotRecorded {
-            errs.push(config_error(
-                "referrals.consent_not_recorded",
-                "must be full, codes-only or declined",
-            ));
-        }
-        if let Some(b) = &self.broker {
-            if !(b.url.starts_with("amqp://") || b.url.starts_with("amqps://")) {
-                errs.push(config_error(
-                    "broker.url",
-                    "must start with amqp:// or amqps://",
-                ));
-            }
-            if b.prefetch == 0 {
-                errs.push(config_error("broker.prefetch", "must be at least 1"));
-            }
-            if b.prefix.is_empty() || b.prefix.contains(char::is_whitespace) {
-                errs.push(config_error(
-                    "broker.prefix",
-                    "must be a non-empty name without spaces",
-                ));
-            }
-        }
-        if let Some(url) = &self.store.url
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-        {
-            errs.push(config_error(
-                "store.url",
-                "must be a sqlite: or postgres:// URL",
-            ));
-        }
-        if self.store.batch_max == 0 {
-            errs.push(config_error("store.batch_max", "must be at least 1"));
-        }
-        let r = &self.retention;
-        if r.every < Duration::from_secs(1) {
-            errs.push(config_error("retention.every", "must be at least 1s"));
-        }
-        for (key, payload) in [
-            ("retention.spool_done", r.spool_done),
-            ("retention.outboxes", r.outboxes),
-            ("retention.sheets", r.sheets),
-            ("retention.bodies", r.bodies),
-            ("retention.referrals", r.referrals),
-            ("retention.rows", r.rows),
-        ] {
-            if r.audit < payload {
-                errs.push(config_error(
-                    "retention.audit",
-                    format!("must be at least {key}: the audit trail outlives every payload"),
-                ));
-            }
-        }
-        for (key, d) in [
-            ("store.acquire_timeout", self.store.acquire_timeout),
-            ("store.statement_timeout", self.store.statement_timeout),
-        ] {
-            if d < Duration::from_millis(100) {
-                errs.push(config_error(key, "must be at least 100ms"));
-            }
-        }
-        if self.retry.tiers.iter().any(Duration::is_zero) {
-            errs.push(config_error(
-                "retry.tiers",
-                "every tier needs a delay above zero",
-            ));
-        }
-        if self.intake.max_in_flight_bytes < self.intake.max_message_bytes {
-            errs.push(config_error(
-                "intake.max_in_flight_bytes",
-                "must be at least intake.max_message_bytes",
-            ));
-        }
-        if self.intake.max_in_flight_bytes > u32::MAX as usize {
-            errs.push(config_error(
-                "intake.max_in_flight_bytes",
-                "must be at most 4 GiB",
-            ));
-        }
-        if self.intake.max_message_bytes == 0 {
-            errs.push(config_error(
-                "intake.max_message_bytes",
-                "must be above zero",
-            ));
-        }
-        if self.spool.concurrency == 0 {
-            errs.push(config_error("spool.concurrency", "must be at least 1"));
-        }
-        // With a routes file the routes name the destinations (checked when it loads).
-        let fixed: &[String] = match self.referrals.routes {
-            Some(_) => &[],
-            None => &self.referrals.destinations,
-        };
-        if self.referrals.routes.is_none() && fixed.is_empty() {
-            errs.push(config_error(
-                "referrals.destinations",
-                "name at least one destination",
-            ));
-        }
-        for (i, name) in fixed.iter().enumerate() {
-            if !self.destinations.contains(name) {
-                errs.push(config_error(
-                    format!("referrals.destinations[{i}]"),
-                    format!("no destination named {name:?} in [destinations]"),
-                ));
-            }
-        }
+        let mut errs = self
+            .referrals
+            .problems(|name| self.destinations.contains(name));
+        errs.extend(self.broker.iter().flat_map(BrokerConfig::problems));
+        errs.extend(self.store.problems());
+        errs.extend(self.retention.problems());
+        errs.extend(self.retry.problems());
+        errs.extend(self.intake.problems());
+        errs.extend(self.spool.problems());
         errs.extend(self.destinations.problems.iter().cloned());
         errs
+    }
+
+    /// The one transport: RabbitMQ when `[broker]` is given, else the spool folders.
+    pub fn transport(&self) -> crate::sources::Transport {
+        use crate::sources::transport::{Broker, Spool, Transport};
+        match &self.broker {
+            Some(b) => Transport::Broker(Broker {
+                config: b.clone(),
+                tiers: self.retry.tiers.clone(),
+                instance: self.gateway.instance.clone(),
+                max_in_flight_bytes: self.intake.max_in_flight_bytes,
+            }),
+            None => Transport::Spool(Spool {
+                dir: self.spool_dir(),
+                config: self.spool.clone(),
+                max_bytes: self.intake.max_message_bytes,
+            }),
+        }
+    }
+
+    /// The flows this configuration turns on: the referral flow always, the message
+    /// back when its section is given (or the embedded default runs).
+    pub fn flows_on(&self) -> Vec<crate::model::Flow> {
+        crate::flows::FLOWS
+            .iter()
+            .map(|r| r.flow)
+            .filter(|f| *f != crate::model::Flow::MessageBack || self.message_back().is_some())
+            .collect()
+    }
+
+    /// What the engine is built with.
+    pub fn engine(&self) -> EngineSettings {
+        EngineSettings {
+            retry: self.retry.clone(),
+            instance: self.gateway.instance.clone(),
+            claim_ttl: self.gateway.claim_ttl,
+        }
     }
 
     /// The message back's settings when it is on: configured, or the embedded default.
@@ -704,12 +300,7 @@ impl Config {
     }
 
     pub fn store_url(&self) -> String {
-        self.store.url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.gateway.data_dir.join("clw-gateway.db").display()
-            )
-        })
+        self.store.url_in(&self.gateway.data_dir)
     }
 
     pub fn spool_dir(&self) -> PathBuf {

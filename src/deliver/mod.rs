@@ -7,6 +7,7 @@
 pub mod breaker;
 mod charitylog;
 mod csv;
+mod destinations;
 mod docman;
 mod fhir;
 mod fhir_record;
@@ -30,6 +31,7 @@ use crate::mapping::schema::SchemaSet;
 use crate::mapping::spec::{InputKind, OutputFormat};
 use crate::mapping::{Mapping, MappingSet, Output};
 use crate::model::Flow;
+pub use destinations::Destinations;
 use terms::HasTerms;
 
 pub use csv::{REFERENCE_COLUMN, encode_row};

@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use crate::flows::message_back::Platform;
 use crate::flows::message_back::{canonical, check_event_for, coded_entries, map_event};
 use crate::mapping::MappingSet;
 use crate::record::{RecordEntry, document, itk, pdf};
 use crate::store::ReferralRecord;
-use crate::wiring::Platform;
 
 pub(super) fn mappings() -> &'static MappingSet {
     static SET: OnceLock<MappingSet> = OnceLock::new();

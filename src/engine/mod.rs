@@ -7,6 +7,7 @@
 mod decide;
 mod inflight;
 pub mod metrics;
+mod settings;
 mod status;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use inflight::InFlight;
 mod contract;
 pub use crate::model::state::{AuditAction, DeliveryState, MessageState};
 pub use contract::{Front, Plan, Refusal};
+pub use settings::{EngineSettings, RetryConfig};
 pub use status::SourceStatus;
 
 use crate::deliver::breaker::{Gate, Transition, pauses};
@@ -103,19 +105,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, metrics: Metrics, config: &crate::config::Config) -> Engine {
+    pub fn new(store: Store, metrics: Metrics, settings: EngineSettings) -> Engine {
+        let owner = format!(
+            "{}/{}",
+            settings.instance,
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         Engine {
             store,
             metrics,
-            tiers: config.retry.tiers.clone(),
-            actor: config.gateway.instance.clone(),
-            owner: format!(
-                "{}/{}",
-                config.gateway.instance,
-                &uuid::Uuid::new_v4().simple().to_string()[..12]
-            ),
-            claim_ttl: config.gateway.claim_ttl,
-            probe_every: config.retry.probe_every,
+            tiers: settings.retry.tiers,
+            actor: settings.instance,
+            owner,
+            claim_ttl: settings.claim_ttl,
+            probe_every: settings.retry.probe_every,
             inflight: InFlight::default(),
         }
     }

@@ -5,8 +5,60 @@
 
 pub mod message_back;
 pub mod referral;
+mod referral_config;
+
+pub use referral_config::FlowConfig;
 
 pub use crate::engine::{Front, Plan, Refusal};
+
+use crate::mapping::spec::InputKind;
+use crate::model::Flow;
+use crate::secret::seal::Sealer;
+use crate::store::Store;
+use message_back::{MessageBackWiring, PlainEvents};
+use referral::ReferralWiring;
+
+/// One flow: what the transports, the store's readers, the console and start-up know
+/// of it. Every place that handles "each flow" iterates [`FLOWS`]; a new flow is a front
+/// module and one row here.
+pub struct FlowRow {
+    pub flow: Flow,
+    /// Its name in exchange, queue and routing-key names (`{prefix}.{unit}s`, ...).
+    pub queue_unit: &'static str,
+    /// Its folder under the spool directory (and the suffix of its AMQP connection).
+    pub spool_folder: &'static str,
+    /// What arrives from outside (what its inbound mappings read).
+    pub input: InputKind,
+    /// Its CloudEvents type (`ce-type`).
+    pub event_type: &'static str,
+    /// Builds its front from the wired parts; None when the flow is off.
+    pub front: fn(&Parts<'_>) -> Option<Box<dyn Front>>,
+}
+
+/// What the fronts are built from.
+pub struct Parts<'a> {
+    pub referrals: &'a ReferralWiring,
+    /// Present when the message back is on.
+    pub message_back: Option<&'a MessageBackWiring>,
+    pub store: &'a Store,
+    pub sealer: &'a Sealer,
+    pub max_bytes: usize,
+    /// Where events with no door's seal come from on this gateway's transport.
+    pub plain_events: PlainEvents,
+}
+
+/// Every flow, in the order of [`Flow`]'s variants (so [`row`] is an index).
+pub static FLOWS: [FlowRow; 2] = [referral::ROW, message_back::ROW];
+
+/// A flow's row.
+pub fn row(flow: Flow) -> &'static FlowRow {
+    &FLOWS[flow as usize]
+}
+
+/// The flow whose spool folder is `folder`.
+pub fn by_folder(folder: &str) -> Option<&'static FlowRow> {
+    FLOWS.iter().find(|r| r.spool_folder == folder)
+}
 
 /// Bodies larger than this are decoded with the worker thread handed over: parsing a
 /// 1 MiB Bundle takes milliseconds, which would stall every other task on that thread.
@@ -31,7 +83,15 @@ pub(crate) fn decode_heavy<T>(len: usize, decode: impl FnOnce() -> T) -> T {
 mod tests {
     use std::time::Duration;
 
-    use super::{HEAVY_BODY, decode_heavy};
+    use super::{FLOWS, HEAVY_BODY, decode_heavy, row};
+
+    #[test]
+    fn each_flow_has_its_row_at_its_index() {
+        for (i, r) in FLOWS.iter().enumerate() {
+            assert_eq!(r.flow as usize, i, "{} is out of place", r.flow);
+            assert!(std::ptr::eq(row(r.flow), r));
+        }
+    }
 
     /// One worker: while a heavy body is decoded, a task spawned on the runtime still
     /// runs (the decoding waits for it; without the hand-over it would wait forever).

@@ -15,7 +15,16 @@ use crate::intake::{Envelope, decode_referral};
 use crate::model::{ConsentState, Flow};
 use crate::policy::routing::Routes;
 use crate::policy::{apply_consent, read_consent};
-use crate::wiring::ReferralWiring;
+
+/// What the referral flow needs beyond its destinations.
+pub struct ReferralWiring {
+    /// Practice → programme → destinations; None sends every referral to `destinations`.
+    pub routes: Option<Routes>,
+    /// The destinations referrals can go to (every one a route names, or the fixed list).
+    pub destinations: Vec<Arc<Destination>>,
+    pub consent_not_recorded: ConsentState,
+    pub consent_covers: Vec<crate::policy::CodeRef>,
+}
 
 pub struct ReferralFront {
     routes: Option<Routes>,
@@ -24,6 +33,16 @@ pub struct ReferralFront {
     consent_covers: Vec<crate::policy::CodeRef>,
     max_bytes: usize,
 }
+
+/// The referral flow's row in the flow table.
+pub const ROW: super::FlowRow = super::FlowRow {
+    flow: Flow::Referral,
+    queue_unit: "referral",
+    spool_folder: "referrals",
+    input: crate::mapping::spec::InputKind::Fhir,
+    event_type: crate::intake::envelope::REFERRAL_EVENT_TYPE,
+    front: |p| Some(Box::new(ReferralFront::new(p.referrals, p.max_bytes))),
+};
 
 impl ReferralFront {
     pub fn new(wiring: &ReferralWiring, max_bytes: usize) -> ReferralFront {

@@ -25,10 +25,11 @@ use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Config, Role};
+use crate::config::Role;
 use crate::deliver::Destination;
 use crate::model::Flow;
 use crate::model::markup::escape as esc;
+use crate::sources::Transport;
 use crate::sources::parking::{self, Selection};
 use crate::store::{PARKED, Store};
 use crate::wiring::ConsoleWiring;
@@ -36,7 +37,8 @@ use crate::wiring::ConsoleWiring;
 const SESSION: &str = "clw_console";
 
 pub struct Console {
-    config: Config,
+    /// Where replayed messages go back in.
+    transport: Transport,
     store: Store,
     access: ConsoleWiring,
     destinations: Vec<Arc<Destination>>,
@@ -46,13 +48,13 @@ pub struct Console {
 
 impl Console {
     pub fn new(
-        config: Config,
         store: Store,
         access: ConsoleWiring,
         destinations: Vec<Arc<Destination>>,
+        transport: Transport,
     ) -> Console {
         Console {
-            config,
+            transport,
             store,
             access,
             destinations,
@@ -477,7 +479,7 @@ async fn render_home(
     if !who.scoped() {
         out.push_str("<h2>Messages by state</h2>");
         let mut rows = Vec::new();
-        for flow in [Flow::Referral, Flow::MessageBack] {
+        for flow in crate::flows::FLOWS.iter().map(|r| r.flow) {
             for (state, n) in c.store.count_by_state(flow.as_str()).await? {
                 rows.push(vec![esc(flow.as_str()), esc(&state), n.to_string()]);
             }
@@ -643,7 +645,7 @@ async fn replay(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
             continue;
         };
         let done = async {
-            let target = parking::target(&c.config, flow).await?;
+            let target = c.transport.replay_target(flow).await?;
             let r = parking::replay(&target, &c.store, flow, Selection::Key(key), &who.name).await;
             target.close().await;
             r
@@ -767,7 +769,7 @@ async fn referral(State(c): State<Shared>, headers: HeaderMap, Path(id): Path<St
         ],
         &deliveries,
     );
-    if let Ok(Some(t)) = crate::cli::referral_timeline(&c.store, &m.message_id).await {
+    if let Ok(Some(t)) = crate::store::timeline::referral_timeline(&c.store, &m.message_id).await {
         let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or_default());
         let _ = write!(
             out,
@@ -790,7 +792,7 @@ async fn referral(State(c): State<Shared>, headers: HeaderMap, Path(id): Path<St
                     s(&e["kind"]),
                     s(&e["detail"]),
                     s(&e["state"]),
-                    esc(&crate::cli::written_to(e).join(", ")),
+                    esc(&crate::store::timeline::written_to(e).join(", ")),
                 ]
             })
             .collect();

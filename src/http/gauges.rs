@@ -11,7 +11,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use tracing::warn;
 
 use crate::engine::metrics::{self, Metrics, ProgrammeLabels};
-use crate::model::Flow;
 use crate::sources::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -44,9 +43,9 @@ pub async fn run(
 ) {
     let mut known_programmes = BTreeSet::new();
     // Every flow reads 0 rather than nothing until something is parked or waiting.
-    let mut known_flows: BTreeSet<String> = [Flow::Referral, Flow::MessageBack]
+    let mut known_flows: BTreeSet<String> = crate::flows::FLOWS
         .iter()
-        .map(|f| f.as_str().to_string())
+        .map(|r| r.flow.as_str().to_string())
         .collect();
     let mut known_oldest = known_flows.clone();
     loop {

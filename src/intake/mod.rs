@@ -1,9 +1,12 @@
 //! Decode and validate: envelopes, size limits, FHIR referral Bundles → canonical model.
 
 pub mod bundle;
+mod config;
 pub mod envelope;
 pub mod json;
 mod referral;
+
+pub use config::IntakeConfig;
 
 pub use envelope::{Envelope, Headers};
 pub use referral::{DecodedReferral, SOCIAL_PRESCRIBING_REFERRAL, decode_referral};

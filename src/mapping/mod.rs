@@ -4,6 +4,7 @@
 //! their golden fixtures by `clw-gateway mapping test` and `cargo test`.
 
 mod codes;
+mod config;
 mod expr;
 mod plan;
 pub mod schema;
@@ -20,6 +21,7 @@ use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::schema::CompiledSchema;
 
 pub use codes::CodeMap;
+pub use config::MappingsConfig;
 pub use expr::{Expr, Input};
 use spec::{
     CodeMapFile, Direction, FieldSpec, FixtureSpec, Flow, InputKind, MappingFile, OutputFormat,

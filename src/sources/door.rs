@@ -8,13 +8,11 @@ use std::path::PathBuf;
 
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
 use crate::flows::message_back::{EVENT_TYPE, queued_id};
-use crate::model::Flow;
 use crate::model::message_back::MessageBack;
 use crate::secret::seal::{Origin, Sealer};
-use crate::sources::broker::Topology;
+use crate::sources::broker::{BrokerConfig, Topology};
 
 /// Where accepted events go, sealed with their origin.
 pub struct Door {
@@ -43,22 +41,26 @@ pub struct BrokerDoor {
 }
 
 impl Door {
-    pub fn new(config: &Config, sealer: Sealer) -> Result<Door> {
-        let queue = match &config.broker {
-            Some(b) => Queue::Broker(Box::new(BrokerDoor {
-                url: b.url.clone(),
-                name: format!("{} ingress", config.gateway.instance),
-                topology: crate::sources::broker::flow_topology(config, b, Flow::MessageBack),
-                channel: std::sync::Mutex::new(None),
-                connecting: AsyncMutex::new(()),
-                timeout: b.confirm_timeout,
-            })),
-            None => Queue::Spool {
-                inbox: crate::sources::spool::SpoolDirs::for_flow(&config.spool_dir(), "events")
-                    .inbox,
-            },
-        };
-        Ok(Door { sealer, queue })
+    /// Events queued on the broker's events exchange (publisher confirms), on a
+    /// connection of the door's own named `name`.
+    pub fn broker(config: &BrokerConfig, name: String, topology: Topology, sealer: Sealer) -> Door {
+        let queue = Queue::Broker(Box::new(BrokerDoor {
+            url: config.url.clone(),
+            name,
+            topology,
+            channel: std::sync::Mutex::new(None),
+            connecting: AsyncMutex::new(()),
+            timeout: config.confirm_timeout,
+        }));
+        Door { sealer, queue }
+    }
+
+    /// Events written into the spool's events inbox.
+    pub fn spool(inbox: PathBuf, sealer: Sealer) -> Door {
+        Door {
+            sealer,
+            queue: Queue::Spool { inbox },
+        }
     }
 
     /// Queues one canonical event from `origin` durably; answers with the id it is

@@ -10,6 +10,7 @@
 //! once it is durably queued (the broker confirmed it, or the spool file is synced).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,14 +20,15 @@ use axum::extract::{Path, Request, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::config::IngressConfig;
 use crate::engine::metrics::{IngressLabels, Metrics};
 use crate::error::Result;
+use crate::flows::message_back::{MessageBackWiring, Platform};
 use crate::flows::message_back::{check_event_for, map_event};
 use crate::mapping::Mapping;
 use crate::model::message_back::MessageBack;
@@ -35,7 +37,6 @@ use crate::secret::signing::{self, Offered, SignatureError};
 use crate::sources::door::Door;
 use crate::sources::shutdown::Shutdown;
 use crate::store::Store;
-use crate::wiring::{MessageBackWiring, Platform};
 
 pub struct State {
     platforms: BTreeMap<String, Arc<Platform>>,
@@ -503,4 +504,48 @@ fn column_of(mapping: &Mapping, field: Option<&str>) -> Option<String> {
         .min_by_key(|(_, column)| uses(column))
         .map(|(_, column)| column.clone())
         .or(Some(field))
+}
+
+/// `[ingress]`: the signed HTTP door for platform events (`POST /v1/events/{platform}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Off unless enabled: its own listener, apart from /metrics.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Larger request bodies are refused (413) before they are read in full.
+    pub max_body_bytes: usize,
+    /// How far X-CLW-Timestamp may be from now, either way.
+    #[serde(with = "humantime_serde")]
+    pub replay_window: Duration,
+    /// A connection that has not sent a request's headers within this is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request body not read in full within this is refused (408).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A request not answered within this is answered 503 with Retry-After (a broker
+    /// or store that does not answer).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections open at once; one more is closed at once.
+    pub max_connections: usize,
+    /// Requests being worked on at once; one more is answered 503 with Retry-After.
+    pub max_in_flight: usize,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            max_body_bytes: 256 * 1024,
+            replay_window: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_in_flight: 64,
+        }
+    }
 }

@@ -1,6 +1,9 @@
-//! Sources beside the transports: the door the gateway's own doors queue events through
-//! (sealed with their origin), the pollers that turn a destination's records into
-//! events, and the readers of a destination's non-delivery reports.
+//! Sources move bytes, nothing more: the one [`Transport`] (RabbitMQ in `broker/`, or the
+//! embedded `spool/` folders) that feeds each flow's pipeline, parks and replays; the
+//! door the gateway's own doors queue events through (sealed with their origin); the
+//! signed HTTP event door (`ingress`) and its bounded listener; the pollers that turn
+//! a destination's records into events; and the readers of a destination's
+//! non-delivery reports.
 
 pub mod broker;
 pub mod door;
@@ -11,3 +14,6 @@ pub mod poll;
 pub mod reports;
 pub mod shutdown;
 pub mod spool;
+pub mod transport;
+
+pub use transport::Transport;

@@ -8,37 +8,11 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
 
-use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::Flow;
-use crate::sources::broker::{self, Topology, connect, dlq, headers, publish_confirmed};
+use crate::sources::broker::{Topology, connect, headers, publish_confirmed};
 use crate::sources::spool::SpoolDirs;
 use crate::store::{PARKED, ParkedRow, Store};
-
-/// Brings into the store whatever the flow's source parked that it lacks (the parking
-/// queue's contents, or files in the spool's failed/ folder).
-pub async fn sweep(config: &Config, flow: Flow, store: &Store) -> Result<usize> {
-    match &config.broker {
-        Some(b) => dlq::drain(&b.url, &broker::flow_topology(config, b, flow), store).await,
-        None => {
-            let dirs =
-                SpoolDirs::for_flow(&config.spool_dir(), crate::sources::spool::folder(flow));
-            crate::sources::spool::sweep_failed(&dirs, flow, store, config.intake.max_message_bytes)
-                .await
-        }
-    }
-}
-
-/// Where the configured source takes replayed messages of `flow`.
-pub async fn target(config: &Config, flow: Flow) -> Result<Target> {
-    match &config.broker {
-        Some(b) => Target::broker(&b.url, &broker::flow_topology(config, b, flow)).await,
-        None => Ok(Target::spool(SpoolDirs::for_flow(
-            &config.spool_dir(),
-            crate::sources::spool::folder(flow),
-        ))),
-    }
-}
 
 /// Which parked messages to replay.
 #[derive(Debug, Clone, Copy)]

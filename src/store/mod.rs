@@ -2,10 +2,13 @@
 //! idempotency and the audit log. Writes go through one writer task that groups them into
 //! transactions (group commit), so many in-flight messages share one fsync.
 
+mod config;
 mod lookup;
 mod parked;
 mod purge;
 mod referrals;
+mod retention;
+pub mod timeline;
 mod writer;
 pub mod writer_types {
     pub use super::writer::{Claim, DeliveryUpdate, EffectRecord, ErrorSummary};
@@ -17,6 +20,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
+
+pub use config::StoreConfig;
+pub use retention::RetentionConfig;
 
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::state::{AuditAction, DeliveryState};

@@ -829,10 +829,10 @@ impl Rabbit {
     /// Declares the topology a configuration's gateway uses (as deploy/rabbitmq/definitions.json
     /// would in production), so a test can publish before the gateway has connected.
     pub async fn declare(&self, config: &Config) -> Topology {
-        let t = clw_gateway::sources::broker::topology(
-            config,
-            config.broker.as_ref().expect("broker config"),
-        );
+        let t = config
+            .transport()
+            .topology(clw_gateway::model::Flow::Referral)
+            .expect("broker config");
         t.declare(&self.ch).await.unwrap();
         t
     }
@@ -1145,4 +1145,43 @@ async fn relay(
             _ = wait => {}
         }
     }
+}
+
+/// The gateway's transport on the test broker for a topology (as `dlq` and the console
+/// reach it).
+pub fn broker_transport(t: &Topology) -> clw_gateway::sources::Transport {
+    use clw_gateway::sources::transport::{Broker, Transport};
+    Transport::Broker(Broker {
+        config: clw_gateway::sources::broker::BrokerConfig {
+            url: amqp_url(),
+            prefix: t.prefix.clone(),
+            prefetch: 16,
+            delivery_limit: t.delivery_limit,
+            confirm_timeout: Duration::from_secs(30),
+        },
+        tiers: t.tiers.clone(),
+        instance: "tester".into(),
+        max_in_flight_bytes: 16 << 20,
+    })
+}
+
+/// What `dlq list` shows for a topology's flow: swept in from its parking queue, then read
+/// from the store.
+pub async fn dlq_list(
+    t: &Topology,
+    store: &clw_gateway::store::Store,
+) -> clw_gateway::error::Result<Vec<clw_gateway::store::ParkedRow>> {
+    broker_transport(t).parked(t.flow, store).await
+}
+
+/// What `dlq replay` does for a topology's flow.
+pub async fn dlq_replay(
+    t: &Topology,
+    selection: clw_gateway::sources::parking::Selection<'_>,
+    store: &clw_gateway::store::Store,
+    actor: &str,
+) -> clw_gateway::error::Result<clw_gateway::sources::parking::Replayed> {
+    broker_transport(t)
+        .replay(t.flow, store, selection, actor)
+        .await
 }

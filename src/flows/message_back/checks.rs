@@ -3,12 +3,12 @@
 
 use serde_json::Value;
 
+use super::PatientItem;
+use super::Platform;
 use super::Scope;
-use crate::config::PatientItem;
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::message_back::MessageBack;
 use crate::store::ReferralRecord;
-use crate::wiring::Platform;
 
 /// Every check an event from platform `p` must pass before it is queued or planned:
 /// bound to the programme the platform serves, the canonical checks, the patient

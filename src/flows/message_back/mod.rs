@@ -9,7 +9,9 @@
 
 mod checks;
 mod coding;
+mod config;
 mod link;
+mod wired;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,7 +20,6 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::{Front, Plan, Refusal};
-use crate::config::PatientItem;
 use crate::deliver::Destination;
 use crate::engine::Inbound;
 use crate::error::{GatewayError, Result, Stage};
@@ -28,13 +29,14 @@ use crate::model::Flow;
 use crate::model::message_back::MessageBack;
 use crate::secret::seal::{BROKER_USER_HEADER, BROKER_USER_SEAL_HEADER, Opened, Origin, Sealer};
 use crate::store::{ReferralRecord, Store, Write};
-use crate::wiring::{MessageBackWiring, Platform};
 
 pub use checks::{bind_programme, check_event_for};
 use checks::{check_patient, check_programme, check_when};
 pub(crate) use coding::canonical;
 pub use coding::coded_entries;
 use coding::detail;
+pub use config::{MessageBackConfig, PatientItem, PlatformConfig};
+pub use wired::{EVENT_CODES, MessageBackWiring, Platform};
 
 /// The CloudEvents type of a message-back event.
 pub const EVENT_TYPE: &str = "uk.nhs.socialprescribing.messageback.v1";
@@ -103,6 +105,25 @@ pub struct Decoded {
     pub origin: Origin,
     pub event: MessageBack,
 }
+
+/// The message back's row in the flow table.
+pub const ROW: super::FlowRow = super::FlowRow {
+    flow: Flow::MessageBack,
+    queue_unit: "event",
+    spool_folder: "events",
+    input: crate::mapping::spec::InputKind::Json,
+    event_type: EVENT_TYPE,
+    front: |p| {
+        let mb = p.message_back?;
+        Some(Box::new(MessageBackFront::new(
+            mb,
+            p.store.clone(),
+            p.max_bytes,
+            p.sealer.clone(),
+            p.plain_events.clone(),
+        )))
+    },
+};
 
 impl MessageBackFront {
     pub fn new(

@@ -17,9 +17,8 @@ use super::headers::{
 use super::{Topology, connect};
 use crate::error::Result;
 use crate::intake::Headers;
-use crate::sources::parking::{self, Selection, Target};
 use crate::sources::shutdown::Shutdown;
-use crate::store::{PARKED, ParkedRecord, ParkedRow, Store};
+use crate::store::{ParkedRecord, Store};
 
 /// Most messages one command drains from the queue or lists.
 const MAX_SCAN: usize = 100_000;
@@ -102,35 +101,6 @@ pub async fn drain(url: &str, topology: &Topology, store: &Store) -> Result<usiz
     let _ = ch.close(200, ShortString::from("drained")).await;
     let _ = conn.close(200, ShortString::from("drained")).await;
     Ok(moved)
-}
-
-/// Parked messages of the topology's flow still waiting for a person, oldest first
-/// (after moving anything still in the queue into the store).
-pub async fn list(url: &str, topology: &Topology, store: &Store) -> Result<Vec<ParkedRow>> {
-    drain(url, topology, store).await?;
-    store
-        .parked(
-            Some(topology.flow().as_str()),
-            Some(PARKED),
-            MAX_SCAN as i64,
-        )
-        .await
-}
-
-/// Republishes the selected parked messages (each once) and audits each replay.
-/// Returns the message ids replayed.
-pub async fn replay(
-    url: &str,
-    topology: &Topology,
-    selection: Selection<'_>,
-    store: &Store,
-    actor: &str,
-) -> Result<parking::Replayed> {
-    drain(url, topology, store).await?;
-    let target = Target::broker(url, topology).await?;
-    let r = parking::replay(&target, store, topology.flow(), selection, actor).await;
-    target.close().await;
-    r
 }
 
 /// The recorder a running gateway keeps on the parking queue: every parked message goes

@@ -4,6 +4,7 @@
 mod consumer;
 pub mod dlq;
 pub mod headers;
+mod settings;
 mod topology;
 
 use std::time::Duration;
@@ -11,29 +12,11 @@ use std::time::Duration;
 use lapin::types::LongString;
 use lapin::{Connection, ConnectionProperties};
 
-use crate::config::{BrokerConfig, Config};
 use crate::error::{GatewayError, Result, Stage};
 
 pub use consumer::{BrokerSource, CONFIRM_TIMEOUT, guarded, publish_confirmed, publish_within};
+pub use settings::BrokerConfig;
 pub use topology::Topology;
-
-/// The referral flow's exchanges and queues.
-pub fn topology(config: &Config, broker: &BrokerConfig) -> Topology {
-    flow_topology(config, broker, crate::model::Flow::Referral)
-}
-
-/// A flow's exchanges and queues: `{prefix}.referral...` or `{prefix}.event...`.
-pub fn flow_topology(config: &Config, broker: &BrokerConfig, flow: crate::model::Flow) -> Topology {
-    Topology {
-        unit: match flow {
-            crate::model::Flow::Referral => "referral".into(),
-            crate::model::Flow::MessageBack => "event".into(),
-        },
-        prefix: broker.prefix.clone(),
-        tiers: config.retry.tiers.clone(),
-        delivery_limit: broker.delivery_limit,
-    }
-}
 
 /// Connects with lapin's automatic recovery on: after a network failure it reconnects and
 /// replays topology and consumers; deliveries in flight come back as redeliveries.

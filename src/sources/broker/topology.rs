@@ -27,6 +27,7 @@ pub const PARKED_DELIVERY_LIMIT: u32 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct Topology {
+    pub flow: crate::model::Flow,
     pub prefix: String,
     /// The flow's name in queue names: `referral` or `event`.
     pub unit: String,
@@ -48,11 +49,7 @@ enum ArgValue {
 
 impl Topology {
     pub fn flow(&self) -> crate::model::Flow {
-        if self.unit == "event" {
-            crate::model::Flow::MessageBack
-        } else {
-            crate::model::Flow::Referral
-        }
+        self.flow
     }
     pub fn exchange(&self) -> String {
         format!("{}.{}s", self.prefix, self.unit)

@@ -14,6 +14,10 @@
 //! at start and every so often while running, so nothing is stranded in processing.
 //! Moves never overwrite: a clashing name gets `-1`, `-2`... before its `.json`.
 
+mod settings;
+
+pub use settings::SpoolConfig;
+
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -113,14 +117,6 @@ fn move_into(from: &Path, dir: &Path) -> std::io::Result<PathBuf> {
         }
     }
     Err(std::io::Error::other("no free name"))
-}
-
-/// A flow's folder under the spool root.
-pub fn folder(flow: crate::model::Flow) -> &'static str {
-    match flow {
-        crate::model::Flow::Referral => "referrals",
-        crate::model::Flow::MessageBack => "events",
-    }
 }
 
 /// The parking time as a header: two parkings of the same file are two records.

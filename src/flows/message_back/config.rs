@@ -1,13 +1,12 @@
-//! `[message_back]` and `[ingress]`: the platforms that send events, what each may
-//! answer, and the door they send them through.
+//! `[message_back]`: the platforms that send events and what each may answer — the
+//! message-back front's own section of the configuration.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Secret;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -145,47 +144,4 @@ fn default_event_mapping() -> String {
 }
 fn default_upload_mapping() -> String {
     "sheet-event".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IngressConfig {
-    /// Off unless enabled: its own listener, apart from /metrics.
-    pub enabled: bool,
-    pub listen: SocketAddr,
-    /// Larger request bodies are refused (413) before they are read in full.
-    pub max_body_bytes: usize,
-    /// How far X-CLW-Timestamp may be from now, either way.
-    #[serde(with = "humantime_serde")]
-    pub replay_window: Duration,
-    /// A connection that has not sent a request's headers within this is closed.
-    #[serde(with = "humantime_serde")]
-    pub header_timeout: Duration,
-    /// A request body not read in full within this is refused (408).
-    #[serde(with = "humantime_serde")]
-    pub body_timeout: Duration,
-    /// A request not answered within this is answered 503 with Retry-After (a broker
-    /// or store that does not answer).
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Connections open at once; one more is closed at once.
-    pub max_connections: usize,
-    /// Requests being worked on at once; one more is answered 503 with Retry-After.
-    pub max_in_flight: usize,
-}
-
-impl Default for IngressConfig {
-    fn default() -> Self {
-        IngressConfig {
-            enabled: false,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            max_body_bytes: 256 * 1024,
-            replay_window: Duration::from_secs(300),
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(20),
-            request_timeout: Duration::from_secs(30),
-            max_connections: 512,
-            max_in_flight: 64,
-        }
-    }
 }

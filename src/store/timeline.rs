@@ -1,0 +1,66 @@
+//! What the store knows of a referral's life, as one document: read by `status` and by
+//! the console alike.
+
+use serde_json::json;
+
+use super::Store;
+use crate::error::Result;
+
+/// A referral's life after it was sent: its state, counts, and each event with what
+/// was written where. None when the store keeps no referral record for it.
+/// A referral's story for `status` and the console: where it went, each event back and
+/// what each record writer did.
+pub async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_json::Value>> {
+    let Some(r) = store.referral(id).await? else {
+        return Ok(None);
+    };
+    let events = store.referral_events(id).await?;
+    let count = |k: &str| events.iter().filter(|e| e.kind == k).count();
+    let mut entries = Vec::new();
+    for e in &events {
+        let written: Vec<serde_json::Value> = store
+            .deliveries("message-back", &e.event_message_id)
+            .await?
+            .iter()
+            .map(|d| json!({"destination": d.destination, "state": d.state}))
+            .collect();
+        let state = store
+            .message("message-back", &e.event_message_id)
+            .await?
+            .map(|m| m.state);
+        entries.push(json!({
+            "occurred_at": e.occurred_at, "kind": e.kind, "detail": e.detail,
+            "event": e.event_message_id, "state": state, "written": written,
+        }));
+    }
+    Ok(Some(json!({
+        "programme": r.programme,
+        "practice": r.practice,
+        "sent_at": ms(r.created_at),
+        "state": super::derived_state(&events),
+        "counts": {
+            "contacts": count("contact"),
+            "scores": count("assessment"),
+            "onward_referrals": count("onward-referral"),
+        },
+        "timeline": entries,
+    })))
+}
+
+/// "destination: state" for each writer a timeline entry went to.
+pub fn written_to(entry: &serde_json::Value) -> Vec<String> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    entry["written"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| format!("{}: {}", s(&w["destination"]), s(&w["state"])))
+        .collect()
+}
+
+/// A time in the store (Unix milliseconds) as RFC 3339.
+pub fn ms(t: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
