@@ -48,8 +48,10 @@ pub enum ErrorClass {
     Permanent,
     /// May succeed later: next retry tier, parked after the last.
     Transient,
-    /// Not an error: nothing is sent, the outcome is recorded.
-    Policy,
+    /// The effect may have happened (a request that may have arrived, at a destination
+    /// that cannot tell a second copy from the first): parked for a person to check and
+    /// `clw-gateway resolve`, never sent again on a guess.
+    Unknown,
 }
 
 impl ErrorClass {
@@ -57,7 +59,7 @@ impl ErrorClass {
         match self {
             ErrorClass::Permanent => "permanent",
             ErrorClass::Transient => "transient",
-            ErrorClass::Policy => "policy",
+            ErrorClass::Unknown => "unknown",
         }
     }
 }
@@ -104,11 +106,9 @@ pub struct GatewayError {
     /// The HTTP status a destination answered with, when it answered.
     pub status: Option<u16>,
     /// The request may have reached the destination (it timed out or broke off after
-    /// sending): its effect is unknown, not absent.
+    /// sending): its effect is unknown, not absent. The engine turns such an error into
+    /// [`ErrorClass::Unknown`] unless the destination de-duplicates resends.
     pub sent: bool,
-    /// Already an unknown outcome, parked for a person (`clw-gateway resolve`): never
-    /// re-read as a fresh send that may have arrived.
-    pub unknown: bool,
 }
 
 impl GatewayError {
@@ -121,7 +121,6 @@ impl GatewayError {
             retry_after: None,
             status: None,
             sent: false,
-            unknown: false,
         }
     }
 
@@ -133,8 +132,13 @@ impl GatewayError {
         Self::new(ErrorClass::Transient, stage, message)
     }
 
-    pub fn policy(message: impl Into<String>) -> Self {
-        Self::new(ErrorClass::Policy, Stage::Policy, message)
+    /// An outcome a person must establish (see [`ErrorClass::Unknown`]).
+    pub fn unknown(stage: Stage, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Unknown, stage, message)
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        self.class == ErrorClass::Unknown
     }
 
     /// A permanent input error about one field.

@@ -820,8 +820,7 @@ impl Drop for Running {
             return;
         };
         self.child.kill();
-        let mut events = t.clone();
-        events.unit = "event".into();
+        let events = t.for_flow(clw_gateway::model::Flow::MessageBack);
         for q in t.queue_names().into_iter().chain(events.queue_names()) {
             let _ = Command::new("rabbitmqctl")
                 .args(["-q", "delete_queue", &q])

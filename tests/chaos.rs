@@ -344,8 +344,7 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
     let cfg = clw_gateway::config::Config::load(Some(&config), Vec::new()).unwrap();
     let rabbit = Rabbit::connect().await;
     let referral_t = rabbit.declare(&cfg).await;
-    let mut event_t = referral_t.clone();
-    event_t.unit = "event".into();
+    let event_t = referral_t.for_flow(clw_gateway::model::Flow::MessageBack);
     event_t.declare(&rabbit.ch).await.unwrap();
     let _ = rabbit.conn.close(200, "declared".into()).await;
 

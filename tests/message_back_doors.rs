@@ -459,8 +459,7 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
         );
     })
     .await;
-    let mut events = h.t.clone();
-    events.unit = "event".into();
+    let events = h.t.for_flow(clw_gateway::model::Flow::MessageBack);
     events.declare(&h.rabbit.ch).await.unwrap();
     let publish = |body: Value| {
         let headers = vec![

@@ -152,8 +152,7 @@ impl Bed {
         body: &[u8],
         platform_header: Option<&str>,
     ) {
-        let mut events = self.h.t.clone();
-        events.unit = "event".into();
+        let events = self.h.t.for_flow(clw_gateway::model::Flow::MessageBack);
         events.declare(&self.h.rabbit.ch).await.unwrap();
         let mut headers = vec![
             ("ce-id", uuid::Uuid::new_v4().to_string()),

@@ -307,16 +307,25 @@ async fn exclusive_a_broker_refusing_publishes_does_not_block_acks() {
 struct Panics;
 
 impl clw_gateway::flows::Front for Panics {
+    type Decoded = ();
+
     fn flow(&self) -> clw_gateway::model::Flow {
         clw_gateway::model::Flow::MessageBack
     }
 
+    fn decode(
+        &self,
+        _: &clw_gateway::engine::Inbound,
+    ) -> Result<clw_gateway::flows::Decoded<()>, clw_gateway::flows::Refusal> {
+        panic!("a defect meeting this input")
+    }
+
     fn plan<'a>(
         &'a self,
-        _: &'a clw_gateway::engine::Inbound,
+        _: clw_gateway::flows::Decoded<()>,
     ) -> futures_util::future::BoxFuture<
         'a,
-        Result<clw_gateway::flows::Plan, clw_gateway::flows::Refusal>,
+        Result<clw_gateway::flows::Planned, clw_gateway::flows::Refusal>,
     > {
         Box::pin(async { panic!("a defect meeting this input") })
     }

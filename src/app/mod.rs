@@ -111,6 +111,7 @@ impl Application {
             message_back: mb,
             store: &store,
             sealer: &sealer,
+            metrics: &metrics,
             max_bytes: config.intake.max_message_bytes,
             plain_events: wiring
                 .transport

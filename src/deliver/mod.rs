@@ -14,6 +14,7 @@ mod fhir_record;
 mod file;
 pub use file::write_private;
 pub mod http;
+mod journal;
 mod lamplight;
 mod mesh;
 mod payload;
@@ -32,6 +33,7 @@ use crate::mapping::spec::{InputKind, OutputFormat};
 use crate::mapping::{Mapping, MappingSet, Output};
 use crate::model::Flow;
 pub use destinations::Destinations;
+pub use journal::{Journal, Step};
 use terms::HasTerms;
 
 pub use csv::{REFERENCE_COLUMN, encode_row};
@@ -182,103 +184,6 @@ pub struct Job<'a> {
     pub rendered: &'a Rendered,
     /// The store's journal of this effect's steps (keyless, multi-step effects).
     pub journal: Journal<'a>,
-}
-
-/// The steps of one (flow, message, destination) effect, kept in the store so a
-/// restart or another instance knows what already happened.
-#[derive(Clone, Copy)]
-pub struct Journal<'a> {
-    pub store: &'a crate::store::Store,
-    pub flow: Flow,
-    pub message_id: &'a str,
-    pub destination: &'a str,
-}
-
-/// A journalled step as the store has it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Step {
-    NotStarted,
-    /// Started and not recorded done: the request may or may not have had its effect.
-    Started(Option<String>),
-    Done(String),
-}
-
-impl Journal<'_> {
-    pub async fn step(&self, step: &str) -> Result<Step> {
-        Ok(
-            match self
-                .store
-                .effect(self.flow.as_str(), self.message_id, self.destination, step)
-                .await?
-            {
-                None => Step::NotStarted,
-                Some((state, value)) if state == "done" => Step::Done(value.unwrap_or_default()),
-                // A definite refusal made nothing: the step may run again.
-                Some((state, _)) if state == "refused" => Step::NotStarted,
-                Some((_, value)) => Step::Started(value),
-            },
-        )
-    }
-
-    /// Records, durably, that a step is about to happen.
-    pub async fn start(&self, step: &str, value: Option<&str>) -> Result<()> {
-        self.store.write(self.record(step, "started", value)).await
-    }
-
-    /// Records, durably, what a step produced.
-    pub async fn done(&self, step: &str, value: &str) -> Result<()> {
-        self.store
-            .write(self.record(step, "done", Some(value)))
-            .await
-    }
-
-    /// Runs a keyless request once: a step already done answers with what it made; a
-    /// step started and never finished is an unknown outcome (an error with `sent`
-    /// set, which the engine parks for a person); otherwise the step is journalled
-    /// around `request`. A definite refusal (nothing made) leaves it free to run again.
-    pub async fn once<F>(&self, step: &str, what: &str, request: F) -> Result<String>
-    where
-        F: std::future::Future<Output = Result<String>>,
-    {
-        match self.step(step).await? {
-            Step::Done(made) => return Ok(made),
-            Step::Started(_) => {
-                let mut e = GatewayError::permanent(
-                    Stage::Deliver,
-                    format!(
-                        "{}: {what} was sent earlier but its answer was never recorded",
-                        self.destination
-                    ),
-                );
-                e.sent = true;
-                return Err(e);
-            }
-            Step::NotStarted => {}
-        }
-        self.start(step, None).await?;
-        match request.await {
-            Ok(made) => {
-                self.done(step, &made).await?;
-                Ok(made)
-            }
-            Err(e) if e.sent => Err(e),
-            Err(e) => {
-                self.store.write(self.record(step, "refused", None)).await?;
-                Err(e)
-            }
-        }
-    }
-
-    pub fn record(&self, step: &str, state: &str, value: Option<&str>) -> crate::store::Write {
-        crate::store::Write::Effect(crate::store::writer_types::EffectRecord {
-            flow: self.flow.as_str().into(),
-            message_id: self.message_id.into(),
-            destination: self.destination.into(),
-            step: step.into(),
-            state: state.into(),
-            value: value.map(str::to_string),
-        })
-    }
 }
 
 impl Job<'_> {

@@ -50,13 +50,13 @@ pub fn defer_tier(tiers: &[Duration], wait: Option<Duration>) -> Option<usize> {
 }
 
 /// The decision table: transient errors go to the next tier while tiers remain;
-/// permanent errors, and transient ones past the last tier, are parked. Policy
-/// outcomes never reach here (they settle the message).
+/// permanent errors, unknown outcomes, and transient ones past the last tier, are
+/// parked. A withheld message never reaches here (it is settled, not failed).
 pub fn decide(tiers: &[Duration], attempts: u32, error: &GatewayError) -> Decision {
     match (error.class, choose_tier(tiers, attempts, error.retry_after)) {
         (ErrorClass::Transient, Some(tier)) => Decision::Retry { tier },
         (ErrorClass::Transient, None) => Decision::Park { gave_up: true },
-        (ErrorClass::Permanent | ErrorClass::Policy, _) => Decision::Park { gave_up: false },
+        (ErrorClass::Permanent | ErrorClass::Unknown, _) => Decision::Park { gave_up: false },
     }
 }
 

@@ -33,10 +33,20 @@ pub struct IngressLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlatformLabels {
+    pub platform: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     pub received: Family<FlowLabels, Counter>,
+    /// Messages planned: once per attempt, never twice (decode once, plan once).
+    pub planned: Family<FlowLabels, Counter>,
+    /// Platform events mapped to the canonical event: once per event, at the door it
+    /// entered by (a door's sealed event is not mapped again).
+    pub events_mapped: Family<PlatformLabels, Counter>,
     pub delivered: Family<DestinationLabels, Counter>,
     pub retried: Family<DestinationLabels, Counter>,
     pub parked: Family<DestinationLabels, Counter>,
@@ -82,6 +92,8 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut r = Registry::with_prefix("clw_gateway");
         let received = Family::<FlowLabels, Counter>::default();
+        let planned = Family::<FlowLabels, Counter>::default();
+        let events_mapped = Family::<PlatformLabels, Counter>::default();
         let delivered = Family::<DestinationLabels, Counter>::default();
         let retried = Family::<DestinationLabels, Counter>::default();
         let parked = Family::<DestinationLabels, Counter>::default();
@@ -136,6 +148,16 @@ impl Metrics {
             "messages_delivered",
             "Deliveries that reached their destination",
             delivered.clone(),
+        );
+        r.register(
+            "messages_planned",
+            "Messages planned (decoded once and planned once per attempt)",
+            planned.clone(),
+        );
+        r.register(
+            "events_mapped",
+            "Platform events mapped to the canonical event, once each at the door they entered by",
+            events_mapped.clone(),
         );
         r.register(
             "messages_retried",
@@ -200,6 +222,8 @@ impl Metrics {
             awaiting,
             ingress,
             received,
+            planned,
+            events_mapped,
             delivered,
             retried,
             parked,

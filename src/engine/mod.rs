@@ -20,31 +20,17 @@ pub use decide::{Decision, choose_tier, decide, defer_tier};
 use inflight::InFlight;
 mod contract;
 pub use crate::model::state::{AuditAction, DeliveryState, MessageState};
-pub use contract::{Front, Plan, Refusal};
+pub use contract::{Decoded, DynFront, Front, Inbound, Plan, Planned, Refusal};
 pub use settings::{EngineSettings, RetryConfig};
 pub use status::SourceStatus;
 
 use crate::deliver::breaker::{Gate, Transition, pauses};
 use crate::deliver::{Destination, Job, Journal, Sent, idempotency_key};
 use crate::error::{ErrorClass, GatewayError, Stage};
-use crate::intake::Headers;
 use crate::model::Flow;
 use crate::store::writer_types::{Claim, DeliveryUpdate, ErrorSummary};
 use crate::store::{AuditEntry, Store, Write, now_ms};
 use metrics::Metrics;
-
-/// One message as a source received it.
-#[derive(Debug, Clone)]
-pub struct Inbound {
-    pub headers: Headers,
-    pub content_type: Option<String>,
-    pub body: Vec<u8>,
-    /// Where it came from, for the store (`amqp:<queue>`, `spool:<file>`).
-    pub source: String,
-    /// The broker user that published it, as RabbitMQ validated it (`user_id`: the
-    /// broker refuses a publish whose `user_id` is not the connection's own user).
-    pub user_id: Option<String>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -127,7 +113,7 @@ impl Engine {
 /// The engine bound to one flow's front: what a source drives.
 pub struct Pipeline {
     engine: Arc<Engine>,
-    front: Box<dyn Front>,
+    front: Box<dyn DynFront>,
 }
 
 /// One destination's part in an attempt.
@@ -148,7 +134,7 @@ enum Outcome {
 }
 
 impl Pipeline {
-    pub fn new(engine: Arc<Engine>, front: Box<dyn Front>) -> Pipeline {
+    pub fn new(engine: Arc<Engine>, front: Box<dyn DynFront>) -> Pipeline {
         Pipeline { engine, front }
     }
 
@@ -181,20 +167,26 @@ impl Pipeline {
         let gauge = m.in_flight.get_or_create(&labels).clone();
         gauge.inc();
         let started = Instant::now();
-        let d = match self.front.plan(inbound).await {
-            Ok(Plan {
-                serial: Some(key), ..
-            }) => {
-                // Planned again under the key: what the first plan read (the referral's
-                // events) may have changed while it waited.
-                let _serial = self.engine.inflight.hold(key).await;
-                match self.front.plan(inbound).await {
-                    Ok(plan) => self.attempt_once(plan, &inbound.source).await,
+        // Decoded once; planned once, under the serial key when it has one (the key
+        // is held through the attempt, so writes land in the order they were planned).
+        let d = match self.front.decode(inbound) {
+            Err(refusal) => self.refused(refusal).await,
+            Ok(decoded) => {
+                let _serial = match decoded.serial.clone() {
+                    Some(key) => Some(self.engine.inflight.hold(key).await),
+                    None => None,
+                };
+                m.planned.get_or_create(&labels).inc();
+                match self.front.plan(decoded).await {
+                    Ok(Planned::Send(plan)) => self.attempt_once(plan, &inbound.source).await,
+                    Ok(Planned::Withheld {
+                        message_id,
+                        attempts,
+                        reason,
+                    }) => self.withheld(&message_id, attempts, reason).await,
                     Err(refusal) => self.refused(refusal).await,
                 }
             }
-            Ok(plan) => self.attempt_once(plan, &inbound.source).await,
-            Err(refusal) => self.refused(refusal).await,
         };
         gauge.dec();
         m.latency
@@ -482,7 +474,7 @@ impl Pipeline {
                     result: Err(err),
                 } => {
                     let err = outcome_of(&destination, err);
-                    let state = if err.sent {
+                    let state = if err.is_unknown() {
                         DeliveryState::Unknown
                     } else if err.is_transient() {
                         DeliveryState::Retrying
@@ -520,29 +512,30 @@ impl Pipeline {
             .await
     }
 
-    /// A message the front refused: withheld by policy, or failed before any delivery.
+    /// A message policy keeps back: settled, nothing sent, the reason recorded.
+    async fn withheld(&self, message_id: &str, attempts: u32, reason: String) -> Disposition {
+        self.engine
+            .metrics
+            .withheld
+            .get_or_create(&metrics::flow(self.flow().as_str()))
+            .inc();
+        let d = Disposition::Done {
+            message_id: message_id.into(),
+            settled: Settled::Withheld,
+        };
+        self.record(
+            message_id,
+            attempts,
+            Vec::new(),
+            Vec::new(),
+            d,
+            Some(reason),
+        )
+        .await
+    }
+
+    /// A message the front refused: failed before any delivery.
     async fn refused(&self, r: Refusal) -> Disposition {
-        if r.error.class == ErrorClass::Policy {
-            self.engine
-                .metrics
-                .withheld
-                .get_or_create(&metrics::flow(self.flow().as_str()))
-                .inc();
-            let d = Disposition::Done {
-                message_id: r.message_id.clone(),
-                settled: Settled::Withheld,
-            };
-            return self
-                .record(
-                    &r.message_id,
-                    r.attempts,
-                    Vec::new(),
-                    Vec::new(),
-                    d,
-                    Some(r.error.reason()),
-                )
-                .await;
-        }
         self.failed(&r.message_id, r.attempts, r.error, None).await
     }
 
@@ -718,15 +711,14 @@ fn combine(items: &[(Arc<Destination>, GatewayError)]) -> (Arc<Destination>, Gat
 /// to resend where the destination de-duplicates; elsewhere its outcome is unknown,
 /// and it is parked for a person rather than sent again.
 fn outcome_of(d: &Destination, mut err: GatewayError) -> GatewayError {
-    if !err.sent || err.unknown {
+    if !err.sent || err.is_unknown() {
         return err;
     }
     if d.resends_safely() {
         err.sent = false;
         return err;
     }
-    err.class = ErrorClass::Permanent;
-    err.unknown = true;
+    err.class = ErrorClass::Unknown;
     err.message = format!(
         "outcome unknown, so not sent again: {}; check in {} whether it arrived, then run \
          `clw-gateway resolve` (delivered, or resend)",
@@ -737,7 +729,7 @@ fn outcome_of(d: &Destination, mut err: GatewayError) -> GatewayError {
 
 /// An earlier attempt's outcome is still unknown: nothing is sent until a person says.
 fn unknown_before(d: &Destination) -> GatewayError {
-    let mut e = GatewayError::permanent(
+    let mut e = GatewayError::unknown(
         Stage::Deliver,
         format!(
             "{}: an earlier send's outcome is unknown (it may have arrived); check in {} \
@@ -746,7 +738,6 @@ fn unknown_before(d: &Destination) -> GatewayError {
         ),
     );
     e.sent = true;
-    e.unknown = true;
     e
 }
 

@@ -9,7 +9,7 @@ mod referral_config;
 
 pub use referral_config::FlowConfig;
 
-pub use crate::engine::{Front, Plan, Refusal};
+pub use crate::engine::{Decoded, DynFront, Front, Plan, Planned, Refusal};
 
 use crate::mapping::spec::InputKind;
 use crate::model::Flow;
@@ -32,7 +32,7 @@ pub struct FlowRow {
     /// Its CloudEvents type (`ce-type`).
     pub event_type: &'static str,
     /// Builds its front from the wired parts; None when the flow is off.
-    pub front: fn(&Parts<'_>) -> Option<Box<dyn Front>>,
+    pub front: fn(&Parts<'_>) -> Option<Box<dyn DynFront>>,
 }
 
 /// What the fronts are built from.
@@ -42,6 +42,7 @@ pub struct Parts<'a> {
     pub message_back: Option<&'a MessageBackWiring>,
     pub store: &'a Store,
     pub sealer: &'a Sealer,
+    pub metrics: &'a crate::engine::metrics::Metrics,
     pub max_bytes: usize,
     /// Where events with no door's seal come from on this gateway's transport.
     pub plain_events: PlainEvents,

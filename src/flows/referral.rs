@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::{Front, Plan, Refusal};
+use super::{Decoded, Front, Plan, Planned, Refusal};
 use crate::deliver::Destination;
 use crate::engine::Inbound;
 use crate::error::{GatewayError, Stage};
@@ -14,7 +14,7 @@ use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, che
 use crate::intake::{Envelope, decode_referral};
 use crate::model::{ConsentState, Flow};
 use crate::policy::routing::Routes;
-use crate::policy::{apply_consent, read_consent};
+use crate::policy::{Release, apply_consent, read_consent};
 
 /// What the referral flow needs beyond its destinations.
 pub struct ReferralWiring {
@@ -55,7 +55,9 @@ impl ReferralFront {
         }
     }
 
-    fn plan_now(&self, inbound: &Inbound) -> Result<Plan, Refusal> {
+    /// Everything the referral flow decides is decided from the message alone: no store
+    /// read, so the whole plan is made in `decode`.
+    fn plan_now(&self, inbound: &Inbound) -> Result<Decoded<Planned>, Refusal> {
         let digest = body_digest(&inbound.body);
         let previous: u32 = inbound
             .headers
@@ -122,8 +124,19 @@ impl ReferralFront {
                 note,
             )));
         }
-        let release = apply_consent(referral, self.consent_not_recorded)
-            .map_err(|e| refuse(&message_id, attempts, e))?;
+        let release = apply_consent(referral, self.consent_not_recorded);
+        if let Release::Withheld(reason) = release {
+            return Ok(Decoded {
+                message_id: message_id.clone(),
+                attempts,
+                serial: None,
+                content: Planned::Withheld {
+                    message_id,
+                    attempts,
+                    reason,
+                },
+            });
+        }
         let canonical = serde_json::to_value(release.referral()).map_err(|e| {
             refuse(
                 &message_id,
@@ -131,14 +144,18 @@ impl ReferralFront {
                 GatewayError::permanent(Stage::Intake, format!("canonical referral: {e}")),
             )
         })?;
-        Ok(Plan {
-            message_id,
+        Ok(Decoded {
+            message_id: message_id.clone(),
             attempts,
-            digest,
-            canonical,
-            targets,
-            remember,
             serial: None,
+            content: Planned::Send(Plan {
+                message_id,
+                attempts,
+                digest,
+                canonical,
+                targets,
+                remember,
+            }),
         })
     }
 }
@@ -178,11 +195,17 @@ fn remembered(
 }
 
 impl Front for ReferralFront {
+    type Decoded = Planned;
+
     fn flow(&self) -> Flow {
         Flow::Referral
     }
 
-    fn plan<'a>(&'a self, inbound: &'a Inbound) -> BoxFuture<'a, Result<Plan, Refusal>> {
-        Box::pin(async move { super::decode_heavy(inbound.body.len(), || self.plan_now(inbound)) })
+    fn decode(&self, inbound: &Inbound) -> Result<Decoded<Planned>, Refusal> {
+        super::decode_heavy(inbound.body.len(), || self.plan_now(inbound))
+    }
+
+    fn plan<'a>(&'a self, decoded: Decoded<Planned>) -> BoxFuture<'a, Result<Planned, Refusal>> {
+        Box::pin(async move { Ok(decoded.content) })
     }
 }

@@ -5,7 +5,6 @@ pub mod routing;
 
 use serde::Deserialize;
 
-use crate::error::GatewayError;
 use crate::model::{ConsentInfo, ConsentState, Referral};
 
 /// A code the deployment lists as meaning "consent to share with a social prescribing
@@ -53,31 +52,33 @@ pub enum Release {
     Full(Referral),
     /// Send it with every free-text item removed.
     CodesOnly(Referral),
+    /// Send nothing (consent declined): an outcome, recorded as withheld, not a failure.
+    Withheld(String),
 }
 
 /// Applies the referral's consent (or, when it records none, `not_recorded` from
-/// configuration). `Err` is a Policy outcome (nothing is sent), not a failure.
-pub fn apply_consent(
-    referral: Referral,
-    not_recorded: ConsentState,
-) -> Result<Release, GatewayError> {
+/// configuration).
+pub fn apply_consent(referral: Referral, not_recorded: ConsentState) -> Release {
     let state = match referral.consent.state {
         ConsentState::NotRecorded => not_recorded,
         recorded => recorded,
     };
     match state {
-        ConsentState::Declined => Err(GatewayError::policy(
-            "consent to share with the social prescribing service was declined; nothing sent",
-        )),
-        ConsentState::CodesOnly => Ok(Release::CodesOnly(strip_narrative(referral))),
-        ConsentState::Full | ConsentState::NotRecorded => Ok(Release::Full(referral)),
+        ConsentState::Declined => Release::Withheld(
+            "consent to share with the social prescribing service was declined; nothing sent"
+                .into(),
+        ),
+        ConsentState::CodesOnly => Release::CodesOnly(strip_narrative(referral)),
+        ConsentState::Full | ConsentState::NotRecorded => Release::Full(referral),
     }
 }
 
 impl Release {
-    pub fn referral(&self) -> &Referral {
+    /// What is sent; None when nothing is.
+    pub fn referral(&self) -> Option<&Referral> {
         match self {
-            Release::Full(r) | Release::CodesOnly(r) => r,
+            Release::Full(r) | Release::CodesOnly(r) => Some(r),
+            Release::Withheld(_) => None,
         }
     }
 }
@@ -164,12 +165,15 @@ mod tests {
 
     #[test]
     fn declined_sends_nothing() {
-        assert!(apply_consent(referral(ConsentState::Declined), ConsentState::Full).is_err());
+        assert!(matches!(
+            apply_consent(referral(ConsentState::Declined), ConsentState::Full),
+            Release::Withheld(_)
+        ));
     }
 
     #[test]
     fn codes_only_drops_free_text() {
-        let Ok(Release::CodesOnly(r)) =
+        let Release::CodesOnly(r) =
             apply_consent(referral(ConsentState::CodesOnly), ConsentState::Full)
         else {
             panic!("expected codes-only");
@@ -187,21 +191,24 @@ mod tests {
         let r = referral(ConsentState::Full);
         assert_eq!(
             apply_consent(r.clone(), ConsentState::Declined),
-            Ok(Release::Full(r))
+            Release::Full(r)
         );
     }
 
     #[test]
     fn configuration_decides_when_the_referral_records_no_consent() {
         let r = referral(ConsentState::NotRecorded);
-        assert!(apply_consent(r.clone(), ConsentState::Declined).is_err());
+        assert!(matches!(
+            apply_consent(r.clone(), ConsentState::Declined),
+            Release::Withheld(_)
+        ));
         assert!(matches!(
             apply_consent(r.clone(), ConsentState::CodesOnly),
-            Ok(Release::CodesOnly(_))
+            Release::CodesOnly(_)
         ));
         assert!(matches!(
             apply_consent(r, ConsentState::Full),
-            Ok(Release::Full(_))
+            Release::Full(_)
         ));
     }
 }

@@ -28,8 +28,8 @@ use tracing::{info, warn};
 
 use crate::engine::metrics::{IngressLabels, Metrics};
 use crate::error::Result;
+use crate::flows::message_back::to_canonical;
 use crate::flows::message_back::{MessageBackWiring, Platform};
-use crate::flows::message_back::{check_event_for, map_event};
 use crate::mapping::Mapping;
 use crate::model::message_back::MessageBack;
 use crate::secret::seal::Origin;
@@ -338,7 +338,7 @@ async fn event(
     s.answer(platform, request, "application/json", |s, p, body| {
         Box::pin(async move {
             let mapped = crate::intake::json::parse_bounded(&body)
-                .and_then(|v| to_canonical(&p, &p.mapping, &v, &BTreeMap::new()));
+                .and_then(|v| to_canonical(&p, &p.mapping, &v, &BTreeMap::new(), &s.metrics));
             match mapped {
                 Ok(ev) => queue(&s, &p.name, ev).await,
                 Err(e) => {
@@ -349,19 +349,6 @@ async fn event(
         })
     })
     .await
-}
-
-/// Maps a platform's JSON to a canonical event, with every check the front makes
-/// before linking (so the platform hears at once, naming the field).
-fn to_canonical(
-    p: &Platform,
-    mapping: &Mapping,
-    input: &Value,
-    constants: &BTreeMap<String, String>,
-) -> Result<MessageBack> {
-    let mut ev = map_event(mapping, input, constants)?;
-    check_event_for(p, &mut ev)?;
-    Ok(ev)
 }
 
 /// Queues a canonical event sealed as the platform's; 202 once durable.
@@ -421,7 +408,7 @@ async fn sheet(s: &State, p: &Platform, body: &[u8]) -> Response {
         if let Some(prog) = &p.programme {
             constants.insert("programme".to_string(), prog.clone());
         }
-        match to_canonical(p, &p.upload_mapping, row, &constants) {
+        match to_canonical(p, &p.upload_mapping, row, &constants, &s.metrics) {
             Ok(ev) => events.push(ev),
             Err(e) => errors.push(json!({
                 "row": line,

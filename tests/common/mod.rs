@@ -841,8 +841,7 @@ impl Rabbit {
     /// which a gateway with the message back declares beside it — then closes the
     /// connection.
     pub async fn cleanup(&self, t: &Topology) {
-        let mut events = t.clone();
-        events.unit = "event".into();
+        let events = t.for_flow(clw_gateway::model::Flow::MessageBack);
         for t in [t, &events] {
             for q in t.queue_names() {
                 let _ = self
@@ -1013,8 +1012,7 @@ impl Drop for Harness {
         if self.cleaned {
             return;
         }
-        let mut events = self.t.clone();
-        events.unit = "event".into();
+        let events = self.t.for_flow(clw_gateway::model::Flow::MessageBack);
         for q in self.t.queue_names().into_iter().chain(events.queue_names()) {
             let _ = std::process::Command::new("rabbitmqctl")
                 .args(["-q", "delete_queue", &q])

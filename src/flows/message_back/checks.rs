@@ -10,6 +10,28 @@ use crate::error::{GatewayError, Result, Stage};
 use crate::model::message_back::MessageBack;
 use crate::store::ReferralRecord;
 
+/// The one way a platform's document becomes a canonical event: its mapping, then every
+/// check below — called by the door that takes it (to answer the platform at once,
+/// naming the field) or, for an event no door took, by the front. Counted, so the
+/// counter shows each event is mapped once.
+pub fn to_canonical(
+    p: &Platform,
+    mapping: &crate::mapping::Mapping,
+    input: &serde_json::Value,
+    constants: &std::collections::BTreeMap<String, String>,
+    metrics: &crate::engine::metrics::Metrics,
+) -> Result<MessageBack> {
+    metrics
+        .events_mapped
+        .get_or_create(&crate::engine::metrics::PlatformLabels {
+            platform: p.name.clone(),
+        })
+        .inc();
+    let mut ev = super::map_event(mapping, input, constants)?;
+    check_event_for(p, &mut ev)?;
+    Ok(ev)
+}
+
 /// Every check an event from platform `p` must pass before it is queued or planned:
 /// bound to the programme the platform serves, the canonical checks, the patient
 /// items the platform must name, and no reference it could not be linked by.

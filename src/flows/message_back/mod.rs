@@ -19,7 +19,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::{Front, Plan, Refusal};
+use super::{Decoded, Front, Plan, Planned, Refusal};
 use crate::deliver::Destination;
 use crate::engine::Inbound;
 use crate::error::{GatewayError, Result, Stage};
@@ -30,7 +30,7 @@ use crate::model::message_back::MessageBack;
 use crate::secret::seal::{BROKER_USER_HEADER, BROKER_USER_SEAL_HEADER, Opened, Origin, Sealer};
 use crate::store::{ReferralRecord, Store, Write};
 
-pub use checks::{bind_programme, check_event_for};
+pub use checks::{bind_programme, check_event_for, to_canonical};
 use checks::{check_patient, check_programme, check_when};
 pub(crate) use coding::canonical;
 pub use coding::coded_entries;
@@ -89,6 +89,7 @@ pub struct MessageBackFront {
     sealer: Sealer,
     plain: PlainEvents,
     future_skew: std::time::Duration,
+    metrics: crate::engine::metrics::Metrics,
 }
 
 /// What may answer which referrals: the referral destinations spoken for, where the
@@ -100,10 +101,14 @@ struct Scope<'a> {
     require: &'a [PatientItem],
 }
 
-/// An event decoded and bound to the origin it came from.
-pub struct Decoded {
+/// An event decoded, checked and bound to the origin it came from.
+pub struct Taken {
     pub origin: Origin,
     pub event: MessageBack,
+    /// SHA-256 of the bytes it came in.
+    digest: String,
+    /// The fields forbidden control characters were left out of.
+    sanitised: Vec<String>,
 }
 
 /// The message back's row in the flow table.
@@ -121,6 +126,7 @@ pub const ROW: super::FlowRow = super::FlowRow {
             p.max_bytes,
             p.sealer.clone(),
             p.plain_events.clone(),
+            p.metrics.clone(),
         )))
     },
 };
@@ -132,6 +138,7 @@ impl MessageBackFront {
         max_bytes: usize,
         sealer: Sealer,
         plain: PlainEvents,
+        metrics: crate::engine::metrics::Metrics,
     ) -> MessageBackFront {
         MessageBackFront {
             platforms: w.platforms.clone(),
@@ -144,10 +151,12 @@ impl MessageBackFront {
             sealer,
             plain,
             future_skew: w.future_skew,
+            metrics,
         }
     }
 
-    async fn plan_event(&self, inbound: &Inbound) -> std::result::Result<Plan, Refusal> {
+    /// The message's id and attempts, and the event in it, checked: the pure half.
+    fn decode_event(&self, inbound: &Inbound) -> std::result::Result<Decoded<Taken>, Refusal> {
         let digest = body_digest(&inbound.body);
         let previous: u32 = inbound
             .headers
@@ -160,16 +169,44 @@ impl MessageBackFront {
             attempts,
             error,
         };
-        let fallback = digest.clone();
-        let decoded = super::decode_heavy(inbound.body.len(), || self.decode(inbound))
-            .map_err(|e| refuse(&fallback, e))?;
-        let Decoded {
-            origin,
-            event: mut ev,
-        } = decoded;
+        let (origin, mut ev) = super::decode_heavy(inbound.body.len(), || self.take(inbound))
+            .map_err(|e| refuse(&digest, e))?;
         let message_id = queued_id(&id_prefix(&origin), &ev.event_id);
         let sanitised = ev.strip_forbidden();
-        check_message_id(&message_id, "event_id").map_err(|e| refuse(&fallback, e))?;
+        check_message_id(&message_id, "event_id").map_err(|e| refuse(&digest, e))?;
+        Ok(Decoded {
+            serial: Some(serial_key(&origin, &ev)),
+            message_id,
+            attempts,
+            content: Taken {
+                origin,
+                event: ev,
+                digest,
+                sanitised,
+            },
+        })
+    }
+
+    /// Linked, checked against the referral, coded and addressed: the half that reads
+    /// the store, run under the serial key.
+    async fn plan_event(&self, d: Decoded<Taken>) -> std::result::Result<Planned, Refusal> {
+        let Decoded {
+            message_id,
+            attempts,
+            content:
+                Taken {
+                    origin,
+                    event: ev,
+                    digest,
+                    sanitised,
+                },
+            ..
+        } = d;
+        let refuse = |id: &str, error: GatewayError| Refusal {
+            message_id: id.to_string(),
+            attempts,
+            error,
+        };
         let scope = self.scope(&origin).map_err(|e| refuse(&message_id, e))?;
         let referral = self
             .link(&ev, &scope)
@@ -234,20 +271,19 @@ impl MessageBackFront {
                 detail,
             )));
         }
-        Ok(Plan {
+        Ok(Planned::Send(Plan {
             message_id,
             attempts,
             digest,
             canonical,
             targets,
             remember,
-            serial: Some(format!("events-of/{}", referral.message_id)),
-        })
+        }))
     }
 
     /// Size, envelope, the origin (a door's seal, else the transport's binding), the
     /// platform's mapping for plain events, the canonical checks.
-    pub fn decode(&self, inbound: &Inbound) -> Result<Decoded> {
+    pub fn take(&self, inbound: &Inbound) -> Result<(Origin, MessageBack)> {
         check_size(inbound.body.len(), self.max_bytes)?;
         if let Some(t) = inbound.headers.get("ce-type").filter(|t| !t.is_empty())
             && t != EVENT_TYPE
@@ -259,25 +295,23 @@ impl MessageBackFront {
             ));
         }
         match self.sealer.open(&inbound.body)? {
+            // The door that sealed it made it canonical and checked it: read, not
+            // mapped again. Its platform must still be configured.
             Opened::Sealed { origin, event } => {
-                let mut ev: MessageBack = read_canonical(event)?;
-                if let Origin::Platform(name) = &origin {
-                    let p = self.platform(name)?;
-                    check_event_for(p, &mut ev)?;
-                } else {
-                    ev.check()?;
+                let ev: MessageBack = read_canonical(event)?;
+                match &origin {
+                    Origin::Platform(name) => {
+                        self.platform(name)?;
+                    }
+                    Origin::Poller(_) => ev.check()?,
                 }
-                Ok(Decoded { origin, event: ev })
+                Ok((origin, ev))
             }
             Opened::Plain => {
                 let p = self.plain_platform(inbound)?;
                 let body: Value = crate::intake::json::parse_bounded(&inbound.body)?;
-                let mut ev = map_event(&p.mapping, &body, &BTreeMap::new())?;
-                check_event_for(p, &mut ev)?;
-                Ok(Decoded {
-                    origin: Origin::Platform(p.name.clone()),
-                    event: ev,
-                })
+                let ev = to_canonical(p, &p.mapping, &body, &BTreeMap::new(), &self.metrics)?;
+                Ok((Origin::Platform(p.name.clone()), ev))
             }
         }
     }
@@ -392,15 +426,51 @@ impl MessageBackFront {
 }
 
 impl Front for MessageBackFront {
+    type Decoded = Taken;
+
     fn flow(&self) -> Flow {
         Flow::MessageBack
     }
 
+    fn decode(&self, inbound: &Inbound) -> std::result::Result<Decoded<Taken>, Refusal> {
+        self.decode_event(inbound)
+    }
+
     fn plan<'a>(
         &'a self,
-        inbound: &'a Inbound,
-    ) -> BoxFuture<'a, std::result::Result<Plan, Refusal>> {
-        Box::pin(self.plan_event(inbound))
+        decoded: Decoded<Taken>,
+    ) -> BoxFuture<'a, std::result::Result<Planned, Refusal>> {
+        Box::pin(self.plan_event(decoded))
+    }
+}
+
+/// The key events about one referral are planned under, read from the event alone:
+/// the patient it names (every event of a referral names the same patient, and
+/// platforms must name the patient's number unless configured otherwise), else how it
+/// names the referral. Two referrals of one patient share a key: they only wait for
+/// each other.
+fn serial_key(origin: &Origin, ev: &MessageBack) -> String {
+    use crate::model::identifiers::{IdentifierKind, patient_key};
+    let r = &ev.referral;
+    let p = r.patient.as_ref();
+    // A digest of the number, never the number: keys may be seen in a debugger or log.
+    let number = p.and_then(|p| {
+        p.nhs_number
+            .as_deref()
+            .map(|n| patient_key(IdentifierKind::Nhs, n))
+            .or_else(|| {
+                p.chi_number
+                    .as_deref()
+                    .map(|n| patient_key(IdentifierKind::Chi, n))
+            })
+    });
+    match (number, &r.message_id, &r.platform_reference) {
+        (Some(key), _, _) => format!("events-of/patient/{key}"),
+        (None, Some(id), _) => format!("events-of/referral/{id}"),
+        (None, None, Some(reference)) => {
+            format!("events-of/{}/reference/{reference}", origin.tag())
+        }
+        (None, None, None) => format!("events-of/{}/unnamed", origin.tag()),
     }
 }
 

@@ -51,6 +51,15 @@ impl Topology {
     pub fn flow(&self) -> crate::model::Flow {
         self.flow
     }
+
+    /// The same broker's topology for another flow.
+    pub fn for_flow(&self, flow: crate::model::Flow) -> Topology {
+        Topology {
+            flow,
+            unit: crate::flows::row(flow).queue_unit.into(),
+            ..self.clone()
+        }
+    }
     pub fn exchange(&self) -> String {
         format!("{}.{}s", self.prefix, self.unit)
     }

@@ -14,8 +14,10 @@
 //! at start and every so often while running, so nothing is stranded in processing.
 //! Moves never overwrite: a clashing name gets `-1`, `-2`... before its `.json`.
 
+mod folders;
 mod settings;
 
+pub use folders::SpoolDirs;
 pub use settings::SpoolConfig;
 
 use std::fs::File;
@@ -35,89 +37,12 @@ use crate::intake::Headers;
 use crate::intake::envelope::ATTEMPT_HEADER;
 use crate::sources::shutdown::Shutdown;
 use crate::store::ParkedRecord;
+use folders::{claim, is_link, move_into, own_folder, safe, wanted};
 
 const LOCK_FILE: &str = ".lock";
 const REASON_SUFFIX: &str = ".reason.json";
 /// How often a running instance looks for stopped instances' claimed files.
 const RECOVER_EVERY: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone)]
-pub struct SpoolDirs {
-    pub inbox: PathBuf,
-    pub processing: PathBuf,
-    pub done: PathBuf,
-    pub failed: PathBuf,
-}
-
-impl SpoolDirs {
-    pub fn for_flow(root: &Path, flow_folder: &str) -> SpoolDirs {
-        let base = root.join(flow_folder);
-        SpoolDirs {
-            inbox: base.join("inbox"),
-            processing: base.join("processing"),
-            done: base.join("done"),
-            failed: base.join("failed"),
-        }
-    }
-
-    pub fn create(&self) -> Result<()> {
-        for d in [&self.inbox, &self.processing, &self.done, &self.failed] {
-            std::fs::create_dir_all(d).map_err(|e| {
-                GatewayError::permanent(
-                    Stage::Config,
-                    format!("cannot create spool folder {}: {e}", d.display()),
-                )
-            })?;
-        }
-        Ok(())
-    }
-}
-
-/// A message file: `*.json`, not hidden, not a reason file, and a regular file or a
-/// symbolic link (which is claimed only to be parked: the spool never follows one).
-fn wanted(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    !name.starts_with('.')
-        && name.ends_with(".json")
-        && !name.ends_with(REASON_SUFFIX)
-        && std::fs::symlink_metadata(path)
-            .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_symlink())
-}
-
-/// Whether `path` is a symbolic link (not followed).
-fn is_link(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-/// `name`, or `stem-N.json` for the first N not taken in `dir`.
-fn candidates(name: &str) -> impl Iterator<Item = String> + '_ {
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) => (s, format!(".{e}")),
-        None => (name, String::new()),
-    };
-    std::iter::once(name.to_string()).chain((1..).map(move |n| format!("{stem}-{n}{ext}")))
-}
-
-/// Moves `from` into a folder others also write to, never overwriting: a hard link
-/// under the first free name, then the old name removed. Returns the new path.
-fn move_into(from: &Path, dir: &Path) -> std::io::Result<PathBuf> {
-    let name = from
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("message.json");
-    for candidate in candidates(name).take(10_000) {
-        let to = dir.join(&candidate);
-        match std::fs::hard_link(from, &to) {
-            Ok(()) => {
-                std::fs::remove_file(from)?;
-                return Ok(to);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no free name"))
-}
 
 /// The parking time as a header: two parkings of the same file are two records.
 fn parked_at(at: String) -> Headers {
@@ -185,29 +110,6 @@ pub fn requeue(parked: &Path, dirs: &SpoolDirs) -> std::io::Result<PathBuf> {
     let mut reason = parked.as_os_str().to_owned();
     reason.push(REASON_SUFFIX);
     let _ = std::fs::remove_file(reason);
-    Ok(to)
-}
-
-/// Claims an inbox file into this instance's own folder: `rename` is atomic, so of
-/// several instances racing for one file exactly one gets it. The name is free in the
-/// target folder because only this instance writes there.
-fn claim(from: &Path, mine: &Path) -> std::io::Result<PathBuf> {
-    let name = from
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("message.json");
-    let to = candidates(name)
-        .map(|c| mine.join(c))
-        .find(|p| !p.exists())
-        .unwrap_or_else(|| mine.join(name));
-    // rename moves a symbolic link itself, never what it points at.
-    std::fs::rename(from, &to)?;
-    // Patient data: owner-only from here on (done/ and failed/ keep the mode), whatever
-    // the writer's umask was. Never through a link: that would change its target.
-    if !is_link(&to) {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
-    }
     Ok(to)
 }
 
@@ -304,39 +206,6 @@ impl SpoolSource {
         me.source.status.set(false);
         Ok(())
     }
-}
-
-/// Creates this instance's processing folder and locks it for the process's life.
-fn own_folder(mine: &Path) -> Result<File> {
-    let fail = |e: std::io::Error| {
-        GatewayError::permanent(
-            Stage::Config,
-            format!("cannot claim spool folder {}: {e}", mine.display()),
-        )
-    };
-    std::fs::create_dir_all(mine).map_err(fail)?;
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(mine.join(LOCK_FILE))
-        .map_err(fail)?;
-    f.try_lock()
-        .map_err(|e| fail(std::io::Error::other(e.to_string())))?;
-    Ok(f)
-}
-
-/// A name safe as a folder name.
-fn safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 impl Running {
@@ -578,49 +447,5 @@ impl Running {
             // The file and its reason stay in failed/; the next `dlq list` finds them.
             warn!(error = %e, "cannot record a parked file in the store");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clashing_names_keep_their_suffix_and_nothing_is_overwritten() {
-        let d = tempfile::tempdir().unwrap();
-        let (a, b) = (d.path().join("a"), d.path().join("b"));
-        std::fs::create_dir_all(&a).unwrap();
-        std::fs::create_dir_all(&b).unwrap();
-        for (i, body) in ["one", "two", "three"].iter().enumerate() {
-            let f = a.join("r1.json");
-            std::fs::write(&f, body).unwrap();
-            let to = move_into(&f, &b).unwrap();
-            let want = ["r1.json", "r1-1.json", "r1-2.json"][i];
-            assert_eq!(to.file_name().unwrap(), want);
-            assert!(!f.exists());
-        }
-        assert_eq!(std::fs::read_to_string(b.join("r1.json")).unwrap(), "one");
-        assert_eq!(
-            std::fs::read_to_string(b.join("r1-2.json")).unwrap(),
-            "three"
-        );
-        assert!(wanted(&b.join("r1-1.json")));
-        std::fs::write(b.join("r1.json.reason.json"), "{}").unwrap();
-        assert!(!wanted(&b.join("r1.json.reason.json")));
-    }
-
-    #[test]
-    fn a_running_instances_folder_is_left_alone_and_a_stopped_ones_is_recovered() {
-        let d = tempfile::tempdir().unwrap();
-        let processing = d.path().join("processing");
-        let (alive, dead) = (processing.join("gw-a"), processing.join("gw-b"));
-        let held = own_folder(&alive).unwrap();
-        drop(own_folder(&dead).unwrap());
-        std::fs::write(alive.join("x.json"), "a").unwrap();
-        std::fs::write(dead.join("x.json"), "b").unwrap();
-        // A second instance cannot take a folder whose lock is held.
-        assert!(own_folder(&alive).is_err());
-        drop(held);
-        assert!(own_folder(&alive).is_ok(), "free once its owner stopped");
     }
 }

@@ -1,16 +1,22 @@
 //! FHIR R4 UK Core referral Bundle → canonical [`Referral`].
 
+mod consent;
+mod datatypes;
+
 use serde_json::Value;
 
 use super::bundle::BundleIndex;
 use super::json::Node;
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::dates::{is_fhir_date, is_fhir_datetime};
-use crate::model::identifiers::{self, IdentifierKind, ODS_ORGANIZATION_SYSTEM, ODS_SITE_SYSTEM};
+use crate::model::identifiers::{self, IdentifierKind};
 use crate::model::*;
+pub(crate) use datatypes::codeable;
+use datatypes::{
+    address, contact_preferences, human_name, identifier, identifiers_of, organisation, telecoms,
+};
 
 pub const SOCIAL_PRESCRIBING_REFERRAL: &str = "871731000000106";
-const SNOMED: &str = "http://snomed.info/sct";
 const UKCORE_EXT: &str = "https://fhir.hl7.org.uk/StructureDefinition/";
 
 /// A decoded referral and the ids found in its Bundle.
@@ -413,245 +419,4 @@ impl<'a> Decoder<'_, 'a> {
         }
         Ok(None)
     }
-
-    /// Consent to share with the social prescribing service, failing closed: every
-    /// Consent in the Bundle counts, linked to the referral or not. Any that denies
-    /// (top-level `deny`, or status rejected / inactive / entered-in-error) declines the
-    /// referral — a permit never outweighs a deny. A Consent that cannot be tied to
-    /// this referral's patient (not named by `supportingInfo`, and its `patient` is
-    /// neither this Patient nor carries its NHS / CHI number) stops the referral with a
-    /// reason rather than be guessed about. Otherwise a permit whose nested provision
-    /// denies something is "codes-only", a plain permit "full"; none is "not-recorded".
-    fn consent(&self, sr: &Node<'a>, patient: &Node<'a>) -> Result<ConsentInfo> {
-        let mut linked = Vec::new();
-        let mut consents = Vec::new();
-        for info in sr.items("supportingInfo")? {
-            if let Some(r) = self.index.resolve(sr, &info)?
-                && r.resource_type() == Some("Consent")
-            {
-                linked.push(r.path.clone());
-                // A contained Consent is not among the Bundle's entries.
-                if !self
-                    .index
-                    .of_type("Consent")
-                    .iter()
-                    .any(|c| c.path == r.path)
-                {
-                    consents.push(r);
-                }
-            }
-        }
-        consents.extend(self.index.of_type("Consent").into_iter().cloned());
-
-        let mut permits = Vec::new();
-        let mut untied = None;
-        for c in &consents {
-            let status = c.req_str("status")?;
-            let top = c
-                .get("provision")
-                .map(|p| p.str("type"))
-                .transpose()?
-                .flatten();
-            if matches!(status, "rejected" | "inactive" | "entered-in-error") || top == Some("deny")
-            {
-                return Ok(ConsentInfo {
-                    state: ConsentState::Declined,
-                    recorded_at: c.string("dateTime")?,
-                    purposes: Vec::new(),
-                });
-            }
-            let tied = linked.contains(&c.path) || self.about_patient(c, patient)?;
-            if !tied {
-                untied.get_or_insert(c.path.clone());
-            } else if status == "active" {
-                permits.push(c);
-            }
-        }
-        if let Some(path) = untied {
-            return Err(GatewayError::invalid(
-                Stage::Policy,
-                path,
-                "this Consent cannot be tied to the referral's patient (the ServiceRequest does \
-                 not name it in supportingInfo and its patient is not the referred Patient), so \
-                 what may be shared is not known: nothing was sent; check the Consent at the \
-                 practice, then replay",
-            ));
-        }
-        let Some(first) = permits.first() else {
-            return Ok(ConsentInfo::default());
-        };
-        let mut nested_deny = false;
-        let mut purposes = Vec::new();
-        for c in &permits {
-            if let Some(p) = c.get("provision") {
-                nested_deny |= p
-                    .items("provision")?
-                    .iter()
-                    .any(|n| n.value.get("type").and_then(Value::as_str) == Some("deny"));
-                for purpose in p.items("purpose")? {
-                    purposes.push(coding(&purpose)?);
-                }
-            }
-            let mut concepts = c.items("category")?;
-            concepts.extend(c.get("scope"));
-            for cc in concepts {
-                for coded in cc.items("coding")? {
-                    purposes.push(coding(&coded)?);
-                }
-            }
-        }
-        Ok(ConsentInfo {
-            state: if nested_deny {
-                ConsentState::CodesOnly
-            } else {
-                ConsentState::Full
-            },
-            recorded_at: first.string("dateTime")?,
-            purposes,
-        })
-    }
-
-    /// Whether a Consent's `patient` is this Patient: the same resource, or an
-    /// identifier the Patient also carries.
-    fn about_patient(&self, consent: &Node<'a>, patient: &Node<'a>) -> Result<bool> {
-        let Some(pref) = consent.get("patient") else {
-            return Ok(false);
-        };
-        if let Ok(Some(p)) = self.index.resolve(consent, &pref) {
-            return Ok(p.path == patient.path);
-        }
-        let Some(id) = pref.get("identifier") else {
-            return Ok(false);
-        };
-        let (system, value) = (id.str("system")?, id.str("value")?);
-        Ok(patient.items("identifier")?.iter().any(|pid| {
-            value.is_some()
-                && pid.value.get("value").and_then(Value::as_str) == value
-                && pid.value.get("system").and_then(Value::as_str) == system
-        }))
-    }
-}
-
-fn coding(c: &Node) -> Result<Coded> {
-    Ok(Coded {
-        system: c.string("system")?,
-        code: c.string("code")?,
-        display: c.string("display")?,
-        text: None,
-    })
-}
-
-/// A CodeableConcept as one Coded: its SNOMED coding if there is one, else the first,
-/// plus its text.
-pub(crate) fn codeable(cc: &Node) -> Result<Coded> {
-    let codings = cc.items("coding")?;
-    let chosen = codings
-        .iter()
-        .find(|c| c.value.get("system").and_then(Value::as_str) == Some(SNOMED))
-        .or(codings.first());
-    let mut out = match chosen {
-        Some(c) => coding(c)?,
-        None => Coded::default(),
-    };
-    out.text = cc.string("text")?;
-    Ok(out)
-}
-
-fn human_name(n: &Node) -> Result<PersonName> {
-    Ok(PersonName {
-        prefix: n.strings("prefix")?,
-        given: n.strings("given")?,
-        family: n.string("family")?,
-    })
-}
-
-fn address(a: &Node) -> Result<Address> {
-    Ok(Address {
-        lines: a.strings("line")?,
-        city: a.string("city")?,
-        district: a.string("district")?,
-        postcode: a.string("postalCode")?,
-    })
-}
-
-fn telecoms(n: &Node) -> Result<Vec<ContactPoint>> {
-    let mut out = Vec::new();
-    for t in n.items("telecom")? {
-        let (Some(system), Some(value)) = (t.string("system")?, t.string("value")?) else {
-            continue;
-        };
-        out.push(ContactPoint {
-            system,
-            value,
-            use_: t.string("use")?,
-        });
-    }
-    Ok(out)
-}
-
-fn identifier(i: &Node) -> Result<Option<Identifier>> {
-    Ok(match (i.string("system")?, i.string("value")?) {
-        (Some(system), Some(value)) => Some(Identifier { system, value }),
-        _ => None,
-    })
-}
-
-fn identifiers_of(n: &Node) -> Result<Vec<Identifier>> {
-    let mut out = Vec::new();
-    for i in n.items("identifier")? {
-        out.extend(identifier(&i)?);
-    }
-    Ok(out)
-}
-
-fn organisation(o: &Node) -> Result<Organisation> {
-    let ods = identifiers_of(o)?
-        .into_iter()
-        .find(|i| i.system == ODS_ORGANIZATION_SYSTEM || i.system == ODS_SITE_SYSTEM)
-        .map(|i| i.value);
-    Ok(Organisation {
-        ods_code: ods,
-        name: o.string("name")?,
-        telecom: telecoms(o)?,
-    })
-}
-
-fn contact_preferences(p: &Node) -> Result<Option<ContactPreferences>> {
-    let mut prefs = ContactPreferences::default();
-    let mut any = false;
-    if let Some(ext) = p.extension(&format!("{UKCORE_EXT}Extension-UKCore-ContactPreference"))? {
-        if let Some(m) = ext.extension("PreferredContactMethod")? {
-            prefs.preferred_contact_method = m
-                .get("valueCodeableConcept")
-                .map(|c| codeable(&c))
-                .transpose()?;
-        }
-        if let Some(t) = ext.extension("PreferredContactTimes")? {
-            prefs.preferred_contact_times = t
-                .get("valueTiming")
-                .and_then(|v| v.get("code"))
-                .and_then(|c| c.string("text").ok().flatten())
-                .or(t.string("valueString")?);
-        }
-        if let Some(w) = ext.extension("PreferredWrittenCommunicationFormat")? {
-            prefs.preferred_written_communication_format = w
-                .get("valueCodeableConcept")
-                .map(|c| codeable(&c))
-                .transpose()?;
-        }
-        any = true;
-    }
-    for comm in p.items("communication")? {
-        if comm.bool("preferred")? == Some(true) || prefs.preferred_language.is_none() {
-            prefs.preferred_language = Some(codeable(&comm.req("language")?)?);
-            any = true;
-        }
-    }
-    if let Some(i) = p.extension(&format!("{UKCORE_EXT}Extension-UKCore-NHSCommunication"))?
-        && let Some(ir) = i.extension("interpreterRequired")?
-    {
-        prefs.interpreter_required = ir.bool("valueBoolean")?;
-        any = true;
-    }
-    Ok(any.then_some(prefs))
 }
