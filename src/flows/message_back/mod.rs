@@ -10,6 +10,7 @@
 mod checks;
 mod coding;
 mod config;
+mod decode;
 mod link;
 mod wired;
 
@@ -23,7 +24,6 @@ use super::{Decoded, Front, Plan, Planned, Refusal};
 use crate::deliver::Destination;
 use crate::engine::Inbound;
 use crate::error::{GatewayError, Result, Stage};
-use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, check_size};
 use crate::mapping::CodeMap;
 use crate::model::Flow;
 use crate::model::message_back::MessageBack;
@@ -36,6 +36,7 @@ pub(crate) use coding::canonical;
 pub use coding::coded_entries;
 use coding::detail;
 pub use config::{MessageBackConfig, PatientItem, PlatformConfig};
+pub use decode::map_event;
 pub use wired::{EVENT_CODES, MessageBackWiring, Platform};
 
 /// The CloudEvents type of a message-back event.
@@ -155,38 +156,6 @@ impl MessageBackFront {
         }
     }
 
-    /// The message's id and attempts, and the event in it, checked: the pure half.
-    fn decode_event(&self, inbound: &Inbound) -> std::result::Result<Decoded<Taken>, Refusal> {
-        let digest = body_digest(&inbound.body);
-        let previous: u32 = inbound
-            .headers
-            .get(ATTEMPT_HEADER)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let attempts = previous + 1;
-        let refuse = |id: &str, error: GatewayError| Refusal {
-            message_id: id.to_string(),
-            attempts,
-            error,
-        };
-        let (origin, mut ev) = super::decode_heavy(inbound.body.len(), || self.take(inbound))
-            .map_err(|e| refuse(&digest, e))?;
-        let message_id = queued_id(&id_prefix(&origin), &ev.event_id);
-        let sanitised = ev.strip_forbidden();
-        check_message_id(&message_id, "event_id").map_err(|e| refuse(&digest, e))?;
-        Ok(Decoded {
-            serial: Some(serial_key(&origin, &ev)),
-            message_id,
-            attempts,
-            content: Taken {
-                origin,
-                event: ev,
-                digest,
-                sanitised,
-            },
-        })
-    }
-
     /// Linked, checked against the referral, coded and addressed: the half that reads
     /// the store, run under the serial key.
     async fn plan_event(&self, d: Decoded<Taken>) -> std::result::Result<Planned, Refusal> {
@@ -281,113 +250,6 @@ impl MessageBackFront {
         }))
     }
 
-    /// Size, envelope, the origin (a door's seal, else the transport's binding), the
-    /// platform's mapping for plain events, the canonical checks.
-    pub fn take(&self, inbound: &Inbound) -> Result<(Origin, MessageBack)> {
-        check_size(inbound.body.len(), self.max_bytes)?;
-        if let Some(t) = inbound.headers.get("ce-type").filter(|t| !t.is_empty())
-            && t != EVENT_TYPE
-        {
-            return Err(GatewayError::invalid(
-                Stage::Envelope,
-                "ce-type",
-                format!("{t:?} is not a message-back event; expected {EVENT_TYPE}"),
-            ));
-        }
-        match self.sealer.open(&inbound.body)? {
-            // The door that sealed it made it canonical and checked it: read, not
-            // mapped again. Its platform must still be configured.
-            Opened::Sealed { origin, event } => {
-                let ev: MessageBack = read_canonical(event)?;
-                match &origin {
-                    Origin::Platform(name) => {
-                        self.platform(name)?;
-                    }
-                    Origin::Poller(_) => ev.check()?,
-                }
-                Ok((origin, ev))
-            }
-            Opened::Plain => {
-                let p = self.plain_platform(inbound)?;
-                let body: Value = crate::intake::json::parse_bounded(&inbound.body)?;
-                let ev = to_canonical(p, &p.mapping, &body, &BTreeMap::new(), &self.metrics)?;
-                Ok((Origin::Platform(p.name.clone()), ev))
-            }
-        }
-    }
-
-    fn platform(&self, name: &str) -> Result<&Platform> {
-        self.platforms.get(name).map(Arc::as_ref).ok_or_else(|| {
-            GatewayError::invalid(
-                Stage::Policy,
-                "platform",
-                format!(
-                    "the event comes from platform {name:?}, which is not in [message_back.platforms] \
-                     (removed since it was queued?): nothing was written"
-                ),
-            )
-        })
-    }
-
-    /// The platform a plain event comes from: the one the broker authenticated as its
-    /// publisher, or the spool's.
-    fn plain_platform(&self, inbound: &Inbound) -> Result<&Platform> {
-        let p = match &self.plain {
-            PlainEvents::Broker => {
-                let user = verified_broker_user(inbound, &self.sealer).ok_or_else(|| {
-                    GatewayError::invalid(
-                        Stage::Policy,
-                        "user_id",
-                        "an event on the AMQP events door is taken only from a platform's own broker \
-                         user, as the broker validated it (the user_id property): this one carries \
-                         none, so the platform that sent it cannot be established; nothing was written",
-                    )
-                })?;
-                self.platforms
-                    .values()
-                    .find(|p| p.broker_user.as_deref() == Some(user.as_str()))
-                    .map(Arc::as_ref)
-                    .ok_or_else(|| {
-                        GatewayError::invalid(
-                            Stage::Policy,
-                            "user_id",
-                            format!(
-                                "broker user {user:?} published it, and no platform in \
-                                 [message_back.platforms] has that broker_user: nothing was written"
-                            ),
-                        )
-                    })?
-            }
-            PlainEvents::Spool(Some(name)) => self.platform(name)?,
-            PlainEvents::Spool(None) => {
-                return Err(GatewayError::invalid(
-                    Stage::Policy,
-                    "message_back.spool_platform",
-                    "a file in the events spool that no gateway door queued, and no platform is \
-                     configured for the spool (message_back.spool_platform): the platform that \
-                     sent it cannot be established; nothing was written",
-                ));
-            }
-        };
-        if let Some(said) = inbound
-            .headers
-            .get(PLATFORM_HEADER)
-            .filter(|h| !h.is_empty())
-            && *said != p.name
-        {
-            return Err(GatewayError::invalid(
-                Stage::Policy,
-                PLATFORM_HEADER,
-                format!(
-                    "says platform {said:?}, but the event was published as platform {:?}'s: \
-                     nothing was written",
-                    p.name
-                ),
-            ));
-        }
-        Ok(p)
-    }
-
     /// Which referrals an origin may answer.
     fn scope<'a>(&'a self, origin: &'a Origin) -> Result<Scope<'a>> {
         Ok(match origin {
@@ -442,82 +304,6 @@ impl Front for MessageBackFront {
     ) -> BoxFuture<'a, std::result::Result<Planned, Refusal>> {
         Box::pin(self.plan_event(decoded))
     }
-}
-
-/// The key events about one referral are planned under, read from the event alone:
-/// the patient it names (every event of a referral names the same patient, and
-/// platforms must name the patient's number unless configured otherwise), else how it
-/// names the referral. Two referrals of one patient share a key: they only wait for
-/// each other.
-fn serial_key(origin: &Origin, ev: &MessageBack) -> String {
-    use crate::model::identifiers::{IdentifierKind, patient_key};
-    let r = &ev.referral;
-    let p = r.patient.as_ref();
-    // A digest of the number, never the number: keys may be seen in a debugger or log.
-    let number = p.and_then(|p| {
-        p.nhs_number
-            .as_deref()
-            .map(|n| patient_key(IdentifierKind::Nhs, n))
-            .or_else(|| {
-                p.chi_number
-                    .as_deref()
-                    .map(|n| patient_key(IdentifierKind::Chi, n))
-            })
-    });
-    match (number, &r.message_id, &r.platform_reference) {
-        (Some(key), _, _) => format!("events-of/patient/{key}"),
-        (None, Some(id), _) => format!("events-of/referral/{id}"),
-        (None, None, Some(reference)) => {
-            format!("events-of/{}/reference/{reference}", origin.tag())
-        }
-        (None, None, None) => format!("events-of/{}/unnamed", origin.tag()),
-    }
-}
-
-/// A platform event mapped to the canonical event (not yet checked).
-pub fn map_event(
-    mapping: &crate::mapping::Mapping,
-    input: &Value,
-    constants: &BTreeMap<String, String>,
-) -> Result<MessageBack> {
-    let doc = mapping
-        .apply(input, constants)
-        .map_err(crate::deliver::combine)?
-        .document;
-    serde_path_to_error::deserialize(&doc).map_err(not_an_event)
-}
-
-/// Why a document is not a canonical event: the field, and serde's reason without the
-/// value it met.
-fn not_an_event<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> GatewayError {
-    GatewayError::invalid(
-        Stage::Map,
-        e.path().to_string(),
-        format!(
-            "not a message-back event: {}",
-            crate::error::serde_reason(&e.inner().to_string())
-        ),
-    )
-}
-
-/// A canonical event's bytes, as a door queued them.
-fn read_canonical(bytes: &[u8]) -> Result<MessageBack> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(not_an_event)
-}
-
-/// The broker user that published a plain event: RabbitMQ's validated `user_id`, or on
-/// a copy the gateway republished (a retry, a parked message replayed) the user it
-/// sealed then. An unsealed or mis-sealed header is not a user.
-fn verified_broker_user(inbound: &Inbound, sealer: &Sealer) -> Option<String> {
-    if let Some(user) = &inbound.user_id {
-        return Some(user.clone());
-    }
-    let user = inbound.headers.get(BROKER_USER_HEADER)?;
-    let seal = inbound.headers.get(BROKER_USER_SEAL_HEADER)?;
-    sealer
-        .broker_user_holds(user, seal, &inbound.body)
-        .then(|| user.clone())
 }
 
 #[cfg(test)]
