@@ -155,17 +155,23 @@ impl MessageBackFront {
     }
 }
 
-/// The key events about one referral are planned under, read from the event alone:
-/// the patient it names (every event of a referral names the same patient, and
-/// platforms must name the patient's number unless configured otherwise), else how it
-/// names the referral. Two referrals of one patient share a key: they only wait for
-/// each other.
+/// The key events about one referral are planned under, read from the event alone: how
+/// it names the referral — the gateway's message id, else the platform's reference,
+/// else the patient with the programme. A platform names its referrals one way, so its
+/// events about one referral share a key; an event naming the same referral another
+/// way (a poller's and a platform's, say) may be planned beside it, as two instances'
+/// events may (hazard H-12).
 pub(super) fn serial_key(origin: &Origin, ev: &MessageBack) -> String {
     use crate::model::identifiers::{IdentifierKind, patient_key};
     let r = &ev.referral;
-    let p = r.patient.as_ref();
+    if let Some(id) = &r.message_id {
+        return format!("events-of/referral/{id}");
+    }
+    if let Some(reference) = &r.platform_reference {
+        return format!("events-of/{}/reference/{reference}", origin.tag());
+    }
     // A digest of the number, never the number: keys may be seen in a debugger or log.
-    let number = p.and_then(|p| {
+    let number = r.patient.as_ref().and_then(|p| {
         p.nhs_number
             .as_deref()
             .map(|n| patient_key(IdentifierKind::Nhs, n))
@@ -175,14 +181,12 @@ pub(super) fn serial_key(origin: &Origin, ev: &MessageBack) -> String {
                     .map(|n| patient_key(IdentifierKind::Chi, n))
             })
     });
-    match (number, &r.message_id, &r.platform_reference) {
-        (Some(key), _, _) => format!("events-of/patient/{key}"),
-        (None, Some(id), _) => format!("events-of/referral/{id}"),
-        (None, None, Some(reference)) => {
-            format!("events-of/{}/reference/{reference}", origin.tag())
-        }
-        (None, None, None) => format!("events-of/{}/unnamed", origin.tag()),
-    }
+    format!(
+        "events-of/{}/patient/{}/{}",
+        origin.tag(),
+        r.programme.as_deref().unwrap_or("-"),
+        number.as_deref().unwrap_or("-")
+    )
 }
 
 /// A platform event mapped to the canonical event (not yet checked).

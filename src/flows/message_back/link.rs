@@ -3,6 +3,8 @@
 use super::{MessageBackFront, Scope};
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::identifiers::{IdentifierKind, patient_key};
+use crate::model::state::MessageState;
+use crate::model::Flow;
 use crate::model::message_back::MessageBack;
 use crate::secret::seal::Origin;
 use crate::store::ReferralRecord;
@@ -32,7 +34,7 @@ impl MessageBackFront {
                 .ok_or_else(|| unknown("message_id"))?;
             return match self.sent_to(&r, scope).await? {
                 true => Ok(r),
-                false => Err(not_sent_to(scope)),
+                false => Err(self.not_sent_to(&r, scope).await?),
             };
         }
         if matches!(scope.origin, Origin::Poller(_)) {
@@ -74,22 +76,22 @@ impl MessageBackFront {
             (None, None) => return Err(unknown("patient")),
         };
         let mut open = Vec::new();
-        let mut elsewhere = 0;
+        let mut elsewhere = None;
         for (r, closed) in self.store.referrals_for_patient(programme, &key).await? {
             if closed {
                 continue;
             }
             if self.sent_to(&r, scope).await? {
                 open.push(r);
-            } else {
-                elsewhere += 1;
+            } else if elsewhere.is_none() {
+                elsewhere = Some(r);
             }
         }
-        match open.len() {
-            1 => Ok(open.remove(0)),
-            0 if elsewhere > 0 => Err(not_sent_to(scope)),
-            0 => Err(unknown("patient's number in the programme")),
-            n => Err(GatewayError::invalid(
+        match (open.len(), elsewhere) {
+            (1, _) => Ok(open.remove(0)),
+            (0, Some(r)) => Err(self.not_sent_to(&r, scope).await?),
+            (0, None) => Err(unknown("patient's number in the programme")),
+            (n, _) => Err(GatewayError::invalid(
                 Stage::Policy,
                 "referral",
                 format!(
@@ -99,7 +101,6 @@ impl MessageBackFront {
             )),
         }
     }
-
     /// Whether the referral was delivered to one of the destinations in scope.
     async fn sent_to(&self, r: &ReferralRecord, scope: &Scope<'_>) -> Result<bool> {
         Ok(self
@@ -108,6 +109,34 @@ impl MessageBackFront {
             .await?
             .iter()
             .any(|d| scope.destinations.contains(d)))
+    }
+}
+
+impl MessageBackFront {
+    /// Why an event about a referral not delivered to its sender is not written: while
+    /// the referral is still being sent (the platform may answer before the gateway has
+    /// recorded its delivery) the event waits and is tried again; once the referral is
+    /// settled without reaching the sender, the event is refused.
+    async fn not_sent_to(&self, r: &ReferralRecord, scope: &Scope<'_>) -> Result<GatewayError> {
+        let in_flight = self
+            .store
+            .message(Flow::Referral.as_str(), &r.message_id)
+            .await?
+            .is_some_and(|m| {
+                matches!(
+                    MessageState::parse(&m.state),
+                    Some(MessageState::Received | MessageState::Retrying)
+                )
+            });
+        if in_flight {
+            return Ok(GatewayError::transient(
+                Stage::Policy,
+                "the referral's delivery to the platform is not yet recorded (it is still being \
+                 sent): the event waits and is tried again",
+            )
+            .at("referral"));
+        }
+        Ok(not_sent_to(scope))
     }
 }
 
