@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use clw_gateway::cli::golden::load_input;
 use clw_gateway::mapping::{Input, Mapping, MappingSet};
+use clw_gateway::model::Flow;
 use serde_json::{Value, json};
 
 fn main() {
@@ -25,7 +26,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let set = MappingSet::load(&root.join("mappings")).expect("mappings load");
-    let mappings: Vec<&Mapping> = set.iter().map(|m| m.as_ref()).collect();
+    // The referral mappings read one referral, compared with fhirpath.js below; the
+    // message-back mappings each read an event of their own (their first fixture's).
+    let (mappings, event_mappings): (Vec<&Mapping>, Vec<&Mapping>) = set
+        .iter()
+        .map(|m| m.as_ref())
+        .partition(|m| m.flow == Flow::Referral);
     let input = load_input(mappings[0], &root.join("examples/referral-bundle.json")).unwrap();
     // The fixtures' constants, plus a value for any other %name an expression reads:
     // fhirpath.js (rightly, by the spec) refuses an undefined one, where the gateway
@@ -128,6 +134,7 @@ fn main() {
         "clw-gateway, whole mappings  : {ours:>10.0} referrals mapped/s  (+ transforms, code maps, output schema)"
     );
     println!("ratio, whole mappings vs js  : {:>10.1} ×", ours / theirs);
+    events(&event_mappings, iterations);
     println!(
         "results agree                : {}/{}",
         ours_raw.len() - disagree.len(),
@@ -164,4 +171,37 @@ fn fhirpath_js(dir: &Path, spec: &Value) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("bench.js prints JSON")
+}
+
+/// The message-back mappings, each on its own first fixture's input (a platform's event,
+/// a spreadsheet row, a canonical event): whole mappings per second.
+fn events(mappings: &[&Mapping], iterations: usize) {
+    let work: Vec<(&Mapping, Value, BTreeMap<String, String>)> = mappings
+        .iter()
+        .filter_map(|m| {
+            let f = m.fixtures.iter().find(|f| f.expected.is_some())?;
+            let base = m.path.parent()?;
+            let input = load_input(m, &base.join(&f.input)).ok()?;
+            Some((*m, input, f.constants.clone()))
+        })
+        .collect();
+    let run = || {
+        for (m, input, c) in &work {
+            black_box(m.apply(input, c).expect("a fixture that maps"));
+        }
+    };
+    for _ in 0..iterations / 10 {
+        run();
+    }
+    let start = Instant::now();
+    for _ in 0..iterations {
+        run();
+    }
+    let per_s = iterations as f64 / start.elapsed().as_secs_f64();
+    let names: Vec<&str> = work.iter().map(|(m, _, _)| m.name.as_str()).collect();
+    println!(
+        "clw-gateway, message back    : {per_s:>10.0} events mapped/s through each of {} mappings ({})",
+        work.len(),
+        names.join(", ")
+    );
 }

@@ -542,3 +542,57 @@ async fn events_published_to_the_broker_are_parked_naming_the_field_when_bad() {
     );
     h.finish().await;
 }
+
+/// Decode once, plan once: events taken at the HTTP door are mapped there (to answer the
+/// platform naming the field) and never again — the front reads the door's sealed
+/// canonical event — and each is planned once, also under its referral's serial key.
+#[tokio::test]
+async fn each_event_is_mapped_once_at_its_door_and_planned_once() {
+    let s = Setup::new("door-once");
+    let gw = gateway(&s).await;
+    let port = gw.ingress_addr.unwrap().port();
+    let data = s.dir.path().to_path_buf();
+    refer(&gw, &data).await;
+    let n: usize = 4;
+    for i in 0..n {
+        let body = event(&format!("evt-once-{i}"), json!({}))
+            .to_string()
+            .into_bytes();
+        let r = signed_post(
+            port,
+            "/v1/events/links",
+            "application/json",
+            body,
+            now(),
+            SECRET,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    eventually("every event written", Duration::from_secs(20), || async {
+        (gw.store.referral_events(REFERRAL_ID).await.unwrap().len() == n).then_some(())
+    })
+    .await;
+    let metrics = gw.metrics.render();
+    let value = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in /metrics:\n{metrics}"))
+    };
+    assert_eq!(
+        value("clw_gateway_events_mapped_total{platform=\"links\"}"),
+        n as f64,
+        "each event mapped once, at the door"
+    );
+    let received = value("clw_gateway_messages_received_total{flow=\"message-back\"}");
+    assert_eq!(received, n as f64);
+    assert_eq!(
+        value("clw_gateway_messages_planned_total{flow=\"message-back\"}"),
+        received,
+        "each event planned once"
+    );
+    gw.stop().await.unwrap();
+}

@@ -109,7 +109,12 @@ pub async fn purge(config: &Config, store: &Store, actor: &str, dry: bool) -> Re
                 if !dry {
                     for f in &old {
                         if let Some(file) = f.file_name().and_then(|n| n.to_str()) {
-                            store.forget_sheet(name, file).await?;
+                            crate::deliver::Appends {
+                                store,
+                                destination: name,
+                            }
+                            .forget(file)
+                            .await?;
                         }
                     }
                 }

@@ -127,12 +127,20 @@ impl Sink for Sheet {
 }
 
 impl Sheet {
+    /// Its files' progress in the store.
+    fn appends<'a>(&'a self, store: &'a Store) -> super::Appends<'a> {
+        super::Appends {
+            store,
+            destination: &self.name,
+        }
+    }
+
     /// Today's file, or the open batch while it has room.
     async fn file_for_next_row(&self, store: &Store) -> Result<String> {
         let now = chrono::Utc::now();
         Ok(match self.per {
             FilePer::Day => format!("{}-{}.csv", self.prefix, now.format("%Y-%m-%d")),
-            FilePer::Batch => match store.latest_sheet(&self.name).await? {
+            FilePer::Batch => match self.appends(store).latest().await? {
                 Some((file, rows)) if rows < self.batch_rows => file,
                 _ => format!("{}-{}.csv", self.prefix, now.format("%Y%m%dT%H%M%S%.3fZ")),
             },
@@ -179,7 +187,7 @@ impl Sheet {
         })
         .await
         .map_err(io("read"))?;
-        let (committed, rows) = match store.sheet_file(&self.name, file).await? {
+        let (committed, rows) = match self.appends(store).file(file).await? {
             // The file was moved aside (or removed): begin it again.
             Some(_) if len == 0 => self.begin(&f, file, header, store).await?,
             Some((committed, _)) if len < committed => {
@@ -207,12 +215,8 @@ impl Sheet {
         let place = format!("{file}@{committed}");
         let recorded = store
             .write(Write::Many(vec![
-                Write::Sheet {
-                    destination: self.name.clone(),
-                    file: file.to_string(),
-                    committed_bytes: committed + row.len() as i64,
-                    rows: rows + 1,
-                },
+                self.appends(store)
+                    .record(file, committed + row.len() as i64, rows + 1),
                 job.journal.record(ROW, "done", Some(&place)),
             ]))
             .await;
@@ -242,12 +246,7 @@ impl Sheet {
         })?;
         let committed = first.len() as i64;
         store
-            .write(Write::Sheet {
-                destination: self.name.clone(),
-                file: file.to_string(),
-                committed_bytes: committed,
-                rows: 0,
-            })
+            .write(self.appends(store).record(file, committed, 0))
             .await?;
         Ok((committed, 0))
     }

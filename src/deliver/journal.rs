@@ -100,3 +100,41 @@ impl Journal<'_> {
         })
     }
 }
+
+/// The files one destination appends to (a CSV sheet per day or batch), as the store
+/// keeps them: how far each is written and synced, so a restart continues where the last
+/// committed row ends.
+#[derive(Clone, Copy)]
+pub struct Appends<'a> {
+    pub store: &'a crate::store::Store,
+    pub destination: &'a str,
+}
+
+impl Appends<'_> {
+    /// A file's committed (bytes, rows), if the store knows it.
+    pub async fn file(&self, file: &str) -> Result<Option<(i64, i64)>> {
+        self.store.appended_file(self.destination, file).await
+    }
+
+    /// The newest file: (file, rows).
+    pub async fn latest(&self) -> Result<Option<(String, i64)>> {
+        self.store.latest_appended_file(self.destination).await
+    }
+
+    /// The store write that records how far `file` is committed.
+    pub fn record(&self, file: &str, committed_bytes: i64, rows: i64) -> crate::store::Write {
+        crate::store::Write::Appended {
+            destination: self.destination.to_string(),
+            file: file.to_string(),
+            committed_bytes,
+            rows,
+        }
+    }
+
+    /// Forgets a file retention removed.
+    pub async fn forget(&self, file: &str) -> Result<()> {
+        self.store
+            .forget_appended_file(self.destination, file)
+            .await
+    }
+}

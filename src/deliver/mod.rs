@@ -5,22 +5,12 @@
 //! module and one line there.
 
 pub mod breaker;
-mod charitylog;
-mod csv;
 mod destinations;
-mod docman;
-mod fhir;
-mod fhir_record;
-mod file;
 pub use file::write_private;
 pub mod http;
 mod journal;
-mod lamplight;
-mod mesh;
 mod payload;
-mod practice_folder;
 pub mod terms;
-mod webhook;
 
 use std::sync::Arc;
 
@@ -33,10 +23,10 @@ use crate::mapping::spec::{InputKind, OutputFormat};
 use crate::mapping::{Mapping, MappingSet, Output};
 use crate::model::Flow;
 pub use destinations::Destinations;
-pub use journal::{Journal, Step};
+pub use journal::{Appends, Journal, Step};
 use terms::HasTerms;
 
-pub use csv::{REFERENCE_COLUMN, encode_row};
+pub use self::csv::{REFERENCE_COLUMN, encode_row};
 pub use fhir::transaction as fhir_transaction;
 pub use file::safe_file_stem;
 pub use payload::idempotency_key;
@@ -46,6 +36,9 @@ pub use webhook::{classify_status, parse_retry_after};
 /// `Config` (via `destination_config!`), `FLOW` and `build`.
 macro_rules! kinds {
     ($($tag:literal => $variant:ident($module:ident)),* $(,)?) => {
+        // Each kind's module: its line in the table is the only place it is named.
+        $(mod $module;)*
+
         /// `[destinations.NAME]`: one of the kinds, chosen by `kind = "..."`.
         #[derive(Debug, Clone, serde::Deserialize)]
         #[serde(tag = "kind", deny_unknown_fields)]

@@ -1,6 +1,7 @@
 //! What destinations keep in the store beyond a delivery's row: the journal of keyless
-//! effects (and a person's answer when one's outcome is unknown), and how far each
-//! spreadsheet file is written.
+//! effects (and a person's answer when one's outcome is unknown), and how far each file
+//! a destination appends to is written. Kinds reach these through their handles
+//! (`deliver::Journal`, `deliver::Appends`); the store names no kind.
 
 use sqlx::Row;
 
@@ -48,8 +49,9 @@ impl Store {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
-    /// A spreadsheet file's committed (bytes, rows), if the store knows it.
-    pub async fn sheet_file(&self, destination: &str, file: &str) -> Result<Option<(i64, i64)>> {
+    /// A file a destination appends to: its committed (bytes, rows), if the store knows
+    /// it. (The table is named for its first user, the CSV sheets.)
+    pub async fn appended_file(&self, destination: &str, file: &str) -> Result<Option<(i64, i64)>> {
         let row = sqlx::query(
             "SELECT committed_bytes, rows_written FROM sheet_files WHERE destination = $1 AND file = $2",
         )
@@ -60,8 +62,8 @@ impl Store {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
-    /// The newest spreadsheet file of a destination: (file, rows).
-    pub async fn latest_sheet(&self, destination: &str) -> Result<Option<(String, i64)>> {
+    /// The newest file a destination appends to: (file, rows).
+    pub async fn latest_appended_file(&self, destination: &str) -> Result<Option<(String, i64)>> {
         let row = sqlx::query(
             "SELECT file, rows_written FROM sheet_files WHERE destination = $1 \
              ORDER BY file DESC LIMIT 1",

@@ -100,8 +100,8 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Forgets a spreadsheet file retention removed.
-    pub async fn forget_sheet(&self, destination: &str, file: &str) -> Result<()> {
+    /// Forgets an appended file retention removed.
+    pub async fn forget_appended_file(&self, destination: &str, file: &str) -> Result<()> {
         sqlx::query("DELETE FROM sheet_files WHERE destination = $1 AND file = $2")
             .bind(destination)
             .bind(file)

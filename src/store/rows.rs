@@ -85,7 +85,7 @@ const EFFECT: Table = Table {
                WHERE effects.state <> 'done'",
 };
 
-const SHEET: Table = Table {
+const APPENDED: Table = Table {
     insert: "INSERT INTO sheet_files (destination, file, committed_bytes, rows_written, updated_at)",
     columns: 5,
     key: 2,
@@ -124,7 +124,7 @@ pub(super) struct Rows {
     delivery: Vec<Vec<Param>>,
     audit: Vec<Vec<Param>>,
     effect: Vec<Vec<Param>>,
-    sheet: Vec<Vec<Param>>,
+    appended: Vec<Vec<Param>>,
     referral: Vec<Vec<Param>>,
     referral_event: Vec<Vec<Param>>,
     cursor: Vec<Vec<Param>>,
@@ -214,12 +214,12 @@ impl Rows {
                 Param::Text(e.value.clone()),
                 Param::Int(Some(now)),
             ]),
-            Write::Sheet {
+            Write::Appended {
                 destination,
                 file,
                 committed_bytes,
                 rows,
-            } => self.sheet.push(vec![
+            } => self.appended.push(vec![
                 text(destination),
                 text(file),
                 Param::Int(Some(*committed_bytes)),
@@ -283,7 +283,7 @@ impl Rows {
             || repeated(&self.settled, SETTLED.key)
             || repeated(&self.delivery, DELIVERY.key)
             || repeated(&self.effect, EFFECT.key)
-            || repeated(&self.sheet, SHEET.key)
+            || repeated(&self.appended, APPENDED.key)
             || repeated(&self.referral, REFERRAL.key)
             || repeated(&self.referral_event, REFERRAL_EVENT.key)
             || repeated(&self.cursor, CURSOR.key)
@@ -302,7 +302,7 @@ impl Rows {
         insert(tx, &DELIVERY, &self.delivery).await?;
         insert(tx, &AUDIT, &self.audit).await?;
         insert(tx, &EFFECT, &self.effect).await?;
-        insert(tx, &SHEET, &self.sheet).await?;
+        insert(tx, &APPENDED, &self.appended).await?;
         insert(tx, &REFERRAL, &self.referral).await?;
         insert(tx, &REFERRAL_EVENT, &self.referral_event).await?;
         insert(tx, &CURSOR, &self.cursor).await?;

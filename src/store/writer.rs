@@ -45,8 +45,8 @@ pub enum Write {
     Claim(Claim),
     /// A step of a keyless effect: started before the request, done after.
     Effect(EffectRecord),
-    /// How much of a spreadsheet file is complete.
-    Sheet {
+    /// How much of a file a destination appends to is complete (written and synced).
+    Appended {
         destination: String,
         file: String,
         committed_bytes: i64,

@@ -2,10 +2,10 @@
 
 use super::{MessageBackFront, Scope};
 use crate::error::{GatewayError, Result, Stage};
-use crate::model::identifiers::{IdentifierKind, patient_key};
-use crate::model::state::MessageState;
 use crate::model::Flow;
+use crate::model::identifiers::{IdentifierKind, patient_key};
 use crate::model::message_back::MessageBack;
+use crate::model::state::MessageState;
 use crate::secret::seal::Origin;
 use crate::store::ReferralRecord;
 
