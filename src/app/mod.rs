@@ -106,6 +106,7 @@ impl Application {
         let sealer = Sealer::new(&store.seal_key().await?);
         let engine = Arc::new(Engine::new(store.clone(), metrics.clone(), config.engine()));
         let mb = wiring.message_back.as_ref();
+        let rules = config.intake.rules();
         let parts = Parts {
             referrals: &wiring.referrals,
             message_back: mb,
@@ -113,6 +114,7 @@ impl Application {
             sealer: &sealer,
             metrics: &metrics,
             max_bytes: config.intake.max_message_bytes,
+            rules: &rules,
             plain_events: wiring
                 .transport
                 .plain_events(mb.and_then(|m| m.spool_platform.clone())),

@@ -26,6 +26,36 @@ async fn store(config: &Config) -> Result<Store> {
     .await
 }
 
+/// Scottish practices (5-digit practice codes in the routes) whose record writers include
+/// a `mesh` writer: MESH Send Document reaches practices in England only, and refuses a
+/// CHI-only patient at delivery. A warning, not a failure: the practice's other writers
+/// still write.
+fn scottish_mesh_writers(w: &Wiring) -> Vec<String> {
+    let (Some(routes), Some(mb)) = (&w.referrals.routes, &w.message_back) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (code, programme) in routes.practices() {
+        if !crate::model::identifiers::is_scottish_practice_code(code) {
+            continue;
+        }
+        let writers: Vec<String> = match routes.writers_for(Some(code), programme) {
+            Some(names) => names.to_vec(),
+            None => mb.default_writers.iter().map(|d| d.name.clone()).collect(),
+        };
+        for name in writers {
+            if mb.writers.get(&name).is_some_and(|d| d.kind == "mesh") {
+                out.push(format!(
+                    "practice {code} is a Scottish practice, and its record writer {name} is a mesh \
+                     writer: MESH Send Document reaches practices in England only and refuses a \
+                     CHI-only patient (parked); give it docman, mail, fhir-record or practice-folder"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// What a platform may answer, as `check` reports it: the destinations it speaks for,
 /// whether it can link by reference, its AMQP binding and the patient items it must give.
 fn platform_line(p: &crate::flows::message_back::Platform) -> String {
@@ -99,6 +129,9 @@ pub async fn check(config: &Config) -> ExitCode {
             }
             for p in w.message_back.iter().flat_map(|mb| mb.platforms.values()) {
                 line(true, platform_line(p));
+            }
+            for warning in scottish_mesh_writers(&w) {
+                println!("WARN {warning}");
             }
         }
         // The same report start-up gives for the same file.

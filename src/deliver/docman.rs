@@ -43,9 +43,10 @@ destination_config! { @http
         pub capture_source: u32,
         pub sender_ods: String,
         pub sender_name: String,
-        /// Send Read v2 clinical codes beside SNOMED CT (Scottish practices).
+        /// Read v2 codes beside SNOMED CT. Unset, the practice's nation decides: on for
+        /// Scottish practices (their systems still code in Read v2), off elsewhere.
         #[serde(default)]
-        pub read_codes: bool,
+        pub read_codes: Option<bool>,
         /// A json mapping producing the record entry (default: gp-record).
         #[serde(default = "default_mapping")]
         pub mapping: String,
@@ -109,7 +110,7 @@ pub(crate) fn render_for_test(e: &RecordEntry) -> Result<Value> {
         capture_source: default_capture_source(),
         sender_ods: "X99TST".into(),
         sender_name: "Test sender".into(),
-        read_codes: true,
+        read_codes: Some(true),
     }
     .document(e)
 }
@@ -119,7 +120,7 @@ struct Filing {
     capture_source: u32,
     sender_ods: String,
     sender_name: String,
-    read_codes: bool,
+    read_codes: Option<bool>,
 }
 
 impl std::ops::Deref for Docman {
@@ -133,23 +134,23 @@ impl Filing {
     fn document(&self, e: &RecordEntry) -> Result<Value> {
         let recipient = e
             .practice
-            .ods_code
-            .as_deref()
+            .code()
             .filter(|o| !o.is_empty() && o.len() <= 10)
             .ok_or_else(|| {
                 GatewayError::invalid(
                     Stage::Map,
-                    "practice.ods_code",
+                    e.practice.code_field(),
                     "the referral names no practice code (1 to 10 characters) to send the document to",
                 )
             })?;
-        let lines = document::lines(e, self.read_codes);
+        let read_codes = self.read_codes.unwrap_or(e.practice.is_scottish());
+        let lines = document::lines(e, read_codes);
         let pdf = pdf::render(document::TITLE, &lines);
         let codes: Vec<Value> = e
             .coded
             .iter()
             .flat_map(|c| {
-                c.codes(self.read_codes).into_iter().map(move |code| {
+                c.codes(read_codes).into_iter().map(move |code| {
                     let mut v = json!({
                         "Scheme": scheme(&code.system),
                         "Code": code.code,

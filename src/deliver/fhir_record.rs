@@ -54,9 +54,10 @@ destination_config! { @http
         /// Which CHI system URI to write for Scottish patients.
         #[serde(default = "default_chi_system")]
         pub chi_system: String,
-        /// Write Read v2 codings beside SNOMED CT (Scottish practices).
+        /// Read v2 codes beside SNOMED CT. Unset, the practice's nation decides: on for
+        /// Scottish practices (their systems still code in Read v2), off elsewhere.
         #[serde(default)]
-        pub read_codes: bool,
+        pub read_codes: Option<bool>,
     }
 }
 
@@ -104,7 +105,8 @@ struct Systems {
     event: String,
     referral: String,
     chi: String,
-    read_codes: bool,
+    /// None: the practice's nation decides.
+    read_codes: Option<bool>,
 }
 
 impl Sink for FhirRecord {
@@ -190,7 +192,8 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
             },
         }));
     };
-    let coded = |i: usize| e.coded.get(i).map(|c| concept(c, s.read_codes));
+    let read_codes = s.read_codes.unwrap_or(e.practice.is_scottish());
+    let coded = |i: usize| e.coded.get(i).map(|c| concept(c, read_codes));
     match e.event.event_type {
         EventType::Contact => {
             let c = e.event.contact.clone().unwrap_or_default();
@@ -231,7 +234,7 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
                 "resourceType": "Observation",
                 "status": "final",
                 "category": survey,
-                "code": concept(first, s.read_codes),
+                "code": concept(first, read_codes),
                 "subject": subject,
                 "effectiveDateTime": effective,
                 "basedOn": [referral_ref],
@@ -243,7 +246,7 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
                     // ONS4: one component per item.
                     obs["component"] = e.coded[1..]
                         .iter()
-                        .map(|item| json!({"code": concept(item, s.read_codes), "valueQuantity": quantity(item.value.unwrap_or_default())}))
+                        .map(|item| json!({"code": concept(item, read_codes), "valueQuantity": quantity(item.value.unwrap_or_default())}))
                         .collect();
                 }
             }
@@ -302,7 +305,7 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
             "subject": subject,
             "sent": when,
             "basedOn": [referral_ref],
-            "payload": [{"contentString": document::text(e, s.read_codes)}],
+            "payload": [{"contentString": document::text(e, read_codes)}],
         }),
     );
     // The referral's Task, moved to its state: created the first time, replaced after.
@@ -340,7 +343,7 @@ pub(crate) fn render_for_test(e: &RecordEntry) -> Result<Value> {
         event: default_event_system(),
         referral: default_referral_system(),
         chi: default_chi_system(),
-        read_codes: true,
+        read_codes: Some(true),
     };
     transaction(e, "test-message", &systems)
 }

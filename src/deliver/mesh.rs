@@ -197,7 +197,9 @@ pub fn gp_provider(e: &RecordEntry) -> Result<String> {
         GatewayError::invalid(
             Stage::Map,
             "patient.nhs_number",
-            "MESH Send Document reaches practices in England only: the patient has no NHS number",
+            "MESH Send Document reaches practices in England only, addressed by the patient's NHS \
+             number: this patient has none (a CHI-only patient is Scotland's: give the practice \
+             a docman, mail, fhir-record or practice-folder writer)",
         )
     })?;
     let dob = e
@@ -392,6 +394,9 @@ impl Sink for MeshDestination {
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
             let e = RecordEntry::from_payload(job.payload())?;
+            // MESH reaches practices in England only: a patient it cannot address (a
+            // CHI-only patient at a Scottish practice) is refused before anything starts.
+            gp_provider(&e)?;
             let local_id = match self.local_id {
                 LocalId::Event => job.idempotency_key.to_string(),
                 LocalId::Ods => self.sender_ods.clone(),

@@ -33,9 +33,10 @@ destination_config! { @data
         /// A json mapping producing the record entry (default: gp-record).
         #[serde(default = "default_mapping")]
         pub mapping: String,
-        /// List Read v2 codes beside SNOMED CT (Scottish practices).
+        /// Read v2 codes beside SNOMED CT. Unset, the practice's nation decides: on for
+        /// Scottish practices (their systems still code in Read v2), off elsewhere.
         #[serde(default)]
-        pub read_codes: bool,
+        pub read_codes: Option<bool>,
     }
 }
 
@@ -56,7 +57,7 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
 struct PracticeFolder {
     name: String,
     dir: PathBuf,
-    read_codes: bool,
+    read_codes: Option<bool>,
 }
 
 impl Sink for PracticeFolder {
@@ -64,11 +65,7 @@ impl Sink for PracticeFolder {
         Box::pin(async move {
             let entry = RecordEntry::from_payload(job.payload())?;
             let practice = safe_file_stem(
-                entry
-                    .practice
-                    .ods_code
-                    .as_deref()
-                    .unwrap_or("unknown-practice"),
+                entry.practice.code().unwrap_or("unknown-practice"),
             );
             let folder = self.dir.join(practice);
             let day = entry.event.occurred_at.get(..10).unwrap_or("undated");
@@ -79,7 +76,7 @@ impl Sink for PracticeFolder {
                     format!("{}: cannot write the practice folder: {e}", self.name),
                 )
             };
-            let text = document::text(&entry, self.read_codes);
+            let text = document::text(&entry, self.read_codes.unwrap_or(entry.practice.is_scottish()));
             let json = serde_json::to_vec_pretty(job.payload()).map_err(|e| {
                 GatewayError::permanent(Stage::Deliver, format!("{}: {e}", self.name))
             })?;

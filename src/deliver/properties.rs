@@ -36,6 +36,7 @@ pub(super) fn platform() -> Platform {
         references: vec![("d".into(), "lamplight-referral")],
         broker_user: None,
         require_patient: vec![],
+        chi_check: Default::default(),
     }
 }
 

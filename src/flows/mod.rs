@@ -44,6 +44,8 @@ pub struct Parts<'a> {
     pub sealer: &'a Sealer,
     pub metrics: &'a crate::engine::metrics::Metrics,
     pub max_bytes: usize,
+    /// The deployment's decoding rules (CHI check, Scottish practice code systems).
+    pub rules: &'a crate::intake::Rules,
     /// Where events with no door's seal come from on this gateway's transport.
     pub plain_events: PlainEvents,
 }

@@ -11,7 +11,7 @@ use crate::deliver::Destination;
 use crate::engine::Inbound;
 use crate::error::{GatewayError, Stage};
 use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, check_size};
-use crate::intake::{Envelope, decode_referral};
+use crate::intake::{Envelope, decode_referral_with};
 use crate::model::{ConsentState, Flow};
 use crate::policy::routing::Routes;
 use crate::policy::{Release, apply_consent, read_consent};
@@ -32,6 +32,7 @@ pub struct ReferralFront {
     consent_not_recorded: ConsentState,
     consent_covers: Vec<crate::policy::CodeRef>,
     max_bytes: usize,
+    rules: crate::intake::Rules,
 }
 
 /// The referral flow's row in the flow table.
@@ -41,17 +42,28 @@ pub const ROW: super::FlowRow = super::FlowRow {
     spool_folder: "referrals",
     input: crate::mapping::spec::InputKind::Fhir,
     event_type: crate::intake::envelope::REFERRAL_EVENT_TYPE,
-    front: |p| Some(Box::new(ReferralFront::new(p.referrals, p.max_bytes))),
+    front: |p| {
+        Some(Box::new(ReferralFront::new(
+            p.referrals,
+            p.max_bytes,
+            p.rules.clone(),
+        )))
+    },
 };
 
 impl ReferralFront {
-    pub fn new(wiring: &ReferralWiring, max_bytes: usize) -> ReferralFront {
+    pub fn new(
+        wiring: &ReferralWiring,
+        max_bytes: usize,
+        rules: crate::intake::Rules,
+    ) -> ReferralFront {
         ReferralFront {
             routes: wiring.routes.clone(),
             destinations: wiring.destinations.clone(),
             consent_not_recorded: wiring.consent_not_recorded,
             consent_covers: wiring.consent_covers.clone(),
             max_bytes,
+            rules,
         }
     }
 
@@ -80,7 +92,7 @@ impl ReferralFront {
             .and_then(|()| {
                 Envelope::from_headers(&inbound.headers, inbound.content_type.as_deref())
             })
-            .and_then(|env| Ok((env, decode_referral(&inbound.body)?)))
+            .and_then(|env| Ok((env, decode_referral_with(&inbound.body, &self.rules)?)))
             .map_err(|e| refuse(&fallback, previous + 1, e))?;
         let (message_id, field) = match (env.id, decoded.message_header_id, decoded.bundle_id) {
             (Some(id), _, _) => (id, "ce-id"),
@@ -91,27 +103,36 @@ impl ReferralFront {
         check_message_id(&message_id, field).map_err(|e| refuse(&digest, previous + 1, e))?;
         let attempts = env.previous_attempts + 1;
 
-        let practice = decoded
+        let codes = decoded
             .referral
             .gp_practice
             .as_ref()
-            .and_then(|p| p.ods_code.clone());
-        let (programme, targets): (String, Vec<Arc<Destination>>) = match &self.routes {
-            None => (DEFAULT_PROGRAMME.into(), self.destinations.clone()),
-            Some(r) => {
-                let (programme, names) = r
-                    .route(practice.as_deref())
-                    .map_err(|e| refuse(&message_id, attempts, e))?;
-                (
-                    programme.to_string(),
-                    self.destinations
-                        .iter()
-                        .filter(|d| names.contains(&d.name))
-                        .cloned()
-                        .collect(),
-                )
-            }
-        };
+            .map(|p| p.practice_codes())
+            .unwrap_or_default();
+        // The practice is known by the code its programme was chosen by (the routes
+        // name one), else by the first it has.
+        let (practice, programme, targets): (Option<String>, String, Vec<Arc<Destination>>) =
+            match &self.routes {
+                None => (
+                    codes.first().map(|(_, c)| c.to_string()),
+                    DEFAULT_PROGRAMME.into(),
+                    self.destinations.clone(),
+                ),
+                Some(r) => {
+                    let (code, programme, names) = r
+                        .route_codes(&codes)
+                        .map_err(|e| refuse(&message_id, attempts, e))?;
+                    (
+                        Some(code.to_string()),
+                        programme.to_string(),
+                        self.destinations
+                            .iter()
+                            .filter(|d| names.contains(&d.name))
+                            .cloned()
+                            .collect(),
+                    )
+                }
+            };
         let mut referral = decoded.referral;
         let consent_note = read_consent(&mut referral.consent, &self.consent_covers);
         let mut remember = vec![remembered(&message_id, &programme, practice, &referral)];

@@ -6,7 +6,9 @@ pub mod envelope;
 pub mod json;
 mod referral;
 
-pub use config::IntakeConfig;
+pub use config::{IntakeConfig, Rules};
 
 pub use envelope::{Envelope, Headers};
-pub use referral::{DecodedReferral, SOCIAL_PRESCRIBING_REFERRAL, decode_referral};
+pub use referral::{
+    DecodedReferral, SOCIAL_PRESCRIBING_REFERRAL, decode_referral, decode_referral_with,
+};

@@ -197,9 +197,15 @@ fn bad(field: &str, message: impl Into<String>) -> GatewayError {
 }
 
 impl MessageBack {
-    /// The checks a JSON Schema cannot make: the part for the event's type is there,
-    /// and values are in range. Errors name the field, never the value.
+    /// [`MessageBack::check_with`] under today's CHI rule.
     pub fn check(&self) -> Result<()> {
+        self.check_with(super::identifiers::ChiCheck::default())
+    }
+
+    /// The checks a JSON Schema cannot make: the part for the event's type is there,
+    /// and values are in range (a CHI number checked by `chi`). Errors name the field,
+    /// never the value.
+    pub fn check_with(&self, chi: super::identifiers::ChiCheck) -> Result<()> {
         self.check_dates()?;
         let link = &self.referral;
         if link.message_id.is_none()
@@ -229,7 +235,7 @@ impl MessageBack {
                 ),
             ] {
                 if let Some(n) = n
-                    && let Err(problem) = super::identifiers::validate(kind, n)
+                    && let Err(problem) = super::identifiers::validate_with(kind, n, chi)
                 {
                     return Err(bad(field, problem.describe(kind)));
                 }

@@ -84,15 +84,70 @@ pub struct PersonDemographics {
     pub ethnic_category: Option<Coded>,
 }
 
-/// An organisation, identified by ODS (England) or practice code (Scotland).
+/// An organisation, identified by its ODS code (England, Wales, Northern Ireland) or, for a
+/// Scottish GP practice, its Scottish practice code — each under its own name, never one
+/// as the other.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Organisation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ods_code: Option<String>,
+    /// A Scottish GP practice's code (5 digits).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scottish_practice_code: Option<String>,
+    /// The nation its code places it in (the GP practice's decides Scottish defaults,
+    /// such as Read v2 beside SNOMED in its record).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nation: Option<Nation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub telecom: Vec<ContactPoint>,
+}
+
+/// A UK nation, as a practice's code places it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Nation {
+    England,
+    Scotland,
+    Wales,
+    NorthernIreland,
+}
+
+impl Nation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Nation::England => "england",
+            Nation::Scotland => "scotland",
+            Nation::Wales => "wales",
+            Nation::NorthernIreland => "northern-ireland",
+        }
+    }
+
+    /// The nation of a practice with ODS code `ods`: Welsh practice codes begin with W,
+    /// Northern Ireland's with Z; the rest are England's.
+    pub fn of_ods(ods: &str) -> Nation {
+        match ods.as_bytes().first() {
+            Some(b'W') => Nation::Wales,
+            Some(b'Z') => Nation::NorthernIreland,
+            _ => Nation::England,
+        }
+    }
+}
+
+impl Organisation {
+    /// Its practice codes that are present, each with the canonical field that carries
+    /// it (what routes look a practice up by, in this order).
+    pub fn practice_codes(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.ods_code {
+            out.push(("gp_practice.ods_code", c.as_str()));
+        }
+        if let Some(c) = &self.scottish_practice_code {
+            out.push(("gp_practice.scottish_practice_code", c.as_str()));
+        }
+        out
+    }
 }
 
 /// PRSB "Referrer details".

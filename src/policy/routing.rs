@@ -183,6 +183,13 @@ impl Routes {
             .collect()
     }
 
+    /// Every practice the routes name, with its programme.
+    pub fn practices(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.practices
+            .iter()
+            .map(|(code, programme)| (code.as_str(), programme.as_str()))
+    }
+
     /// Every destination some programme uses.
     pub fn destinations(&self) -> BTreeSet<String> {
         self.programmes.values().flatten().cloned().collect()
@@ -191,12 +198,46 @@ impl Routes {
     /// The programme and destinations for a referral from `practice`. Practice codes
     /// are organisation identifiers, not patient data, so errors may name them.
     pub fn route(&self, practice: Option<&str>) -> Result<(&str, &[String])> {
-        let names = self.destinations_for(practice)?;
-        let programme = practice
-            .and_then(|p| self.practices.get(p))
-            .map(String::as_str)
+        let codes: Vec<(&str, &str)> = practice
+            .map(|p| ("gp_practice.ods_code", p))
+            .into_iter()
+            .collect();
+        self.route_codes(&codes)
+            .map(|(_, programme, names)| (programme, names))
+    }
+
+    /// The practice code routed by, the programme and its destinations, for a practice
+    /// known by `codes` (each with the canonical field that carries it: its ODS code, its
+    /// Scottish practice code). A practice with both is routed by the one the routes
+    /// file names.
+    pub fn route_codes<'c>(
+        &self,
+        codes: &[(&'static str, &'c str)],
+    ) -> Result<(&'c str, &str, &[String])> {
+        let Some((field, first)) = codes.first() else {
+            return Err(GatewayError::invalid(
+                Stage::Policy,
+                "gp_practice",
+                "the referral names no GP practice (neither an ODS code nor a Scottish practice \
+                 code), so no programme can be chosen",
+            ));
+        };
+        let Some((code, programme)) = codes
+            .iter()
+            .find_map(|(_, c)| self.practices.get(*c).map(|p| (*c, p.as_str())))
+        else {
+            return Err(GatewayError::invalid(
+                Stage::Policy,
+                *field,
+                format!("practice {first} has no programme in the routes (referrals.routes)"),
+            ));
+        };
+        let names = self
+            .programmes
+            .get(programme)
+            .map(Vec::as_slice)
             .unwrap_or_default();
-        Ok((programme, names))
+        Ok((code, programme, names))
     }
 
     /// The destinations for a referral from `practice`.

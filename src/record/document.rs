@@ -42,9 +42,13 @@ pub fn lines(e: &RecordEntry, read_codes: bool) -> Vec<String> {
         id.push(format!("born {d}"));
     }
     out.push(format!("Patient: {}  ({})", name(e), id.join(", ")));
-    if let Some(ods) = &e.practice.ods_code {
+    if let Some(code) = e.practice.code() {
+        let code = match &e.practice.scottish_practice_code {
+            Some(_) => format!("practice code {code}"),
+            None => code.to_string(),
+        };
         out.push(format!(
-            "Practice: {} ({ods})",
+            "Practice: {} ({code})",
             e.practice.name.as_deref().unwrap_or("registered practice")
         ));
     }

@@ -73,7 +73,35 @@ pub struct Patient {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Practice {
     pub ods_code: Option<String>,
+    /// A Scottish GP practice's code (5 digits).
+    #[serde(default)]
+    pub scottish_practice_code: Option<String>,
+    #[serde(default)]
+    pub nation: Option<crate::model::Nation>,
     pub name: Option<String>,
+}
+
+impl Practice {
+    /// The code the practice is named by: its Scottish practice code when the referral
+    /// carries one (a Scottish practice), else its ODS code.
+    pub fn code(&self) -> Option<&str> {
+        self.scottish_practice_code
+            .as_deref()
+            .or(self.ods_code.as_deref())
+    }
+
+    /// The canonical field [`Practice::code`] comes from, for errors.
+    pub fn code_field(&self) -> &'static str {
+        if self.scottish_practice_code.is_some() {
+            "practice.scottish_practice_code"
+        } else {
+            "practice.ods_code"
+        }
+    }
+
+    pub fn is_scottish(&self) -> bool {
+        self.nation == Some(crate::model::Nation::Scotland) || self.scottish_practice_code.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -37,7 +37,7 @@ pub fn to_canonical(
 /// items the platform must name, and no reference it could not be linked by.
 pub fn check_event_for(p: &Platform, ev: &mut MessageBack) -> Result<()> {
     bind_programme(ev, p.programme.as_deref())?;
-    ev.check()?;
+    ev.check_with(p.chi_check)?;
     let patient = ev.referral.patient.clone().unwrap_or_default();
     for item in &p.require_patient {
         let present = match item {

@@ -69,7 +69,7 @@ impl MessageBackFront {
                     Origin::Platform(name) => {
                         self.platform(name)?;
                     }
-                    Origin::Poller(_) => ev.check()?,
+                    Origin::Poller(_) => ev.check_with(self.rules.chi_check)?,
                 }
                 Ok((origin, ev))
             }

@@ -91,6 +91,7 @@ pub struct MessageBackFront {
     plain: PlainEvents,
     future_skew: std::time::Duration,
     metrics: crate::engine::metrics::Metrics,
+    rules: crate::intake::Rules,
 }
 
 /// What may answer which referrals: the referral destinations spoken for, where the
@@ -128,6 +129,7 @@ pub const ROW: super::FlowRow = super::FlowRow {
             p.sealer.clone(),
             p.plain_events.clone(),
             p.metrics.clone(),
+            p.rules.clone(),
         )))
     },
 };
@@ -140,6 +142,7 @@ impl MessageBackFront {
         sealer: Sealer,
         plain: PlainEvents,
         metrics: crate::engine::metrics::Metrics,
+        rules: crate::intake::Rules,
     ) -> MessageBackFront {
         MessageBackFront {
             platforms: w.platforms.clone(),
@@ -153,6 +156,7 @@ impl MessageBackFront {
             plain,
             future_skew: w.future_skew,
             metrics,
+            rules,
         }
     }
 

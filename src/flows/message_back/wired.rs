@@ -43,6 +43,8 @@ pub struct Platform {
     pub references: Vec<(String, &'static str)>,
     /// The broker user it publishes to the AMQP events door as.
     pub broker_user: Option<String>,
+    /// How the CHI numbers its events name are checked (`intake.chi_check`).
+    pub chi_check: crate::model::identifiers::ChiCheck,
     /// What each of its events must say of the patient.
     pub require_patient: Vec<PatientItem>,
 }

@@ -4,9 +4,12 @@
 use serde_json::Value;
 
 use super::UKCORE_EXT;
-use crate::error::Result;
+use crate::error::{GatewayError, Result, Stage};
+use crate::intake::Rules;
 use crate::intake::json::Node;
-use crate::model::identifiers::{ODS_ORGANIZATION_SYSTEM, ODS_SITE_SYSTEM};
+use crate::model::identifiers::{
+    ODS_ORGANIZATION_SYSTEM, ODS_SITE_SYSTEM, is_scottish_practice_code,
+};
 use crate::model::{
     Address, Coded, ContactPoint, ContactPreferences, Identifier, Organisation, PersonName,
 };
@@ -85,16 +88,46 @@ pub(super) fn identifiers_of(n: &Node) -> Result<Vec<Identifier>> {
     Ok(out)
 }
 
-pub(super) fn organisation(o: &Node) -> Result<Organisation> {
-    let ods = identifiers_of(o)?
-        .into_iter()
-        .find(|i| i.system == ODS_ORGANIZATION_SYSTEM || i.system == ODS_SITE_SYSTEM)
-        .map(|i| i.value);
-    Ok(Organisation {
-        ods_code: ods,
+/// An Organization resource: its ODS code and its Scottish practice code, each read
+/// from its own identifier systems (a 5-digit Scottish practice code is checked).
+pub(super) fn organisation(o: &Node, rules: &Rules) -> Result<Organisation> {
+    let mut org = Organisation {
         name: o.string("name")?,
         telecom: telecoms(o)?,
-    })
+        ..Default::default()
+    };
+    for i in o.items("identifier")? {
+        let found = identified(&i, rules)?;
+        org.ods_code = org.ods_code.or(found.ods_code);
+        org.scottish_practice_code = org.scottish_practice_code.or(found.scottish_practice_code);
+    }
+    Ok(org)
+}
+
+/// What one organisation identifier says: an ODS code (its systems, or a bare value with
+/// no system, as a MessageHeader.sender often carries), or a Scottish practice code.
+/// Identifiers of other systems say nothing.
+pub(super) fn identified(i: &Node, rules: &Rules) -> Result<Organisation> {
+    let system = i.string("system")?;
+    let Some(value) = i.string("value")? else {
+        return Ok(Organisation::default());
+    };
+    let mut org = Organisation::default();
+    match system.as_deref() {
+        Some(s) if rules.is_scottish_practice_system(s) => {
+            if !is_scottish_practice_code(&value) {
+                return Err(GatewayError::invalid(
+                    Stage::Intake,
+                    i.child_path("value"),
+                    "a Scottish practice code is 5 digits",
+                ));
+            }
+            org.scottish_practice_code = Some(value);
+        }
+        Some(ODS_ORGANIZATION_SYSTEM | ODS_SITE_SYSTEM) | None => org.ods_code = Some(value),
+        Some(_) => {}
+    }
+    Ok(org)
 }
 
 pub(super) fn contact_preferences(p: &Node) -> Result<Option<ContactPreferences>> {

@@ -8,12 +8,14 @@ use serde_json::Value;
 use super::bundle::BundleIndex;
 use super::json::Node;
 use crate::error::{GatewayError, Result, Stage};
+use crate::intake::Rules;
 use crate::model::dates::{is_fhir_date, is_fhir_datetime};
 use crate::model::identifiers::{self, IdentifierKind};
 use crate::model::*;
 pub(crate) use datatypes::codeable;
 use datatypes::{
-    address, contact_preferences, human_name, identifier, identifiers_of, organisation, telecoms,
+    address, contact_preferences, human_name, identified, identifier, identifiers_of, organisation,
+    telecoms,
 };
 
 pub const SOCIAL_PRESCRIBING_REFERRAL: &str = "871731000000106";
@@ -27,7 +29,14 @@ pub struct DecodedReferral {
     pub message_header_id: Option<String>,
 }
 
+/// Decodes a referral under the default rules (today's CHI check, Scotland's own practice
+/// code system).
 pub fn decode_referral(body: &[u8]) -> Result<DecodedReferral> {
+    decode_referral_with(body, &Rules::default())
+}
+
+/// Decodes a referral under a deployment's rules.
+pub fn decode_referral_with(body: &[u8], rules: &Rules) -> Result<DecodedReferral> {
     super::json::check_shape(body)?;
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid(Stage::Intake, "$", format!("body is not valid JSON ({e})"))
@@ -78,7 +87,11 @@ pub fn decode_referral(body: &[u8]) -> Result<DecodedReferral> {
     };
 
     let sr = find_service_request(&index, header.as_ref())?;
-    let referral = Decoder { index: &index }.referral(&sr, header.as_ref())?;
+    let referral = Decoder {
+        index: &index,
+        rules,
+    }
+    .referral(&sr, header.as_ref())?;
     Ok(DecodedReferral {
         referral,
         bundle_id: root.string("id")?,
@@ -126,6 +139,7 @@ fn find_service_request<'a>(
 
 struct Decoder<'i, 'a> {
     index: &'i BundleIndex<'a>,
+    rules: &'i Rules,
 }
 
 impl<'a> Decoder<'_, 'a> {
@@ -223,13 +237,15 @@ impl<'a> Decoder<'_, 'a> {
                 continue;
             };
             let value = id.req_str("value")?;
-            let valid = identifiers::validate(kind, value).map_err(|problem| {
-                GatewayError::invalid(
-                    Stage::Intake,
-                    id.child_path("value"),
-                    problem.describe(kind),
-                )
-            })?;
+            let valid = identifiers::validate_with(kind, value, self.rules.chi_check).map_err(
+                |problem| {
+                    GatewayError::invalid(
+                        Stage::Intake,
+                        id.child_path("value"),
+                        problem.describe(kind),
+                    )
+                },
+            )?;
             match kind {
                 IdentifierKind::Nhs => nhs = Some(valid),
                 IdentifierKind::Chi => chi = Some(valid),
@@ -343,7 +359,7 @@ impl<'a> Decoder<'_, 'a> {
                 }
             }
             Some("Practitioner") => self.fill_practitioner(&mut r, &who)?,
-            Some("Organization") => r.organisation = Some(organisation(&who)?),
+            Some("Organization") => r.organisation = Some(organisation(&who, self.rules)?),
             _ => {
                 // Self-referral or a relative: the role says so, no personal details copied.
                 r.role = Some(Coded {
@@ -381,23 +397,41 @@ impl<'a> Decoder<'_, 'a> {
                 "Practitioner",
             ],
         )? {
-            Some(n) if n.resource_type() == Some("Organization") => Ok(Some(organisation(&n)?)),
+            Some(n) if n.resource_type() == Some("Organization") => {
+                Ok(Some(organisation(&n, self.rules)?))
+            }
             Some(n) if n.resource_type() == Some("HealthcareService") => Ok(Some(Organisation {
                 name: n.string("name")?,
                 ..Default::default()
             })),
             Some(_) => Ok(None),
-            None => Ok(reference.get("identifier").map(|i| Organisation {
-                ods_code: i.str("value").ok().flatten().map(str::to_string),
-                name: reference.str("display").ok().flatten().map(str::to_string),
-                ..Default::default()
-            })),
+            None => match reference.get("identifier") {
+                Some(i) => Ok(Some(Organisation {
+                    name: reference.str("display")?.map(str::to_string),
+                    ..identified(&i, self.rules)?
+                })),
+                None => Ok(None),
+            },
         }
     }
 
     /// The referring practice: MessageHeader.sender, else the referrer's organisation,
     /// else the Patient's registered GP practice.
     fn practice(
+        &self,
+        header: Option<&Node<'a>>,
+        referrer: Option<&Referrer>,
+        patient: &Node<'a>,
+    ) -> Result<Option<Organisation>> {
+        Ok(self
+            .practice_organisation(header, referrer, patient)?
+            .map(|mut p| {
+                p.nation = nation_of(&p);
+                p
+            }))
+    }
+
+    fn practice_organisation(
         &self,
         header: Option<&Node<'a>>,
         referrer: Option<&Referrer>,
@@ -418,5 +452,14 @@ impl<'a> Decoder<'_, 'a> {
             }
         }
         Ok(None)
+    }
+}
+
+/// The nation a practice's code places it in: a Scottish practice code is Scotland's.
+fn nation_of(p: &Organisation) -> Option<crate::model::Nation> {
+    match (&p.scottish_practice_code, &p.ods_code) {
+        (Some(_), _) => Some(crate::model::Nation::Scotland),
+        (None, Some(ods)) => Some(crate::model::Nation::of_ods(ods)),
+        (None, None) => None,
     }
 }
