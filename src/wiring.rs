@@ -115,6 +115,7 @@ impl Wiring {
                 &mappings,
                 &destinations,
                 routes.as_ref(),
+                config.intake.chi_check,
                 &mut problems,
             )
         });
@@ -265,6 +266,7 @@ fn message_back(
     mappings: &MappingSet,
     destinations: &BTreeMap<String, Arc<Destination>>,
     routes: Option<&Routes>,
+    chi_check: crate::model::identifiers::ChiCheck,
     problems: &mut Vec<GatewayError>,
 ) -> Option<MessageBackWiring> {
     let before = problems.len();
@@ -384,6 +386,7 @@ fn message_back(
                 destinations: spoken_for,
                 broker_user: p.broker_user.clone(),
                 require_patient: p.require_patient.clone(),
+                chi_check,
             };
             if platform.maps_reference() && platform.references.is_empty() {
                 problems.push(problem(
