@@ -1,0 +1,284 @@
+//! Scotland's practices and patients as themselves: a practice known by its Scottish
+//! practice code (never as an ODS code), its nation, routing by either code, CHI numbers
+//! checked by the deployment's rule, and `check` warning about MESH for a Scottish
+//! practice.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use clw_gateway::intake::{Rules, decode_referral, decode_referral_with};
+use clw_gateway::model::Nation;
+use clw_gateway::model::identifiers::{ChiCheck, SCOTTISH_PRACTICE_SYSTEM};
+use clw_gateway::policy::routing::Routes;
+use common::*;
+use serde_json::{Value, json};
+
+/// A CHI number that passes today's rule (04/02/56, check digit right).
+const CHI: &str = "0402568877";
+const PRACTICE: &str = "43210";
+
+/// The example referral as a Scottish practice sends it: the practice Organization
+/// carries only its Scottish practice code, and the patient only a CHI number.
+fn scottish_referral() -> Value {
+    let mut b = referral();
+    for e in b["entry"].as_array_mut().unwrap() {
+        let r = &mut e["resource"];
+        match r["resourceType"].as_str() {
+            Some("Organization") if r["identifier"][0]["value"] == "GP5" => {
+                r["identifier"] = json!([{"system": SCOTTISH_PRACTICE_SYSTEM, "value": PRACTICE}]);
+            }
+            Some("Patient") => {
+                r["identifier"] = json!([{"system": "http://fhir.nhs.scot.uk/Id/national/chi-number", "value": CHI}]);
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+fn with_sender_identifier(mut b: Value, system: Option<&str>, value: &str) -> Value {
+    let header = &mut b["entry"][0]["resource"];
+    assert_eq!(header["resourceType"], "MessageHeader");
+    let mut identifier = json!({"value": value});
+    if let Some(s) = system {
+        identifier["system"] = json!(s);
+    }
+    header["sender"] = json!({"identifier": identifier, "display": "Riverside Practice"});
+    b
+}
+
+fn decode(b: &Value) -> clw_gateway::model::Referral {
+    decode_referral(b.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .referral
+}
+
+#[test]
+fn a_scottish_practice_is_read_by_its_own_code_with_its_nation() {
+    let r = decode(&scottish_referral());
+    let p = r.gp_practice.expect("the practice");
+    assert_eq!(p.scottish_practice_code.as_deref(), Some(PRACTICE));
+    assert_eq!(p.ods_code, None, "never carried as an ODS code");
+    assert_eq!(p.nation, Some(Nation::Scotland));
+    assert_eq!(r.person_demographics.chi_number.as_deref(), Some(CHI));
+    assert_eq!(r.person_demographics.nhs_number, None);
+    // The canonical JSON names it by its own name.
+    let v = serde_json::to_value(decode(&scottish_referral())).unwrap();
+    assert_eq!(v["gp_practice"]["scottish_practice_code"], PRACTICE);
+    assert_eq!(v["gp_practice"]["nation"], "scotland");
+    assert!(v["gp_practice"].get("ods_code").is_none());
+    // An English practice keeps its ODS code, and England.
+    let e = decode(&referral()).gp_practice.unwrap();
+    assert_eq!(e.ods_code.as_deref(), Some("GP5"));
+    assert_eq!(e.scottish_practice_code, None);
+    assert_eq!(e.nation, Some(Nation::England));
+}
+
+#[test]
+fn the_code_on_message_header_sender_is_read_by_its_system() {
+    let scottish = with_sender_identifier(referral(), Some(SCOTTISH_PRACTICE_SYSTEM), PRACTICE);
+    let p = decode(&scottish).gp_practice.unwrap();
+    assert_eq!(p.scottish_practice_code.as_deref(), Some(PRACTICE));
+    assert_eq!(p.ods_code, None);
+    assert_eq!(p.name.as_deref(), Some("Riverside Practice"));
+    let ods = with_sender_identifier(
+        referral(),
+        Some("https://fhir.nhs.uk/Id/ods-organization-code"),
+        "B82005",
+    );
+    let p = decode(&ods).gp_practice.unwrap();
+    assert_eq!(p.ods_code.as_deref(), Some("B82005"));
+    assert_eq!(p.scottish_practice_code, None);
+    // A deployment's own system for Scottish practice codes.
+    let local = "https://nhsggc.example.scot/Id/practice";
+    let b = with_sender_identifier(referral(), Some(local), PRACTICE);
+    let rules = Rules {
+        scottish_practice_systems: vec![local.into()],
+        ..Rules::default()
+    };
+    let p = decode_referral_with(b.to_string().as_bytes(), &rules)
+        .unwrap()
+        .referral
+        .gp_practice
+        .unwrap();
+    assert_eq!(p.scottish_practice_code.as_deref(), Some(PRACTICE));
+    assert_eq!(p.nation, Some(Nation::Scotland));
+}
+
+#[test]
+fn a_scottish_practice_code_is_five_digits_or_refused_naming_the_field() {
+    let mut b = scottish_referral();
+    for e in b["entry"].as_array_mut().unwrap() {
+        let r = &mut e["resource"];
+        if r["identifier"][0]["system"] == SCOTTISH_PRACTICE_SYSTEM {
+            r["identifier"][0]["value"] = json!("4321");
+        }
+    }
+    let e = decode_referral(b.to_string().as_bytes()).unwrap_err();
+    let field = e.field.clone().unwrap_or_default();
+    assert!(field.ends_with("identifier[0].value"), "{field}");
+    assert!(e.message.contains("5 digits"), "{}", e.message);
+    assert!(!e.message.contains("4321"), "the value is not quoted");
+}
+
+#[test]
+fn routes_take_either_code_and_a_practice_with_both_goes_by_the_one_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    std::fs::write(
+        &path,
+        "programmes:\n  glasgow: {destinations: [sheet]}\n  leeds: {destinations: [hook]}\n\
+         practices:\n  \"43210\": glasgow\n  GP5: leeds\n",
+    )
+    .unwrap();
+    let known: BTreeSet<String> = ["sheet", "hook"].map(String::from).into();
+    let routes = Routes::load(&path, &known).unwrap();
+    let scottish = [("gp_practice.scottish_practice_code", PRACTICE)];
+    let (code, programme, names) = routes.route_codes(&scottish).unwrap();
+    assert_eq!((code, programme), (PRACTICE, "glasgow"));
+    assert_eq!(names, ["sheet"]);
+    // Both codes: the one the routes file names decides.
+    let both = [
+        ("gp_practice.ods_code", "Z99999"),
+        ("gp_practice.scottish_practice_code", PRACTICE),
+    ];
+    assert_eq!(routes.route_codes(&both).unwrap().1, "glasgow");
+    // Neither named: refused naming the field of the code it has.
+    let e = routes
+        .route_codes(&[("gp_practice.scottish_practice_code", "99999")])
+        .unwrap_err();
+    assert_eq!(
+        e.field.as_deref(),
+        Some("gp_practice.scottish_practice_code")
+    );
+    let e = routes.route_codes(&[]).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("gp_practice"));
+    assert!(
+        e.message.contains("Scottish practice code"),
+        "{}",
+        e.message
+    );
+}
+
+/// A CHI number under each `chi_check` rule, through intake.
+#[test]
+fn each_chi_check_setting_takes_what_it_says() {
+    let with_chi = |chi: &str| {
+        let mut b = scottish_referral();
+        for e in b["entry"].as_array_mut().unwrap() {
+            if e["resource"]["resourceType"] == "Patient" {
+                e["resource"]["identifier"][0]["value"] = json!(chi);
+            }
+        }
+        b.to_string()
+    };
+    let rules = |chi_check| Rules {
+        chi_check,
+        ..Rules::default()
+    };
+    // 31 February 1956, with the right check digit: a number of the new format.
+    let no_date = "3102560008";
+    assert_eq!(
+        clw_gateway::model::identifiers::validate_with(
+            clw_gateway::model::identifiers::IdentifierKind::Chi,
+            no_date,
+            ChiCheck::Modulus11
+        )
+        .as_deref(),
+        Ok(no_date),
+        "the test number has a right check digit"
+    );
+    let refused = decode_referral_with(
+        with_chi(no_date).as_bytes(),
+        &rules(ChiCheck::DateAndModulus11),
+    )
+    .unwrap_err();
+    assert!(
+        refused
+            .field
+            .as_deref()
+            .unwrap_or_default()
+            .contains("identifier[0].value"),
+        "{refused:?}"
+    );
+    assert!(refused.message.contains("DDMMYY"), "{}", refused.message);
+    for rule in [ChiCheck::Modulus11, ChiCheck::FormatOnly] {
+        let r = decode_referral_with(with_chi(no_date).as_bytes(), &rules(rule))
+            .unwrap_or_else(|e| panic!("{}: {e}", rule.as_str()))
+            .referral;
+        assert_eq!(r.person_demographics.chi_number.as_deref(), Some(no_date));
+        // Never derived from the digits: the date of birth is the Patient's own.
+        assert_eq!(
+            r.person_demographics.date_of_birth,
+            decode(&referral()).person_demographics.date_of_birth
+        );
+    }
+    // A wrong check digit: only the format check takes it.
+    let wrong = "0402568878";
+    assert!(decode_referral_with(with_chi(wrong).as_bytes(), &rules(ChiCheck::Modulus11)).is_err());
+    assert!(decode_referral_with(with_chi(wrong).as_bytes(), &rules(ChiCheck::FormatOnly)).is_ok());
+    assert!(
+        decode_referral_with(
+            with_chi("04025688").as_bytes(),
+            &rules(ChiCheck::FormatOnly)
+        )
+        .is_err()
+    );
+}
+
+/// `check` warns (and still passes) when a Scottish practice's record writers include a
+/// MESH writer: MESH Send Document reaches practices in England only.
+#[test]
+fn check_warns_when_a_scottish_practices_writers_include_mesh() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.yaml");
+    std::fs::write(
+        &routes,
+        "programmes:\n  glasgow: {destinations: [outbox]}\n\
+         practices:\n  \"43210\": {programme: glasgow, record_writers: [gp-mesh]}\n  GP5: glasgow\n",
+    )
+    .unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\ndata_dir = \"{data}\"\n[mappings]\ndir = \"{mappings}\"\n\
+             [referrals]\nroutes = \"{routes}\"\n\
+             [destinations.outbox]\nkind = \"file\"\ndir = \"{data}/out\"\n\
+             allow = [\"person_demographics\", \"contact_preferences\", \"referral_details\", \"referrer_details\", \"gp_practice\", \"referred_to\", \"consent\"]\n\
+             [destinations.folder]\nkind = \"practice-folder\"\ndir = \"{data}/practice\"\n\
+             allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n\
+             [destinations.gp-mesh]\nkind = \"mesh\"\nbase_url = \"https://127.0.0.1:9\"\nmailbox = \"CLWGW0001\"\n\
+             password = {{ env = \"CLW_TEST_SCOT_MESH\" }}\nshared_key = {{ env = \"CLW_TEST_SCOT_MESH\" }}\n\
+             sender_ods = \"X99CLW\"\nsender_name = \"Links\"\n\
+             allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n\
+             [message_back]\nwriters = [\"folder\"]\n\
+             [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_SCOT_MESH\" }}\ndestinations = [\"outbox\"]\n",
+            data = dir.path().display(),
+            mappings = repo_path("mappings").display(),
+            routes = routes.display(),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
+        .env("CLW_TEST_SCOT_MESH", "a-secret-long-enough-for-anyone")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let warn: Vec<&str> = text.lines().filter(|l| l.starts_with("WARN")).collect();
+    assert_eq!(warn.len(), 1, "{text}");
+    assert!(warn[0].contains("practice 43210"), "{text}");
+    assert!(warn[0].contains("gp-mesh"), "{text}");
+    assert!(!text.contains("practice GP5 is a Scottish"), "{text}");
+    // A warning, not a failure: the configuration itself is sound (only the store and
+    // broker lines may fail on a machine without them).
+    assert!(
+        text.lines().any(|l| l.starts_with("ok   configuration")),
+        "{text}"
+    );
+}
