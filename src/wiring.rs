@@ -124,6 +124,10 @@ impl Wiring {
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
+        let read2 = mappings
+            .codes
+            .get(crate::policy::read2::READ2_REASONS)
+            .cloned();
         Ok(Wiring {
             transport: config.transport(),
             console,
@@ -134,6 +138,7 @@ impl Wiring {
                 destinations: referral_destinations,
                 consent_not_recorded: config.referrals.consent_not_recorded,
                 consent_covers: config.referrals.consent_covers.clone(),
+                read2,
             },
             message_back,
         })

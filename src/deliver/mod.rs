@@ -87,6 +87,7 @@ kinds! {
     "fhir-record" => FhirRecord(fhir_record),
     "mesh" => Mesh(mesh),
     "docman" => Docman(docman),
+    "mail" => Mail(mail),
 }
 
 /// Files a kind writes into a folder of its own, holding patient data.

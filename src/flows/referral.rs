@@ -24,6 +24,9 @@ pub struct ReferralWiring {
     pub destinations: Vec<Arc<Destination>>,
     pub consent_not_recorded: ConsentState,
     pub consent_covers: Vec<crate::policy::CodeRef>,
+    /// Read v2 reasons for referral → SNOMED CT of the same code set (`read2-reasons`),
+    /// when the mappings folder has it.
+    pub read2: Option<Arc<crate::mapping::CodeMap>>,
 }
 
 pub struct ReferralFront {
@@ -31,6 +34,7 @@ pub struct ReferralFront {
     destinations: Vec<Arc<Destination>>,
     consent_not_recorded: ConsentState,
     consent_covers: Vec<crate::policy::CodeRef>,
+    read2: Option<Arc<crate::mapping::CodeMap>>,
     max_bytes: usize,
     rules: crate::intake::Rules,
 }
@@ -62,6 +66,7 @@ impl ReferralFront {
             destinations: wiring.destinations.clone(),
             consent_not_recorded: wiring.consent_not_recorded,
             consent_covers: wiring.consent_covers.clone(),
+            read2: wiring.read2.clone(),
             max_bytes,
             rules,
         }
@@ -134,8 +139,24 @@ impl ReferralFront {
                 }
             };
         let mut referral = decoded.referral;
+        let coded = match &self.read2 {
+            Some(map) => crate::policy::read2::code_reasons(
+                &mut referral.referral_details.reasons_for_referral,
+                map,
+            ),
+            None => Vec::new(),
+        };
         let consent_note = read_consent(&mut referral.consent, &self.consent_covers);
         let mut remember = vec![remembered(&message_id, &programme, practice, &referral)];
+        if !coded.is_empty() {
+            remember.push(crate::store::Write::Audit(crate::store::AuditEntry::note(
+                crate::engine::AuditAction::Coded,
+                Flow::Referral,
+                &message_id,
+                vec!["referral_details.reasons_for_referral".into()],
+                coded.join("; "),
+            )));
+        }
         if let Some(note) = consent_note {
             remember.push(crate::store::Write::Audit(crate::store::AuditEntry::note(
                 crate::engine::AuditAction::Consent,

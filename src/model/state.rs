@@ -78,6 +78,8 @@ text_enum! {
         Consent = "consent",
         /// Characters a record format forbids were left out of the message's text.
         Sanitised = "sanitised",
+        /// Codes the gateway added beside those sent (Read v2 reasons coded in SNOMED CT).
+        Coded = "coded",
     }
 }
 

@@ -1,6 +1,7 @@
 //! Policy: what may leave. Consent decides whether anything is sent and whether
 //! narrative may travel with the codes.
 
+pub mod read2;
 pub mod routing;
 
 use serde::Deserialize;
