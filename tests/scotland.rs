@@ -282,3 +282,195 @@ fn check_warns_when_a_scottish_practices_writers_include_mesh() {
         "{text}"
     );
 }
+
+const LINKS_SECRET: &str = "glasgow-links-signing-secret";
+const WRITER_ALLOW: &str =
+    "[\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]";
+
+/// A platform event about `referral_id`, naming the patient by CHI only.
+fn chi_event(referral_id: &str, id: &str, kind: &str, extra: Value) -> Value {
+    let mut e = json!({
+        "event_id": id,
+        "type": kind,
+        "occurred_at": "2026-11-25T10:00:00Z",
+        "referral": {"message_id": referral_id,
+                     "patient": {"chi_number": CHI, "date_of_birth": "1970-09-11", "family_name": "Smith"}},
+        "practitioner": {"name": "Sam Link", "role": "Community link worker"},
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+/// End to end on the real broker, as a Scottish programme runs it: a referral whose
+/// practice is known only by its Scottish practice code, for a CHI-only patient, with a
+/// reason coded in Read v2, is delivered with the practice code and CHI under their
+/// own names and the reason in SNOMED CT beside the Read v2 code; its events (accepted,
+/// a contact, SWEMWBS, closed), each sent twice, are written once each to Docman (for
+/// the practice by its code, the patient by `ChiNumber`, Read v2 beside SNOMED CT with
+/// `read_codes` left to the practice's nation) and to the practice folder named by the
+/// Scottish practice code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
+    let (docman, posted) = common::docman::start().await;
+    // SAFETY: values no other test reads differently.
+    unsafe {
+        std::env::set_var("CLW_TEST_SCOT_LINKS_SECRET", LINKS_SECRET);
+        std::env::set_var("CLW_TEST_DOCMAN_TOKEN", "docman-token");
+    }
+    let h = Harness::start_with("scot-e2e", &[], &["300ms", "1s"], |c| {
+        c.mappings.dir = repo_path("mappings");
+        let practice_dir = c.gateway.data_dir.join("practice");
+        c.destinations.insert(
+            "gp-docman",
+            destination(&format!(
+                "kind = \"docman\"\nurl = \"{docman}\"\ntoken = {{ env = \"CLW_TEST_DOCMAN_TOKEN\" }}\n\
+                 sender_ods = \"S99CLW\"\nsender_name = \"Glasgow Community Links\"\nallow = {WRITER_ALLOW}\n"
+            )),
+        );
+        c.destinations.insert(
+            "folder",
+            destination(&format!(
+                "kind = \"practice-folder\"\ndir = \"{}\"\nallow = {WRITER_ALLOW}\n",
+                practice_dir.display()
+            )),
+        );
+        c.message_back = Some(
+            toml::from_str(
+                "writers = [\"gp-docman\", \"folder\"]\n[platforms.links]\n\
+                 secret = { env = \"CLW_TEST_SCOT_LINKS_SECRET\" }\ndestinations = [\"clw\"]\n",
+            )
+            .unwrap(),
+        );
+        c.ingress.enabled = true;
+        c.ingress.listen = "127.0.0.1:0".parse().unwrap();
+    })
+    .await;
+
+    let mut body = scottish_referral();
+    for e in body["entry"].as_array_mut().unwrap() {
+        if e["resource"]["resourceType"] == "ServiceRequest" {
+            e["resource"]["reasonCode"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"coding": [{"system": "http://read.info/readv2", "code": "1B1K.", "display": "Lonely"}]}));
+        }
+    }
+    let referral_id = unique("scot");
+    h.publish(&referral_id, &body).await;
+    h.wait_state(&referral_id, "delivered").await;
+    let sent = &h.hook.received()[0].body["referral"];
+    assert_eq!(sent["gp_practice"]["scottish_practice_code"], PRACTICE);
+    assert_eq!(sent["gp_practice"]["nation"], "scotland");
+    assert!(sent["gp_practice"].get("ods_code").is_none(), "{sent}");
+    assert_eq!(sent["person_demographics"]["chi_number"], CHI);
+    assert!(sent["person_demographics"].get("nhs_number").is_none());
+    let reasons: Vec<(String, String)> = sent["referral_details"]["reasons_for_referral"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["system"].as_str().unwrap_or_default().to_string(),
+                r["code"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let has = |system: &str, code: &str| reasons.contains(&(system.into(), code.into()));
+    assert!(has("http://read.info/readv2", "1B1K."), "{reasons:?}");
+    assert!(
+        has("http://snomed.info/sct", "267076002"),
+        "coded beside: {reasons:?}"
+    );
+    h.wait_audit(&referral_id, "coded").await;
+
+    let port = h.gw.ingress_addr.unwrap().port();
+    let events = [
+        chi_event(&referral_id, "evt-a", "referral-accepted", json!({})),
+        chi_event(
+            &referral_id,
+            "evt-c",
+            "contact",
+            json!({"contact": {"mode": "face-to-face", "date": "2026-11-26", "duration_minutes": 45}}),
+        ),
+        chi_event(
+            &referral_id,
+            "evt-s",
+            "assessment",
+            json!({"assessment": {"instrument": "SWEMWBS", "score": 19, "date": "2026-11-26"}}),
+        ),
+        chi_event(
+            &referral_id,
+            "evt-x",
+            "closed",
+            json!({"closed": {"reason": "completed", "outcome": "Goes to the walking group"}}),
+        ),
+    ];
+    for e in events.iter().chain(events.iter()) {
+        let r = signed_post(
+            port,
+            "/v1/events/links",
+            "application/json",
+            e.to_string().into_bytes(),
+            fresh_timestamp(),
+            LINKS_SECRET,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    for id in ["evt-a", "evt-c", "evt-s", "evt-x"] {
+        wait_message(
+            &h.gw.store,
+            "message-back",
+            &format!("links:{id}"),
+            "delivered",
+        )
+        .await;
+    }
+    let docs = posted.lock().unwrap().clone();
+    assert_eq!(
+        docs.len(),
+        4,
+        "one document per event, however often it was sent"
+    );
+    for d in &docs {
+        assert_eq!(
+            d["RecipientOdsCode"], PRACTICE,
+            "the practice by its own code"
+        );
+        assert_eq!(d["Patient"]["ChiNumber"], CHI);
+        assert!(d["Patient"].get("NhsNumber").is_none(), "{d}");
+    }
+    let accepted = docs
+        .iter()
+        .find(|d| d["Notes"].as_str().unwrap().contains("accepted"))
+        .unwrap();
+    let codes: Vec<(&str, &str)> = accepted["ClinicalCodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["Scheme"].as_str().unwrap(), c["Code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        [("SNOMED", "871731000000106"), ("READ2", "8T09.")],
+        "Read v2 beside SNOMED CT for a Scottish practice, read_codes unset"
+    );
+    let folder = h.s.dir.path().join("practice").join(PRACTICE);
+    let texts: Vec<std::path::PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    assert_eq!(
+        texts.len(),
+        4,
+        "one document per event in the folder named 43210"
+    );
+    let text = std::fs::read_to_string(&texts[0]).unwrap();
+    assert!(text.contains("practice code 43210"), "{text}");
+    assert!(text.contains("CHI number"), "{text}");
+    h.finish().await;
+}

@@ -540,6 +540,27 @@ impl Reports for InboxReports {
 mod tests {
     use super::*;
 
+    /// MESH Send Document addresses the patient's practice by NHS number: a CHI-only
+    /// patient (Scotland's) is refused naming the field and why, before any request.
+    #[test]
+    fn a_chi_only_patient_is_refused_naming_why() {
+        let entry = RecordEntry::from_payload(&serde_json::json!({
+            "event": {"event_id": "e1", "type": "referral-accepted", "occurred_at": "2026-11-25T10:00:00Z",
+                      "referral": {"message_id": "r1"}},
+            "headline": "Referral accepted",
+            "coded": [],
+            "referral": {"message_id": "r1"},
+            "patient": {"chi_number": "0402568877", "date_of_birth": "1956-02-04",
+                        "name": {"family": "SMITH", "given": ["Richard"]}},
+            "practice": {"scottish_practice_code": "43210", "nation": "scotland"},
+        }))
+        .unwrap();
+        let e = gp_provider(&entry).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("patient.nhs_number"));
+        assert!(e.message.contains("England only"), "{}", e.message);
+        assert!(!e.message.contains("0402568877"), "never the number");
+    }
+
     #[test]
     fn the_authorisation_header_matches_the_mesh_test_vector() {
         // mailbox:nonce:count:password:time, key TestKey (mesh-sandbox / mesh-client).

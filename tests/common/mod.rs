@@ -26,6 +26,7 @@ use serde_json::Value;
 use sqlx::Connection as _;
 use tokio::sync::Notify;
 
+pub mod docman;
 pub mod smtp;
 pub mod standins;
 
