@@ -314,6 +314,8 @@ fn chi_event(referral_id: &str, id: &str, kind: &str, extra: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
     let (docman, posted) = common::docman::start().await;
+    let fhir = FhirServer::start().await;
+    let fhir_base = fhir.base.clone();
     // SAFETY: values no other test reads differently.
     unsafe {
         std::env::set_var("CLW_TEST_SCOT_LINKS_SECRET", LINKS_SECRET);
@@ -330,6 +332,12 @@ async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
             )),
         );
         c.destinations.insert(
+            "gp-fhir",
+            destination(&format!(
+                "kind = \"fhir-record\"\nbase_url = \"{fhir_base}\"\ntimeout = \"10s\"\nallow = {WRITER_ALLOW}\n"
+            )),
+        );
+        c.destinations.insert(
             "folder",
             destination(&format!(
                 "kind = \"practice-folder\"\ndir = \"{}\"\nallow = {WRITER_ALLOW}\n",
@@ -338,7 +346,7 @@ async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
         );
         c.message_back = Some(
             toml::from_str(
-                "writers = [\"gp-docman\", \"folder\"]\n[platforms.links]\n\
+                "writers = [\"gp-docman\", \"gp-fhir\", \"folder\"]\n[platforms.links]\n\
                  secret = { env = \"CLW_TEST_SCOT_LINKS_SECRET\" }\ndestinations = [\"clw\"]\n",
             )
             .unwrap(),
@@ -457,6 +465,33 @@ async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
         [("SNOMED", "871731000000106"), ("READ2", "8T09.")],
         "Read v2 beside SNOMED CT for a Scottish practice, read_codes unset"
     );
+    // The FHIR record: each entry about the patient by the CHI system, Read v2 beside.
+    let observations = fhir.search("Observation").await;
+    assert_eq!(
+        observations.len(),
+        2,
+        "the SWEMWBS score and the closure, once each"
+    );
+    assert_eq!(
+        fhir.search("Communication").await.len(),
+        4,
+        "a summary per event"
+    );
+    for kind in ["Observation", "Encounter", "Communication"] {
+        for r in fhir.search(kind).await {
+            assert_eq!(
+                r["subject"]["identifier"]["system"],
+                clw_gateway::model::identifiers::CHI_SYSTEMS[0],
+                "{kind}: {r}"
+            );
+            assert_eq!(r["subject"]["identifier"]["value"], CHI, "{kind}");
+        }
+    }
+    let score = observations
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "718466001")
+        .expect("the SWEMWBS Observation");
+    assert_eq!(score["valueQuantity"]["value"], 19);
     let folder = h.s.dir.path().join("practice").join(PRACTICE);
     let texts: Vec<std::path::PathBuf> = std::fs::read_dir(&folder)
         .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
