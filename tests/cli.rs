@@ -266,6 +266,55 @@ fn check_accepts_the_production_example_with_every_adapter() {
     }
 }
 
+/// The Scottish example: practices by Scottish practice code, Lamplight and a spreadsheet,
+/// Docman and mail record writers; `check` accepts it, with no MESH warning.
+#[test]
+fn check_accepts_the_scottish_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let secret = "a-dummy-secret-for-check".to_string();
+    let o = gateway(
+        &["--config", "deploy/config/scotland.toml", "check"],
+        &[
+            (
+                "CLW_STORE__URL",
+                format!("sqlite://{}?mode=rwc", d("gw.db")),
+            ),
+            ("CLW_BROKER__URL", amqp_url()),
+            ("CLW_GATEWAY__DATA_DIR", dir.path().display().to_string()),
+            (
+                "CLW_REFERRALS__ROUTES",
+                "deploy/config/scotland-routes.yaml".into(),
+            ),
+            ("CLW_MAPPINGS__DIR", "mappings".into()),
+            ("CLW_DESTINATIONS__CONNECTORS_SHEET__DIR", d("sheet")),
+            ("COMMUNITY_LINKS_EVENTS_SECRET", secret.clone()),
+            ("WELLBEING_CONNECTORS_UPLOAD_SECRET", secret.clone()),
+            ("CLW_CONSOLE_TOKEN", secret.clone()),
+            ("COMMUNITY_LINKS_LAMPLIGHT_KEY", secret.clone()),
+            ("GP_DOCMAN_TOKEN", secret.clone()),
+            ("GP_MAIL_USER", secret.clone()),
+            ("GP_MAIL_PASSWORD", secret),
+        ],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for want in [
+        "ok   destination links-lamplight (lamplight for referral, mapping lamplight-referral@2)",
+        "ok   destination connectors-sheet (csv for referral, mapping csv-referral@2)",
+        "ok   destination gp-docman (docman for message-back, mapping gp-record@1)",
+        "ok   destination gp-mail (mail for message-back, mapping gp-record@1)",
+        "ok   platform community-links answers referrals delivered to links-lamplight",
+        "ok   platform wellbeing-connectors answers referrals delivered to connectors-sheet",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+    assert!(
+        !out.contains("WARN"),
+        "no Scottish practice has a mesh writer\n{out}"
+    );
+}
+
 /// The same broken configuration gives the same problems, each named by its key,
 /// whether `check` or start-up (`serve`) meets it.
 #[test]

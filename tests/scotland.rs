@@ -509,3 +509,24 @@ async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
     assert!(text.contains("CHI number"), "{text}");
     h.finish().await;
 }
+
+/// Each `chi_check` setting is read from the configuration by the name the docs give it.
+#[test]
+fn each_chi_check_setting_is_read_by_its_documented_name() {
+    for rule in [
+        ChiCheck::DateAndModulus11,
+        ChiCheck::Modulus11,
+        ChiCheck::FormatOnly,
+    ] {
+        let c = clw_gateway::config::Config::from_toml(
+            &format!("[intake]\nchi_check = \"{}\"\n", rule.as_str()),
+            Vec::new(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", rule.as_str()));
+        assert_eq!(c.intake.chi_check, rule);
+    }
+    let e =
+        clw_gateway::config::Config::from_toml("[intake]\nchi_check = \"by-eye\"\n", Vec::new())
+            .unwrap_err();
+    assert!(e.to_string().contains("intake.chi_check"), "{e}");
+}

@@ -25,6 +25,7 @@ pub const SCOTTISH_PRACTICE_SYSTEM: &str = "https://digitalhealthplatform.scot/f
 pub enum ChiCheck {
     /// Today's rule: the first six digits a real DDMMYY date, and the check digit.
     #[default]
+    #[serde(rename = "date-and-modulus-11")]
     DateAndModulus11,
     /// The check digit only.
     #[serde(rename = "modulus-11")]

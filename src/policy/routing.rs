@@ -343,4 +343,22 @@ mod tests {
             .reason();
         assert!(e.contains("/programmes"), "{e}");
     }
+
+    #[test]
+    fn scottish_practice_codes_route_quoted_or_bare() {
+        // A bare number is read as its digits; a code with a leading zero must be quoted
+        // (YAML would read 01234 as a number and drop the zero).
+        let bare = load(
+            "programmes:\n  glasgow: {destinations: [a]}\npractices:\n  43210: glasgow\n",
+            &["a"],
+        )
+        .unwrap();
+        assert_eq!(bare.route(Some("43210")).unwrap().0, "glasgow");
+        let r = load(
+            "programmes:\n  glasgow: {destinations: [a]}\npractices:\n  \"01234\": glasgow\n",
+            &["a"],
+        )
+        .unwrap();
+        assert_eq!(r.route(Some("01234")).unwrap().0, "glasgow");
+    }
 }
