@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use clw_gateway::intake::{Rules, decode_referral, decode_referral_with};
 use clw_gateway::model::Nation;
@@ -529,4 +530,145 @@ fn each_chi_check_setting_is_read_by_its_documented_name() {
         clw_gateway::config::Config::from_toml("[intake]\nchi_check = \"by-eye\"\n", Vec::new())
             .unwrap_err();
     assert!(e.to_string().contains("intake.chi_check"), "{e}");
+}
+
+/// The same Scottish referral's events, each sent twice with the gateway SIGKILLed half
+/// way and restarted: Docman and the FHIR record each hold every entry exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scottish_events_are_written_once_through_resends_and_a_kill() {
+    let (docman, posted) = common::docman::start().await;
+    let fhir = FhirServer::start().await;
+    let s = Setup::new("scot-kill");
+    let hook = Receiver::start(&[]).await;
+    let config = s.broker_config(&hook.url, &["300ms", "1s", "2s", "3s"]);
+    let rabbit = Rabbit::connect().await;
+    let t = rabbit.declare(&config).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = s.dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\ninstance = \"{p}\"\ndata_dir = \"{d}\"\nclaim_ttl = \"2s\"\n[store]\nurl = \"{u}\"\n\
+             [http]\nenabled = false\n[mappings]\ndir = \"{m}\"\n\
+             [broker]\nurl = \"{a}\"\nprefix = \"{p}\"\nprefetch = 8\n[retry]\ntiers = [\"300ms\", \"1s\", \"2s\", \"3s\"]\n\
+             [referrals]\ndestinations = [\"clw\"]\n{TEST_CONSENT_COVERS}\n\
+             [destinations.clw]\nkind = \"webhook\"\nurl = \"{h}\"\nallow = {PRSB_ALLOW}\n\
+             [destinations.gp-fhir]\nkind = \"fhir-record\"\nbase_url = \"{f}\"\ntimeout = \"10s\"\nallow = {WRITER_ALLOW}\n\
+             [destinations.gp-docman]\nkind = \"docman\"\nurl = \"{docman}\"\ntoken = {{ env = \"CLW_TEST_DOCMAN_TOKEN\" }}\n\
+             sender_ods = \"S99CLW\"\nsender_name = \"Glasgow Community Links\"\nallow = {WRITER_ALLOW}\n\
+             [message_back]\nwriters = [\"gp-fhir\", \"gp-docman\"]\n\
+             [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_SCOT_LINKS_SECRET\" }}\ndestinations = [\"clw\"]\n\
+             [ingress]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n",
+            p = s.prefix,
+            d = s.dir.path().display(),
+            u = s.store_url,
+            m = repo_path("mappings").display(),
+            a = amqp_url(),
+            h = hook.url,
+            f = fhir.base,
+        ),
+    )
+    .unwrap();
+    // SAFETY: values no other test reads differently (the child gateway inherits them).
+    unsafe {
+        std::env::set_var("CLW_TEST_SCOT_LINKS_SECRET", LINKS_SECRET);
+        std::env::set_var("CLW_TEST_DOCMAN_TOKEN", "docman-token");
+    }
+    let start = || ChildGateway::start(&path);
+    let up = || async {
+        eventually("the ingress to listen", WAIT, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await
+    };
+    let post = |e: Value| async move {
+        signed_post(
+            port,
+            "/v1/events/links",
+            "application/json",
+            e.to_string().into_bytes(),
+            fresh_timestamp(),
+            LINKS_SECRET,
+        )
+        .await
+        .status
+    };
+    let mut gw = start();
+    let referral_id = unique("scot");
+    rabbit
+        .publish(
+            &t.exchange(),
+            scottish_referral().to_string().as_bytes(),
+            &ce_headers(&referral_id),
+        )
+        .await;
+    eventually("the referral delivered", WAIT, || async {
+        (hook.count() == 1).then_some(())
+    })
+    .await;
+    up().await;
+    let events = [
+        chi_event(&referral_id, "evt-a", "referral-accepted", json!({})),
+        chi_event(
+            &referral_id,
+            "evt-c",
+            "contact",
+            json!({"contact": {"mode": "telephone", "date": "2026-11-26", "duration_minutes": 30}}),
+        ),
+        chi_event(
+            &referral_id,
+            "evt-s",
+            "assessment",
+            json!({"assessment": {"instrument": "SWEMWBS", "score": 24, "date": "2026-11-27"}}),
+        ),
+        chi_event(
+            &referral_id,
+            "evt-x",
+            "closed",
+            json!({"closed": {"reason": "completed"}}),
+        ),
+    ];
+    for e in &events[..2] {
+        assert_eq!(post(e.clone()).await, 202);
+        assert_eq!(post(e.clone()).await, 202, "resent");
+    }
+    gw.kill();
+    let mut gw = start();
+    up().await;
+    for e in &events[2..] {
+        assert_eq!(post(e.clone()).await, 202);
+        assert_eq!(post(e.clone()).await, 202, "resent");
+    }
+    let store = clw_gateway::store::Store::connect(&s.store_url, 2, 16)
+        .await
+        .unwrap();
+    eventually("every event written", Duration::from_secs(60), || async {
+        let counts = store.count_by_state("message-back").await.unwrap();
+        let delivered = counts
+            .iter()
+            .find(|(st, _)| st == "delivered")
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        (delivered == 4).then_some(())
+    })
+    .await;
+    let docs = posted.lock().unwrap().clone();
+    assert_eq!(docs.len(), 4, "each event once at Docman, through the kill");
+    assert!(docs.iter().all(|d| d["Patient"]["ChiNumber"] == CHI));
+    assert_eq!(
+        fhir.search("Communication").await.len(),
+        4,
+        "each once in the FHIR record"
+    );
+    assert_eq!(fhir.search("Encounter").await.len(), 1, "the contact, once");
+    gw.kill();
+    store.close().await;
+    rabbit.cleanup(&t).await;
 }
