@@ -76,6 +76,11 @@ fn mail_table(server: &SmtpServer, mailboxes: &str, password_env: &str) -> Strin
 /// A gateway on the test broker whose message back is written by `gp-mail`, with a
 /// referral delivered that events can name; its id.
 async fn gateway(name: &str, table: String) -> (Harness, String) {
+    gateway_for(name, table, &referral()).await
+}
+
+/// As [`gateway`], with the referral `body` delivered.
+async fn gateway_for(name: &str, table: String, body: &Value) -> (Harness, String) {
     // SAFETY: constant values; no test reads a different one.
     unsafe {
         std::env::set_var("CLW_TEST_LINKS_SECRET", LINKS_SECRET);
@@ -97,7 +102,7 @@ async fn gateway(name: &str, table: String) -> (Harness, String) {
     })
     .await;
     let referral_id = unique("ref");
-    h.publish(&referral_id, &referral()).await;
+    h.publish(&referral_id, body).await;
     h.wait_state(&referral_id, "delivered").await;
     (h, referral_id)
 }
@@ -530,4 +535,39 @@ fn a_mail_writer_names_each_bad_key_at_start_up() {
     }
     let implicit = good.replace("kind = \"mail\"\n", "kind = \"mail\"\ntls = \"implicit\"\n");
     build_destination("gp-mail", &implicit);
+}
+
+/// A Scottish practice by its practice code, a CHI-only patient: the email goes to the
+/// mailbox listed for the practice code, the document names the patient by CHI and the
+/// practice by its code, with Read v2 beside SNOMED CT by the practice's nation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scottish_practice_gets_its_chi_only_patient_by_mail() {
+    let smtp = SmtpServer::start(SMTP_USER, SMTP_PASSWORD).await;
+    let table = mail_table(
+        &smtp,
+        &format!("{{ \"{PRACTICE}\" = \"practice.{PRACTICE}@nhs.scot\" }}"),
+        "CLW_TEST_SMTP_PASSWORD",
+    )
+    .replace("read_codes = true\n", "");
+    let (h, referral_id) = gateway_for("mail-scot", table, &scottish_referral()).await;
+    post(
+        &h,
+        &chi_event(&referral_id, "evt-a", "referral-accepted", json!({})),
+    )
+    .await;
+    wait_message(&h.gw.store, "message-back", "links:evt-a", "delivered").await;
+    let files = smtp.messages();
+    assert_eq!(files.len(), 1);
+    let m = read_mail(&files[0]);
+    assert_eq!(m["headers"]["To"], format!("practice.{PRACTICE}@nhs.scot"));
+    let text = m["text"].as_str().unwrap();
+    assert!(
+        text.contains("8T09."),
+        "Read v2 for a Scottish practice: {text}"
+    );
+    let pdf = MeshSandbox::pdf_text(m["attachments"][0]["base64"].as_str().unwrap());
+    assert!(pdf.contains("CHI number 040 256 8877"), "{pdf}");
+    assert!(pdf.contains(&format!("practice code {PRACTICE}")), "{pdf}");
+    assert!(!pdf.contains("NHS number"), "{pdf}");
+    h.finish().await;
 }

@@ -15,29 +15,6 @@ use clw_gateway::policy::routing::Routes;
 use common::*;
 use serde_json::{Value, json};
 
-/// A CHI number that passes today's rule (04/02/56, check digit right).
-const CHI: &str = "0402568877";
-const PRACTICE: &str = "43210";
-
-/// The example referral as a Scottish practice sends it: the practice Organization
-/// carries only its Scottish practice code, and the patient only a CHI number.
-fn scottish_referral() -> Value {
-    let mut b = referral();
-    for e in b["entry"].as_array_mut().unwrap() {
-        let r = &mut e["resource"];
-        match r["resourceType"].as_str() {
-            Some("Organization") if r["identifier"][0]["value"] == "GP5" => {
-                r["identifier"] = json!([{"system": SCOTTISH_PRACTICE_SYSTEM, "value": PRACTICE}]);
-            }
-            Some("Patient") => {
-                r["identifier"] = json!([{"system": "http://fhir.nhs.scot.uk/Id/national/chi-number", "value": CHI}]);
-            }
-            _ => {}
-        }
-    }
-    b
-}
-
 fn with_sender_identifier(mut b: Value, system: Option<&str>, value: &str) -> Value {
     let header = &mut b["entry"][0]["resource"];
     assert_eq!(header["resourceType"], "MessageHeader");
@@ -287,22 +264,6 @@ fn check_warns_when_a_scottish_practices_writers_include_mesh() {
 const LINKS_SECRET: &str = "glasgow-links-signing-secret";
 const WRITER_ALLOW: &str =
     "[\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]";
-
-/// A platform event about `referral_id`, naming the patient by CHI only.
-fn chi_event(referral_id: &str, id: &str, kind: &str, extra: Value) -> Value {
-    let mut e = json!({
-        "event_id": id,
-        "type": kind,
-        "occurred_at": "2026-11-25T10:00:00Z",
-        "referral": {"message_id": referral_id,
-                     "patient": {"chi_number": CHI, "date_of_birth": "1970-09-11", "family_name": "Smith"}},
-        "practitioner": {"name": "Sam Link", "role": "Community link worker"},
-    });
-    for (k, v) in extra.as_object().into_iter().flatten() {
-        e[k] = v.clone();
-    }
-    e
-}
 
 /// End to end on the real broker, as a Scottish programme runs it: a referral whose
 /// practice is known only by its Scottish practice code, for a CHI-only patient, with a

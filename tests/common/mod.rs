@@ -1185,3 +1185,44 @@ pub async fn dlq_replay(
         .replay(t.flow, store, selection, actor)
         .await
 }
+
+// ---------------------------------------------------------------- Scotland
+
+/// A CHI number that passes today's rule (04/02/56, check digit right).
+pub const CHI: &str = "0402568877";
+pub const PRACTICE: &str = "43210";
+
+/// The example referral as a Scottish practice sends it: the practice Organization
+/// carries only its Scottish practice code, and the patient only a CHI number.
+pub fn scottish_referral() -> Value {
+    let mut b = referral();
+    for e in b["entry"].as_array_mut().unwrap() {
+        let r = &mut e["resource"];
+        match r["resourceType"].as_str() {
+            Some("Organization") if r["identifier"][0]["value"] == "GP5" => {
+                r["identifier"] = serde_json::json!([{"system": clw_gateway::model::identifiers::SCOTTISH_PRACTICE_SYSTEM, "value": PRACTICE}]);
+            }
+            Some("Patient") => {
+                r["identifier"] = serde_json::json!([{"system": "http://fhir.nhs.scot.uk/Id/national/chi-number", "value": CHI}]);
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+/// A platform event about `referral_id`, naming the patient by CHI only.
+pub fn chi_event(referral_id: &str, id: &str, kind: &str, extra: Value) -> Value {
+    let mut e = serde_json::json!({
+        "event_id": id,
+        "type": kind,
+        "occurred_at": "2026-11-25T10:00:00Z",
+        "referral": {"message_id": referral_id,
+                     "patient": {"chi_number": CHI, "date_of_birth": "1970-09-11", "family_name": "Smith"}},
+        "practitioner": {"name": "Sam Link", "role": "Community link worker"},
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        e[k] = v.clone();
+    }
+    e
+}
