@@ -265,6 +265,32 @@ const LINKS_SECRET: &str = "glasgow-links-signing-secret";
 const WRITER_ALLOW: &str =
     "[\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]";
 
+/// Accepted, a contact, SWEMWBS 19 and closed, about `referral_id`, naming the patient
+/// by CHI only.
+fn four_events(referral_id: &str) -> [Value; 4] {
+    [
+        chi_event(referral_id, "evt-a", "referral-accepted", json!({})),
+        chi_event(
+            referral_id,
+            "evt-c",
+            "contact",
+            json!({"contact": {"mode": "face-to-face", "date": "2026-11-26", "duration_minutes": 45}}),
+        ),
+        chi_event(
+            referral_id,
+            "evt-s",
+            "assessment",
+            json!({"assessment": {"instrument": "SWEMWBS", "score": 19, "date": "2026-11-26"}}),
+        ),
+        chi_event(
+            referral_id,
+            "evt-x",
+            "closed",
+            json!({"closed": {"reason": "completed", "outcome": "Goes to the walking group"}}),
+        ),
+    ]
+}
+
 /// End to end on the real broker, as a Scottish programme runs it: a referral whose
 /// practice is known only by its Scottish practice code, for a CHI-only patient, with a
 /// reason coded in Read v2, is delivered with the practice code and CHI under their
@@ -356,27 +382,7 @@ async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
     h.wait_audit(&referral_id, "coded").await;
 
     let port = h.gw.ingress_addr.unwrap().port();
-    let events = [
-        chi_event(&referral_id, "evt-a", "referral-accepted", json!({})),
-        chi_event(
-            &referral_id,
-            "evt-c",
-            "contact",
-            json!({"contact": {"mode": "face-to-face", "date": "2026-11-26", "duration_minutes": 45}}),
-        ),
-        chi_event(
-            &referral_id,
-            "evt-s",
-            "assessment",
-            json!({"assessment": {"instrument": "SWEMWBS", "score": 19, "date": "2026-11-26"}}),
-        ),
-        chi_event(
-            &referral_id,
-            "evt-x",
-            "closed",
-            json!({"closed": {"reason": "completed", "outcome": "Goes to the walking group"}}),
-        ),
-    ];
+    let events = four_events(&referral_id);
     for e in events.iter().chain(events.iter()) {
         let r = signed_post(
             port,
@@ -575,27 +581,7 @@ async fn scottish_events_are_written_once_through_resends_and_a_kill() {
     })
     .await;
     up().await;
-    let events = [
-        chi_event(&referral_id, "evt-a", "referral-accepted", json!({})),
-        chi_event(
-            &referral_id,
-            "evt-c",
-            "contact",
-            json!({"contact": {"mode": "telephone", "date": "2026-11-26", "duration_minutes": 30}}),
-        ),
-        chi_event(
-            &referral_id,
-            "evt-s",
-            "assessment",
-            json!({"assessment": {"instrument": "SWEMWBS", "score": 24, "date": "2026-11-27"}}),
-        ),
-        chi_event(
-            &referral_id,
-            "evt-x",
-            "closed",
-            json!({"closed": {"reason": "completed"}}),
-        ),
-    ];
+    let events = four_events(&referral_id);
     for e in &events[..2] {
         assert_eq!(post(e.clone()).await, 202);
         assert_eq!(post(e.clone()).await, 202, "resent");

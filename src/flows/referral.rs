@@ -10,7 +10,7 @@ use super::{Decoded, Front, Plan, Planned, Refusal};
 use crate::deliver::Destination;
 use crate::engine::Inbound;
 use crate::error::{GatewayError, Stage};
-use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, check_size};
+use crate::intake::envelope::{attempts_before, body_digest, check_message_id, check_size};
 use crate::intake::{Envelope, decode_referral_with};
 use crate::model::{ConsentState, Flow};
 use crate::policy::routing::Routes;
@@ -76,11 +76,7 @@ impl ReferralFront {
     /// read, so the whole plan is made in `decode`.
     fn plan_now(&self, inbound: &Inbound) -> Result<Decoded<Planned>, Refusal> {
         let digest = body_digest(&inbound.body);
-        let previous: u32 = inbound
-            .headers
-            .get(ATTEMPT_HEADER)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let previous = attempts_before(&inbound.headers);
         // A bad ce-id is refused; its record goes under the digest, not the bad value.
         let fallback = inbound
             .headers

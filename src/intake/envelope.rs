@@ -9,6 +9,15 @@ pub const REFERRAL_EVENT_TYPE: &str = "uk.nhs.socialprescribing.referral.v1";
 /// How many times the gateway has tried this message before (set when it goes to a retry tier).
 pub const ATTEMPT_HEADER: &str = "x-clw-attempt";
 
+/// Attempts already made, as far as the headers say: for recording a message whose
+/// envelope may itself be what is wrong (an unreadable count reads as none).
+pub fn attempts_before(headers: &crate::model::Headers) -> u32 {
+    headers
+        .get(ATTEMPT_HEADER)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Envelope {
     pub id: Option<String>,

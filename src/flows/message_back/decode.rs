@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::*;
-use crate::intake::envelope::{ATTEMPT_HEADER, body_digest, check_message_id, check_size};
+use crate::intake::envelope::{attempts_before, body_digest, check_message_id, check_size};
 
 impl MessageBackFront {
     /// The message's id and attempts, and the event in it, checked: the pure half.
@@ -17,11 +17,7 @@ impl MessageBackFront {
         inbound: &Inbound,
     ) -> std::result::Result<Decoded<Taken>, Refusal> {
         let digest = body_digest(&inbound.body);
-        let previous: u32 = inbound
-            .headers
-            .get(ATTEMPT_HEADER)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let previous = attempts_before(&inbound.headers);
         let attempts = previous + 1;
         let refuse = |id: &str, error: GatewayError| Refusal {
             message_id: id.to_string(),
