@@ -240,15 +240,7 @@ async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
     )
     .unwrap();
     let start = || ChildGateway::start(&path);
-    let up = || async {
-        eventually("the ingress to listen", WAIT, || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop)
-        })
-        .await
-    };
+    let up = || listening(port);
     let mut gw = start();
     let referral_id = unique("ref");
     rabbit
@@ -280,16 +272,7 @@ async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
     let store = clw_gateway::store::Store::connect(&s.store_url, 2, 16)
         .await
         .unwrap();
-    eventually("every event written", Duration::from_secs(60), || async {
-        let counts = store.count_by_state("message-back").await.unwrap();
-        let delivered = counts
-            .iter()
-            .find(|(st, _)| st == "delivered")
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        (delivered == 8).then_some(())
-    })
-    .await;
+    wait_delivered(&store, "message-back", 8).await;
     let timeline = store.referral_events(&referral_id).await.unwrap();
     assert_eq!(timeline.len(), 8);
     assert_eq!(clw_gateway::store::derived_state(&timeline), "closed");

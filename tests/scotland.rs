@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use clw_gateway::intake::{Rules, decode_referral, decode_referral_with};
 use clw_gateway::model::Nation;
@@ -546,15 +545,7 @@ async fn scottish_events_are_written_once_through_resends_and_a_kill() {
         std::env::set_var("CLW_TEST_DOCMAN_TOKEN", "docman-token");
     }
     let start = || ChildGateway::start(&path);
-    let up = || async {
-        eventually("the ingress to listen", WAIT, || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop)
-        })
-        .await
-    };
+    let up = || listening(port);
     let post = |e: Value| async move {
         signed_post(
             port,
@@ -596,16 +587,7 @@ async fn scottish_events_are_written_once_through_resends_and_a_kill() {
     let store = clw_gateway::store::Store::connect(&s.store_url, 2, 16)
         .await
         .unwrap();
-    eventually("every event written", Duration::from_secs(60), || async {
-        let counts = store.count_by_state("message-back").await.unwrap();
-        let delivered = counts
-            .iter()
-            .find(|(st, _)| st == "delivered")
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        (delivered == 4).then_some(())
-    })
-    .await;
+    wait_delivered(&store, "message-back", 4).await;
     let docs = posted.lock().unwrap().clone();
     assert_eq!(docs.len(), 4, "each event once at Docman, through the kill");
     assert!(docs.iter().all(|d| d["Patient"]["ChiNumber"] == CHI));

@@ -1226,3 +1226,32 @@ pub fn chi_event(referral_id: &str, id: &str, kind: &str, extra: Value) -> Value
     }
     e
 }
+
+/// Waits until something listens on 127.0.0.1:`port` (a child gateway's ingress).
+pub async fn listening(port: u16) {
+    eventually("the ingress to listen", WAIT, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await
+}
+
+/// Waits until `n` messages of `flow` are delivered.
+pub async fn wait_delivered(store: &clw_gateway::store::Store, flow: &str, n: i64) {
+    eventually(
+        &format!("{n} {flow} messages delivered"),
+        Duration::from_secs(60),
+        || async {
+            let counts = store.count_by_state(flow).await.unwrap();
+            let delivered = counts
+                .iter()
+                .find(|(st, _)| st == "delivered")
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            (delivered == n).then_some(())
+        },
+    )
+    .await
+}
