@@ -311,6 +311,15 @@ async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
     let h = Harness::start_with("scot-e2e", &[], &["300ms", "1s"], |c| {
         c.mappings.dir = repo_path("mappings");
         let practice_dir = c.gateway.data_dir.join("practice");
+        // The HSCP's routes: the practice by its Scottish practice code.
+        let routes = c.gateway.data_dir.join("routes.yaml");
+        std::fs::write(
+            &routes,
+            "programmes:\n  glasgow-links: {destinations: [clw]}\n\
+             practices:\n  \"43210\": glasgow-links\n",
+        )
+        .unwrap();
+        c.referrals.routes = Some(routes);
         c.destinations.insert(
             "gp-docman",
             destination(&format!(
@@ -355,6 +364,12 @@ async fn a_scottish_referral_and_its_events_travel_under_scotlands_own_names() {
     let referral_id = unique("scot");
     h.publish(&referral_id, &body).await;
     h.wait_state(&referral_id, "delivered").await;
+    let kept = h.gw.store.referral(&referral_id).await.unwrap().unwrap();
+    assert_eq!(
+        kept.programme, "glasgow-links",
+        "routed by its practice code"
+    );
+    assert_eq!(kept.practice.as_deref(), Some(PRACTICE));
     let sent = &h.hook.received()[0].body["referral"];
     assert_eq!(sent["gp_practice"]["scottish_practice_code"], PRACTICE);
     assert_eq!(sent["gp_practice"]["nation"], "scotland");
