@@ -46,40 +46,82 @@ fn part(message_id: &str, what: &str) -> Uuid {
     )
 }
 
+/// The ids of one event's message parts.
+struct Ids {
+    bundle: Uuid,
+    header: Uuid,
+    sender: Uuid,
+    document: Uuid,
+    composition: Uuid,
+    binary: Uuid,
+    patient: Uuid,
+    organisation: Uuid,
+    practitioner: Uuid,
+}
+
+impl Ids {
+    fn of(message_id: &str) -> Ids {
+        let id = |what| part(message_id, what);
+        Ids {
+            bundle: id("bundle"),
+            header: id("header"),
+            sender: id("sender"),
+            document: id("document"),
+            composition: id("composition"),
+            binary: id("binary"),
+            patient: id("patient"),
+            organisation: id("organisation"),
+            practitioner: id("practitioner"),
+        }
+    }
+}
+
 /// The ITK3 message for one event; `timestamp` when it was made.
 pub fn message(e: &RecordEntry, message_id: &str, sender: &Sender<'_>, timestamp: &str) -> El {
-    let ids = [
-        "bundle",
-        "header",
-        "sender",
-        "document",
-        "composition",
-        "binary",
-        "patient",
-        "organisation",
-        "practitioner",
-    ]
-    .map(|w| part(message_id, w));
-    let [
-        bundle,
-        header,
-        sender_org,
-        document_id,
-        composition,
-        binary,
-        patient,
-        organisation,
-        practitioner,
-    ] = ids;
-    let lines = document::lines(e, false);
-    let pdf = pdf::render(document::TITLE, &lines);
-    let pdf64 = base64::engine::general_purpose::STANDARD.encode(pdf);
+    let ids = Ids::of(message_id);
+    resource(
+        "Bundle",
+        vec![
+            ("id", s(ids.bundle.to_string())),
+            ("meta", meta(&format!("{NHS_PROFILE}ITK-Message-Bundle-1"))),
+            (
+                "identifier",
+                obj(vec![
+                    ("system", s(RFC4122)),
+                    ("value", s(ids.bundle.to_string())),
+                ]),
+            ),
+            ("type", s("message")),
+            (
+                "entry",
+                El::List(vec![
+                    entry(
+                        &ids.header,
+                        message_header(&ids, message_id, sender, timestamp),
+                    ),
+                    entry(
+                        &ids.sender,
+                        organisation(
+                            &ids.sender,
+                            &format!("{NHS_PROFILE}CareConnect-ITK-Header-Organization-1"),
+                            sender,
+                        ),
+                    ),
+                    entry(&ids.document, document_bundle(&ids, e, sender, timestamp)),
+                ]),
+            ),
+        ],
+    )
+}
 
+/// The MessageHeader: ITK message handling (both acknowledgements requested, for action,
+/// the Send Document message definition), event ITK007C, focused on the document.
+fn message_header(ids: &Ids, message_id: &str, sender: &Sender<'_>, timestamp: &str) -> El {
     let handling = |url: &str, value: (&str, El)| obj(vec![("url", s(url)), value]);
-    let message_header = resource(
+    resource(
         "MessageHeader",
         vec![
-            ("id", s(header.to_string())),
+            ("id", s(ids.header.to_string())),
             ("meta", meta(&format!("{NHS_PROFILE}ITK-MessageHeader-2"))),
             (
                 "extension",
@@ -141,32 +183,160 @@ pub fn message(e: &RecordEntry, message_id: &str, sender: &Sender<'_>, timestamp
                     ("display", s("ITK GP Connect Send Document")),
                 ]),
             ),
-            ("sender", reference(&sender_org)),
+            ("sender", reference(&ids.sender)),
             ("timestamp", s(timestamp)),
             ("source", obj(vec![("endpoint", s(sender.mailbox))])),
-            ("focus", El::List(vec![reference(&document_id)])),
+            ("focus", El::List(vec![reference(&ids.document)])),
         ],
-    );
-    let organisation_of = |id: &Uuid, profile: &str, ods: &str, name: &str| {
-        resource(
-            "Organization",
-            vec![
-                ("id", s(id.to_string())),
-                ("meta", meta(profile)),
-                (
-                    "identifier",
-                    El::List(vec![obj(vec![("system", s(ODS)), ("value", s(ods))])]),
-                ),
-                ("name", s(name)),
-            ],
-        )
-    };
-    let mut patient_fields = vec![
-        ("id", s(patient.to_string())),
+    )
+}
+
+/// The sending organisation, under `profile` (the message header's or the document's).
+fn organisation(id: &Uuid, profile: &str, sender: &Sender<'_>) -> El {
+    resource(
+        "Organization",
+        vec![
+            ("id", s(id.to_string())),
+            ("meta", meta(profile)),
+            (
+                "identifier",
+                El::List(vec![obj(vec![
+                    ("system", s(ODS)),
+                    ("value", s(sender.ods_code)),
+                ])]),
+            ),
+            ("name", s(sender.name)),
+        ],
+    )
+}
+
+/// The document Bundle: Composition, Binary (the PDF), Patient, Organization and
+/// Practitioner.
+fn document_bundle(ids: &Ids, e: &RecordEntry, sender: &Sender<'_>, timestamp: &str) -> El {
+    resource(
+        "Bundle",
+        vec![
+            ("id", s(ids.document.to_string())),
+            ("meta", meta(&format!("{NHS_PROFILE}ITK-Document-Bundle-1"))),
+            (
+                "identifier",
+                obj(vec![
+                    ("system", s(RFC4122)),
+                    ("value", s(ids.document.to_string())),
+                ]),
+            ),
+            ("type", s("document")),
+            (
+                "entry",
+                El::List(vec![
+                    entry(&ids.composition, composition(ids, e, timestamp)),
+                    entry(&ids.binary, binary(&ids.binary, e)),
+                    entry(&ids.patient, patient(&ids.patient, e)),
+                    entry(
+                        &ids.organisation,
+                        organisation(
+                            &ids.organisation,
+                            &format!("{CARECONNECT}CareConnect-Organization-1"),
+                            sender,
+                        ),
+                    ),
+                    entry(&ids.practitioner, practitioner(&ids.practitioner, e)),
+                ]),
+            ),
+        ],
+    )
+}
+
+/// The Composition: a "Report of clinical encounter" whose one section says what
+/// happened and points at the PDF.
+fn composition(ids: &Ids, e: &RecordEntry, timestamp: &str) -> El {
+    let title = "Social prescribing: message back";
+    resource(
+        "Composition",
+        vec![
+            ("id", s(ids.composition.to_string())),
+            (
+                "meta",
+                meta(&format!("{CARECONNECT}CareConnect-Composition-1")),
+            ),
+            (
+                "identifier",
+                obj(vec![
+                    ("system", s(RFC4122)),
+                    ("value", s(ids.composition.to_string())),
+                ]),
+            ),
+            ("status", s("final")),
+            (
+                "type",
+                obj(vec![(
+                    "coding",
+                    El::List(vec![obj(vec![
+                        ("system", s("http://snomed.info/sct")),
+                        ("code", s("371531000")),
+                        ("display", s("Report of clinical encounter")),
+                    ])]),
+                )]),
+            ),
+            ("subject", reference(&ids.patient)),
+            ("date", s(timestamp)),
+            ("author", El::List(vec![reference(&ids.practitioner)])),
+            ("title", s(title)),
+            ("confidentiality", s("N")),
+            ("custodian", reference(&ids.organisation)),
+            (
+                "section",
+                El::List(vec![obj(vec![
+                    ("title", s(title)),
+                    (
+                        "text",
+                        obj(vec![
+                            ("status", s("generated")),
+                            (
+                                "div",
+                                El::Xhtml(format!(
+                                    "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>",
+                                    xml_text(&e.headline)
+                                )),
+                            ),
+                        ]),
+                    ),
+                    ("entry", El::List(vec![reference(&ids.binary)])),
+                ])]),
+            ),
+        ],
+    )
+}
+
+/// The readable summary as a PDF.
+fn binary(id: &Uuid, e: &RecordEntry) -> El {
+    let lines = document::lines(e, false);
+    let pdf = pdf::render(document::TITLE, &lines);
+    resource(
+        "Binary",
+        vec![
+            ("id", s(id.to_string())),
+            (
+                "meta",
+                meta(&format!("{NHS_PROFILE}ITK-Attachment-Binary-1")),
+            ),
+            ("contentType", s("application/pdf")),
+            (
+                "content",
+                s(base64::engine::general_purpose::STANDARD.encode(pdf)),
+            ),
+        ],
+    )
+}
+
+/// The patient: the NHS number (MESH reaches England only), name, gender, birth date.
+fn patient(id: &Uuid, e: &RecordEntry) -> El {
+    let mut fields = vec![
+        ("id", s(id.to_string())),
         ("meta", meta(&format!("{CARECONNECT}CareConnect-Patient-1"))),
     ];
     if let Some(n) = &e.patient.nhs_number {
-        patient_fields.push((
+        fields.push((
             "identifier",
             El::List(vec![obj(vec![
                 ("system", s(crate::model::identifiers::NHS_NUMBER_SYSTEM)),
@@ -184,163 +354,32 @@ pub fn message(e: &RecordEntry, message_id: &str, sender: &Sender<'_>, timestamp
             El::List(e.patient.name.given.iter().map(s).collect()),
         ));
     }
-    patient_fields.push(("name", El::List(vec![obj(name)])));
+    fields.push(("name", El::List(vec![obj(name)])));
     if let Some(g) = &e.patient.gender {
-        patient_fields.push(("gender", s(g)));
+        fields.push(("gender", s(g)));
     }
     if let Some(d) = &e.patient.date_of_birth {
-        patient_fields.push(("birthDate", s(d)));
+        fields.push(("birthDate", s(d)));
     }
-    let practitioner_name = e
+    resource("Patient", fields)
+}
+
+/// The link worker who wrote it (by name; a generic one when the platform gave none).
+fn practitioner(id: &Uuid, e: &RecordEntry) -> El {
+    let name = e
         .practitioner
         .as_ref()
         .and_then(|p| p.name.clone())
         .unwrap_or_else(|| "Social prescribing link worker".into());
-    let title = "Social prescribing: message back";
-    let composition_fields = vec![
-        ("id", s(composition.to_string())),
-        (
-            "meta",
-            meta(&format!("{CARECONNECT}CareConnect-Composition-1")),
-        ),
-        (
-            "identifier",
-            obj(vec![
-                ("system", s(RFC4122)),
-                ("value", s(composition.to_string())),
-            ]),
-        ),
-        ("status", s("final")),
-        (
-            "type",
-            obj(vec![(
-                "coding",
-                El::List(vec![obj(vec![
-                    ("system", s("http://snomed.info/sct")),
-                    ("code", s("371531000")),
-                    ("display", s("Report of clinical encounter")),
-                ])]),
-            )]),
-        ),
-        ("subject", reference(&patient)),
-        ("date", s(timestamp)),
-        ("author", El::List(vec![reference(&practitioner)])),
-        ("title", s(title)),
-        ("confidentiality", s("N")),
-        ("custodian", reference(&organisation)),
-        (
-            "section",
-            El::List(vec![obj(vec![
-                ("title", s(title)),
-                (
-                    "text",
-                    obj(vec![
-                        ("status", s("generated")),
-                        (
-                            "div",
-                            El::Xhtml(format!(
-                                "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>",
-                                xml_text(&e.headline)
-                            )),
-                        ),
-                    ]),
-                ),
-                ("entry", El::List(vec![reference(&binary)])),
-            ])]),
-        ),
-    ];
-    let document_bundle = resource(
-        "Bundle",
-        vec![
-            ("id", s(document_id.to_string())),
-            ("meta", meta(&format!("{NHS_PROFILE}ITK-Document-Bundle-1"))),
-            (
-                "identifier",
-                obj(vec![
-                    ("system", s(RFC4122)),
-                    ("value", s(document_id.to_string())),
-                ]),
-            ),
-            ("type", s("document")),
-            (
-                "entry",
-                El::List(vec![
-                    entry(&composition, resource("Composition", composition_fields)),
-                    entry(
-                        &binary,
-                        resource(
-                            "Binary",
-                            vec![
-                                ("id", s(binary.to_string())),
-                                (
-                                    "meta",
-                                    meta(&format!("{NHS_PROFILE}ITK-Attachment-Binary-1")),
-                                ),
-                                ("contentType", s("application/pdf")),
-                                ("content", s(pdf64)),
-                            ],
-                        ),
-                    ),
-                    entry(&patient, resource("Patient", patient_fields)),
-                    entry(
-                        &organisation,
-                        organisation_of(
-                            &organisation,
-                            &format!("{CARECONNECT}CareConnect-Organization-1"),
-                            sender.ods_code,
-                            sender.name,
-                        ),
-                    ),
-                    entry(
-                        &practitioner,
-                        resource(
-                            "Practitioner",
-                            vec![
-                                ("id", s(practitioner.to_string())),
-                                (
-                                    "meta",
-                                    meta(&format!("{CARECONNECT}CareConnect-Practitioner-1")),
-                                ),
-                                (
-                                    "name",
-                                    El::List(vec![obj(vec![("text", s(practitioner_name))])]),
-                                ),
-                            ],
-                        ),
-                    ),
-                ]),
-            ),
-        ],
-    );
     resource(
-        "Bundle",
+        "Practitioner",
         vec![
-            ("id", s(bundle.to_string())),
-            ("meta", meta(&format!("{NHS_PROFILE}ITK-Message-Bundle-1"))),
+            ("id", s(id.to_string())),
             (
-                "identifier",
-                obj(vec![
-                    ("system", s(RFC4122)),
-                    ("value", s(bundle.to_string())),
-                ]),
+                "meta",
+                meta(&format!("{CARECONNECT}CareConnect-Practitioner-1")),
             ),
-            ("type", s("message")),
-            (
-                "entry",
-                El::List(vec![
-                    entry(&header, message_header),
-                    entry(
-                        &sender_org,
-                        organisation_of(
-                            &sender_org,
-                            &format!("{NHS_PROFILE}CareConnect-ITK-Header-Organization-1"),
-                            sender.ods_code,
-                            sender.name,
-                        ),
-                    ),
-                    entry(&document_id, document_bundle),
-                ]),
-            ),
+            ("name", El::List(vec![obj(vec![("text", s(name))])])),
         ],
     )
 }
