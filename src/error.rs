@@ -166,6 +166,20 @@ impl GatewayError {
     }
 
     /// "field: message" — the reason a practice IT person reads.
+    /// Several errors as one: `lead` decides what happens (class, stage, Retry-After,
+    /// status); the message gives every reason, and no one field is named when there
+    /// are several. The one way errors combine (mapping errors, destinations' errors).
+    pub fn combined(lead: GatewayError, reasons: Vec<String>) -> GatewayError {
+        if reasons.len() <= 1 {
+            return lead;
+        }
+        GatewayError {
+            message: reasons.join("; "),
+            field: None,
+            ..lead
+        }
+    }
+
     pub fn reason(&self) -> String {
         match &self.field {
             Some(f) => format!("{f}: {}", self.message),

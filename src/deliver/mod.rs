@@ -486,15 +486,11 @@ impl Build<'_> {
 /// Every mapping error in one, naming the first field (parking headers carry one).
 pub fn combine(errors: Vec<GatewayError>) -> GatewayError {
     let reasons: Vec<String> = errors.iter().map(GatewayError::reason).collect();
-    let mut e = errors
+    let lead = errors
         .into_iter()
         .next()
         .unwrap_or_else(|| GatewayError::permanent(Stage::Map, "mapping failed"));
-    if reasons.len() > 1 {
-        e.message = reasons.join("; ");
-        e.field = None;
-    }
-    e
+    GatewayError::combined(lead, reasons)
 }
 
 #[cfg(test)]

@@ -307,16 +307,14 @@ pub(super) fn combine(
         .iter()
         .find(|(_, e)| e.is_transient() && !e.sent)
         .unwrap_or(&items[0]);
-    let mut err = lead.1.clone();
-    if items.len() > 1 {
-        err.message = items
-            .iter()
-            .map(|(d, e)| format!("{}: {}", d.name, e.reason()))
-            .collect::<Vec<_>>()
-            .join("; ");
-        err.field = None;
-    }
-    (lead.0.clone(), err)
+    let reasons = items
+        .iter()
+        .map(|(d, e)| format!("{}: {}", d.name, e.reason()))
+        .collect();
+    (
+        lead.0.clone(),
+        GatewayError::combined(lead.1.clone(), reasons),
+    )
 }
 
 /// A failed send as the engine records it. A request that may have arrived is harmless
