@@ -50,10 +50,9 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// Every `crate::X` a file names (in `use` lines and paths alike), outside its tests.
-/// (A module that is only a test, such as `deliver/properties.rs`, is skipped whole.)
-fn imports(text: &str) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+/// Every `crate::X` a file names (in `use` lines, paths and comments alike), its tests
+/// included: a test module, too, must import downward.
+fn imports(code: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (i, _) in code.match_indices("crate::") {
         let rest = &code[i + "crate::".len()..];
@@ -89,12 +88,6 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &files {
         let from = top_level(f.strip_prefix(&src).unwrap());
-        // Modules that are only tests (declared under `#[cfg(test)]`).
-        if f.file_name()
-            .is_some_and(|n| n == "properties.rs" || n == "golden_records.rs")
-        {
-            continue;
-        }
         let text = std::fs::read_to_string(f).unwrap();
         for to in imports(&text) {
             if to != from && layer(&to).is_some() {

@@ -356,7 +356,7 @@ mod tests {
             fields.contains(&"referrals.destinations[0]".to_string()),
             "{fields:?}"
         );
-        // A destination's own keys are checked by the wiring plan (crate::wiring).
+        // A destination's own keys are checked by the wiring plan (src/wiring.rs).
     }
 
     #[test]

@@ -311,6 +311,11 @@ impl Front for MessageBackFront {
 }
 
 #[cfg(test)]
+mod golden_records;
+#[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
 

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::flows::message_back::Platform;
-use crate::flows::message_back::{canonical, check_event_for, coded_entries, map_event};
+use super::Platform;
+use super::{canonical, check_event_for, coded_entries, map_event};
 use crate::mapping::MappingSet;
 use crate::record::{RecordEntry, document, itk, pdf};
 use crate::store::ReferralRecord;
@@ -198,9 +198,9 @@ proptest! {
         let sender = itk::Sender { ods_code: "X99CLW", name: "Links", mailbox: "CLWGW0001" };
         let xml = itk::message(&entry, "m1", &sender, &entry.event.occurred_at).to_xml();
         prop_assert!(roxmltree::Document::parse(&xml).is_ok(), "not well formed: {xml}");
-        let _ = super::fhir_record::render_for_test(&entry);
-        let _ = super::docman::render_for_test(&entry);
-        let _ = super::mesh::gp_provider(&entry);
+        let _ = crate::deliver::renderings::fhir_transaction(&entry);
+        let _ = crate::deliver::renderings::docman(&entry);
+        let _ = crate::deliver::renderings::mesh_address(&entry);
         let _ = serde_json::to_vec_pretty(&payload.document);
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::properties::{bases, mappings, platform, referral};
-use crate::flows::message_back::{canonical, check_event_for, coded_entries, map_event};
+use super::{canonical, check_event_for, coded_entries, map_event};
 use crate::record::{RecordEntry, document, itk};
 
 fn dir() -> PathBuf {
@@ -46,11 +46,11 @@ fn rendered() -> BTreeMap<String, Vec<u8>> {
             );
             out.insert(
                 format!("{stem}.fhir.json"),
-                pretty(&super::fhir_record::render_for_test(&entry).unwrap()),
+                pretty(&crate::deliver::renderings::fhir_transaction(&entry).unwrap()),
             );
             out.insert(
                 format!("{stem}.docman.json"),
-                pretty(&super::docman::render_for_test(&entry).unwrap()),
+                pretty(&crate::deliver::renderings::docman(&entry).unwrap()),
             );
             let sender = itk::Sender {
                 ods_code: "X99CLW",
