@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clw_gateway::model::Flow;
 use clw_gateway::sources::parking::Selection;
-use common::smtp::{SmtpServer, TestCa, read_mail};
+use common::smtp::{SmtpServer, read_mail};
 use common::*;
 use serde_json::{Value, json};
 
@@ -443,7 +443,7 @@ async fn the_server_refuses_mail_in_plain_text() {
 /// Every bad key is named at start-up; `tls` has no plain-text choice.
 #[test]
 fn a_mail_writer_names_each_bad_key_at_start_up() {
-    let ca = TestCa::generate();
+    let ca = TestPki::new();
     // SAFETY: constant values; no test reads a different one.
     unsafe {
         std::env::set_var("CLW_TEST_SMTP_USER", SMTP_USER);

@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -277,60 +277,6 @@ async fn hmac_signed_requests_verify_at_the_receiver() {
 
 // ---------------------------------------------------------------- TLS: custom CA, mTLS, proxy
 
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A CA, a server certificate for localhost / 127.0.0.1 and a client certificate,
-    /// all signed by the CA, written as PEM files.
-    fn new() -> Pki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.distinguished_name
-            .push(DnType::CommonName, "clw-gateway test HSCN CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        write("ca.pem", ca.self_signed(&ca_key).unwrap().pem());
-        let issuer = Issuer::new(ca, ca_key);
-
-        for (name, sans, usage) in [
-            (
-                "server",
-                vec!["localhost".to_string(), "127.0.0.1".to_string()],
-                ExtendedKeyUsagePurpose::ServerAuth,
-            ),
-            (
-                "client",
-                vec!["clw-gateway.test".to_string()],
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ),
-        ] {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(sans).unwrap();
-            p.distinguished_name.push(DnType::CommonName, name);
-            p.extended_key_usages = vec![usage];
-            write(
-                &format!("{name}.pem"),
-                p.signed_by(&key, &issuer).unwrap().pem(),
-            );
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 fn pem_certs(path: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::pem_file_iter(path)
@@ -341,7 +287,7 @@ fn pem_certs(path: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
 
 /// An HTTPS server that answers 200 to any request it completes; with
 /// `require_client_cert`, the handshake fails without a certificate the CA signed.
-async fn tls_server(pki: &Pki, require_client_cert: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+async fn tls_server(pki: &TestPki, require_client_cert: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -410,7 +356,7 @@ fn tls_destination(url: &str, tls: &str, extra: &str) -> Arc<Destination> {
 
 #[tokio::test]
 async fn mutual_tls_with_a_custom_ca_bundle() {
-    let pki = Pki::new();
+    let pki = TestPki::new();
     let (addr, served) = tls_server(&pki, true).await;
     let url = format!("https://localhost:{}/referrals", addr.port());
     let ca = format!("ca_file = {:?}\n", pki.path("ca.pem").display().to_string());
@@ -491,7 +437,7 @@ async fn connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 
 #[tokio::test]
 async fn an_https_proxy_carries_the_request() {
-    let pki = Pki::new();
+    let pki = TestPki::new();
     let (addr, served) = tls_server(&pki, false).await;
     let (proxy, seen) = connect_proxy().await;
     let d = tls_destination(

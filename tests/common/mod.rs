@@ -261,19 +261,7 @@ impl MeshSandbox {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("python runs");
-        let stdout = child.stdout.take().unwrap();
-        let port = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .unwrap();
-            line.trim().strip_prefix("listening ").map(str::to_string)
-        });
-        let port = tokio::time::timeout(Duration::from_secs(60), port)
-            .await
-            .expect("mesh-sandbox started within 60 s")
-            .unwrap()
-            .expect("mesh-sandbox said where it listens");
+        let port = announced_port(&mut child, "listening ", "mesh-sandbox").await;
         MeshSandbox {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -352,18 +340,7 @@ impl FhirServer {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("node runs");
-        let stdout = child.stdout.take().unwrap();
-        let port = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .unwrap();
-            line.trim().strip_prefix("listening ").unwrap().to_string()
-        });
-        let port = tokio::time::timeout(Duration::from_secs(60), port)
-            .await
-            .expect("the FHIR server started within 60 s")
-            .unwrap();
+        let port = announced_port(&mut child, "listening ", "the FHIR server").await;
         FhirServer {
             child,
             base: format!("http://127.0.0.1:{port}/fhir"),
@@ -1254,4 +1231,82 @@ pub async fn wait_delivered(store: &clw_gateway::store::Store, flow: &str, n: i6
         },
     )
     .await
+}
+
+/// The port a test server child announces as its first line, `{prefix}{port}` (it binds
+/// port 0 and says which it got), waiting up to 60 s.
+pub async fn announced_port(
+    child: &mut std::process::Child,
+    prefix: &'static str,
+    what: &str,
+) -> u16 {
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), line)
+        .await
+        .unwrap_or_else(|_| panic!("{what} started within 60 s"))
+        .unwrap();
+    line.trim()
+        .strip_prefix(prefix)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{what} said where it listens: {line:?}"))
+}
+
+/// A test CA with a server certificate for localhost / 127.0.0.1 and a client
+/// certificate, all signed by the CA, written as PEM files (`ca.pem`, `server.pem`,
+/// `server.key`, `client.pem`, `client.key`).
+pub struct TestPki {
+    dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(DnType::CommonName, "clw-gateway test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        write("ca.pem", ca.self_signed(&ca_key).unwrap().pem());
+        let issuer = Issuer::new(ca, ca_key);
+        for (name, sans, usage) in [
+            (
+                "server",
+                vec!["localhost".to_string(), "127.0.0.1".to_string()],
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ),
+            (
+                "client",
+                vec!["clw-gateway.test".to_string()],
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(sans).unwrap();
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.extended_key_usages = vec![usage];
+            write(
+                &format!("{name}.pem"),
+                p.signed_by(&key, &issuer).unwrap().pem(),
+            );
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        TestPki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
 }

@@ -2,13 +2,12 @@
 //! AUTH) with a test CA of its own, and the standard library's email parser
 //! (tests/smtp/read_mail.py) to read what it received.
 
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{eventually, repo_path};
+use super::{TestPki, announced_port, eventually, repo_path};
 
 /// The venv's python that runs the SMTP server (scripts/test makes it).
 pub fn smtp_python() -> PathBuf {
@@ -17,48 +16,12 @@ pub fn smtp_python() -> PathBuf {
         .unwrap_or_else(|_| repo_path("tests/smtp/.venv/bin/python"))
 }
 
-/// A CA and a server certificate for localhost / 127.0.0.1 it signed, as PEM files.
-pub struct TestCa {
-    dir: tempfile::TempDir,
-}
-
-impl TestCa {
-    pub fn generate() -> TestCa {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.distinguished_name
-            .push(DnType::CommonName, "clw-gateway test mail CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        write("ca.pem", ca.self_signed(&ca_key).unwrap().pem());
-        let issuer = Issuer::new(ca, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, "smtp.test");
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        write("server.pem", p.signed_by(&key, &issuer).unwrap().pem());
-        write("server.key", key.serialize_pem());
-        TestCa { dir }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 /// The SMTP server on a free loopback port, writing what it accepts into a folder of
 /// its own; stopped when dropped (killed, and its stdin closed).
 pub struct SmtpServer {
     child: std::process::Child,
     pub port: u16,
-    pub ca: TestCa,
+    pub ca: TestPki,
     mail: tempfile::TempDir,
 }
 
@@ -79,7 +42,7 @@ impl SmtpServer {
             python.exists(),
             "the SMTP test server is not installed: run scripts/test (it makes tests/smtp/.venv)"
         );
-        let ca = TestCa::generate();
+        let ca = TestPki::new();
         let mail = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new(python)
             .arg(repo_path("tests/smtp/smtp_server.py"))
@@ -95,21 +58,7 @@ impl SmtpServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("python runs");
-        let stdout = child.stdout.take().unwrap();
-        let port = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .unwrap();
-            line.trim()
-                .strip_prefix("ready ")
-                .and_then(|p| p.parse::<u16>().ok())
-        });
-        let port = tokio::time::timeout(Duration::from_secs(60), port)
-            .await
-            .expect("the SMTP server started within 60 s")
-            .unwrap()
-            .expect("the SMTP server said where it listens");
+        let port = announced_port(&mut child, "ready ", "the SMTP server").await;
         SmtpServer {
             child,
             port,
