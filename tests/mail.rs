@@ -73,6 +73,15 @@ fn mail_table(server: &SmtpServer, mailboxes: &str, password_env: &str) -> Strin
     )
 }
 
+/// `[destinations.gp-mail]` for `server`, writing to GP5's mailbox.
+fn gp5_table(server: &SmtpServer, password_env: &str) -> String {
+    mail_table(
+        server,
+        &format!("{{ \"GP5\" = \"{PRACTICE_MAILBOX}\" }}"),
+        password_env,
+    )
+}
+
 /// A gateway on the test broker whose message back is written by `gp-mail`, with a
 /// referral delivered that events can name; its id.
 async fn gateway(name: &str, table: String) -> (Harness, String) {
@@ -245,11 +254,7 @@ async fn every_event_reaches_the_practice_mailbox_once_with_its_codes_and_the_pd
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_is_parked_unknown_and_the_resend_carries_the_same_message_id() {
     let smtp = SmtpServer::start(SMTP_USER, SMTP_PASSWORD).await;
-    let table = mail_table(
-        &smtp,
-        &format!("{{ \"GP5\" = \"{PRACTICE_MAILBOX}\" }}"),
-        "CLW_TEST_SMTP_PASSWORD",
-    );
+    let table = gp5_table(&smtp, "CLW_TEST_SMTP_PASSWORD");
     let (h, referral_id) = gateway("mail-lost", table).await;
     smtp.drop_next_answer();
     post(&h, &four_events(&referral_id)[0]).await;
@@ -295,11 +300,7 @@ async fn a_lost_answer_is_parked_unknown_and_the_resend_carries_the_same_message
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_temporary_refusal_is_retried_and_sends_once() {
     let smtp = SmtpServer::start(SMTP_USER, SMTP_PASSWORD).await;
-    let table = mail_table(
-        &smtp,
-        &format!("{{ \"GP5\" = \"{PRACTICE_MAILBOX}\" }}"),
-        "CLW_TEST_SMTP_PASSWORD",
-    );
+    let table = gp5_table(&smtp, "CLW_TEST_SMTP_PASSWORD");
     let (h, referral_id) = gateway("mail-4xx", table).await;
     smtp.refuse_next();
     post(&h, &four_events(&referral_id)[1]).await;
@@ -343,11 +344,7 @@ async fn a_practice_with_no_mailbox_is_parked_naming_practice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_parked_as_permanent() {
     let smtp = SmtpServer::start(SMTP_USER, SMTP_PASSWORD).await;
-    let table = mail_table(
-        &smtp,
-        &format!("{{ \"GP5\" = \"{PRACTICE_MAILBOX}\" }}"),
-        "CLW_TEST_SMTP_WRONG_PASSWORD",
-    );
+    let table = gp5_table(&smtp, "CLW_TEST_SMTP_WRONG_PASSWORD");
     let (h, referral_id) = gateway("mail-password", table).await;
     post(&h, &four_events(&referral_id)[0]).await;
     let parked = h.wait_parked("message-back", 1).await;
@@ -364,12 +361,8 @@ async fn a_wrong_password_is_parked_as_permanent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn implicit_tls_delivers_too() {
     let smtp = SmtpServer::start_implicit(SMTP_USER, SMTP_PASSWORD).await;
-    let table = mail_table(
-        &smtp,
-        &format!("{{ \"GP5\" = \"{PRACTICE_MAILBOX}\" }}"),
-        "CLW_TEST_SMTP_PASSWORD",
-    )
-    .replace("kind = \"mail\"\n", "kind = \"mail\"\ntls = \"implicit\"\n");
+    let table = gp5_table(&smtp, "CLW_TEST_SMTP_PASSWORD")
+        .replace("kind = \"mail\"\n", "kind = \"mail\"\ntls = \"implicit\"\n");
     let (h, referral_id) = gateway("mail-implicit", table).await;
     post(&h, &four_events(&referral_id)[0]).await;
     wait_message(&h.gw.store, "message-back", "links:evt-a1", "delivered").await;
@@ -385,12 +378,7 @@ async fn implicit_tls_delivers_too() {
 async fn a_server_it_cannot_verify_is_sent_nothing() {
     let smtp = SmtpServer::start(SMTP_USER, SMTP_PASSWORD).await;
     let ca_line = format!("ca_file = \"{}\"\n", smtp.ca_file().display());
-    let table = mail_table(
-        &smtp,
-        &format!("{{ \"GP5\" = \"{PRACTICE_MAILBOX}\" }}"),
-        "CLW_TEST_SMTP_PASSWORD",
-    )
-    .replace(&ca_line, "");
+    let table = gp5_table(&smtp, "CLW_TEST_SMTP_PASSWORD").replace(&ca_line, "");
     let (h, referral_id) = gateway("mail-untrusted", table).await;
     post(&h, &four_events(&referral_id)[0]).await;
     let parked = h.wait_parked("message-back", 1).await;
