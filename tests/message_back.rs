@@ -215,30 +215,20 @@ async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
     let secret = "links-signing-secret";
     // SAFETY: a value no other test reads.
     unsafe { std::env::set_var("CLW_TEST_LINKS_SECRET", secret) };
-    let path = s.dir.path().join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[gateway]\ninstance = \"{p}\"\ndata_dir = \"{d}\"\nclaim_ttl = \"2s\"\n[store]\nurl = \"{u}\"\n\
-             [http]\nenabled = false\n[mappings]\ndir = \"{m}\"\n\
-             [broker]\nurl = \"{a}\"\nprefix = \"{p}\"\nprefetch = 8\n[retry]\ntiers = [\"300ms\", \"1s\", \"2s\", \"3s\"]\n\
-             [referrals]\ndestinations = [\"clw\"]\n{TEST_CONSENT_COVERS}\n\
-             [destinations.clw]\nkind = \"webhook\"\nurl = \"{h}\"\nallow = {PRSB_ALLOW}\n\
-             [destinations.gp-fhir]\nkind = \"fhir-record\"\nbase_url = \"{f}\"\ntimeout = \"10s\"\n\
-             allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n\
-             [message_back]\nwriters = [\"gp-fhir\"]\n\
-             [message_back.platforms.links]\nsecret = {{ env = \"CLW_TEST_LINKS_SECRET\" }}\ndestinations = [\"clw\"]\n\
-             [ingress]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n",
-            p = s.prefix,
-            d = s.dir.path().display(),
-            u = s.store_url,
-            m = repo_path("mappings").display(),
-            a = amqp_url(),
-            h = hook.url,
-            f = fhir.base,
-        ),
-    )
-    .unwrap();
+    let path = child_message_back_config(
+        &s,
+        &hook.url,
+        port,
+        "CLW_TEST_LINKS_SECRET",
+        &[(
+            "gp-fhir",
+            format!(
+                "kind = \"fhir-record\"\nbase_url = \"{}\"\ntimeout = \"10s\"\n\
+                 allow = [\"event\", \"headline\", \"coded\", \"summary\", \"referral\", \"patient\", \"practice\"]\n",
+                fhir.base
+            ),
+        )],
+    );
     let start = || ChildGateway::start(&path);
     let up = || listening(port);
     let mut gw = start();

@@ -1217,20 +1217,23 @@ pub async fn listening(port: u16) {
 
 /// Waits until `n` messages of `flow` are delivered.
 pub async fn wait_delivered(store: &clw_gateway::store::Store, flow: &str, n: i64) {
-    eventually(
-        &format!("{n} {flow} messages delivered"),
-        Duration::from_secs(60),
-        || async {
-            let counts = store.count_by_state(flow).await.unwrap();
-            let delivered = counts
-                .iter()
-                .find(|(st, _)| st == "delivered")
-                .map(|(_, n)| *n)
-                .unwrap_or(0);
-            (delivered == n).then_some(())
-        },
-    )
-    .await
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = store.count_by_state(flow).await.unwrap();
+        let delivered = counts
+            .iter()
+            .find(|(st, _)| st == "delivered")
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        if delivered == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 60 s waiting for {n} {flow} messages delivered; by state: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The port a test server child announces as its first line, `{prefix}{port}` (it binds
@@ -1309,4 +1312,44 @@ impl TestPki {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+/// A child gateway's configuration file in `s`'s folder, on the test broker: referrals to
+/// the webhook `hook`, events through the ingress on `port` from platform `links` (its
+/// secret in `secret_env`), written by `writers` (`[destinations.NAME]` tables). Its path.
+pub fn child_message_back_config(
+    s: &Setup,
+    hook: &str,
+    port: u16,
+    secret_env: &str,
+    writers: &[(&str, String)],
+) -> PathBuf {
+    let tables: String = writers
+        .iter()
+        .map(|(name, table)| format!("[destinations.{name}]\n{table}"))
+        .collect();
+    let names: Vec<String> = writers.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    let path = s.dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\ninstance = \"{p}\"\ndata_dir = \"{d}\"\nclaim_ttl = \"2s\"\n[store]\nurl = \"{u}\"\n\
+             [http]\nenabled = false\n[mappings]\ndir = \"{m}\"\n\
+             [broker]\nurl = \"{a}\"\nprefix = \"{p}\"\nprefetch = 8\n[retry]\ntiers = [\"300ms\", \"1s\", \"2s\", \"3s\"]\n\
+             [referrals]\ndestinations = [\"clw\"]\n{TEST_CONSENT_COVERS}\n\
+             [destinations.clw]\nkind = \"webhook\"\nurl = \"{hook}\"\nallow = {PRSB_ALLOW}\n\
+             {tables}\
+             [message_back]\nwriters = [{names}]\n\
+             [message_back.platforms.links]\nsecret = {{ env = \"{secret_env}\" }}\ndestinations = [\"clw\"]\n\
+             [ingress]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n",
+            p = s.prefix,
+            d = s.dir.path().display(),
+            u = s.store_url,
+            m = repo_path("mappings").display(),
+            a = amqp_url(),
+            names = names.join(", "),
+        ),
+    )
+    .unwrap();
+    path
 }
