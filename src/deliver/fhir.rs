@@ -290,6 +290,12 @@ fn task_event(task: &Value, system: &str) -> Option<crate::model::message_back::
         closed,
         summary: None,
         practitioner: None,
+        plan: None,
+        risks: None,
+        safeguarding: Vec::new(),
+        needs: Vec::new(),
+        support_offered: Vec::new(),
+        outcomes: Vec::new(),
     })
 }
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Coded;
+use super::prsb::{PlanActions, Risks, SafeguardingConcern};
 use crate::error::{GatewayError, Result, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,13 +82,32 @@ pub struct Contact {
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_minutes: Option<u32>,
+    /// NHS Data Dictionary "Consultation mechanism" (v2; derived from `mode` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Coded>,
+    /// NHS Data Dictionary "Activity location type code" (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Coded>,
+    /// NHS Data Dictionary "Attendance outcome" (v2); its text follows the codes-only rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Coded>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Assessment {
-    /// SWEMWBS | WEMWBS | ONS4
+    /// SWEMWBS | WEMWBS | ONS4, or any structured assessment scale named with its `code`.
     pub instrument: String,
+    /// The scale, coded (`<273249006 |Assessment scales|`) — required for a scale the
+    /// gateway has no code for (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Coded>,
+    /// UCUM unit of `score` (default `{score}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Subscale results (v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscales: Vec<Subscale>,
     /// The total (SWEMWBS 7–35, WEMWBS 14–70); ONS4 has items instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
@@ -96,6 +116,19 @@ pub struct Assessment {
     pub items: Option<Ons4>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
+}
+
+/// One PRSB "Subscale result": its name (coded `<363787002 |Observable entity|` where
+/// known), value and unit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscale {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Coded>,
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -167,6 +200,24 @@ pub struct MessageBack {
     pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub practitioner: Option<Practitioner>,
+    /// PRSB "Plan and requested actions" (v2): first in every communication back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanActions>,
+    /// PRSB "Risks" identified (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risks: Option<Risks>,
+    /// PRSB "Safeguarding" concerns identified (v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safeguarding: Vec<SafeguardingConcern>,
+    /// Needs and concerns, coded (refset `1373501000000105`) (v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<Coded>,
+    /// Support offered, coded (refset `1373511000000107`) (v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub support_offered: Vec<Coded>,
+    /// Outcomes, coded (refset `1127601000000107`) (v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<Coded>,
 }
 
 /// The calendar day of a full FHIR date or date-time (as written, in its own zone), if

@@ -6,9 +6,11 @@ pub mod dates;
 pub mod identifiers;
 pub mod markup;
 pub mod message_back;
+pub mod prsb;
 mod referral;
 pub mod state;
 
+pub use prsb::*;
 pub use referral::*;
 
 use serde::{Deserialize, Serialize};

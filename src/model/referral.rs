@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use super::prsb::{GenderHistory, IndividualRequirements, ReferralTo, Risks, SafeguardingConcern};
+
 /// A code from a code system, with its display term and any free text that came with it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Coded {
@@ -163,6 +165,12 @@ pub struct Referrer {
     pub telecom: Vec<ContactPoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub organisation: Option<Organisation>,
+    /// The referrer's service (PRSB M: coded from the Services refset
+    /// `1127531000000102`, or text).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub service: Option<Coded>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub specialty: Option<Coded>,
 }
 
 /// PRSB "Referral details" with "Reason for referral" and "What matters to me".
@@ -183,6 +191,12 @@ pub struct ReferralDetails {
     pub reasons_for_referral: Vec<Coded>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub what_matters_to_me: Option<String>,
+    /// PRSB "Referral method" (national codes: how the referral was made).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub referral_method: Option<Coded>,
+    /// PRSB "Return response to": where the outcome goes, beside the GP.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub return_response_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,8 +248,24 @@ pub struct Referral {
     pub referrer_details: Option<Referrer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gp_practice: Option<Organisation>,
-    /// The CLW organisation the referral is addressed to, when the referral names one.
+    /// The CLW organisation the referral is addressed to, when the referral names one
+    /// (schema v1; v2 carries the whole of PRSB "Referral to" in `referral_to`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub referred_to: Option<Organisation>,
+    /// PRSB "Referral to" (M).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub referral_to: Option<ReferralTo>,
+    /// PRSB "Risks" (M): None when the referral says nothing (a gap, recorded).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub risks: Option<Risks>,
+    /// PRSB "Safeguarding": a sensitive section, sent only where agreed.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub safeguarding: Vec<SafeguardingConcern>,
+    /// PRSB "Individual requirements" (reasonable adjustments).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub individual_requirements: Option<IndividualRequirements>,
+    /// What would disclose gender history: sent only where agreed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gender_history: Option<GenderHistory>,
     pub consent: ConsentInfo,
 }

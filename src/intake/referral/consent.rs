@@ -56,7 +56,7 @@ impl<'a> Decoder<'_, 'a> {
                     purposes: Vec::new(),
                 });
             }
-            let tied = linked.contains(&c.path) || self.about_patient(c, patient)?;
+            let tied = linked.contains(&c.path) || self.about_patient(c, "patient", patient)?;
             if !tied {
                 untied.get_or_insert(c.path.clone());
             } else if status == "active" {
@@ -107,10 +107,15 @@ impl<'a> Decoder<'_, 'a> {
         })
     }
 
-    /// Whether a Consent's `patient` is this Patient: the same resource, or an
-    /// identifier the Patient also carries.
-    fn about_patient(&self, consent: &Node<'a>, patient: &Node<'a>) -> Result<bool> {
-        let Some(pref) = consent.get("patient") else {
+    /// Whether a resource's `key` (a Consent's `patient`, a Flag's `subject`) is this
+    /// Patient: the same resource, or an identifier the Patient also carries.
+    pub(super) fn about_patient(
+        &self,
+        consent: &Node<'a>,
+        key: &str,
+        patient: &Node<'a>,
+    ) -> Result<bool> {
+        let Some(pref) = consent.get(key) else {
             return Ok(false);
         };
         if let Ok(Some(p)) = self.index.resolve(consent, &pref) {

@@ -2,6 +2,7 @@
 
 mod consent;
 mod datatypes;
+pub mod sections;
 
 use serde_json::Value;
 
@@ -205,6 +206,11 @@ impl<'a> Decoder<'_, 'a> {
         let gp_practice = self.practice(header, referrer.as_ref(), &patient)?;
         let (person, prefs) = self.person(&patient)?;
         let consent = self.consent(sr, &patient)?;
+        let flags = self.flags(&patient)?;
+        let gender_history = sections::gender_history(&patient, person.gender.as_deref())?;
+        let requirements = IndividualRequirements {
+            reasonable_adjustments: flags.adjustments,
+        };
 
         Ok(Referral {
             person_demographics: person,
@@ -221,10 +227,17 @@ impl<'a> Decoder<'_, 'a> {
                 source_of_referral,
                 reasons_for_referral: reasons,
                 what_matters_to_me: (!notes.is_empty()).then(|| notes.join("\n")),
+                referral_method: sections::referral_method(sr)?,
+                return_response_to: sections::return_response_to(sr)?,
             },
             referrer_details: referrer,
             gp_practice,
             referred_to,
+            referral_to: self.referral_to(sr)?,
+            risks: flags.risks,
+            safeguarding: flags.safeguarding,
+            individual_requirements: (!requirements.is_empty()).then_some(requirements),
+            gender_history,
             consent,
         })
     }
@@ -347,6 +360,8 @@ impl<'a> Decoder<'_, 'a> {
                 if let Some(code) = who.items("code")?.first() {
                     r.role = Some(codeable(code)?);
                 }
+                r.specialty = who.items("specialty")?.first().map(codeable).transpose()?;
+                r.service = self.role_service(&who)?;
                 r.identifiers.extend(identifiers_of(&who)?);
                 r.telecom = telecoms(&who)?;
                 if let Some(pr) = who.get("practitioner")
