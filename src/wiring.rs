@@ -138,6 +138,7 @@ impl Wiring {
                 destinations: referral_destinations,
                 consent_not_recorded: config.referrals.consent_not_recorded,
                 consent_covers: config.referrals.consent_covers.clone(),
+                missing_mandatory: config.referrals.missing_mandatory,
                 read2,
             },
             message_back,

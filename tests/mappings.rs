@@ -34,7 +34,7 @@ entries:
 /// Every essential canonical field, left out on purpose (these tests are about other things).
 const OMIT_ALL: &str = "omits:\n  person_demographics.nhs_number: test\n  person_demographics.chi_number: test\n  \
     referral_details.reasons_for_referral.display: test\n  referral_details.reasons_for_referral.text: test\n  \
-    referrer_details: test\n  gp_practice: test\n";
+    referrer_details: test\n  gp_practice: test\n  risks: test\n";
 
 fn mapping(fields: &str) -> String {
     mapping_omitting(fields, OMIT_ALL)
@@ -276,6 +276,7 @@ fn a_mapping_that_silently_drops_an_essential_field_is_refused_at_load() {
         "referral_details.reasons_for_referral.display",
         "referrer_details",
         "gp_practice",
+        "risks",
     ] {
         assert!(
             e.contains(&format!("no field carries {missing} (")),

@@ -34,7 +34,9 @@ pub fn load_input(mapping: &Mapping, path: &Path) -> Result<Value, String> {
     {
         let decoded = decode_referral(&bytes).map_err(|e| e.reason())?;
         // Without a Consent resource, the shipped default: codes only.
-        let release = apply_consent(decoded.referral, ConsentState::CodesOnly);
+        let mut referral = decoded.referral;
+        crate::policy::prsb::note_missing(&mut referral);
+        let release = apply_consent(referral, ConsentState::CodesOnly);
         let referral = release.referral().ok_or("consent withholds the referral")?;
         return serde_json::to_value(referral).map_err(|e| e.to_string());
     }

@@ -279,6 +279,8 @@ pub struct Destination {
     pub agreement: Option<String>,
     pub breaker: breaker::Breaker,
     constants: std::collections::BTreeMap<String, String>,
+    /// The canonical fields its agreement lists (sensitive sections leave only if named).
+    allow: Vec<String>,
     slots: Vec<Slot>,
     sink: Box<dyn Sink>,
 }
@@ -320,6 +322,7 @@ impl Destination {
                     agreement: terms.agreement.map(str::to_string),
                     breaker: breaker::Breaker::default(),
                     constants: terms.constants.clone(),
+                    allow: terms.allow.to_vec(),
                     slots: b.slots,
                     sink,
                 }))
@@ -337,15 +340,23 @@ impl Destination {
 
     /// Renders every slot from the flow's canonical JSON. `message_id` is the gateway's
     /// own `%message_id` constant.
+    /// Sensitive sections its agreement does not name ([`crate::model::SENSITIVE_SECTIONS`])
+    /// are left out first: its mappings never see them.
     pub fn render(&self, canonical: &Value, message_id: &str) -> Result<Rendered> {
         let mut constants = self.constants.clone();
         constants.insert("message_id".into(), message_id.to_string());
+        let released = crate::policy::prsb::without_sensitive(canonical, &self.allow);
         let mut outputs = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
-            let out = slot.mapping.apply(canonical, &constants).map_err(combine)?;
+            let out = slot.mapping.apply(&released, &constants).map_err(combine)?;
             outputs.push((slot.name, out));
         }
         Ok(Rendered { outputs })
+    }
+
+    /// The sensitive sections in `canonical` it will not be sent (for the audit).
+    pub fn withholds(&self, canonical: &Value) -> Vec<&'static str> {
+        crate::policy::prsb::sensitive_withheld(canonical, &self.allow)
     }
 
     /// `name@version` of the main mapping, for parking headers.

@@ -34,6 +34,14 @@ pub struct IngressLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MissingItemLabels {
+    /// The referring practice's code (`none` when the referral names none).
+    pub practice: String,
+    /// The canonical field of the mandatory PRSB item.
+    pub item: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PlatformLabels {
     pub platform: String,
 }
@@ -75,6 +83,8 @@ pub struct Metrics {
     /// Reports from a destination that something it accepted did not reach its
     /// recipient (MESH non-delivery reports), matched to a message.
     pub undelivered_reports: Family<DestinationLabels, Counter>,
+    /// Referrals missing a mandatory PRSB item, by practice and item.
+    pub missing_items: Family<MissingItemLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,6 +123,12 @@ impl Metrics {
         let oldest_unsettled = Family::<FlowLabels, Gauge>::default();
         let purged = Family::<KindLabels, Counter>::default();
         let undelivered_reports = Family::<DestinationLabels, Counter>::default();
+        let missing_items = Family::<MissingItemLabels, Counter>::default();
+        r.register(
+            "referral_missing_items",
+            "Referrals missing a mandatory item of the PRSB Social Prescribing standard, by practice and item",
+            missing_items.clone(),
+        );
         r.register(
             "undelivered_reports",
             "Reports from a destination (MESH non-delivery reports) that a message it accepted did not reach its recipient",
@@ -218,6 +234,7 @@ impl Metrics {
             oldest_unsettled,
             purged,
             undelivered_reports,
+            missing_items,
             paused,
             awaiting,
             ingress,

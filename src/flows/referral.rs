@@ -13,8 +13,10 @@ use crate::error::{GatewayError, Stage};
 use crate::intake::envelope::{attempts_before, body_digest, check_message_id, check_size};
 use crate::intake::{Envelope, decode_referral_with};
 use crate::model::{ConsentState, Flow};
+use crate::policy::prsb::{MissingMandatory, note_missing};
 use crate::policy::routing::Routes;
 use crate::policy::{Release, apply_consent, read_consent};
+use crate::store::{AuditEntry, Write};
 
 /// What the referral flow needs beyond its destinations.
 pub struct ReferralWiring {
@@ -27,6 +29,7 @@ pub struct ReferralWiring {
     /// Read v2 reasons for referral → SNOMED CT of the same code set (`read2-reasons`),
     /// when the mappings folder has it.
     pub read2: Option<Arc<crate::mapping::CodeMap>>,
+    pub missing_mandatory: MissingMandatory,
 }
 
 pub struct ReferralFront {
@@ -37,6 +40,8 @@ pub struct ReferralFront {
     read2: Option<Arc<crate::mapping::CodeMap>>,
     max_bytes: usize,
     rules: crate::intake::Rules,
+    missing_mandatory: MissingMandatory,
+    metrics: crate::engine::metrics::Metrics,
 }
 
 /// The referral flow's row in the flow table.
@@ -51,6 +56,7 @@ pub const ROW: super::FlowRow = super::FlowRow {
             p.referrals,
             p.max_bytes,
             p.rules.clone(),
+            p.metrics.clone(),
         )))
     },
 };
@@ -60,6 +66,7 @@ impl ReferralFront {
         wiring: &ReferralWiring,
         max_bytes: usize,
         rules: crate::intake::Rules,
+        metrics: crate::engine::metrics::Metrics,
     ) -> ReferralFront {
         ReferralFront {
             routes: wiring.routes.clone(),
@@ -69,6 +76,8 @@ impl ReferralFront {
             read2: wiring.read2.clone(),
             max_bytes,
             rules,
+            missing_mandatory: wiring.missing_mandatory,
+            metrics,
         }
     }
 
@@ -143,9 +152,27 @@ impl ReferralFront {
             None => Vec::new(),
         };
         let consent_note = read_consent(&mut referral.consent, &self.consent_covers);
+        let missing = note_missing(&mut referral);
+        if !missing.is_empty() {
+            self.count_missing(practice.as_deref(), &missing, attempts);
+            if self.missing_mandatory == MissingMandatory::Park {
+                return Err(refuse(&message_id, attempts, parked_for(&missing)));
+            }
+        }
         let mut remember = vec![remembered(&message_id, &programme, practice, &referral)];
+        if !missing.is_empty() {
+            remember.push(Write::Audit(AuditEntry::note(
+                crate::engine::AuditAction::Incomplete,
+                Flow::Referral,
+                &message_id,
+                missing.iter().map(|m| m.to_string()).collect(),
+                "mandatory items of the PRSB Social Prescribing standard not in the referral; \
+                 sent without them (referrals.missing_mandatory = \"record\")"
+                    .into(),
+            )));
+        }
         if !coded.is_empty() {
-            remember.push(crate::store::Write::Audit(crate::store::AuditEntry::note(
+            remember.push(Write::Audit(AuditEntry::note(
                 crate::engine::AuditAction::Coded,
                 Flow::Referral,
                 &message_id,
@@ -154,7 +181,7 @@ impl ReferralFront {
             )));
         }
         if let Some(note) = consent_note {
-            remember.push(crate::store::Write::Audit(crate::store::AuditEntry::note(
+            remember.push(Write::Audit(AuditEntry::note(
                 crate::engine::AuditAction::Consent,
                 Flow::Referral,
                 &message_id,
@@ -182,6 +209,24 @@ impl ReferralFront {
                 GatewayError::permanent(Stage::Intake, format!("canonical referral: {e}")),
             )
         })?;
+        for d in &targets {
+            let gone = d.withholds(&canonical);
+            if !gone.is_empty() {
+                remember.push(Write::Audit(AuditEntry {
+                    destination: Some(d.name.clone()),
+                    agreement: d.agreement.clone(),
+                    ..AuditEntry::note(
+                        crate::engine::AuditAction::Filtered,
+                        Flow::Referral,
+                        &message_id,
+                        gone.iter().map(|g| g.to_string()).collect(),
+                        "left out: the destination's agreement (allow) does not name these \
+                         sections"
+                            .into(),
+                    )
+                }));
+            }
+        }
         Ok(Decoded {
             message_id: message_id.clone(),
             attempts,
@@ -196,6 +241,39 @@ impl ReferralFront {
             }),
         })
     }
+}
+
+impl ReferralFront {
+    /// Counts each missing item once per referral (its first attempt), by practice.
+    fn count_missing(&self, practice: Option<&str>, missing: &[&str], attempts: u32) {
+        if attempts > 1 {
+            return;
+        }
+        for item in missing {
+            self.metrics
+                .missing_items
+                .get_or_create(&crate::engine::metrics::MissingItemLabels {
+                    practice: practice.unwrap_or("none").to_string(),
+                    item: item.to_string(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// Why a referral missing mandatory items is parked (under `missing_mandatory = "park"`),
+/// naming the first as the field and all of them in the reason.
+fn parked_for(missing: &[&str]) -> GatewayError {
+    GatewayError::invalid(
+        Stage::Policy,
+        missing[0],
+        format!(
+            "mandatory items of the PRSB Social Prescribing standard are missing: {}; \
+             referrals.missing_mandatory = \"park\" holds such a referral for a person: \
+             complete it at the practice and send it again, or replay it",
+            missing.join(", ")
+        ),
+    )
 }
 
 /// Referrals sent without a routes file belong to this programme.

@@ -25,6 +25,10 @@ pub struct FlowConfig {
     /// Empty by default: no national code says so, each deployment decides.
     #[serde(default)]
     pub consent_covers: Vec<crate::policy::CodeRef>,
+    /// A referral missing a mandatory PRSB item: `record` (send it; the gap is audited
+    /// and counted per practice) or `park` (hold it for a person, naming the items).
+    #[serde(default)]
+    pub missing_mandatory: crate::policy::prsb::MissingMandatory,
 }
 
 fn default_flow_destinations() -> Vec<String> {
@@ -42,6 +46,7 @@ impl Default for FlowConfig {
             routes: None,
             consent_not_recorded: default_consent_not_recorded(),
             consent_covers: Vec::new(),
+            missing_mandatory: Default::default(),
         }
     }
 }

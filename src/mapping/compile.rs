@@ -100,6 +100,8 @@ const ESSENTIAL: &[(&str, &str, bool)] = &[
     ),
     ("referrer_details", "the referrer", true),
     ("gp_practice", "the practice", true),
+    // Mandatory in the PRSB standard: a destination that cannot take them says why.
+    ("risks", "the risks (PRSB mandatory)", true),
 ];
 
 /// Each essential field must be read by some expression or named under `omits` with

@@ -9,6 +9,7 @@ mod config;
 mod expr;
 mod load;
 mod plan;
+pub mod refsets;
 pub mod schema;
 pub mod spec;
 mod transform;
@@ -25,6 +26,7 @@ use crate::mapping::schema::CompiledSchema;
 pub use codes::CodeMap;
 pub use config::MappingsConfig;
 pub use expr::{Expr, Input};
+pub use refsets::Refsets;
 use spec::{Direction, FixtureSpec, Flow, InputKind, OutputFormat};
 pub use transform::Transform;
 
@@ -85,6 +87,9 @@ impl Mapping {
         let mut errors = Vec::new();
         for f in &self.fields {
             match f.compute(&prepared, self.format) {
+                // A JSON field that would be blank (an empty list or object) is left
+                // out, as the PRSB standard asks and FHIR requires.
+                Ok(Some(v)) if self.format == OutputFormat::Json && blank(&v) => {}
                 Ok(Some(v)) => fields.push((f.to.clone(), v)),
                 Ok(None) => {}
                 Err(e) => errors.push(GatewayError::invalid(
@@ -126,12 +131,21 @@ impl Mapping {
 
     /// Refuses a mapping that reads anything `allowed` does not cover (an entry covers
     /// itself and everything under it). The error names the mapping, the field, the
-    /// path and the destination.
+    /// path and the destination. Reads of a sensitive section
+    /// ([`crate::model::SENSITIVE_SECTIONS`]) pass: a destination not agreed for one is
+    /// sent the rest without it, so one mapping serves destinations with different
+    /// agreements.
     pub fn check_allowed(&self, destination: &str, allowed: &[String]) -> Result<()> {
-        let covered = |path: &str| {
-            allowed
+        let sensitive = |path: &str| {
+            crate::model::SENSITIVE_SECTIONS
                 .iter()
-                .any(|a| path == a || path.starts_with(&format!("{a}.")))
+                .any(|s| path == *s || path.starts_with(&format!("{s}.")))
+        };
+        let covered = |path: &str| {
+            sensitive(path)
+                || allowed
+                    .iter()
+                    .any(|a| path == a || path.starts_with(&format!("{a}.")))
         };
         let refused: Vec<String> = self
             .reads()
@@ -188,6 +202,15 @@ impl Field {
     }
 }
 
+/// An empty list or object.
+fn blank(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
 /// Dotted names become nested objects (`person.name` → {"person": {"name": ..}}).
 fn nest(fields: &[(String, Value)]) -> Value {
     let mut root = Map::new();
@@ -212,11 +235,13 @@ fn nest(fields: &[(String, Value)]) -> Value {
     Value::Object(root)
 }
 
-/// Every mapping and code map under one folder, compiled.
+/// Every mapping, code map and refset membership under one folder, compiled.
 pub struct MappingSet {
     pub dir: PathBuf,
     mappings: BTreeMap<String, Arc<Mapping>>,
     pub codes: BTreeMap<String, Arc<CodeMap>>,
+    /// Published refset memberships (`refsets/*.yaml`), by refset id.
+    pub refsets: Refsets,
 }
 
 impl MappingSet {

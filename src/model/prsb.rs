@@ -36,6 +36,7 @@ impl Risks {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Risk {
+    #[serde(default, skip_serializing_if = "Coded::is_empty")]
     pub risk: Coded,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
@@ -43,12 +44,17 @@ pub struct Risk {
     pub end: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Recorded in words the person's consent does not let travel (codes only): the
+    /// entry says a risk is recorded, not what it is.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub words_withheld: bool,
 }
 
 /// One PRSB "Safeguarding concerns" entry (refset `999002381000000108` or text).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SafeguardingConcern {
+    #[serde(default, skip_serializing_if = "Coded::is_empty")]
     pub concern: Coded,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
@@ -56,6 +62,9 @@ pub struct SafeguardingConcern {
     pub end: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Recorded in words the person's consent does not let travel (codes only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub words_withheld: bool,
 }
 
 /// PRSB "Individual requirements".
@@ -151,3 +160,31 @@ pub struct GenderHistory {
 /// time (a mapping may read them; a destination not agreed for them gets nothing of
 /// them, and the audit says so).
 pub const SENSITIVE_SECTIONS: [&str; 3] = ["risks", "safeguarding", "gender_history"];
+
+/// Leaves out the words of one coded-or-text item and its comment (codes-only
+/// consent); marks it when nothing coded is left to say what it is. Answers whether
+/// anything was removed.
+fn strip_item_words(item: &mut Coded, comment: &mut Option<String>, withheld: &mut bool) -> bool {
+    let had = item.strip_text() | comment.take().is_some();
+    if had && item.code.is_none() {
+        *withheld = true;
+    }
+    had
+}
+
+impl Risks {
+    /// Leaves out every risk's words (codes-only consent); answers whether any went.
+    pub fn strip_words(&mut self) -> bool {
+        self.entries.iter_mut().fold(false, |acc, r| {
+            strip_item_words(&mut r.risk, &mut r.comment, &mut r.words_withheld) | acc
+        })
+    }
+}
+
+/// Leaves out every safeguarding concern's words (codes-only consent); answers whether
+/// any went.
+pub fn strip_safeguarding_words(concerns: &mut [SafeguardingConcern]) -> bool {
+    concerns.iter_mut().fold(false, |acc, c| {
+        strip_item_words(&mut c.concern, &mut c.comment, &mut c.words_withheld) | acc
+    })
+}

@@ -15,6 +15,21 @@ pub struct Coded {
     pub text: Option<String>,
 }
 
+impl Coded {
+    /// Whether it says nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.system.is_none()
+            && self.code.is_none()
+            && self.display.is_none()
+            && self.text.is_none()
+    }
+
+    /// Leaves out the free text; answers whether there was any.
+    pub fn strip_text(&mut self) -> bool {
+        self.text.take().is_some()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Identifier {
     pub system: String,
@@ -268,4 +283,8 @@ pub struct Referral {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub gender_history: Option<GenderHistory>,
     pub consent: ConsentInfo,
+    /// The mandatory PRSB items the practice's referral did not carry (canonical field
+    /// names), so a platform can tell "not recorded" from "not agreed".
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub not_recorded: Vec<String>,
 }

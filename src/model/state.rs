@@ -80,6 +80,11 @@ text_enum! {
         Sanitised = "sanitised",
         /// Codes the gateway added beside those sent (Read v2 reasons coded in SNOMED CT).
         Coded = "coded",
+        /// Mandatory PRSB items the referral did not carry (field names only).
+        Incomplete = "incomplete",
+        /// Sensitive sections (risks, safeguarding, gender history) left out for a
+        /// destination whose agreement does not name them.
+        Filtered = "filtered",
     }
 }
 

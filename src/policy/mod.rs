@@ -1,6 +1,7 @@
 //! Policy: what may leave. Consent decides whether anything is sent and whether
 //! narrative may travel with the codes.
 
+pub mod prsb;
 pub mod read2;
 pub mod routing;
 
@@ -93,6 +94,25 @@ fn strip_narrative(mut r: Referral) -> Referral {
     }
     if let Some(s) = &mut d.source_of_referral {
         s.text = None;
+    }
+    d.return_response_to = None;
+    if let Some(m) = &mut d.referral_method {
+        m.strip_text();
+    }
+    if let Some(k) = &mut r.risks {
+        k.strip_words();
+    }
+    crate::model::strip_safeguarding_words(&mut r.safeguarding);
+    if let Some(req) = &mut r.individual_requirements {
+        for a in &mut req.reasonable_adjustments {
+            a.adjustment.strip_text();
+            a.detail = None;
+        }
+        req.reasonable_adjustments
+            .retain(|a| a.adjustment.code.is_some());
+        if req.is_empty() {
+            r.individual_requirements = None;
+        }
     }
     r
 }

@@ -509,12 +509,24 @@ impl Setup {
 
     /// A broker-mode configuration delivering to `hook` with short retry tiers.
     pub fn broker_config(&self, hook: &str, tiers: &[&str]) -> Config {
+        self.broker_config_with(hook, tiers, "", PRSB_ALLOW)
+    }
+
+    /// [`Setup::broker_config`] with more keys for the `clw` webhook (`mapping = ...`)
+    /// and its own allow-list.
+    pub fn broker_config_with(
+        &self,
+        hook: &str,
+        tiers: &[&str],
+        keys: &str,
+        allow: &str,
+    ) -> Config {
         let tiers: Vec<String> = tiers.iter().map(|t| format!("\"{t}\"")).collect();
         self.config(&format!(
             "[broker]\nurl = \"{}\"\nprefix = \"{}\"\nprefetch = 16\n\
              [retry]\ntiers = [{}]\n[referrals]\ndestinations = [\"clw\"]\n\
              [destinations.clw]\nkind = \"webhook\"\nurl = \"{hook}\"\ntoken = {{ env = \"CLW_TEST_TOKEN\" }}\nagreement = \"DSA-TEST-1\"\n\
-             timeout = \"5s\"\nallow = {PRSB_ALLOW}\n",
+             timeout = \"5s\"\nallow = {allow}\n{keys}",
             amqp_url(),
             self.prefix,
             tiers.join(", "),
@@ -889,10 +901,23 @@ impl Harness {
         tiers: &[&str],
         adjust: impl FnOnce(&mut Config),
     ) -> Harness {
+        Self::start_configured(name, script, |s, hook| {
+            let mut config = s.broker_config(hook, tiers);
+            adjust(&mut config);
+            config
+        })
+        .await
+    }
+
+    /// A harness whose configuration `make` writes, given the setup and the hook's URL.
+    pub async fn start_configured(
+        name: &str,
+        script: &[u16],
+        make: impl FnOnce(&Setup, &str) -> Config,
+    ) -> Harness {
         let s = Setup::new(name);
         let hook = Receiver::start(script).await;
-        let mut config = s.broker_config(&hook.url, tiers);
-        adjust(&mut config);
+        let config = make(&s, &hook.url);
         let rabbit = Rabbit::connect().await;
         let t = rabbit.declare(&config).await;
         let gw = clw_gateway::app::start(config).await.unwrap();

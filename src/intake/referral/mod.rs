@@ -239,6 +239,7 @@ impl<'a> Decoder<'_, 'a> {
             individual_requirements: (!requirements.is_empty()).then_some(requirements),
             gender_history,
             consent,
+            not_recorded: Vec::new(),
         })
     }
 

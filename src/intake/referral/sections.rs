@@ -96,7 +96,7 @@ impl<'a> Decoder<'_, 'a> {
                     concern: code,
                     start: at("start")?,
                     end: at("end")?,
-                    comment: None,
+                    ..Default::default()
                 }),
                 "reasonable-adjustment" => out.adjustments.push(ReasonableAdjustment {
                     adjustment: code,
@@ -111,7 +111,7 @@ impl<'a> Decoder<'_, 'a> {
                             risk: code,
                             start: at("start")?,
                             end: at("end")?,
-                            comment: None,
+                            ..Default::default()
                         });
                     }
                 }
