@@ -30,6 +30,23 @@ async fn store(config: &Config) -> Result<Store> {
 /// a `mesh` writer: MESH Send Document reaches practices in England only, and refuses a
 /// CHI-only patient at delivery. A warning, not a failure: the practice's other writers
 /// still write.
+/// What a destination's agreement says of the sensitive sections, for `check`.
+fn sensitive_line(agreed: &[&str]) -> String {
+    let withheld: Vec<&str> = crate::model::SENSITIVE_SECTIONS
+        .into_iter()
+        .filter(|s| !agreed.contains(s))
+        .collect();
+    match (agreed.is_empty(), withheld.is_empty()) {
+        (true, _) => format!("withholds {}", withheld.join(", ")),
+        (false, true) => format!("agreed for {}", agreed.join(", ")),
+        (false, false) => format!(
+            "agreed for {}; withholds {}",
+            agreed.join(", "),
+            withheld.join(", ")
+        ),
+    }
+}
+
 fn scottish_mesh_writers(w: &Wiring) -> Vec<String> {
     let (Some(routes), Some(mb)) = (&w.referrals.routes, &w.message_back) else {
         return Vec::new();
@@ -120,10 +137,11 @@ pub async fn check(config: &Config) -> ExitCode {
                 line(
                     true,
                     format!(
-                        "destination {name} ({} for {}, mapping {})",
+                        "destination {name} ({} for {}, mapping {}; {})",
                         d.kind,
                         d.flow,
-                        d.mapping_version()
+                        d.mapping_version(),
+                        sensitive_line(&d.sensitive_agreed())
                     ),
                 );
             }

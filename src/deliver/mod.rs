@@ -354,6 +354,14 @@ impl Destination {
         Ok(Rendered { outputs })
     }
 
+    /// The sensitive sections its agreement names (it is sent these when present).
+    pub fn sensitive_agreed(&self) -> Vec<&'static str> {
+        crate::model::SENSITIVE_SECTIONS
+            .into_iter()
+            .filter(|s| self.allow.iter().any(|a| a == s))
+            .collect()
+    }
+
     /// The sensitive sections in `canonical` it will not be sent (for the audit).
     pub fn withholds(&self, canonical: &Value) -> Vec<&'static str> {
         crate::policy::prsb::sensitive_withheld(canonical, &self.allow)

@@ -284,12 +284,11 @@ pub(super) fn gender_history(
                 text: Some("gender identity recorded".into()),
                 ..Default::default()
             }));
-        } else if url.contains("birthsex") || url.contains("birth-sex") {
-            if let Some(v) = value
-                && !same_sex_as_gender(&v, gender)
-            {
-                out.sex_recorded_at_birth = Some(v);
-            }
+        } else if (url.contains("birthsex") || url.contains("birth-sex"))
+            && let Some(v) = value
+            && !same_sex_as_gender(&v, gender)
+        {
+            out.sex_recorded_at_birth = Some(v);
         }
     }
     Ok((out.gender_identity.is_some() || out.sex_recorded_at_birth.is_some()).then_some(out))
