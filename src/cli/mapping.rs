@@ -7,14 +7,16 @@ use std::process::ExitCode;
 use crate::cli::golden::run_fixtures;
 use crate::config::Config;
 use crate::error::{GatewayError, Result, Stage};
-use crate::mapping::MappingSet;
+use crate::mapping::{MappingSet, refsets};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum MappingCommand {
-    /// Load every mapping and code map (validating each against its schema), then run
-    /// every mapping's golden fixtures. Exits non-zero naming each failure.
+    /// Load every mapping, code map and refset membership (validating each against its
+    /// schema; a code outside its refset's published membership fails), run every
+    /// mapping's golden fixtures, and list each code whose refset membership is not
+    /// verified. Exits non-zero naming each failure.
     Test {
-        /// Folder holding the mappings and their codes/ (default: mappings.dir).
+        /// Folder holding the mappings, their codes/ and refsets/ (default: mappings.dir).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -30,7 +32,7 @@ pub enum MappingCommand {
         /// A destination constant, NAME=VALUE, read as %NAME in expressions (repeatable).
         #[arg(long = "constant", value_parser = parse_constant)]
         constants: Vec<(String, String)>,
-        /// Folder holding the mappings and their codes/ (default: mappings.dir).
+        /// Folder holding the mappings, their codes/ and refsets/ (default: mappings.dir).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -73,6 +75,17 @@ fn test(dir: &Path) -> Result<ExitCode> {
             ),
         }
     }
+    let (mut verified, mut unverified) = (0, 0);
+    for map in set.codes.values() {
+        let (lines, v, u) = refsets::report(map, &set.refsets);
+        lines.iter().for_each(|l| println!("{l}"));
+        (verified, unverified) = (verified + v, unverified + u);
+    }
+    println!(
+        "refsets: {} memberships kept, {verified} codes verified as members, {unverified} codes {}",
+        set.refsets.len(),
+        refsets::NOT_VERIFIED
+    );
     println!(
         "{} mappings, {} code maps, {} fixtures, {failed} failed",
         set.iter().count(),

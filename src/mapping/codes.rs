@@ -1,9 +1,14 @@
 //! Code maps (`mappings/codes/*.yaml`): rows that say the same concept in several
-//! code systems — platform category ⇄ SNOMED CT ⇄ Read v2 ⇄ dataset category.
+//! code systems — platform category ⇄ SNOMED CT ⇄ Read v2 ⇄ dataset category. A column
+//! may say which refset of the standard its codes are drawn from (`refsets.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::spec::{CodeEntry, CodeMapFile};
+use super::refsets::{BoundCode, Drawn, is_concept_id, not_a_concept_id};
+use super::spec::{CodeEntry, CodeMapFile, RefsetBinding};
+
+/// A per-row refset column's code for "drawn from no refset of the standard".
+pub const NO_REFSET: &str = "none";
 
 #[derive(Debug)]
 pub struct CodeMap {
@@ -11,6 +16,8 @@ pub struct CodeMap {
     pub columns: Vec<String>,
     /// Each column's code system URI, where it names one.
     pub systems: BTreeMap<String, String>,
+    /// Each bound column's refset (whole column, or per row).
+    pub refsets: BTreeMap<String, RefsetBinding>,
     entries: Vec<BTreeMap<String, CodeEntry>>,
     /// (column, code) → the entry holding it; None when several do (many-to-one rows
     /// are fine, but translating *from* such a code is ambiguous).
@@ -39,11 +46,17 @@ impl CodeMap {
                     .or_insert(Some(i));
             }
         }
+        errors.extend(check_bindings(&file));
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(CodeMap {
             name: file.name,
+            refsets: file
+                .columns
+                .iter()
+                .filter_map(|(k, c)| c.refset.clone().map(|r| (k.clone(), r)))
+                .collect(),
             systems: file
                 .columns
                 .iter()
@@ -57,6 +70,42 @@ impl CodeMap {
 
     pub fn has_column(&self, column: &str) -> bool {
         self.columns.iter().any(|c| c == column)
+    }
+
+    /// Every row of every refset-bound column, with its code (if the row has one) and the
+    /// refset it is drawn from. A per-row binding covers each row that names a refset
+    /// or has a code in the column.
+    pub fn bound_codes(&self) -> Vec<BoundCode<'_>> {
+        let mut out = Vec::new();
+        for (column, binding) in &self.refsets {
+            for (row, entry) in self.entries.iter().enumerate() {
+                let code = entry
+                    .get(column)
+                    .map(|c| (c.code.as_str(), c.display.as_str()));
+                let drawn = match binding {
+                    RefsetBinding::Whole(r) if code.is_some() => Drawn::From {
+                        id: &r.id,
+                        name: &r.name,
+                    },
+                    RefsetBinding::Whole(_) => continue,
+                    RefsetBinding::PerRow(p) => match entry.get(&p.per_row) {
+                        Some(r) if r.code == NO_REFSET => Drawn::None { why: &r.display },
+                        Some(r) => Drawn::From {
+                            id: &r.code,
+                            name: &r.display,
+                        },
+                        None => continue,
+                    },
+                };
+                out.push(BoundCode {
+                    row,
+                    column,
+                    code,
+                    drawn,
+                });
+            }
+        }
+        out
     }
 
     /// The whole row holding `code` in column `from`, when exactly one row does.
@@ -91,6 +140,63 @@ impl CodeMap {
             }
         }
     }
+}
+
+/// A bound column's codes must be SNOMED CT concept ids; a per-row binding names an
+/// existing column, and every row with a code in the bound column names its refset there
+/// (an id, or `none` with the reason as its display).
+fn check_bindings(file: &CodeMapFile) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (column, spec) in &file.columns {
+        let Some(binding) = &spec.refset else {
+            continue;
+        };
+        let per_row = match binding {
+            RefsetBinding::Whole(r) => {
+                if !is_concept_id(&r.id) {
+                    errors.push(format!(
+                        "columns.{column}.refset.id: {}",
+                        not_a_concept_id(&r.id)
+                    ));
+                }
+                None
+            }
+            RefsetBinding::PerRow(p)
+                if p.per_row == *column || !file.columns.contains_key(&p.per_row) =>
+            {
+                errors.push(format!(
+                    "columns.{column}.refset.per_row: {:?} is not another column of the map",
+                    p.per_row
+                ));
+                continue;
+            }
+            RefsetBinding::PerRow(p) => Some(p.per_row.as_str()),
+        };
+        for (i, entry) in file.entries.iter().enumerate() {
+            if let Some(c) = entry.get(column)
+                && !is_concept_id(&c.code)
+            {
+                errors.push(format!(
+                    "entries[{i}].{column}: {}, so it cannot be drawn from a refset",
+                    not_a_concept_id(&c.code)
+                ));
+            }
+            let Some(per_row) = per_row else { continue };
+            match entry.get(per_row) {
+                None if entry.contains_key(column) => errors.push(format!(
+                    "entries[{i}].{per_row}: the row has a {column} code, and column {column} \
+                     takes its refset per row from column {per_row}: give the refset id, or \
+                     code {NO_REFSET} with the reason as its display"
+                )),
+                Some(r) if r.code != NO_REFSET && !is_concept_id(&r.code) => errors.push(format!(
+                    "entries[{i}].{per_row}: neither {NO_REFSET} nor a refset id: {}",
+                    not_a_concept_id(&r.code)
+                )),
+                _ => {}
+            }
+        }
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -148,6 +254,52 @@ mod tests {
             errs.iter()
                 .any(|e| e.contains("entries[0].read2: no such column")),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn refset_bindings_are_checked_where_they_are_declared() {
+        let errs = CodeMap::build(file(
+            "name: t\ncolumns:\n  snomed: {refset: {id: '1373501000000104', name: N}}\n  \
+             s2: {refset: {per_row: nowhere}}\n  s3: {refset: {per_row: r}}\n  r: {}\nentries:\n\
+             - snomed: {code: '8T09.', display: Read code}\n\
+             - s3: {code: '306238000', display: Social services}\n\
+             - s3: {code: '390893007', display: Physical activity}\n  r: {code: '137351100000010', display: Typo}\n",
+        ))
+        .unwrap_err();
+        let want = [
+            "columns.snomed.refset.id: \"1373501000000104\" is not a SNOMED CT concept id",
+            "entries[0].snomed: \"8T09.\" is not a SNOMED CT concept id",
+            "columns.s2.refset.per_row: \"nowhere\" is not another column of the map",
+            "entries[1].r: the row has a s3 code, and column s3 takes its refset per row from column r",
+            "entries[2].r: neither none nor a refset id: \"137351100000010\" is not a SNOMED CT concept id",
+        ];
+        for w in want {
+            assert!(errs.iter().any(|e| e.starts_with(w)), "{w}\n{errs:#?}");
+        }
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn bound_codes_list_each_row_with_its_refset() {
+        let m = CodeMap::build(file(
+            "name: t\ncolumns:\n  snomed: {refset: {per_row: r}}\n  r: {}\n  local: {}\nentries:\n\
+             - snomed: {code: '871731000000106', display: Referral}\n  r: {code: none, display: An event}\n\
+             - local: {code: closed, display: Closed}\n  r: {code: '1127601000000107', display: Outcomes}\n\
+             - local: {code: contact, display: Contact}\n",
+        ))
+        .unwrap();
+        let bound = m.bound_codes();
+        assert_eq!(bound.len(), 2, "{bound:?}");
+        assert_eq!(bound[0].code, Some(("871731000000106", "Referral")));
+        assert_eq!(bound[0].drawn, Drawn::None { why: "An event" });
+        assert_eq!((bound[1].row, bound[1].code), (1, None));
+        assert_eq!(
+            bound[1].drawn,
+            Drawn::From {
+                id: "1127601000000107",
+                name: "Outcomes"
+            }
         );
     }
 }

@@ -8,21 +8,26 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::compile::compile;
+use super::refsets::{self, Refset};
 use super::schema::CompiledSchema;
-use super::spec::{CodeMapFile, MappingFile};
-use super::{CodeMap, Mapping, MappingSet};
+use super::spec::{CodeMapFile, MappingFile, RefsetFile};
+use super::{CodeMap, Mapping, MappingSet, Refsets};
 use crate::error::{GatewayError, Result, Stage};
 
 const MAPPING_SCHEMA: &str = include_str!("../../schemas/mapping.schema.json");
 const CODEMAP_SCHEMA: &str = include_str!("../../schemas/codemap.schema.json");
+const REFSET_SCHEMA: &str = include_str!("../../schemas/refset.schema.json");
 
 impl MappingSet {
-    /// Loads `dir/codes/*.yaml` as code maps and every other `*.yaml` below `dir` as a
-    /// mapping. All problems in all files are reported together, each naming its file.
+    /// Loads `dir/codes/*.yaml` as code maps, `dir/refsets/*.yaml` as refset memberships
+    /// (a code map's code outside its refset's membership is an error) and every other
+    /// `*.yaml` below `dir` as a mapping. All problems in all files are reported together,
+    /// each naming its file.
     pub fn load(dir: &Path) -> Result<MappingSet> {
         let mut errors = Vec::new();
         let mapping_schema = embedded_schema("schemas/mapping.schema.json", MAPPING_SCHEMA)?;
         let codemap_schema = embedded_schema("schemas/codemap.schema.json", CODEMAP_SCHEMA)?;
+        let refset_schema = embedded_schema("schemas/refset.schema.json", REFSET_SCHEMA)?;
         let mut files = Vec::new();
         collect_yaml(dir, &mut files).map_err(|e| {
             GatewayError::invalid(
@@ -32,14 +37,31 @@ impl MappingSet {
             )
         })?;
         files.sort();
-        let (code_files, mapping_files): (Vec<PathBuf>, Vec<PathBuf>) = files
-            .into_iter()
-            .partition(|p| p.parent().and_then(Path::file_name) == Some("codes".as_ref()));
+        let in_folder =
+            |p: &PathBuf, name: &str| p.parent().and_then(Path::file_name) == Some(name.as_ref());
+        let (code_files, rest): (Vec<PathBuf>, Vec<PathBuf>) =
+            files.into_iter().partition(|p| in_folder(p, "codes"));
+        let (refset_files, mapping_files): (Vec<PathBuf>, Vec<PathBuf>) =
+            rest.into_iter().partition(|p| in_folder(p, "refsets"));
 
+        let mut refsets = Refsets::default();
+        for path in &refset_files {
+            match read_checked::<RefsetFile>(path, &refset_schema)
+                .and_then(|f| Refset::build(f, path).map_err(|e| prefix(path, e)))
+            {
+                Ok(r) => {
+                    if let Err(e) = refsets.insert(r) {
+                        errors.push(format!("{}: {e}", path.display()));
+                    }
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
         let mut codes = BTreeMap::new();
         for path in &code_files {
             match read_checked::<CodeMapFile>(path, &codemap_schema)
                 .and_then(|f| CodeMap::build(f).map_err(|e| prefix(path, e)))
+                .and_then(|m| refsets::checked(m, &refsets).map_err(|e| prefix(path, e)))
             {
                 Ok(map) => insert_once(&mut codes, map.name.clone(), map, path, &mut errors),
                 Err(e) => errors.extend(e),
@@ -68,6 +90,7 @@ impl MappingSet {
             dir: dir.to_path_buf(),
             mappings,
             codes,
+            refsets,
         })
     }
 
@@ -81,6 +104,7 @@ impl MappingSet {
                 dir: dir.to_path_buf(),
                 mappings: BTreeMap::new(),
                 codes: BTreeMap::new(),
+                refsets: Refsets::default(),
             }
         };
         for (name, yaml) in BUILTIN_CODE_MAPS {
@@ -94,12 +118,15 @@ impl MappingSet {
                             format!("built-in code map {name}: {e}"),
                         )
                     })?;
-                let map = CodeMap::build(file).map_err(|e| {
-                    GatewayError::permanent(
-                        Stage::Config,
-                        format!("built-in code map {name}: {}", e.join("; ")),
-                    )
-                })?;
+                // Checked against the folder's refset memberships too.
+                let map = CodeMap::build(file)
+                    .and_then(|m| refsets::checked(m, &set.refsets))
+                    .map_err(|e| {
+                        GatewayError::permanent(
+                            Stage::Config,
+                            format!("built-in code map {name}: {}", e.join("; ")),
+                        )
+                    })?;
                 set.codes.insert(name.to_string(), Arc::new(map));
             }
         }

@@ -1,6 +1,7 @@
 //! The mapping-file and code-map formats as written in `mappings/` (YAML). The same
 //! shapes are described for editors and start-up validation in
-//! `schemas/mapping.schema.json` and `schemas/codemap.schema.json`.
+//! `schemas/mapping.schema.json`, `schemas/codemap.schema.json` and
+//! `schemas/refset.schema.json`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -156,6 +157,53 @@ pub struct Column {
     pub system: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// The refset of the standard this column's codes are drawn from.
+    #[serde(default)]
+    pub refset: Option<RefsetBinding>,
+}
+
+/// Which refset a column's codes are drawn from: one for the whole column, or one per
+/// row, named in another column of the row (its code the refset id, or `none`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RefsetBinding {
+    Whole(RefsetRef),
+    PerRow(PerRowRefset),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefsetRef {
+    /// The refset's SNOMED CT concept id.
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerRowRefset {
+    /// The column whose code, in each row, is the refset id (or `none`).
+    pub per_row: String,
+}
+
+/// A refset's published members (`mappings/refsets/*.yaml`), with where and which
+/// release they were read from; described in `schemas/refset.schema.json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefsetFile {
+    /// The refset's SNOMED CT concept id.
+    pub refset: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where the membership was read (a release file, a published list).
+    pub source: String,
+    /// The release it was read from (e.g. the UK Edition's version and date).
+    pub version: String,
+    /// The terms the list is published under.
+    pub licence: String,
+    /// The member concept ids.
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
