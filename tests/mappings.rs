@@ -378,5 +378,5 @@ fn text_only_reasons_and_chi_patients_survive_every_shipped_mapping() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 7);
+    assert_eq!(checked, 8);
 }

@@ -37,10 +37,10 @@ fn sensitive_line(agreed: &[&str]) -> String {
         .filter(|s| !agreed.contains(s))
         .collect();
     match (agreed.is_empty(), withheld.is_empty()) {
-        (true, _) => format!("withholds {}", withheld.join(", ")),
-        (false, true) => format!("agreed for {}", agreed.join(", ")),
+        (true, _) => format!("sensitive sections withheld: {}", withheld.join(", ")),
+        (false, true) => format!("sensitive sections agreed: {}", agreed.join(", ")),
         (false, false) => format!(
-            "agreed for {}; withholds {}",
+            "sensitive sections agreed: {}; withheld: {}",
             agreed.join(", "),
             withheld.join(", ")
         ),
@@ -137,13 +137,13 @@ pub async fn check(config: &Config) -> ExitCode {
                 line(
                     true,
                     format!(
-                        "destination {name} ({} for {}, mapping {}; {})",
+                        "destination {name} ({} for {}, mapping {})",
                         d.kind,
                         d.flow,
-                        d.mapping_version(),
-                        sensitive_line(&d.sensitive_agreed())
+                        d.mapping_version()
                     ),
                 );
+                println!("       {}", sensitive_line(&d.sensitive_agreed()));
             }
             for p in w.message_back.iter().flat_map(|mb| mb.platforms.values()) {
                 line(true, platform_line(p));
