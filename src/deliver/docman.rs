@@ -2,7 +2,8 @@
 //! the Inbound Document Model — `CaptureSource`, `Sender`, `RecipientOdsCode` (the
 //! patient's practice), `Patient`, `Document` (the readable summary as a PDF),
 //! `ClinicalCodes` ("to be sent into the clinical system": SNOMED CT, with Read v2 for
-//! Scottish practices), `Notes` (at most 255 characters) and the flags. The members of
+//! Scottish practices), `Notes` (at most 255 characters) and the flags
+//! (`ActionRequired` when the plan asks the GP or referrer to act). The members of
 //! the `Sender`, `Patient`, `Document` and `ClinicalCode` objects are set out in
 //! docs/decisions/0008-docman-inbound-document.md with what is and is not confirmed.
 //!
@@ -193,7 +194,7 @@ impl Filing {
                 "FileExtension": "pdf",
                 "FileContent": base64::engine::general_purpose::STANDARD.encode(pdf),
             },
-            "ActionRequired": false,
+            "ActionRequired": action_required(e),
             "MedicationChanged": false,
             "Urgent": false,
             "ClinicalCodes": codes,
@@ -202,6 +203,19 @@ impl Filing {
             "Inpatient": false,
         }))
     }
+}
+
+/// Whether the link worker asked the practice to act: an action for the GP or referrer
+/// in the plan (also when consent kept its words back: the document says to ask).
+fn action_required(e: &RecordEntry) -> bool {
+    e.event
+        .plan
+        .as_ref()
+        .is_some_and(|p| p.for_professionals.is_some())
+        || e.referral
+            .withheld
+            .iter()
+            .any(|w| w == "plan.for_professionals")
 }
 
 impl Sink for Docman {

@@ -1,7 +1,9 @@
 //! FHIR R4 record writer (UK Core): one transaction per event into the practice's
-//! record — an Encounter for a contact, an Observation (category survey, valueQuantity)
-//! for a score, a Procedure for an accepted or onward referral, an Observation for a
-//! decline or a closure, the referral's Task moved to its state, and a Communication
+//! record — first a CarePlan for the plan and requested actions when the event states
+//! one, then an Encounter for a contact (its NHS Data Dictionary mechanism, location and
+//! attendance outcome), an Observation (category survey, valueQuantity, a component per
+//! item or subscale) for a score of any structured scale, a Procedure for an accepted
+//! or onward referral, an Observation for a decline or a closure, the referral's Task moved to its state, and a Communication
 //! carrying the readable summary with its codes (a GP system may drop a code it does
 //! not know). Every resource carries the event's identifier and is created with
 //! `ifNoneExist` on it; the Task is a conditional update on the referral's identifier —
@@ -167,6 +169,76 @@ fn subject(e: &RecordEntry, s: &Systems) -> Result<Value> {
     Ok(json!({"identifier": identifier}))
 }
 
+/// Where an Encounter's attendance outcome (NHS Data Dictionary ATTENDED OR DID NOT
+/// ATTEND) is written.
+const ATTENDANCE_EXTENSION: &str =
+    "https://clw-gateway.org/fhir/StructureDefinition/attendance-outcome";
+
+/// A canonical coded value (system, code, display, text) as a CodeableConcept.
+fn coded_concept(c: &crate::model::Coded) -> Value {
+    let mut coding = json!({});
+    for (k, v) in [
+        ("system", &c.system),
+        ("code", &c.code),
+        ("display", &c.display),
+    ] {
+        if let Some(v) = v {
+            coding[k] = json!(v);
+        }
+    }
+    let mut out = json!({"coding": [coding]});
+    if let Some(t) = c.text.as_ref().or(c.display.as_ref()) {
+        out["text"] = json!(t);
+    }
+    out
+}
+
+/// An NHS Data Dictionary code (its words the Dictionary's: the platform's own text,
+/// where consent let it travel, is in the readable document).
+fn nhs_dd_concept(c: &crate::model::Coded) -> Value {
+    coded_concept(&crate::model::Coded {
+        text: None,
+        ..c.clone()
+    })
+}
+
+/// PRSB "Plan and requested actions" as a CarePlan (status active, intent plan): one
+/// activity per action, not started, or the description "No actions required". None
+/// when the event states no plan. The referral it answers is in `supportingInfo` (R4's
+/// `CarePlan.basedOn` may name only another CarePlan).
+fn care_plan(e: &RecordEntry, subject: &Value, referral: &Value) -> Option<Value> {
+    let p = e.event.plan.as_ref()?;
+    let mut plan = json!({
+        "resourceType": "CarePlan",
+        "status": "active",
+        "intent": "plan",
+        "title": "Social prescribing: plan and requested actions",
+        "subject": subject,
+        "created": e.event.occurred_at,
+        "supportingInfo": [referral],
+    });
+    if p.no_actions_required {
+        plan["description"] = json!("No actions required");
+        return Some(plan);
+    }
+    let activities: Vec<Value> = [
+        ("For the GP or referrer", &p.for_professionals),
+        ("For the person", &p.for_person),
+        ("Agreed with the person", &p.agreed_with_person),
+    ]
+    .into_iter()
+    .filter_map(|(who, text)| {
+        let text = text.as_deref()?;
+        Some(json!({"detail": {"status": "not-started", "description": format!("{who}: {text}")}}))
+    })
+    .collect();
+    if activities.is_empty() {
+        return None;
+    }
+    plan["activity"] = json!(activities);
+    Some(plan)
+}
+
 /// The transaction for one event.
 fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> {
     let subject = subject(e, s)?;
@@ -194,6 +266,10 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
     };
     let read_codes = s.read_codes.unwrap_or(e.practice.is_scottish());
     let coded = |i: usize| e.coded.get(i).map(|c| concept(c, read_codes));
+    // The plan and requested actions first, as the standard asks.
+    if let Some(plan) = care_plan(e, &subject, &referral_ref) {
+        create("careplan", plan);
+    }
     match e.event.event_type {
         EventType::Contact => {
             let c = e.event.contact.clone().unwrap_or_default();
@@ -202,16 +278,37 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
                 "home-visit" => ("HH", "home health"),
                 _ => ("AMB", "ambulatory"),
             };
+            let status = c
+                .outcome
+                .as_ref()
+                .and_then(crate::record::nhs_dd::encounter_status)
+                .unwrap_or("finished");
             let mut enc = json!({
                 "resourceType": "Encounter",
-                "status": "finished",
+                "status": status,
                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class.0, "display": class.1},
                 "subject": subject,
                 "basedOn": [referral_ref],
                 "period": {"start": c.date.clone().unwrap_or_else(|| when.clone())},
             });
-            if let Some(t) = coded(0) {
-                enc["type"] = json!([t]);
+            // The contact's code, then how it took place (NHS Data Dictionary
+            // CONSULTATION MECHANISM) as a second type.
+            let types: Vec<Value> = coded(0)
+                .into_iter()
+                .chain(c.method.as_ref().map(nhs_dd_concept))
+                .collect();
+            if !types.is_empty() {
+                enc["type"] = json!(types);
+            }
+            // Where: a contained Location typed by its ACTIVITY LOCATION TYPE CODE.
+            if let Some(l) = &c.location {
+                enc["contained"] = json!([{"resourceType": "Location", "id": "where", "type": [nhs_dd_concept(l)]}]);
+                enc["location"] = json!([{"location": {"reference": "#where"}}]);
+            }
+            // Whether it took place: ATTENDED OR DID NOT ATTEND, in an extension (R4's
+            // Encounter has no element for it; its status says finished or cancelled).
+            if let Some(o) = &c.outcome {
+                enc["extension"] = json!([{"url": ATTENDANCE_EXTENSION, "valueCodeableConcept": nhs_dd_concept(o)}]);
             }
             if let Some(m) = c.duration_minutes {
                 enc["length"] = json!({"value": m, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"});
@@ -222,7 +319,14 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
             let a = e.event.assessment.clone().unwrap_or_default();
             let effective = a.date.clone().unwrap_or_else(|| when.clone());
             let survey = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey", "display": "Survey"}]}]);
-            let quantity = |v: f64| json!({"value": v, "unit": "score", "system": "http://unitsofmeasure.org", "code": "{score}"});
+            let quantity = |v: f64, unit: Option<&str>| match unit.filter(|u| *u != "{score}") {
+                Some(u) => {
+                    json!({"value": v, "unit": u, "system": "http://unitsofmeasure.org", "code": u})
+                }
+                None => {
+                    json!({"value": v, "unit": "score", "system": "http://unitsofmeasure.org", "code": "{score}"})
+                }
+            };
             let Some(first) = e.coded.first() else {
                 return Err(GatewayError::invalid(
                     Stage::Map,
@@ -240,15 +344,26 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
                 "basedOn": [referral_ref],
                 "note": note,
             });
-            match first.value {
-                Some(v) => obs["valueQuantity"] = quantity(v),
-                None => {
-                    // ONS4: one component per item.
-                    obs["component"] = e.coded[1..]
-                        .iter()
-                        .map(|item| json!({"code": concept(item, read_codes), "valueQuantity": quantity(item.value.unwrap_or_default())}))
-                        .collect();
-                }
+            if let Some(v) = first.value {
+                obs["valueQuantity"] = quantity(v, first.unit.as_deref());
+            }
+            // ONS4: one component per item; any scale: one per subscale.
+            let items = if a.items.is_some() {
+                &e.coded[1..e.coded.len().min(5)]
+            } else {
+                &[]
+            };
+            let components: Vec<Value> = items
+                .iter()
+                .map(|item| json!({"code": concept(item, read_codes), "valueQuantity": quantity(item.value.unwrap_or_default(), None)}))
+                .chain(a.subscales.iter().map(|sub| {
+                    let mut code = sub.code.as_ref().map(coded_concept).unwrap_or_else(|| json!({}));
+                    code["text"] = json!(sub.name);
+                    json!({"code": code, "valueQuantity": quantity(sub.value, sub.unit.as_deref())})
+                }))
+                .collect();
+            if !components.is_empty() {
+                obs["component"] = json!(components);
             }
             create("observation", obs);
         }

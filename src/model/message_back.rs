@@ -1,12 +1,18 @@
 //! The canonical message-back event: PRSB "Message back to GP and referrer" items, one
 //! event at a time, as every platform's mapping produces it
-//! (`schemas/message-back.v1.schema.json`).
+//! (`schemas/message-back.v1.schema.json`; v2 adds the plan, risks, safeguarding, coded
+//! needs, support and outcomes, contact codes and any structured assessment).
 
 use serde::{Deserialize, Serialize};
 
 use super::Coded;
 use super::prsb::{PlanActions, Risks, SafeguardingConcern};
 use crate::error::{GatewayError, Result, Stage};
+
+mod checks;
+
+use checks::check_assessment;
+pub use checks::{ContactElement, WELLBEING_INSTRUMENTS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -234,7 +240,7 @@ pub fn day_of(d: &str) -> Option<chrono::NaiveDate> {
         .flatten()
 }
 
-/// The range an instrument's total must be in.
+/// The range a wellbeing instrument's total must be in.
 pub fn score_range(instrument: &str) -> Option<(f64, f64)> {
     match instrument {
         "SWEMWBS" => Some((7.0, 35.0)),
@@ -308,7 +314,7 @@ impl MessageBack {
                         "an assessment event needs its instrument and score",
                     )
                 })?;
-                self.check_assessment(a)?;
+                check_assessment(a)?;
             }
             EventType::OnwardReferral if self.onward_referral.is_none() => {
                 return Err(bad(
@@ -321,7 +327,7 @@ impl MessageBack {
             }
             _ => {}
         }
-        Ok(())
+        self.check_prsb_sections()
     }
 
     /// Leaves out, from every text the event carries, the characters record formats
@@ -401,47 +407,6 @@ impl MessageBack {
         Ok(())
     }
 
-    fn check_assessment(&self, a: &Assessment) -> Result<()> {
-        match (a.instrument.as_str(), a.score, &a.items) {
-            ("ONS4", _, Some(items)) => {
-                for (name, v) in [
-                    ("life_satisfaction", items.life_satisfaction),
-                    ("worthwhile", items.worthwhile),
-                    ("happy_yesterday", items.happy_yesterday),
-                    ("anxious_yesterday", items.anxious_yesterday),
-                ] {
-                    if !(0.0..=10.0).contains(&v) || v.fract() != 0.0 {
-                        return Err(bad(
-                            &format!("assessment.items.{name}"),
-                            "must be a whole number from 0 to 10 (ONS4)",
-                        ));
-                    }
-                }
-                Ok(())
-            }
-            ("ONS4", _, None) => Err(bad(
-                "assessment.items",
-                "ONS4 needs its four items (life_satisfaction, worthwhile, happy_yesterday, anxious_yesterday)",
-            )),
-            (instrument, Some(score), _) => {
-                let (lo, hi) = score_range(instrument).ok_or_else(|| {
-                    bad("assessment.instrument", "must be SWEMWBS, WEMWBS or ONS4")
-                })?;
-                if !(lo..=hi).contains(&score) {
-                    return Err(bad(
-                        "assessment.score",
-                        format!("is out of range for {instrument} ({lo}–{hi})"),
-                    ));
-                }
-                Ok(())
-            }
-            (_, None, _) => Err(bad(
-                "assessment.score",
-                "is required for SWEMWBS and WEMWBS",
-            )),
-        }
-    }
-
     /// One line saying what happened, with no patient identifier: the readable part of
     /// every write, because a GP system may drop a code it does not know. Without
     /// `narrative` (codes-only consent) no free text the platform wrote goes in.
@@ -485,8 +450,23 @@ impl MessageBack {
                         i.happy_yesterday,
                         i.anxious_yesterday
                     ),
-                    (None, Some(s)) => format!("{} score {s}{}", a.instrument, date(&a.date)),
-                    (None, None) => format!("{} assessment", a.instrument),
+                    (None, Some(s)) => format!(
+                        "{} score {s}{}{}",
+                        a.instrument,
+                        a.unit
+                            .as_deref()
+                            .filter(|u| *u != "{score}")
+                            .map(|u| format!(" {u}"))
+                            .unwrap_or_default(),
+                        date(&a.date)
+                    ),
+                    // A scale given by its subscales alone.
+                    (None, None) => format!(
+                        "{} assessment{}: {} subscale results",
+                        a.instrument,
+                        date(&a.date),
+                        a.subscales.len()
+                    ),
                 }
             }
             EventType::OnwardReferral => {

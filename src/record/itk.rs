@@ -247,8 +247,9 @@ fn document_bundle(ids: &Ids, e: &RecordEntry, sender: &Sender<'_>, timestamp: &
     )
 }
 
-/// The Composition: a "Report of clinical encounter" whose one section says what
-/// happened and points at the PDF.
+/// The Composition: a "Report of clinical encounter" whose sections say, in order, the
+/// plan and requested actions, what happened (pointing at the PDF), and the rest of the
+/// readable document.
 fn composition(ids: &Ids, e: &RecordEntry, timestamp: &str) -> El {
     let title = "Social prescribing: message back";
     resource(
@@ -284,28 +285,43 @@ fn composition(ids: &Ids, e: &RecordEntry, timestamp: &str) -> El {
             ("title", s(title)),
             ("confidentiality", s("N")),
             ("custodian", reference(&ids.organisation)),
-            (
-                "section",
-                El::List(vec![obj(vec![
-                    ("title", s(title)),
-                    (
-                        "text",
-                        obj(vec![
-                            ("status", s("generated")),
-                            (
-                                "div",
-                                El::Xhtml(format!(
-                                    "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>",
-                                    xml_text(&e.headline)
-                                )),
-                            ),
-                        ]),
-                    ),
-                    ("entry", El::List(vec![reference(&ids.binary)])),
-                ])]),
-            ),
+            ("section", El::List(sections(ids, e))),
         ],
     )
+}
+
+/// The Composition's sections, in the readable document's order (the plan and requested
+/// actions first), each its lines as narrative; "What happened" points at the PDF.
+fn sections(ids: &Ids, e: &RecordEntry) -> Vec<El> {
+    document::blocks(e, false)
+        .into_iter()
+        .map(|b| {
+            let paragraphs: String = b
+                .lines
+                .iter()
+                .map(|l| format!("<p>{}</p>", xml_text(l.trim_start())))
+                .collect();
+            let mut section = vec![
+                ("title", s(b.title)),
+                (
+                    "text",
+                    obj(vec![
+                        ("status", s("generated")),
+                        (
+                            "div",
+                            El::Xhtml(format!(
+                                "<div xmlns=\"http://www.w3.org/1999/xhtml\">{paragraphs}</div>"
+                            )),
+                        ),
+                    ]),
+                ),
+            ];
+            if b.title == "What happened" {
+                section.push(("entry", El::List(vec![reference(&ids.binary)])));
+            }
+            obj(section)
+        })
+        .collect()
 }
 
 /// The readable summary as a PDF.

@@ -5,15 +5,17 @@
 
 pub mod document;
 pub mod itk;
+pub mod nhs_dd;
 pub mod pdf;
+mod sections;
 pub mod stu3;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{GatewayError, Result, Stage};
-use crate::model::PersonName;
 use crate::model::message_back::MessageBack;
+use crate::model::{PersonName, Risks, SafeguardingConcern};
 
 /// A code in one system.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -114,6 +116,18 @@ pub struct ReferralRef {
     /// (canonical names), so the document can say what it does not carry.
     #[serde(default)]
     pub withheld: Vec<String>,
+    /// The referral's earlier scores on the event's instrument, oldest first (an
+    /// assessment event's history).
+    #[serde(default)]
+    pub earlier_scores: Vec<EarlierScore>,
+}
+
+/// One earlier score on the same instrument.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+pub struct EarlierScore {
+    /// The day it was recorded (YYYY-MM-DD).
+    pub date: String,
+    pub score: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -135,6 +149,12 @@ pub struct RecordEntry {
     #[serde(default)]
     pub practice: Practice,
     pub practitioner: Option<Practitioner>,
+    /// PRSB "Risks" (a sensitive section: absent unless the writer's agreement names it).
+    #[serde(default)]
+    pub risks: Option<Risks>,
+    /// PRSB "Safeguarding" concerns (a sensitive section, as `risks`).
+    #[serde(default)]
+    pub safeguarding: Vec<SafeguardingConcern>,
 }
 
 impl RecordEntry {

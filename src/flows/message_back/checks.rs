@@ -33,11 +33,16 @@ pub fn to_canonical(
 }
 
 /// Every check an event from platform `p` must pass before it is queued or planned:
-/// bound to the programme the platform serves, the canonical checks, the patient
-/// items the platform must name, and no reference it could not be linked by.
+/// bound to the programme the platform serves, the canonical checks, the contact's NHS
+/// Data Dictionary codes (a mechanism and location read from its mode when not sent),
+/// the patient items the platform must name, and no reference it could not be linked
+/// by.
 pub fn check_event_for(p: &Platform, ev: &mut MessageBack) -> Result<()> {
     bind_programme(ev, p.programme.as_deref())?;
     ev.check_with(p.chi_check)?;
+    if let Some(c) = &mut ev.contact {
+        crate::record::nhs_dd::normalise(c)?;
+    }
     let patient = ev.referral.patient.clone().unwrap_or_default();
     for item in &p.require_patient {
         let present = match item {

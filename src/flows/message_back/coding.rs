@@ -1,13 +1,13 @@
-//! What an event writes: its codes from the code map, its timeline line, and the
-//! canonical JSON record writers read (platform text withheld unless consent allows).
-
-use serde_json::{Value, json};
+//! What an event is coded as: its codes from the code map (or, for any other structured
+//! scale, its own SNOMED CT code), and its timeline line.
 
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::CodeMap;
-use crate::model::message_back::{EventType, MessageBack};
-use crate::record::{Code, CodedEntry};
-use crate::store::ReferralRecord;
+use crate::model::Coded;
+use crate::model::message_back::{
+    Assessment, EventType, MessageBack, Subscale, WELLBEING_INSTRUMENTS,
+};
+use crate::record::{Code, CodedEntry, SNOMED_SYSTEM};
 
 /// The key an event is coded by in the code map's `platform` column.
 fn code_key(ev: &MessageBack) -> (String, &'static str) {
@@ -47,8 +47,72 @@ fn code_key(ev: &MessageBack) -> (String, &'static str) {
 }
 
 /// The coded entries for an event, from the code map: an unknown category is parked
-/// naming the field, not written uncoded.
+/// naming the field, not written uncoded. A structured scale other than the wellbeing
+/// instruments is coded by its own SNOMED CT code; subscales given a code follow, each
+/// with its value.
 pub fn coded_entries(ev: &MessageBack, codes: &CodeMap) -> Result<Vec<CodedEntry>> {
+    let assessment = ev
+        .assessment
+        .as_ref()
+        .filter(|_| ev.event_type == EventType::Assessment);
+    let mut out = match assessment {
+        Some(a) if !WELLBEING_INSTRUMENTS.contains(&a.instrument.as_str()) => {
+            vec![scale_entry(a)?]
+        }
+        _ => mapped_entries(ev, codes)?,
+    };
+    if let Some(a) = assessment {
+        out.extend(a.subscales.iter().filter_map(subscale_entry));
+    }
+    Ok(out)
+}
+
+/// A SNOMED CT code as a coded entry's code, its display else `fallback`.
+fn snomed_code(c: &Coded, fallback: &str) -> Option<Code> {
+    Some(Code {
+        system: SNOMED_SYSTEM.into(),
+        code: c.code.clone()?,
+        display: c.display.clone().unwrap_or_else(|| fallback.to_string()),
+    })
+}
+
+/// Any structured scale: its SNOMED CT code, with the total when given.
+fn scale_entry(a: &Assessment) -> Result<CodedEntry> {
+    let snomed = a
+        .code
+        .as_ref()
+        .and_then(|c| snomed_code(c, &a.instrument))
+        .ok_or_else(|| {
+            GatewayError::invalid(
+                Stage::Map,
+                "assessment.code",
+                "a scale other than SWEMWBS, WEMWBS or ONS4 needs its SNOMED CT code",
+            )
+        })?;
+    Ok(CodedEntry {
+        snomed: Some(snomed),
+        value: a.score,
+        unit: a.score.map(|_| unit_of(a.unit.as_deref())),
+        ..Default::default()
+    })
+}
+
+/// A subscale the platform coded, with its value.
+fn subscale_entry(s: &Subscale) -> Option<CodedEntry> {
+    Some(CodedEntry {
+        snomed: snomed_code(s.code.as_ref()?, &s.name),
+        value: Some(s.value),
+        unit: Some(unit_of(s.unit.as_deref())),
+        ..Default::default()
+    })
+}
+
+fn unit_of(unit: Option<&str>) -> String {
+    unit.unwrap_or("{score}").to_string()
+}
+
+/// The coded entries the code map gives an event (the wellbeing instruments among them).
+fn mapped_entries(ev: &MessageBack, codes: &CodeMap) -> Result<Vec<CodedEntry>> {
     let (key, field) = code_key(ev);
     let row = codes.row("platform", &key).ok_or_else(|| {
         GatewayError::invalid(
@@ -151,62 +215,4 @@ pub(super) fn detail(ev: &MessageBack) -> Option<String> {
         EventType::Closed => ev.closed.as_ref().map(|c| c.reason.clone()),
         _ => None,
     }
-}
-
-/// What record writers' mappings read (`canonical-event`): the event (without the
-/// platform's free text unless consent allows narrative), its headline, coded entries,
-/// the summary when allowed, and the referral (with what its consent withheld from this
-/// event), patient and practice it belongs to.
-pub(crate) fn canonical(
-    ev: &MessageBack,
-    r: &ReferralRecord,
-    coded: Vec<CodedEntry>,
-    narrative: bool,
-) -> Value {
-    let mut event = ev.clone();
-    let withheld = if narrative {
-        Vec::new()
-    } else {
-        withhold_free_text(&mut event)
-    };
-    let summary = event.summary.take();
-    json!({
-        "headline": event.headline(narrative),
-        "event": event,
-        "coded": coded,
-        "summary": summary,
-        "referral": {
-            "message_id": r.message_id,
-            "programme": r.programme,
-            "referral_date": r.record.get("referral_date"),
-            "withheld": withheld,
-        },
-        "patient": r.record.get("patient"),
-        "practice": r.record.get("practice"),
-    })
-}
-
-/// Removes every text the platform wrote (only texts the gateway owns travel under
-/// codes-only or unrecorded consent: code map displays and the headline it builds);
-/// answers with the canonical names of what was removed, for the readable document.
-fn withhold_free_text(event: &mut MessageBack) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    let mut gone = |field: &'static str, had: bool| {
-        if had {
-            out.push(field);
-        }
-    };
-    gone("summary", event.summary.take().is_some());
-    if let Some(d) = &mut event.declined_reason {
-        gone("declined_reason.text", d.text.take().is_some());
-        gone("declined_reason.display", d.display.take().is_some());
-    }
-    if let Some(c) = &mut event.closed {
-        gone("closed.outcome", c.outcome.take().is_some());
-    }
-    if let Some(o) = &mut event.onward_referral {
-        gone("onward_referral.to", !std::mem::take(&mut o.to).is_empty());
-    }
-    gone("practitioner", event.practitioner.take().is_some());
-    out
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::properties::{bases, mappings, platform, referral};
+use super::properties::{EVENT_MAPPING, bases, mappings, platform, referral};
 use super::{canonical, check_event_for, coded_entries, map_event};
 use crate::record::{RecordEntry, document, itk};
 
@@ -21,12 +21,30 @@ fn dir() -> PathBuf {
 /// Every rendering of every event, by file name.
 fn rendered() -> BTreeMap<String, Vec<u8>> {
     let set = mappings();
-    let event_mapping = set.get("clw-event").unwrap();
+    let event_mapping = set.get(EVENT_MAPPING).unwrap();
     let record = set.get("gp-record").unwrap();
     let platform = platform();
     let names = [
-        "accepted", "declined", "contact", "swemwbs", "ons4", "onward", "closed",
+        "accepted",
+        "declined",
+        "contact",
+        "swemwbs",
+        "ons4",
+        "onward",
+        "closed",
+        "prsb-assessment",
+        "home-visit",
     ];
+    // An earlier score on each instrument, as the referral's timeline holds it.
+    let timeline = [("SWEMWBS 19", "2026-11-01"), ("HADS 21", "2026-11-02")].map(|(d, at)| {
+        crate::store::EventRow {
+            event_message_id: format!("earlier-{at}"),
+            kind: "assessment".into(),
+            occurred_at: at.into(),
+            detail: Some(d.into()),
+            recorded_at: 0,
+        }
+    });
     let mut out = BTreeMap::new();
     for (name, input) in names.into_iter().zip(bases()) {
         for consent in ["full", "codes-only"] {
@@ -34,7 +52,11 @@ fn rendered() -> BTreeMap<String, Vec<u8>> {
             check_event_for(&platform, &mut ev).unwrap();
             let coded = coded_entries(&ev, &set.codes["social-prescribing"]).unwrap();
             let full = consent == "full";
-            let value = canonical(&ev, &referral(consent), coded, full);
+            let mut value = canonical(&ev, &referral(consent), coded, full);
+            let earlier = super::projection::earlier_scores(&ev, "e1", &timeline);
+            if !earlier.is_empty() {
+                value["referral"]["earlier_scores"] = serde_json::json!(earlier);
+            }
             let payload = record.apply(&value, &BTreeMap::new()).unwrap();
             let entry = RecordEntry::from_payload(&payload.document).unwrap();
             let stem = format!("{name}.{consent}");

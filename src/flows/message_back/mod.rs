@@ -12,6 +12,7 @@ mod coding;
 mod config;
 mod decode;
 mod link;
+mod projection;
 mod wired;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,11 +33,11 @@ use crate::store::{ReferralRecord, Store, Write};
 
 pub use checks::{bind_programme, check_event_for, to_canonical};
 use checks::{check_patient, check_programme, check_when};
-pub(crate) use coding::canonical;
 pub use coding::coded_entries;
 use coding::detail;
 pub use config::{MessageBackConfig, PatientItem, PlatformConfig};
 pub use decode::map_event;
+pub(crate) use projection::canonical;
 pub use wired::{EVENT_CODES, MessageBackWiring, Platform};
 
 /// The CloudEvents type of a message-back event.
@@ -224,6 +225,10 @@ impl MessageBackFront {
         let state = crate::store::derived_state(&events);
         let mut canonical = canonical(&ev, &referral, coded, narrative);
         canonical["referral"]["state"] = json!(state);
+        let earlier = projection::earlier_scores(&ev, &message_id, &events);
+        if !earlier.is_empty() {
+            canonical["referral"]["earlier_scores"] = json!(earlier);
+        }
         let mut remember = vec![Write::ReferralEvent {
             event_message_id: message_id.clone(),
             referral_id: referral.message_id.clone(),

@@ -24,8 +24,11 @@ pub(super) fn mappings() -> &'static MappingSet {
     })
 }
 
+/// The canonical event as platforms send it, v2 (every v1 event maps the same).
+pub(super) const EVENT_MAPPING: &str = "clw-event-v2";
+
 pub(super) fn platform() -> Platform {
-    let m = mappings().get("clw-event").unwrap().clone();
+    let m = mappings().get(EVENT_MAPPING).unwrap().clone();
     Platform {
         name: "links".into(),
         mapping: m.clone(),
@@ -83,6 +86,33 @@ pub(super) fn bases() -> Vec<Value> {
         with(
             "closed",
             json!({"closed": {"reason": "completed", "outcome": "Back at work"}}),
+        ),
+        // The PRSB items: a plan with actions, risks, safeguarding, coded interventions
+        // and a structured scale other than the wellbeing instruments, with subscales.
+        with(
+            "assessment",
+            json!({
+                "assessment": {"instrument": "HADS", "score": 17, "date": "2026-11-25",
+                    "code": {"system": "http://snomed.info/sct", "code": "273524006", "display": "Hospital anxiety and depression scale"},
+                    "subscales": [{"name": "Anxiety", "value": 9}, {"name": "Depression", "value": 8}]},
+                "plan": {"for_professionals": "Please review mood medication.",
+                         "for_person": "Join the Tuesday walking group.",
+                         "agreed_with_person": "Review in six weeks."},
+                "risks": {"entries": [{"risk": {"text": "Falls at home"}, "start": "2026-10-01", "comment": "Lives alone"}]},
+                "safeguarding": [{"concern": {"text": "Financial pressure from a relative"}}],
+                "needs": [{"system": "http://snomed.info/sct", "code": "422650009", "display": "Social isolation"}],
+                "support_offered": [{"text": "Walking group"}],
+            }),
+        ),
+        // A home visit the person was not in for: "no actions required", "no known risks".
+        with(
+            "contact",
+            json!({
+                "contact": {"mode": "home-visit", "date": "2026-11-25",
+                            "outcome": {"code": "3", "text": "No answer at the door"}},
+                "plan": {"no_actions_required": true},
+                "risks": {"no_known_risks": true},
+            }),
         ),
     ]
 }
@@ -151,7 +181,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(1500))]
     #[test]
     fn any_event_is_refused_or_rendered_by_every_writer_never_a_panic(
-        base in 0..7usize,
+        base in 0..9usize,
         mutations in prop::collection::vec((any::<prop::sample::Index>(), hostile()), 1..4),
         texts in prop::collection::vec("[\\PC\\p{Cc}\u{b}é<>&]{0,40}", 8),
         full in any::<bool>(),
@@ -163,7 +193,7 @@ proptest! {
         for (path, t) in [
             "summary", "practitioner.name", "practitioner.role", "closed.outcome",
             "onward_referral.to", "declined_reason.text", "declined_reason.display",
-            "referral.patient.family_name",
+            "referral.patient.family_name", "plan.for_person", "plan.for_professionals",
         ]
         .iter()
         .zip(texts)
@@ -179,7 +209,7 @@ proptest! {
             set(&mut input, &p, v);
         }
         let p = platform();
-        let mapping = mappings().get("clw-event").unwrap();
+        let mapping = mappings().get(EVENT_MAPPING).unwrap();
         let Ok(mut ev) = map_event(mapping, &input, &BTreeMap::new()) else { return Ok(()) };
         if check_event_for(&p, &mut ev).is_err() {
             return Ok(());
