@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dataset;
 pub mod deliver;
 pub mod engine;
 pub mod error;

@@ -3,7 +3,7 @@
 //! nothing may import a module above it:
 //!
 //! ```text
-//! model, error < secret < store < mapping < intake, policy < record, deliver
+//! model, error < secret < store < mapping < intake, policy < record, deliver, dataset
 //!   < engine < flows < sources < config, wiring < app, cli, http
 //! ```
 //!
@@ -23,7 +23,7 @@ fn layer(module: &str) -> Option<u8> {
         "store" => 2,
         "mapping" => 3,
         "intake" | "policy" => 4,
-        "record" | "deliver" => 5,
+        "record" | "deliver" | "dataset" => 5,
         "engine" => 6,
         "flows" => 7,
         "sources" => 8,

@@ -63,6 +63,38 @@ pub fn by_folder(folder: &str) -> Option<&'static FlowRow> {
     FLOWS.iter().find(|r| r.spool_folder == folder)
 }
 
+/// An audit entry for each target its agreement keeps a sensitive section from (risks,
+/// safeguarding, gender history): what was left out, for whom, under which agreement.
+pub(crate) fn filtered(
+    flow: Flow,
+    message_id: &str,
+    canonical: &serde_json::Value,
+    targets: &[std::sync::Arc<crate::deliver::Destination>],
+) -> Vec<crate::store::Write> {
+    use crate::store::{AuditEntry, Write};
+    targets
+        .iter()
+        .filter_map(|d| {
+            let gone = d.withholds(canonical);
+            (!gone.is_empty()).then(|| {
+                Write::Audit(AuditEntry {
+                    destination: Some(d.name.clone()),
+                    agreement: d.agreement.clone(),
+                    ..AuditEntry::note(
+                        crate::engine::AuditAction::Filtered,
+                        flow,
+                        message_id,
+                        gone.iter().map(|g| g.to_string()).collect(),
+                        "left out: the destination's agreement (allow) does not name these \
+                         sections"
+                            .into(),
+                    )
+                })
+            })
+        })
+        .collect()
+}
+
 /// Bodies larger than this are decoded with the worker thread handed over: parsing a
 /// 1 MiB Bundle takes milliseconds, which would stall every other task on that thread.
 const HEAVY_BODY: usize = 64 * 1024;

@@ -209,24 +209,12 @@ impl ReferralFront {
                 GatewayError::permanent(Stage::Intake, format!("canonical referral: {e}")),
             )
         })?;
-        for d in &targets {
-            let gone = d.withholds(&canonical);
-            if !gone.is_empty() {
-                remember.push(Write::Audit(AuditEntry {
-                    destination: Some(d.name.clone()),
-                    agreement: d.agreement.clone(),
-                    ..AuditEntry::note(
-                        crate::engine::AuditAction::Filtered,
-                        Flow::Referral,
-                        &message_id,
-                        gone.iter().map(|g| g.to_string()).collect(),
-                        "left out: the destination's agreement (allow) does not name these \
-                         sections"
-                            .into(),
-                    )
-                }));
-            }
-        }
+        remember.extend(super::filtered(
+            Flow::Referral,
+            &message_id,
+            &canonical,
+            &targets,
+        ));
         Ok(Decoded {
             message_id: message_id.clone(),
             attempts,

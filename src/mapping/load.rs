@@ -150,9 +150,19 @@ const BUILTIN: &[(&str, &str, Option<&str>)] = &[
         Some(include_str!("../../schemas/prsb-referral.v1.schema.json")),
     ),
     (
+        "prsb-referral-v2",
+        include_str!("../../mappings/referral/prsb-referral-v2.yaml"),
+        Some(include_str!("../../schemas/prsb-referral.v2.schema.json")),
+    ),
+    (
         "clw-event",
         include_str!("../../mappings/message-back/clw-event.yaml"),
         Some(include_str!("../../schemas/message-back.v1.schema.json")),
+    ),
+    (
+        "clw-event-v2",
+        include_str!("../../mappings/message-back/clw-event-v2.yaml"),
+        Some(include_str!("../../schemas/message-back.v2.schema.json")),
     ),
     (
         "sheet-event",

@@ -249,6 +249,12 @@ impl MessageBackFront {
                 detail,
             )));
         }
+        remember.extend(super::filtered(
+            Flow::MessageBack,
+            &message_id,
+            &canonical,
+            &targets,
+        ));
         Ok(Planned::Send(Plan {
             message_id,
             attempts,
