@@ -667,3 +667,49 @@ async fn codes_only_consent_withholds_the_plan_text() {
     assert_eq!(json["event"]["plan"], json!({"no_actions_required": true}));
     gw.stop().await.unwrap();
 }
+
+/// A record writer whose agreement does not name risks or safeguarding (the embedded
+/// practice folder's) gets the rest of the event; its document says something was
+/// recorded and where to ask, never what; the audit names the sections and the writer.
+#[tokio::test]
+async fn a_record_writer_not_agreed_for_safeguarding_is_told_to_ask_not_told_what() {
+    let s = Setup::new("prsb-filtered");
+    let gw = gateway(&s, "").await;
+    std::fs::write(
+        s.dir.path().join("spool/referrals/inbox/r1.json"),
+        referral_with_id(EXAMPLE_REFERRAL_ID).to_string(),
+    )
+    .unwrap();
+    wait_message(&gw.store, "referral", EXAMPLE_REFERRAL_ID, "delivered").await;
+    let ev = event(
+        EXAMPLE_REFERRAL_ID,
+        "f-1",
+        "contact",
+        json!({
+            "contact": {"mode": "telephone"},
+            "plan": {"no_actions_required": true},
+            "risks": risks(),
+            "safeguarding": [{"concern": {"text": "Financial abuse by a relative disclosed"}}],
+        }),
+    );
+    assert_eq!(written(&gw, "links", &ev).await.status, 202);
+    let (text, json) = document_of(s.dir.path(), "links:f-1");
+    assert!(!text.contains("Financial abuse"), "{text}");
+    assert!(json.get("safeguarding").is_none() && json.get("risks").is_none());
+    assert!(
+        text.contains("recorded risks and safeguarding concerns not included here")
+            && text.contains("Ask the link worker service"),
+        "{text}"
+    );
+    let audit = gw
+        .store
+        .audit("message-back", "links:f-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.entry.action.as_str() == "filtered")
+        .expect("filtered audited");
+    assert_eq!(audit.entry.fields, ["risks", "safeguarding"]);
+    assert_eq!(audit.entry.destination.as_deref(), Some("practice-folder"));
+    gw.stop().await.unwrap();
+}

@@ -82,7 +82,10 @@ pub fn sensitive_withheld(canonical: &Value, allow: &[String]) -> Vec<&'static s
         .collect()
 }
 
-/// `canonical` without the sensitive sections `allow` does not name.
+/// `canonical` without the sensitive sections `allow` does not name. A record entry
+/// (the message back's, which has a `referral` section of the gateway's own) is told which
+/// were left out (`referral.withheld_by_agreement`), so the document can say that something
+/// was recorded and where to ask, without saying what.
 pub fn without_sensitive(canonical: &Value, allow: &[String]) -> Value {
     let gone = sensitive_withheld(canonical, allow);
     if gone.is_empty() {
@@ -90,8 +93,12 @@ pub fn without_sensitive(canonical: &Value, allow: &[String]) -> Value {
     }
     let mut out = canonical.clone();
     if let Some(m) = out.as_object_mut() {
-        for s in gone {
-            m.remove(s);
+        for s in &gone {
+            m.remove(*s);
+        }
+        // Only the message back's record entry has a `referral` section.
+        if let Some(Value::Object(referral)) = m.get_mut("referral") {
+            referral.insert("withheld_by_agreement".into(), serde_json::json!(gone));
         }
     }
     out

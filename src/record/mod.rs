@@ -116,6 +116,10 @@ pub struct ReferralRef {
     /// (canonical names), so the document can say what it does not carry.
     #[serde(default)]
     pub withheld: Vec<String>,
+    /// Sensitive sections (risks, safeguarding) the event carried that this writer's
+    /// agreement does not name: left out, and the document says so.
+    #[serde(default)]
+    pub withheld_by_agreement: Vec<String>,
     /// The referral's earlier scores on the event's instrument, oldest first (an
     /// assessment event's history).
     #[serde(default)]

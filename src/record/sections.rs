@@ -183,5 +183,22 @@ pub(super) fn risks(e: &RecordEntry) -> Vec<String> {
             )
         }));
     }
+    let kept: Vec<&str> = e
+        .referral
+        .withheld_by_agreement
+        .iter()
+        .map(|s| match s.as_str() {
+            "risks" => "risks",
+            "safeguarding" => "safeguarding concerns",
+            other => other,
+        })
+        .collect();
+    if !kept.is_empty() {
+        out.push(format!(
+            "The link worker recorded {} not included here: this practice's agreement with the \
+             service does not cover them. Ask the link worker service.",
+            kept.join(" and ")
+        ));
+    }
     out
 }
