@@ -89,6 +89,10 @@ enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
     },
+    /// The programme dataset: the row-level extract of one programme's referrals in a
+    /// period — one row per referral, pseudonymised (needs dataset.pseudonym_key), a
+    /// declined-consent or opted-out referral counted only. Audited.
+    Extract(cli::dataset::ExtractArgs),
     /// Print the RabbitMQ topology as a definitions file (deploy/rabbitmq/definitions.json).
     Topology {
         #[arg(long, default_value = "/")]
@@ -242,6 +246,7 @@ async fn run() -> ExitCode {
         }
         Command::Purge { dry_run, actor } => cli::purge(&config, dry_run, &actor).await,
         Command::Topology { vhost } => cli::topology(&config, &vhost),
+        Command::Extract(args) => cli::dataset::extract(&config, args).await,
         Command::Mapping { command } => {
             return cli::mapping::run(command, &config).unwrap_or_else(fail);
         }

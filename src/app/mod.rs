@@ -107,6 +107,7 @@ impl Application {
         let engine = Arc::new(Engine::new(store.clone(), metrics.clone(), config.engine()));
         let mb = wiring.message_back.as_ref();
         let rules = config.intake.rules();
+        let dataset = crate::dataset::recorder_for(&config.dataset, &store).await?;
         let parts = Parts {
             referrals: &wiring.referrals,
             message_back: mb,
@@ -118,6 +119,7 @@ impl Application {
             plain_events: wiring
                 .transport
                 .plain_events(mb.and_then(|m| m.spool_platform.clone())),
+            dataset,
         };
         let pipelines = FLOWS
             .iter()

@@ -132,6 +132,10 @@ pub async fn purge(config: &Config, store: &Store, actor: &str, dry: bool) -> Re
     ));
     out.push(("rows", store.purge_rows(ago_ms(r.rows), dry).await?));
     out.push(("audit", store.purge_audit(ago_ms(r.audit), dry).await?));
+    out.push((
+        "dataset",
+        store.purge_dataset(ago_ms(r.dataset), dry).await?,
+    ));
 
     if !dry {
         let audit: Vec<Write> = out
@@ -169,6 +173,7 @@ fn period(r: &crate::store::RetentionConfig, kind: &str) -> String {
         "sheets" => r.sheets,
         "referrals" => r.referrals,
         "rows" => r.rows,
+        "dataset" => r.dataset,
         _ => r.audit,
     };
     humantime::format_duration(d).to_string()

@@ -1,6 +1,7 @@
 //! The operator commands behind `check`, `dlq`, `status` and `mapping`.
 
 pub mod bench;
+pub mod dataset;
 pub mod golden;
 pub mod mapping;
 
@@ -16,7 +17,7 @@ use crate::store::Store;
 use crate::store::timeline::ms;
 use crate::wiring::Wiring;
 
-async fn store(config: &Config) -> Result<Store> {
+pub(crate) async fn store(config: &Config) -> Result<Store> {
     Store::connect_with(
         &config.store_url(),
         2,

@@ -65,6 +65,9 @@ pub struct Config {
     pub console: ConsoleConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The programme dataset: facts recorded, extracts, the report.
+    #[serde(default)]
+    pub dataset: crate::dataset::DatasetConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +249,7 @@ impl Config {
         errs.extend(self.broker.iter().flat_map(BrokerConfig::problems));
         errs.extend(self.store.problems());
         errs.extend(self.retention.problems());
+        errs.extend(self.dataset.problems());
         errs.extend(self.retry.problems());
         errs.extend(self.intake.problems());
         errs.extend(self.spool.problems());

@@ -65,6 +65,9 @@ pub enum Planned {
         message_id: String,
         attempts: u32,
         reason: String,
+        /// What the store keeps of it all the same (the dataset's facts, counted in
+        /// totals only), written with its outcome.
+        remember: Vec<crate::store::Write>,
     },
 }
 

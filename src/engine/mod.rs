@@ -163,7 +163,8 @@ impl Pipeline {
                         message_id,
                         attempts,
                         reason,
-                    }) => self.withheld(&message_id, attempts, reason).await,
+                        remember,
+                    }) => self.withheld(&message_id, attempts, reason, remember).await,
                     Err(refusal) => self.refused(refusal).await,
                 }
             }

@@ -123,7 +123,13 @@ impl Pipeline {
         message_id: &str,
         attempts: u32,
         reason: String,
+        remember: Vec<Write>,
     ) -> Disposition {
+        if !remember.is_empty()
+            && let Err(e) = self.engine.store.write(Write::Many(remember)).await
+        {
+            return self.failed(message_id, attempts, e, None).await;
+        }
         self.engine
             .metrics
             .withheld

@@ -48,6 +48,8 @@ pub struct Parts<'a> {
     pub rules: &'a crate::intake::Rules,
     /// Where events with no door's seal come from on this gateway's transport.
     pub plain_events: PlainEvents,
+    /// Records the dataset's facts; None when `dataset.enabled` is off.
+    pub dataset: Option<std::sync::Arc<crate::dataset::Recorder>>,
 }
 
 /// Every flow, in the order of [`Flow`]'s variants (so [`row`] is an index).

@@ -42,6 +42,7 @@ pub struct ReferralFront {
     rules: crate::intake::Rules,
     missing_mandatory: MissingMandatory,
     metrics: crate::engine::metrics::Metrics,
+    dataset: Option<Arc<crate::dataset::Recorder>>,
 }
 
 /// The referral flow's row in the flow table.
@@ -52,12 +53,10 @@ pub const ROW: super::FlowRow = super::FlowRow {
     input: crate::mapping::spec::InputKind::Fhir,
     event_type: crate::intake::envelope::REFERRAL_EVENT_TYPE,
     front: |p| {
-        Some(Box::new(ReferralFront::new(
-            p.referrals,
-            p.max_bytes,
-            p.rules.clone(),
-            p.metrics.clone(),
-        )))
+        Some(Box::new(
+            ReferralFront::new(p.referrals, p.max_bytes, p.rules.clone(), p.metrics.clone())
+                .with_dataset(p.dataset.clone()),
+        ))
     },
 };
 
@@ -78,7 +77,14 @@ impl ReferralFront {
             rules,
             missing_mandatory: wiring.missing_mandatory,
             metrics,
+            dataset: None,
         }
+    }
+
+    /// Records the dataset's facts of every referral it takes (sent or withheld).
+    pub fn with_dataset(mut self, dataset: Option<Arc<crate::dataset::Recorder>>) -> Self {
+        self.dataset = dataset;
+        self
     }
 
     /// Everything the referral flow decides is decided from the message alone: no store
@@ -189,6 +195,18 @@ impl ReferralFront {
                 note,
             )));
         }
+        let facts: Vec<Write> = self
+            .dataset
+            .iter()
+            .map(|d| {
+                let shared = match referral.consent.state {
+                    ConsentState::NotRecorded => self.consent_not_recorded,
+                    recorded => recorded,
+                };
+                d.referral(&message_id, &programme, &referral, shared)
+            })
+            .collect();
+        remember.extend(facts.iter().cloned());
         let release = apply_consent(referral, self.consent_not_recorded);
         if let Release::Withheld(reason) = release {
             return Ok(Decoded {
@@ -199,6 +217,9 @@ impl ReferralFront {
                     message_id,
                     attempts,
                     reason,
+                    // Only the dataset's facts: a referral nothing was sent for keeps no
+                    // patient record for the message back.
+                    remember: facts,
                 },
             });
         }

@@ -85,6 +85,8 @@ text_enum! {
         /// Sensitive sections (risks, safeguarding, gender history) left out for a
         /// destination whose agreement does not name them.
         Filtered = "filtered",
+        /// A dataset extract or report was made (who, which programme, how many rows).
+        Extracted = "extracted",
     }
 }
 

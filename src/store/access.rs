@@ -10,20 +10,33 @@ impl Store {
     /// The key that seals event origins (`crate::secret::seal`): made by the first instance to
     /// ask, then the same for every instance on this store.
     pub async fn seal_key(&self) -> Result<Vec<u8>> {
+        self.gateway_key("origin-seal").await
+    }
+
+    /// The key the dataset's person references are made under (the dataset module): kept
+    /// in the store, so references link across restarts and instances, and never leave it.
+    pub async fn dataset_link_key(&self) -> Result<Vec<u8>> {
+        self.gateway_key("dataset-link").await
+    }
+
+    /// One of the gateway's own keys, made by the first instance to ask.
+    async fn gateway_key(&self, name: &str) -> Result<Vec<u8>> {
         sqlx::query(
-            "INSERT INTO gateway_keys (name, key_hex, created_at) VALUES ('origin-seal', $1, $2) \
+            "INSERT INTO gateway_keys (name, key_hex, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING",
         )
+        .bind(name)
         .bind(hex::encode(crate::secret::seal::new_key()))
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
-        let key: String =
-            sqlx::query_scalar("SELECT key_hex FROM gateway_keys WHERE name = 'origin-seal'")
-                .fetch_one(&self.pool)
-                .await?;
-        hex::decode(key)
-            .map_err(|_| GatewayError::permanent(Stage::Store, "the origin-seal key is not hex"))
+        let key: String = sqlx::query_scalar("SELECT key_hex FROM gateway_keys WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        hex::decode(key).map_err(|_| {
+            GatewayError::permanent(Stage::Store, format!("the {name} key is not hex"))
+        })
     }
 
     /// Records a verified signed request (platform, signed timestamp, the MAC that

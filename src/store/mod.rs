@@ -5,6 +5,7 @@
 mod access;
 mod config;
 mod connect;
+pub mod dataset;
 mod effects;
 mod lookup;
 mod messages;

@@ -35,6 +35,10 @@ pub struct RetentionConfig {
     /// Audit rows.
     #[serde(with = "humantime_serde")]
     pub audit: Duration,
+    /// The dataset's facts (no direct identifier): longer than patient data, so the
+    /// extract reaches back over years.
+    #[serde(with = "humantime_serde")]
+    pub dataset: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -49,6 +53,7 @@ impl Default for RetentionConfig {
             referrals: days(400),
             rows: days(400),
             audit: days(8 * 365 + 2),
+            dataset: days(8 * 365 + 2),
         }
     }
 }

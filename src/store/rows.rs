@@ -107,6 +107,20 @@ const REFERRAL_EVENT: Table = Table {
     conflict: "ON CONFLICT (event_message_id) DO NOTHING",
 };
 
+const DATASET_REFERRAL: Table = Table {
+    insert: "INSERT INTO dataset_referrals (message_id, programme, referred_on, person_ref, facts, recorded_at)",
+    columns: 6,
+    key: 1,
+    conflict: "ON CONFLICT (message_id) DO NOTHING",
+};
+
+const DATASET_EVENT: Table = Table {
+    insert: "INSERT INTO dataset_events (event_message_id, referral_id, facts, recorded_at)",
+    columns: 4,
+    key: 1,
+    conflict: "ON CONFLICT (event_message_id) DO NOTHING",
+};
+
 const CURSOR: Table = Table {
     insert: "INSERT INTO poll_cursors (source, cursor, updated_at)",
     columns: 3,
@@ -127,6 +141,8 @@ pub(super) struct Rows {
     appended: Vec<Vec<Param>>,
     referral: Vec<Vec<Param>>,
     referral_event: Vec<Vec<Param>>,
+    dataset_referral: Vec<Vec<Param>>,
+    dataset_event: Vec<Vec<Param>>,
     cursor: Vec<Vec<Param>>,
     /// (index of the write in the batch, claim)
     claims: Vec<(usize, Claim)>,
@@ -255,6 +271,30 @@ impl Rows {
                 Param::Text(detail.clone()),
                 Param::Int(Some(now)),
             ]),
+            Write::DatasetReferral {
+                message_id,
+                programme,
+                referred_on,
+                person_ref,
+                facts,
+            } => self.dataset_referral.push(vec![
+                text(message_id),
+                text(programme),
+                text(referred_on),
+                Param::Text(person_ref.clone()),
+                text(facts),
+                Param::Int(Some(now)),
+            ]),
+            Write::DatasetEvent {
+                event_message_id,
+                referral_id,
+                facts,
+            } => self.dataset_event.push(vec![
+                text(event_message_id),
+                text(referral_id),
+                text(facts),
+                Param::Int(Some(now)),
+            ]),
             Write::Cursor { source, cursor } => {
                 self.cursor
                     .push(vec![text(source), text(cursor), Param::Int(Some(now))])
@@ -286,6 +326,8 @@ impl Rows {
             || repeated(&self.appended, APPENDED.key)
             || repeated(&self.referral, REFERRAL.key)
             || repeated(&self.referral_event, REFERRAL_EVENT.key)
+            || repeated(&self.dataset_referral, DATASET_REFERRAL.key)
+            || repeated(&self.dataset_event, DATASET_EVENT.key)
             || repeated(&self.cursor, CURSOR.key)
     }
 
@@ -305,6 +347,8 @@ impl Rows {
         insert(tx, &APPENDED, &self.appended).await?;
         insert(tx, &REFERRAL, &self.referral).await?;
         insert(tx, &REFERRAL_EVENT, &self.referral_event).await?;
+        insert(tx, &DATASET_REFERRAL, &self.dataset_referral).await?;
+        insert(tx, &DATASET_EVENT, &self.dataset_event).await?;
         insert(tx, &CURSOR, &self.cursor).await?;
         let mut answers = Vec::with_capacity(self.claims.len());
         for (index, c) in self.claims {

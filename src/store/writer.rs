@@ -61,6 +61,21 @@ pub enum Write {
         /// JSON: patient, practice, referrer, consent.
         record: String,
     },
+    /// The dataset's facts of a referral (no direct identifier); a second copy changes
+    /// nothing.
+    DatasetReferral {
+        message_id: String,
+        programme: String,
+        referred_on: String,
+        person_ref: Option<String>,
+        facts: String,
+    },
+    /// The dataset's facts of an event; a second copy changes nothing.
+    DatasetEvent {
+        event_message_id: String,
+        referral_id: String,
+        facts: String,
+    },
     /// An event linked to its referral; a second copy changes nothing.
     ReferralEvent {
         event_message_id: String,

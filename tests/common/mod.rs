@@ -1253,10 +1253,18 @@ pub async fn wait_delivered(store: &clw_gateway::store::Store, flow: &str, n: i6
         if delivered == n {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after 60 s waiting for {n} {flow} messages delivered; by state: {counts:?}"
-        );
+        if Instant::now() >= deadline {
+            let parked: Vec<String> = store
+                .parked(Some(flow), None, 20)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| format!("{} {:?}: {}", p.message_id, p.field, p.reason))
+                .collect();
+            panic!(
+                "timed out after 60 s waiting for {n} {flow} messages delivered; by state: {counts:?}; parked: {parked:?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -93,6 +93,7 @@ pub struct MessageBackFront {
     future_skew: std::time::Duration,
     metrics: crate::engine::metrics::Metrics,
     rules: crate::intake::Rules,
+    dataset: Option<Arc<crate::dataset::Recorder>>,
 }
 
 /// What may answer which referrals: the referral destinations spoken for, where the
@@ -123,15 +124,18 @@ pub const ROW: super::FlowRow = super::FlowRow {
     event_type: EVENT_TYPE,
     front: |p| {
         let mb = p.message_back?;
-        Some(Box::new(MessageBackFront::new(
-            mb,
-            p.store.clone(),
-            p.max_bytes,
-            p.sealer.clone(),
-            p.plain_events.clone(),
-            p.metrics.clone(),
-            p.rules.clone(),
-        )))
+        Some(Box::new(
+            MessageBackFront::new(
+                mb,
+                p.store.clone(),
+                p.max_bytes,
+                p.sealer.clone(),
+                p.plain_events.clone(),
+                p.metrics.clone(),
+                p.rules.clone(),
+            )
+            .with_dataset(p.dataset.clone()),
+        ))
     },
 };
 
@@ -158,7 +162,14 @@ impl MessageBackFront {
             future_skew: w.future_skew,
             metrics,
             rules,
+            dataset: None,
         }
+    }
+
+    /// Records the dataset's facts of every event it plans.
+    pub fn with_dataset(mut self, dataset: Option<Arc<crate::dataset::Recorder>>) -> Self {
+        self.dataset = dataset;
+        self
     }
 
     /// Linked, checked against the referral, coded and addressed: the half that reads
@@ -236,6 +247,9 @@ impl MessageBackFront {
             occurred_at: ev.occurred_at.clone(),
             detail: detail(&ev),
         }];
+        if let Some(d) = &self.dataset {
+            remember.push(d.event(&message_id, &referral.message_id, &ev));
+        }
         if !sanitised.is_empty() {
             let detail = format!(
                 "control characters XML 1.0 and FHIR forbid were left out of {}",
