@@ -14,7 +14,8 @@ CREATE TABLE dataset_referrals (
     recorded_at BIGINT NOT NULL
 );
 
-CREATE INDEX dataset_referrals_by_programme ON dataset_referrals (programme, referred_on);
+-- An extract reads a programme's referrals a page at a time in (day, id) order.
+CREATE INDEX dataset_referrals_by_programme ON dataset_referrals (programme, referred_on, message_id);
 CREATE INDEX dataset_referrals_by_recorded ON dataset_referrals (recorded_at);
 
 CREATE TABLE dataset_events (

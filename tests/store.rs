@@ -120,6 +120,64 @@ async fn exercise(store: &Store) {
     store.ping().await.unwrap();
 }
 
+/// The dataset's facts: written once however often they come, read a page at a time in
+/// (day, id) order within a programme and period, their events by referral, purged by age;
+/// the link key made once and kept.
+async fn exercise_dataset(store: &Store) {
+    use clw_gateway::store::Write;
+    let programme = unique("prog");
+    let facts = |i: usize| Write::DatasetReferral {
+        message_id: format!("{programme}-r{i}"),
+        programme: programme.clone(),
+        referred_on: format!("2026-11-{:02}", 10 + i % 3),
+        person_ref: Some(format!("{i:064x}")),
+        facts: format!("{{\"n\":{i}}}"),
+    };
+    let event = |i: usize, k: usize| Write::DatasetEvent {
+        event_message_id: format!("{programme}-r{i}-e{k}"),
+        referral_id: format!("{programme}-r{i}"),
+        facts: format!("{{\"k\":{k}}}"),
+    };
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.push(facts(i));
+        all.push(event(i, 0));
+        all.push(event(i, 1));
+    }
+    store.write(Write::Many(all)).await.unwrap();
+    // A second copy changes nothing.
+    store.write(facts(0)).await.unwrap();
+    store.write(event(0, 0)).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .dataset_referrals(&programme, "2026-11-10", "2026-11-11", after.as_ref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.referred_on.clone(), last.message_id.clone()));
+        seen.extend(page.iter().map(|r| (r.referred_on.clone(), r.message_id.clone())));
+    }
+    // Days 10 and 11 only (r0, r3 on the 10th; r1, r4 on the 11th), in order.
+    let want: Vec<(String, String)> = [(10, 0), (10, 3), (11, 1), (11, 4)]
+        .iter()
+        .map(|(d, i)| (format!("2026-11-{d}"), format!("{programme}-r{i}")))
+        .collect();
+    assert_eq!(seen, want);
+    let ids: Vec<String> = (0..5).map(|i| format!("{programme}-r{i}")).collect();
+    let events = store.dataset_events(&ids).await.unwrap();
+    assert_eq!(events.len(), 10);
+    assert_eq!(store.dataset_link_key().await.unwrap(), store.dataset_link_key().await.unwrap());
+    assert_eq!(store.dataset_link_key().await.unwrap().len(), 32);
+    // Nothing is older than a minute ago; everything is older than a minute ahead.
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(store.purge_dataset(now - 60_000, false).await.unwrap(), 0);
+    assert!(store.purge_dataset(now + 60_000, true).await.unwrap() >= 5);
+    assert!(store.purge_dataset(now + 60_000, false).await.unwrap() >= 5);
+    assert!(store.dataset_events(&ids).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,6 +185,7 @@ async fn sqlite_store() {
     let store = Store::connect(&url, 4, 64).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     exercise(&store).await;
+    exercise_dataset(&store).await;
     store.close().await;
     // migrations are idempotent: a second start finds the same data
     let again = Store::connect(&url, 4, 64).await.unwrap();
@@ -143,6 +202,7 @@ async fn postgres_store() {
     let store = Store::connect(&url, 4, 64).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     exercise(&store).await;
+    exercise_dataset(&store).await;
     store.close().await;
     let again = Store::connect(&url, 4, 64).await.unwrap();
     assert_eq!(

@@ -48,7 +48,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT message_id, programme, referred_on, person_ref, facts FROM dataset_referrals \
              WHERE programme = $1 AND referred_on >= $2 AND referred_on <= $3 \
-             AND (referred_on > $4 OR (referred_on = $4 AND message_id > $5)) \
+             AND (referred_on, message_id) > ($4, $5) \
              ORDER BY referred_on, message_id LIMIT $6",
         )
         .bind(programme)
@@ -72,10 +72,10 @@ impl Store {
             .collect()
     }
 
-    /// The event facts of these referrals.
+    /// The event facts of these referrals (one query per 500: a page's worth).
     pub async fn dataset_events(&self, referral_ids: &[String]) -> Result<Vec<DatasetEventRow>> {
         let mut out = Vec::new();
-        for chunk in super::shaped_chunks(referral_ids) {
+        for chunk in referral_ids.chunks(500) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT event_message_id, referral_id, facts FROM dataset_events \
