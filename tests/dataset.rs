@@ -386,6 +386,32 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
         extracted[0].entry.detail
     );
 
+    // The scheduled extract: every programme's file, whole, in the folder.
+    let mut scheduled = config.clone();
+    let dir = s.dir.path().join("extracts");
+    scheduled.dataset.schedule = Some(clw_gateway::dataset::config::Schedule {
+        dir: dir.clone(),
+        every: std::time::Duration::from_secs(86_400),
+        months: 1200,
+        format: "csv".into(),
+    });
+    // SAFETY: a value no other test reads differently.
+    unsafe { std::env::set_var(KEY_ENV, KEY) };
+    assert_eq!(
+        clw_gateway::app::extracts::write_all(&scheduled, &store)
+            .await
+            .unwrap(),
+        1
+    );
+    let written = std::fs::read_to_string(dir.join("default.csv")).unwrap();
+    assert_eq!(written.lines().count(), 4, "{written}");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, ["default.csv"], "no partial file left");
+
     gw.kill();
     store.close().await;
     rabbit.cleanup(&t).await;

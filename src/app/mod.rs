@@ -4,6 +4,7 @@
 //! owner contributes (listeners, doors, pollers, report readers, recorders, gauges,
 //! retention).
 
+pub mod extracts;
 pub mod retention;
 
 use std::future::Future;
@@ -166,6 +167,11 @@ impl Application {
             self.config.clone(),
             store.clone(),
             metrics.clone(),
+            shutdown.clone(),
+        ));
+        tasks.run(extracts::run(
+            self.config.clone(),
+            store.clone(),
             shutdown.clone(),
         ));
         for flow in &flows {

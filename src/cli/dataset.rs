@@ -82,8 +82,7 @@ pub async fn extract(config: &Config, args: ExtractArgs) -> Result<()> {
             job.write(&period, format, &mut w).await
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
+            let mut w = std::io::BufWriter::new(std::io::stdout());
             job.write(&period, format, &mut w).await
         }
     };

@@ -27,6 +27,36 @@ pub struct DatasetConfig {
     pub suppress_below: u64,
     /// Report counts are rounded to the nearest multiple of this.
     pub round_to: u64,
+    /// A scheduled extract: every programme's, written to a folder.
+    pub schedule: Option<Schedule>,
+}
+
+/// `[dataset.schedule]`: every `every`, each programme's row-level extract of the last
+/// `months` months is written to `dir/<programme>.<format>` (replaced whole, never half
+/// written), and audited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub dir: PathBuf,
+    #[serde(with = "humantime_serde", default = "one_day")]
+    pub every: std::time::Duration,
+    #[serde(default = "twelve")]
+    pub months: u32,
+    /// csv or json.
+    #[serde(default = "csv")]
+    pub format: String,
+}
+
+fn one_day() -> std::time::Duration {
+    std::time::Duration::from_secs(86_400)
+}
+
+fn twelve() -> u32 {
+    12
+}
+
+fn csv() -> String {
+    "csv".into()
 }
 
 impl Default for DatasetConfig {
@@ -38,6 +68,7 @@ impl Default for DatasetConfig {
             opt_out: None,
             suppress_below: 5,
             round_to: 5,
+            schedule: None,
         }
     }
 }
@@ -50,6 +81,26 @@ impl DatasetConfig {
                 "dataset.round_to",
                 "must be 1 or more (1: no rounding)",
             ));
+        }
+        if let Some(s) = &self.schedule {
+            if super::output::Format::parse(&s.format).is_none() {
+                errs.push(GatewayError::config(
+                    "dataset.schedule.format",
+                    "must be csv or json",
+                ));
+            }
+            if self.pseudonym_key.is_none() {
+                errs.push(GatewayError::config(
+                    "dataset.pseudonym_key",
+                    "is required by dataset.schedule: the row-level extract refuses to run without it",
+                ));
+            }
+            if s.months == 0 || s.every < std::time::Duration::from_secs(60) {
+                errs.push(GatewayError::config(
+                    "dataset.schedule",
+                    "months must be 1 or more and every at least 1m",
+                ));
+            }
         }
         if let Some(path) = &self.opt_out
             && !path.is_file()

@@ -143,7 +143,7 @@ impl ExtractJob<'_> {
         &self,
         period: &Period,
         format: Format,
-        out: &mut dyn std::io::Write,
+        out: &mut (dyn std::io::Write + Send),
     ) -> Result<Totals> {
         let io = |e: std::io::Error| {
             GatewayError::permanent(Stage::Deliver, format!("cannot write the extract: {e}"))

@@ -127,3 +127,14 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
+
+impl Store {
+    /// Every programme the dataset has referrals of.
+    pub async fn dataset_programmes(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT programme FROM dataset_referrals ORDER BY programme",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
