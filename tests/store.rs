@@ -157,7 +157,10 @@ async fn exercise_dataset(store: &Store) {
             .unwrap();
         let Some(last) = page.last() else { break };
         after = Some((last.referred_on.clone(), last.message_id.clone()));
-        seen.extend(page.iter().map(|r| (r.referred_on.clone(), r.message_id.clone())));
+        seen.extend(
+            page.iter()
+                .map(|r| (r.referred_on.clone(), r.message_id.clone())),
+        );
     }
     // Days 10 and 11 only (r0, r3 on the 10th; r1, r4 on the 11th), in order.
     let want: Vec<(String, String)> = [(10, 0), (10, 3), (11, 1), (11, 4)]
@@ -168,7 +171,10 @@ async fn exercise_dataset(store: &Store) {
     let ids: Vec<String> = (0..5).map(|i| format!("{programme}-r{i}")).collect();
     let events = store.dataset_events(&ids).await.unwrap();
     assert_eq!(events.len(), 10);
-    assert_eq!(store.dataset_link_key().await.unwrap(), store.dataset_link_key().await.unwrap());
+    assert_eq!(
+        store.dataset_link_key().await.unwrap(),
+        store.dataset_link_key().await.unwrap()
+    );
     assert_eq!(store.dataset_link_key().await.unwrap().len(), 32);
     // Nothing is older than a minute ago; everything is older than a minute ahead.
     let now = chrono::Utc::now().timestamp_millis();
