@@ -93,6 +93,11 @@ enum Command {
     /// period — one row per referral, pseudonymised (needs dataset.pseudonym_key), a
     /// declined-consent or opted-out referral counted only. Audited.
     Extract(cli::dataset::ExtractArgs),
+    /// The programme dataset's aggregate report for a programme (or one practice) and
+    /// period: referrals per month, response and time to first contact, contacts per
+    /// referral, SWEMWBS change, onward referrals and outcomes, deprivation and age — as a
+    /// self-contained HTML file, JSON or PDF; small counts suppressed. Audited.
+    Report(cli::dataset::ReportArgs),
     /// Print the RabbitMQ topology as a definitions file (deploy/rabbitmq/definitions.json).
     Topology {
         #[arg(long, default_value = "/")]
@@ -247,6 +252,7 @@ async fn run() -> ExitCode {
         Command::Purge { dry_run, actor } => cli::purge(&config, dry_run, &actor).await,
         Command::Topology { vhost } => cli::topology(&config, &vhost),
         Command::Extract(args) => cli::dataset::extract(&config, args).await,
+        Command::Report(args) => cli::dataset::report(&config, args).await,
         Command::Mapping { command } => {
             return cli::mapping::run(command, &config).unwrap_or_else(fail);
         }

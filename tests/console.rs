@@ -388,3 +388,67 @@ fn chromium_is_installed_for_the_browser_test() {
         chromium()
     );
 }
+
+/// The programme dataset's report in the console: the form, the report for a programme
+/// the operator sees (small counts shown as "<5", the page self-contained and audited),
+/// refused for an operator scoped to another programme.
+#[tokio::test]
+async fn the_console_shows_the_dataset_report_to_those_who_see_the_programme() {
+    let s = Setup::new("console-report");
+    let hook = Receiver::start(&[]).await;
+    let gw = app::start(console_config(&s, &hook.url)).await.unwrap();
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    std::fs::write(
+        s.dir.path().join("spool/referrals/inbox/r1.json"),
+        referral().to_string(),
+    )
+    .unwrap();
+    wait_message(&gw.store, "referral", EXAMPLE_REFERRAL_ID, "delivered").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |who: &'static str, query: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/console/report{query}");
+        async move {
+            http.get(url)
+                .basic_auth(who, Some(secret_of(who)))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let home = get("alice", "").await;
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.unwrap().contains("name=\"programme\""));
+    let period = "?programme=default&from=2026-11-01&to=2026-12-31";
+    let r = get("alice", period).await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("&lt;5"),
+        "one referral is a small count: {text}"
+    );
+    for value in ["9912003888", "SMITH", "1970-09-11", "LS17", "gardening"] {
+        assert!(!text.contains(value), "{value} in the report");
+    }
+    assert_eq!(
+        get("scot", period).await.status(),
+        403,
+        "another programme's operator"
+    );
+    let audit = gw
+        .store
+        .audit("dataset", "default:2026-11-01..2026-12-31")
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].entry.actor, "alice");
+    gw.stop().await.unwrap();
+}

@@ -386,6 +386,74 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
         extracted[0].entry.detail
     );
 
+    // The aggregate report: no pseudonym key needed; every count here is small, so shown
+    // as "<5", never as itself; no identifier or free text in it either.
+    for format in ["html", "json", "pdf"] {
+        let report = s.dir.path().join(format!("report.{format}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
+            .env_remove(KEY_ENV)
+            .arg("--config")
+            .arg(&path)
+            .args([
+                "report",
+                "--programme",
+                "default",
+                "--from",
+                "2026-11-01",
+                "--to",
+                "2026-12-31",
+                "--format",
+                format,
+                "--actor",
+                "evaluator",
+                "--out",
+            ])
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let bytes = std::fs::read(&report).unwrap();
+        if format == "pdf" {
+            assert!(bytes.starts_with(b"%PDF-"), "a PDF");
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("&lt;5") || text.contains("<5"), "{text}");
+        for value in [
+            a.as_str(),
+            b.as_str(),
+            "SMITH",
+            "Richard",
+            "1970-09-11",
+            "LS17",
+            "allotment",
+            "Moved away",
+        ] {
+            assert!(
+                !text.contains(value),
+                "an identifier or free text in the {format} report"
+            );
+        }
+        if format == "json" {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert!(v.to_string().contains("\"<5\""), "{v}");
+        }
+    }
+
+    let reports = store
+        .audit("dataset", "default:2026-11-01..2026-12-31")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| {
+            a.entry
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("report"))
+        })
+        .count();
+    assert_eq!(reports, 3, "every report audited");
+
     // The scheduled extract: every programme's file, whole, in the folder.
     let mut scheduled = config.clone();
     let dir = s.dir.path().join("extracts");

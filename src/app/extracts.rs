@@ -35,6 +35,7 @@ pub async fn write_all(config: &Config, store: &Store) -> Result<usize> {
             programme: programme.clone(),
             from: from.format("%Y-%m-%d").to_string(),
             to: today.format("%Y-%m-%d").to_string(),
+            practice: None,
         };
         let job = ExtractJob {
             store,

@@ -220,12 +220,20 @@ impl Application {
             sources: statuses.to_vec(),
             broker_mode: self.wiring.transport.is_broker(),
             console: self.wiring.console.clone().map(|access| {
-                Arc::new(http::console::Console::new(
-                    self.store.clone(),
-                    access,
-                    self.wiring.destinations.values().cloned().collect(),
-                    self.wiring.transport.clone(),
-                ))
+                Arc::new(
+                    http::console::Console::new(
+                        self.store.clone(),
+                        access,
+                        self.wiring.destinations.values().cloned().collect(),
+                        self.wiring.transport.clone(),
+                    )
+                    .with_reports(self.config.dataset.enabled.then(|| {
+                        http::console::report::ReportSource {
+                            dataset: self.config.dataset.clone(),
+                            reasons: self.wiring.mappings.codes.get("referral-reasons").cloned(),
+                        }
+                    })),
+                )
             }),
         };
         let limits = listener::Limits::new(c.header_timeout, c.max_connections);

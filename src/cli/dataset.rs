@@ -1,5 +1,7 @@
 //! `clw-gateway extract`: the programme dataset's row-level extract (CSV or JSON) of one
-//! programme's referrals in a period, pseudonymised, to a file or standard output.
+//! programme's referrals in a period, pseudonymised, to a file or standard output; and
+//! `clw-gateway report`: its aggregate report (HTML, JSON or PDF), small counts
+//! suppressed.
 
 use std::path::PathBuf;
 
@@ -49,6 +51,7 @@ pub fn period(
         programme: programme.to_string(),
         from: day("--from", from)?,
         to: day("--to", to)?,
+        practice: None,
     };
     if period.from > period.to {
         return Err(GatewayError::config("--from", "is after --to"));
@@ -93,4 +96,61 @@ pub async fn extract(config: &Config, args: ExtractArgs) -> Result<()> {
         totals.referrals, period.from, period.to, totals.consent_declined, totals.opted_out
     );
     Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// The programme (as the routes name it; `default` without routes).
+    #[arg(long)]
+    pub programme: String,
+    /// One practice's report (its ODS or Scottish practice code).
+    #[arg(long)]
+    pub practice: Option<String>,
+    /// First day of referral (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: String,
+    /// Last day of referral (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: String,
+    /// html (self-contained, opens offline), json or pdf.
+    #[arg(long, default_value = "html")]
+    pub format: String,
+    /// Write here (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Who is reporting, for the audit log (default: $USER).
+    #[arg(long, env = "USER", default_value = "operator")]
+    pub actor: String,
+}
+
+pub async fn report(config: &Config, args: ReportArgs) -> Result<()> {
+    if !matches!(args.format.as_str(), "html" | "json" | "pdf") {
+        return Err(GatewayError::config(
+            "--format",
+            "must be html, json or pdf",
+        ));
+    }
+    let (mut period, reasons) = period(config, &args.programme, &args.from, &args.to)?;
+    period.practice = args.practice.clone();
+    let store = super::store(config).await?;
+    let job = ExtractJob {
+        store: &store,
+        config: &config.dataset,
+        reasons,
+        actor: &args.actor,
+    };
+    let bytes = job.report(&period, &args.format).await;
+    store.close().await;
+    let bytes = bytes?;
+    match &args.out {
+        Some(path) => std::fs::write(path, &bytes).map_err(|e| {
+            GatewayError::config("--out", format!("cannot write {}: {e}", path.display()))
+        }),
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| GatewayError::config("--out", format!("cannot write: {e}")))
+        }
+    }
 }

@@ -20,12 +20,15 @@ pub const UNCATEGORISED: &str = "other (uncategorised)";
 /// Referrals read per page.
 const PAGE: i64 = 500;
 
-/// Which referrals: a programme, referred on days `from..=to` (YYYY-MM-DD).
-#[derive(Debug, Clone)]
+/// Which referrals: a programme, referred on days `from..=to` (YYYY-MM-DD), and, for a
+/// practice's report, that practice's only.
+#[derive(Debug, Clone, Default)]
 pub struct Period {
     pub programme: String,
     pub from: String,
     pub to: String,
+    /// A practice code: only its referrals (rows and totals).
+    pub practice: Option<String>,
 }
 
 /// Builds rows: pseudonyms under the extract's key, reasons in the code map's reporting
@@ -72,8 +75,15 @@ impl Extractor<'_> {
                     .push(parse(&e.facts, "dataset_events.facts")?);
             }
             for r in &page {
-                totals.referrals += 1;
                 let facts: ReferralFacts = parse(&r.facts, "dataset_referrals.facts")?;
+                if period
+                    .practice
+                    .as_ref()
+                    .is_some_and(|p| facts.practice_code.as_ref() != Some(p))
+                {
+                    continue;
+                }
+                totals.referrals += 1;
                 if facts.consent == "declined" {
                     totals.consent_declined += 1;
                     continue;

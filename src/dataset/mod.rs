@@ -20,6 +20,7 @@ pub mod facts;
 pub mod output;
 pub mod pseudonym;
 pub mod recorder;
+pub mod report;
 pub mod row;
 
 pub use bands::{AgeRange, UNKNOWN, age_on, coarse_band, days_between, five_year_band, month_of};

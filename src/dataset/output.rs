@@ -111,7 +111,59 @@ impl ExtractJob<'_> {
         row: impl FnMut(DatasetRow) -> Result<()>,
     ) -> Result<(Totals, u64)> {
         let pseudonyms = pseudonymiser(self.config)?;
-        let extractor = self.extractor(&pseudonyms).await?;
+        self.rows_under(&pseudonyms, period, what, row).await
+    }
+
+    /// Every row of the period, for an aggregate report: it shows no person, so the
+    /// pseudonyms are made under a key of this report's own, then forgotten — no
+    /// `pseudonym_key` needed. Audited like an extract.
+    pub async fn report_rows(&self, period: &Period) -> Result<(Vec<DatasetRow>, Totals)> {
+        let pseudonyms = Pseudonymiser::new(&crate::secret::seal::new_key())?;
+        let mut rows = Vec::new();
+        let (totals, _) = self
+            .rows_under(&pseudonyms, period, "report", |r| {
+                rows.push(r);
+                Ok(())
+            })
+            .await?;
+        Ok((rows, totals))
+    }
+
+    /// The aggregate report of the period as `format` (html, json or pdf) bytes, small
+    /// counts suppressed under `dataset.suppress_below` and the rest rounded to
+    /// `dataset.round_to`.
+    pub async fn report(&self, period: &Period, format: &str) -> Result<Vec<u8>> {
+        let (rows, totals) = self.report_rows(period).await?;
+        let suppression = super::report::Suppression {
+            below: self.config.suppress_below,
+            round_to: self.config.round_to,
+        };
+        let title = match &period.practice {
+            Some(p) => format!("{} — practice {p}", period.programme),
+            None => period.programme.clone(),
+        };
+        let report = super::report::Report::build(
+            &title,
+            &rows,
+            &totals,
+            (&period.from, &period.to),
+            &suppression,
+        );
+        Ok(match format {
+            "json" => serde_json::to_vec_pretty(&report.to_json()).unwrap_or_default(),
+            "pdf" => report.to_pdf(),
+            _ => report.to_html().into_bytes(),
+        })
+    }
+
+    async fn rows_under(
+        &self,
+        pseudonyms: &Pseudonymiser,
+        period: &Period,
+        what: &str,
+        row: impl FnMut(DatasetRow) -> Result<()>,
+    ) -> Result<(Totals, u64)> {
+        let extractor = self.extractor(pseudonyms).await?;
         let mut n = 0u64;
         let mut row = row;
         let totals = extractor
@@ -125,7 +177,10 @@ impl ExtractJob<'_> {
                 actor: self.actor.to_string(),
                 action: crate::model::state::AuditAction::Extracted,
                 flow: "dataset".into(),
-                message_id: format!("{}:{}..{}", period.programme, period.from, period.to),
+                message_id: match &period.practice {
+                    Some(p) => format!("{}/{p}:{}..{}", period.programme, period.from, period.to),
+                    None => format!("{}:{}..{}", period.programme, period.from, period.to),
+                },
                 destination: None,
                 fields: Vec::new(),
                 agreement: None,

@@ -15,6 +15,7 @@ mod actions;
 mod auth;
 mod pages;
 mod referral;
+pub mod report;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,8 @@ pub struct Console {
     destinations: Vec<Arc<Destination>>,
     /// Failed sign-ins by "name:<operator>" and "addr:<client>": how many, since when.
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    /// The programme dataset's report, when the dataset is on.
+    reports: Option<report::ReportSource>,
 }
 
 impl Console {
@@ -60,7 +63,14 @@ impl Console {
             access,
             destinations,
             failures: Mutex::new(HashMap::new()),
+            reports: None,
         }
+    }
+
+    /// Serves the programme dataset's report at `/console/report`.
+    pub fn with_reports(mut self, reports: Option<report::ReportSource>) -> Console {
+        self.reports = reports;
+        self
     }
 }
 
@@ -105,6 +115,7 @@ pub fn router(console: Shared) -> Router {
         .route("/console/replay", post(replay))
         .route("/console/dismiss", post(dismiss))
         .route("/console/referral/{id}", get(referral))
+        .route("/console/report", get(report::report))
         .with_state(console)
 }
 

@@ -120,7 +120,7 @@ async fn render_home(
     };
     let _ = write!(
         out,
-        "<p>Signed in as <b id=\"operator\">{}</b> (<span id=\"role\">{role}</span>, {}). <form class=\"inline\" method=\"post\" action=\"/console/logout\"><button id=\"sign-out\">Sign out</button></form></p>",
+        "<p>Signed in as <b id=\"operator\">{}</b> (<span id=\"role\">{role}</span>, {}). <form class=\"inline\" method=\"post\" action=\"/console/logout\"><button id=\"sign-out\">Sign out</button></form> · <a href=\"/console/report\">Programme dataset report</a></p>",
         esc(&who.name),
         esc(&scope)
     );
