@@ -24,7 +24,14 @@ fn referral(i: usize) -> (String, Write, Vec<Write>) {
         referred_on: day.clone(),
         age_band_5y: "55-59".into(),
         age_band: "55-64".into(),
-        gender: Some(if i.is_multiple_of(2) { "female" } else { "male" }.into()),
+        gender: Some(
+            if i.is_multiple_of(2) {
+                "female"
+            } else {
+                "male"
+            }
+            .into(),
+        ),
         ethnic_category: Some("A".into()),
         deprivation_index: Some("imd".into()),
         deprivation_decile: Some((1 + i % 10) as u8),
@@ -132,6 +139,7 @@ async fn run(label: &str, url: &str, n: usize) {
         programme: "bench".into(),
         from: "2026-01-01".into(),
         to: "2026-12-31".into(),
+        practice: None,
     };
     let before = peak_mib();
     let started = Instant::now();
