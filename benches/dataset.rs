@@ -132,7 +132,7 @@ async fn run(label: &str, url: &str, n: usize) {
     let job = ExtractJob {
         store: &store,
         config: &config,
-        reasons: None,
+        codes: Default::default(),
         actor: "bench",
     };
     let period = Period {

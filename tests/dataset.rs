@@ -287,6 +287,13 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
     );
     assert_eq!(row_a["onward_referrals"], json!({"befriending": 1}));
     assert_eq!(row_a["closure_reason"], "completed");
+    // Support and outcomes by the code maps' categories and the PRSB code sets.
+    assert_eq!(
+        row_a["support_offered"],
+        json!({"Onward referral: befriending": 1})
+    );
+    assert_eq!(row_a["support_codes"], json!(["3457005"]));
+    assert_eq!(row_a["outcome"], "Closed: support completed");
     assert_eq!(row_a["days_open"], 15, "20 Nov → 5 Dec");
     assert_eq!(row_a["open"], false);
     assert_eq!(row_b["days_to_response"], 7);

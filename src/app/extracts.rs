@@ -25,10 +25,9 @@ pub async fn write_all(config: &Config, store: &Store) -> Result<usize> {
     let from = today
         .checked_sub_months(chrono::Months::new(schedule.months))
         .unwrap_or(today);
-    let reasons = crate::mapping::MappingSet::load_configured(&config.mappings.dir)?
-        .codes
-        .get("referral-reasons")
-        .cloned();
+    let codes = crate::dataset::extract::CodeMaps::of(
+        &crate::mapping::MappingSet::load_configured(&config.mappings.dir)?,
+    );
     let programmes = store.dataset_programmes().await?;
     for programme in &programmes {
         let period = Period {
@@ -40,7 +39,7 @@ pub async fn write_all(config: &Config, store: &Store) -> Result<usize> {
         let job = ExtractJob {
             store,
             config: &config.dataset,
-            reasons: reasons.clone(),
+            codes: codes.clone(),
             actor: "schedule",
         };
         let safe: String = programme

@@ -230,7 +230,7 @@ impl Application {
                     .with_reports(self.config.dataset.enabled.then(|| {
                         http::console::report::ReportSource {
                             dataset: self.config.dataset.clone(),
-                            reasons: self.wiring.mappings.codes.get("referral-reasons").cloned(),
+                            codes: crate::dataset::extract::CodeMaps::of(&self.wiring.mappings),
                         }
                     })),
                 )

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::dataset::extract::Period;
+use crate::dataset::extract::{CodeMaps, Period};
 use crate::dataset::output::{ExtractJob, Format};
 use crate::error::{GatewayError, Result};
 use crate::mapping::MappingSet;
@@ -40,13 +40,13 @@ pub fn day(flag: &str, value: &str) -> Result<String> {
         .map_err(|_| GatewayError::config(flag, "must be a day, YYYY-MM-DD"))
 }
 
-/// The period and the referral-reasons code map the arguments name.
+/// The period the arguments name, and the code maps categories come from.
 pub fn period(
     config: &Config,
     programme: &str,
     from: &str,
     to: &str,
-) -> Result<(Period, Option<std::sync::Arc<crate::mapping::CodeMap>>)> {
+) -> Result<(Period, CodeMaps)> {
     let period = Period {
         programme: programme.to_string(),
         from: day("--from", from)?,
@@ -56,24 +56,21 @@ pub fn period(
     if period.from > period.to {
         return Err(GatewayError::config("--from", "is after --to"));
     }
-    let reasons = MappingSet::load_configured(&config.mappings.dir)?
-        .codes
-        .get("referral-reasons")
-        .cloned();
-    Ok((period, reasons))
+    let codes = CodeMaps::of(&MappingSet::load_configured(&config.mappings.dir)?);
+    Ok((period, codes))
 }
 
 pub async fn extract(config: &Config, args: ExtractArgs) -> Result<()> {
     let format = Format::parse(&args.format)
         .ok_or_else(|| GatewayError::config("--format", "must be csv or json"))?;
-    let (period, reasons) = period(config, &args.programme, &args.from, &args.to)?;
+    let (period, codes) = period(config, &args.programme, &args.from, &args.to)?;
     // Refused before anything is read when the key is missing.
     crate::dataset::output::pseudonymiser(&config.dataset)?;
     let store = super::store(config).await?;
     let job = ExtractJob {
         store: &store,
         config: &config.dataset,
-        reasons,
+        codes,
         actor: &args.actor,
     };
     let result = match &args.out {
@@ -130,13 +127,13 @@ pub async fn report(config: &Config, args: ReportArgs) -> Result<()> {
             "must be html, json or pdf",
         ));
     }
-    let (mut period, reasons) = period(config, &args.programme, &args.from, &args.to)?;
+    let (mut period, codes) = period(config, &args.programme, &args.from, &args.to)?;
     period.practice = args.practice.clone();
     let store = super::store(config).await?;
     let job = ExtractJob {
         store: &store,
         config: &config.dataset,
-        reasons,
+        codes,
         actor: &args.actor,
     };
     let bytes = job.report(&period, &args.format).await;

@@ -31,13 +31,49 @@ pub struct Period {
     pub practice: Option<String>,
 }
 
-/// Builds rows: pseudonyms under the extract's key, reasons in the code map's reporting
-/// categories (`dataset` column), people on the opt-out list left out.
+/// The code maps a row's categories come from (their `dataset` column) — the same maps
+/// the PRSB refsets are bound in.
+#[derive(Clone, Default)]
+pub struct CodeMaps {
+    /// Reasons for referral (SNOMED CT, needs and concerns) → category: `referral-reasons`.
+    pub reasons: Option<Arc<CodeMap>>,
+    /// Onward referrals (support offered) and closures (outcomes) → SNOMED CT and
+    /// category: `social-prescribing`, by its `platform` column.
+    pub events: Option<Arc<CodeMap>>,
+}
+
+impl CodeMaps {
+    pub fn of(set: &crate::mapping::MappingSet) -> CodeMaps {
+        CodeMaps {
+            reasons: set.codes.get("referral-reasons").cloned(),
+            events: set.codes.get("social-prescribing").cloned(),
+        }
+    }
+
+    /// The `to` column of the events map's row for platform key `key`.
+    fn event(&self, key: &str, to: &str) -> Option<String> {
+        self.events
+            .as_ref()?
+            .lookup("platform", key, to)
+            .ok()
+            .flatten()
+            .map(|c| {
+                if to == "dataset" {
+                    c.display.clone()
+                } else {
+                    c.code.clone()
+                }
+            })
+    }
+}
+
+/// Builds rows: pseudonyms under the extract's key, reasons, support and outcomes in the
+/// code maps' reporting categories (`dataset` column) and the PRSB code sets, people on
+/// the opt-out list left out.
 pub struct Extractor<'a> {
     pub store: &'a Store,
     pub pseudonyms: &'a Pseudonymiser,
-    /// Reasons for referral (SNOMED CT) → reporting category: the `referral-reasons` map.
-    pub reasons: Option<Arc<CodeMap>>,
+    pub codes: CodeMaps,
     /// Person references of the opted-out.
     pub opted_out: HashSet<String>,
 }
@@ -150,6 +186,7 @@ impl Extractor<'_> {
                 codes.push(reason.code.clone());
             }
             let category = self
+                .codes
                 .reasons
                 .as_ref()
                 .filter(|_| snomed)
@@ -163,6 +200,43 @@ impl Extractor<'_> {
         if categories.is_empty() {
             categories.push(UNCATEGORISED.to_string());
         }
+        // Support offered: each onward referral or signposting by category, and its
+        // SNOMED CT code (support offered code set) beside any the platform coded.
+        let mut support = BTreeMap::new();
+        let mut support_codes = Vec::new();
+        let mut outcome_codes = Vec::new();
+        let push = |codes: &mut Vec<String>, c: Option<String>| {
+            if let Some(c) = c
+                && !codes.contains(&c)
+            {
+                codes.push(c);
+            }
+        };
+        for e in evs {
+            if e.kind == "onward-referral" {
+                let key = match e.onward_kind.as_deref() {
+                    Some("signposting") => "signposting".to_string(),
+                    _ => format!("onward.{}", e.onward_category.as_deref().unwrap_or("")),
+                };
+                let category = self
+                    .codes
+                    .event(&key, "dataset")
+                    .unwrap_or_else(|| UNCATEGORISED.to_string());
+                *support.entry(category).or_insert(0) += 1;
+                push(&mut support_codes, self.codes.event(&key, "snomed"));
+            }
+            for c in &e.support_offered {
+                push(&mut support_codes, Some(c.code.clone()));
+            }
+            for c in &e.outcomes {
+                push(&mut outcome_codes, Some(c.code.clone()));
+            }
+        }
+        let outcome = closed.and_then(|c| c.closure_reason.as_ref()).map(|r| {
+            self.codes
+                .event(&format!("closed.{r}"), "dataset")
+                .unwrap_or_else(|| UNCATEGORISED.to_string())
+        });
         DatasetRow {
             person: r
                 .person_ref
@@ -198,6 +272,10 @@ impl Extractor<'_> {
             onward_referrals: count("referral"),
             signposting: count("signposting"),
             closure_reason: closed.and_then(|c| c.closure_reason.clone()),
+            support_offered: support,
+            support_codes,
+            outcome,
+            outcome_codes,
             // An episode ends when it is closed, or when the programme declined it.
             days_open: match closed.or(declined) {
                 Some(end) => day(end),

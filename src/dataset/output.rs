@@ -3,14 +3,12 @@
 //! and audited — who, when, which programme, how many rows.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use super::config::DatasetConfig;
-use super::extract::{Extractor, Period};
+use super::extract::{CodeMaps, Extractor, Period};
 use super::pseudonym::{PSEUDONYM_KEY, PersonRef, Pseudonymiser};
 use super::row::{DatasetRow, ROW_VERSION, Totals};
 use crate::error::{GatewayError, Result, Stage};
-use crate::mapping::CodeMap;
 use crate::model::identifiers::IdentifierKind;
 use crate::store::{AuditEntry, Store, Write};
 
@@ -86,8 +84,8 @@ pub fn opted_out(config: &DatasetConfig, link_key: &[u8]) -> Result<HashSet<Stri
 pub struct ExtractJob<'a> {
     pub store: &'a Store,
     pub config: &'a DatasetConfig,
-    /// The `referral-reasons` code map (reasons → reporting categories), when present.
-    pub reasons: Option<Arc<CodeMap>>,
+    /// The code maps categories come from.
+    pub codes: CodeMaps,
     pub actor: &'a str,
 }
 
@@ -98,7 +96,7 @@ impl ExtractJob<'_> {
         Ok(Extractor {
             store: self.store,
             pseudonyms,
-            reasons: self.reasons.clone(),
+            codes: self.codes.clone(),
             opted_out: opted_out(self.config, &link_key)?,
         })
     }
@@ -246,7 +244,7 @@ fn json(s: &str) -> String {
 }
 
 /// The CSV extract's columns, in order.
-pub const COLUMNS: [&str; 37] = [
+pub const COLUMNS: [&str; 41] = [
     "person",
     "programme",
     "practice_code",
@@ -284,6 +282,10 @@ pub const COLUMNS: [&str; 37] = [
     "open",
     "swemwbs_count",
     "wemwbs_count",
+    "support_offered",
+    "support_codes",
+    "outcome",
+    "outcome_codes",
 ];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -358,5 +360,9 @@ pub fn csv_record(r: &DatasetRow) -> Vec<String> {
         r.open.to_string(),
         sn,
         wn,
+        counts(&r.support_offered),
+        r.support_codes.join("; "),
+        opt(&r.outcome),
+        r.outcome_codes.join("; "),
     ]
 }

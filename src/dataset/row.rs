@@ -96,6 +96,18 @@ pub struct DatasetRow {
     pub onward_referrals: BTreeMap<String, u32>,
     /// Signposting by category.
     pub signposting: BTreeMap<String, u32>,
+    /// Support offered (onward referrals and signposting) by reporting category.
+    #[serde(default)]
+    pub support_offered: BTreeMap<String, u32>,
+    /// The support offered as SNOMED CT codes (the PRSB support offered code set).
+    #[serde(default)]
+    pub support_codes: Vec<String>,
+    /// The closure as its reporting category (outcomes), once closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Outcomes the platform coded (the PRSB outcomes code set).
+    #[serde(default)]
+    pub outcome_codes: Vec<String>,
     /// Why the episode ended, once closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closure_reason: Option<String>,

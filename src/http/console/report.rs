@@ -16,11 +16,11 @@ use crate::dataset::extract::Period;
 use crate::dataset::output::ExtractJob;
 use crate::model::markup::escape as esc;
 
-/// What the report needs beyond the store: the dataset's configuration and the code map
-/// its reasons are categorised by.
+/// What the report needs beyond the store: the dataset's configuration and the code maps
+/// its categories come from.
 pub struct ReportSource {
     pub dataset: crate::dataset::DatasetConfig,
-    pub reasons: Option<std::sync::Arc<crate::mapping::CodeMap>>,
+    pub codes: crate::dataset::extract::CodeMaps,
 }
 
 fn day(q: &BTreeMap<String, String>, key: &str) -> Option<String> {
@@ -84,7 +84,7 @@ pub(super) async fn report(
     let job = ExtractJob {
         store: &c.store,
         config: &source.dataset,
-        reasons: source.reasons.clone(),
+        codes: source.codes.clone(),
         actor: &who.name,
     };
     match job.report(&period, "html").await {
