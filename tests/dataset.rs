@@ -67,13 +67,25 @@ fn event(referral: &str, number: &str, id: &str, kind: &str, extra: Value) -> Va
     e
 }
 
-fn extract(config: &Path, key: &str, format: &str, out: &Path) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
-        .env(KEY_ENV, key)
+/// Runs `clw-gateway <command>` (extract or report) over the test period, with the
+/// pseudonym key `key` in the environment or none.
+fn run(
+    config: &Path,
+    command: &str,
+    key: Option<&str>,
+    format: &str,
+    out: &Path,
+) -> (bool, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_clw-gateway"));
+    match key {
+        Some(k) => c.env(KEY_ENV, k),
+        None => c.env_remove(KEY_ENV),
+    };
+    let o = c
         .arg("--config")
         .arg(config)
         .args([
-            "extract",
+            command,
             "--programme",
             "default",
             "--from",
@@ -93,6 +105,10 @@ fn extract(config: &Path, key: &str, format: &str, out: &Path) -> (bool, String)
         o.status.success(),
         String::from_utf8_lossy(&o.stderr).to_string(),
     )
+}
+
+fn extract(config: &Path, key: &str, format: &str, out: &Path) -> (bool, String) {
+    run(config, "extract", Some(key), format, out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,27 +367,15 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
     }
 
     // Without the key the row-level extract refuses; every extract is audited.
-    let o = Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
-        .env_remove(KEY_ENV)
-        .arg("--config")
-        .arg(&path)
-        .args([
-            "extract",
-            "--programme",
-            "default",
-            "--from",
-            "2026-11-01",
-            "--to",
-            "2026-12-31",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("dataset.pseudonym_key"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let (ok, err) = run(
+        &path,
+        "extract",
+        None,
+        "csv",
+        &s.dir.path().join("no-key.csv"),
     );
+    assert!(!ok);
+    assert!(err.contains("dataset.pseudonym_key"), "{err}");
     let audit = store
         .audit("dataset", "default:2026-11-01..2026-12-31")
         .await
@@ -397,28 +401,8 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
     // as "<5", never as itself; no identifier or free text in it either.
     for format in ["html", "json", "pdf"] {
         let report = s.dir.path().join(format!("report.{format}"));
-        let o = Command::new(env!("CARGO_BIN_EXE_clw-gateway"))
-            .env_remove(KEY_ENV)
-            .arg("--config")
-            .arg(&path)
-            .args([
-                "report",
-                "--programme",
-                "default",
-                "--from",
-                "2026-11-01",
-                "--to",
-                "2026-12-31",
-                "--format",
-                format,
-                "--actor",
-                "evaluator",
-                "--out",
-            ])
-            .arg(&report)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (ok, err) = run(&path, "report", None, format, &report);
+        assert!(ok, "{err}");
         let bytes = std::fs::read(&report).unwrap();
         if format == "pdf" {
             assert!(bytes.starts_with(b"%PDF-"), "a PDF");
