@@ -39,6 +39,10 @@ fn referral_for(id: &str, number: &str, declined: bool) -> Value {
     for e in r["entry"].as_array_mut().unwrap() {
         let res = &mut e["resource"];
         if res["resourceType"] == "Patient" {
+            // Patient B lives at an (invented) postcode the deprivation fixture knows.
+            if number != "9912003888" {
+                res["address"][0]["postalCode"] = json!("zz2 2aa");
+            }
             for i in res["identifier"].as_array_mut().unwrap() {
                 if i["system"] == "https://fhir.nhs.uk/Id/nhs-number" {
                     i["value"] = json!(number);
@@ -140,9 +144,19 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
     let opt_out = s.dir.path().join("opt-out.txt");
     std::fs::write(&opt_out, format!("# national data opt-out\n{opted}\n")).unwrap();
     let mut text = std::fs::read_to_string(&path).unwrap();
+    let fixture = |f: &str| {
+        repo_path(&format!("tests/fixtures/deprivation/{f}"))
+            .display()
+            .to_string()
+    };
     text.push_str(&format!(
-        "[dataset]\npseudonym_key = {{ env = \"{KEY_ENV}\" }}\nopt_out = {:?}\n",
-        opt_out.display().to_string()
+        "[dataset]\npseudonym_key = {{ env = \"{KEY_ENV}\" }}\nopt_out = {:?}\n\
+         [[dataset.deprivation.tables]]\nindex = \"imd\"\npostcodes = {:?}\npostcode_column = \"pcds\"\n\
+         area_column = \"lsoa11cd\"\ndeciles = {:?}\ndecile_area_column = \"LSOA code (2011)\"\n\
+         decile_column = \"Index of Multiple Deprivation (IMD) Decile (where 1 is most deprived 10% of LSOAs)\"\n",
+        opt_out.display().to_string(),
+        fixture("imd-postcodes.csv"),
+        fixture("imd-deciles.csv"),
     ));
     std::fs::write(&path, text).unwrap();
     let config = clw_gateway::config::Config::parse(Some(&path), Vec::new()).unwrap();
@@ -313,6 +327,13 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
     assert_eq!(row_a["days_open"], 15, "20 Nov → 5 Dec");
     assert_eq!(row_a["open"], false);
     assert_eq!(row_b["days_to_response"], 7);
+    // Deprivation from the postcode through the operator's lookup (the postcode itself is
+    // not kept); a postcode the files do not hold gives none.
+    assert_eq!(
+        (&row_b["deprivation_index"], &row_b["deprivation_decile"]),
+        (&json!("imd"), &json!(7))
+    );
+    assert!(row_a.get("deprivation_decile").is_none());
     assert_eq!(row_b["contacts"], 0);
     assert_eq!(row_b["open"], false, "declined: the episode ended");
     assert_eq!(row_b["days_open"], 7);
@@ -356,6 +377,8 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
         ("name", "Richard"),
         ("date of birth", "1970-09-11"),
         ("postcode", "LS17"),
+        ("postcode", "ZZ2"),
+        ("postcode", "zz2"),
         ("free text", "allotment"),
         ("free text", "gardening"),
         ("free text", "Moved away"),
