@@ -102,6 +102,22 @@ impl DatasetConfig {
                 ));
             }
         }
+        // The files are read at start; `check` names a missing one without reading it.
+        for (i, t) in self
+            .deprivation
+            .iter()
+            .flat_map(|d| d.tables.iter())
+            .enumerate()
+        {
+            for (key, path) in [("postcodes", &t.postcodes), ("deciles", &t.deciles)] {
+                if !path.is_file() {
+                    errs.push(GatewayError::config(
+                        format!("dataset.deprivation.tables[{i}].{key}"),
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
+        }
         if let Some(path) = &self.opt_out
             && !path.is_file()
         {
@@ -111,5 +127,35 @@ impl DatasetConfig {
             ));
         }
         errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing lookup file, a schedule without the key or with a bad format, and a
+    /// rounding of 0 are each named by their key.
+    #[test]
+    fn problems_name_their_keys() {
+        let c: DatasetConfig = toml::from_str(
+            "round_to = 0\n\
+             [schedule]\ndir = \"/tmp/x\"\nformat = \"xlsx\"\n\
+             [[deprivation.tables]]\nindex = \"imd\"\npostcodes = \"/nonexistent/p.csv\"\n\
+             postcode_column = \"pcds\"\narea_column = \"lsoa11cd\"\ndeciles = \"/nonexistent/d.csv\"\n\
+             decile_area_column = \"a\"\ndecile_column = \"d\"\n",
+        )
+        .unwrap();
+        let keys: Vec<String> = c.problems().into_iter().filter_map(|e| e.field).collect();
+        for key in [
+            "dataset.round_to",
+            "dataset.schedule.format",
+            "dataset.pseudonym_key",
+            "dataset.deprivation.tables[0].postcodes",
+            "dataset.deprivation.tables[0].deciles",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
+        }
+        assert!(DatasetConfig::default().problems().is_empty());
     }
 }
