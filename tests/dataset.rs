@@ -242,16 +242,7 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
         ),
     ];
     for e in &events {
-        let bytes = e.to_string().into_bytes();
-        let sent = signed_post(
-            port,
-            "/v1/events/links",
-            "application/json",
-            bytes,
-            fresh_timestamp(),
-            SECRET,
-        )
-        .await;
+        let sent = post_event(port, "links", SECRET, e).await;
         assert_eq!(sent.status, 202, "{}", sent.body);
     }
     let store = clw_gateway::store::Store::connect(&s.store_url, 2, 16)
@@ -480,9 +471,15 @@ async fn the_extract_holds_both_halves_of_every_referral_and_nothing_that_identi
     // SAFETY: a value no other test reads differently.
     unsafe { std::env::set_var(KEY_ENV, KEY) };
     assert_eq!(
-        clw_gateway::app::extracts::write_all(&scheduled, &store)
-            .await
-            .unwrap(),
+        clw_gateway::app::extracts::write_all(
+            &scheduled,
+            &store,
+            &clw_gateway::dataset::extract::CodeMaps::of(
+                &clw_gateway::mapping::MappingSet::load_configured(&repo_path("mappings")).unwrap(),
+            ),
+        )
+        .await
+        .unwrap(),
         1
     );
     let written = std::fs::read_to_string(dir.join("default.csv")).unwrap();

@@ -136,23 +136,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A timestamp for a signed request, never the same twice in this test binary: every
-/// send is a new request (a second send of one event is a resend, not a replay of the
-/// same signed request, which the door refuses).
-/// Posts one event to the ingress, signed with a fresh timestamp.
-async fn post_event(port: u16, platform: &str, secret: &str, body: &Value, _resend: i64) -> u16 {
-    signed_post(
-        port,
-        &format!("/v1/events/{platform}"),
-        "application/json",
-        body.to_string().into_bytes(),
-        fresh_timestamp(),
-        secret,
-    )
-    .await
-    .status
-}
-
 fn events_for(referral_id: &str) -> Vec<Value> {
     let with = |e: Value| {
         let mut e = e;
@@ -247,16 +230,24 @@ async fn every_event_reaches_the_fhir_record_once_through_resends_and_a_kill() {
     up().await;
     let events = events_for(&referral_id);
     for e in &events[..4] {
-        assert_eq!(post_event(port, "links", secret, e, 0).await, 202);
-        assert_eq!(post_event(port, "links", secret, e, 1).await, 202, "resent");
+        assert_eq!(post_event(port, "links", secret, e).await.status, 202);
+        assert_eq!(
+            post_event(port, "links", secret, e).await.status,
+            202,
+            "resent"
+        );
     }
     gw.kill();
     let mut gw = start();
     up().await;
     for e in &events[4..] {
-        let st = post_event(port, "links", secret, e, 0).await;
+        let st = post_event(port, "links", secret, e).await.status;
         assert_eq!(st, 202, "{e}");
-        assert_eq!(post_event(port, "links", secret, e, 1).await, 202, "resent");
+        assert_eq!(
+            post_event(port, "links", secret, e).await.status,
+            202,
+            "resent"
+        );
     }
 
     let store = clw_gateway::store::Store::connect(&s.store_url, 2, 16)
@@ -380,15 +371,17 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
     let port = h.gw.ingress_addr.unwrap().port();
     let events = events_for(&referral_id);
     for e in &events[..3] {
-        assert_eq!(post_event(port, "links", LINKS_SECRET, e, 0).await, 202);
-        assert_eq!(post_event(port, "links", LINKS_SECRET, e, 1).await, 202);
+        assert_eq!(post_event(port, "links", LINKS_SECRET, e).await.status, 202);
+        assert_eq!(post_event(port, "links", LINKS_SECRET, e).await.status, 202);
     }
     // The closure's outcome pasted from a word processor: a vertical tab (U+000B), which
     // XML 1.0 forbids, in text that reaches the ITK3 message.
     let mut closed = events.last().unwrap().clone();
     closed["closed"]["outcome"] = json!("Attends the walking group\u{000B}every week");
     assert_eq!(
-        post_event(port, "links", LINKS_SECRET, &closed, 0).await,
+        post_event(port, "links", LINKS_SECRET, &closed)
+            .await
+            .status,
         202
     );
     for id in [
@@ -405,7 +398,9 @@ async fn every_event_reaches_the_practice_over_mesh_once_as_send_document() {
     assert_eq!(audit.entry.fields, ["closed.outcome"]);
     // A resend after it was written creates nothing either.
     assert_eq!(
-        post_event(port, "links", LINKS_SECRET, &events[0], 5).await,
+        post_event(port, "links", LINKS_SECRET, &events[0])
+            .await
+            .status,
         202
     );
     h.wait_audit_flow("message-back", "links:evt-a1", "duplicate")
@@ -560,8 +555,8 @@ async fn every_event_reaches_docman_once_with_its_clinical_codes() {
     let port = h.gw.ingress_addr.unwrap().port();
     let events = events_for(&referral_id);
     for e in [&events[0], &events[2]] {
-        assert_eq!(post_event(port, "links", LINKS_SECRET, e, 0).await, 202);
-        assert_eq!(post_event(port, "links", LINKS_SECRET, e, 1).await, 202);
+        assert_eq!(post_event(port, "links", LINKS_SECRET, e).await.status, 202);
+        assert_eq!(post_event(port, "links", LINKS_SECRET, e).await.status, 202);
     }
     for id in ["links:evt-a1", "links:evt-s1"] {
         wait_message(&h.gw.store, "message-back", id, "delivered").await;

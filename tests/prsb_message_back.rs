@@ -55,15 +55,7 @@ fn risks() -> Value {
 }
 
 async fn post(port: u16, platform: &str, body: &Value) -> Sent {
-    signed_post(
-        port,
-        &format!("/v1/events/{platform}"),
-        "application/json",
-        body.to_string().into_bytes(),
-        fresh_timestamp(),
-        SECRET,
-    )
-    .await
+    post_event(port, platform, SECRET, body).await
 }
 
 /// The plan's lines come before "What happened" in `text`, which has both.

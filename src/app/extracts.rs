@@ -8,14 +8,15 @@ use std::io::Write as _;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::dataset::extract::Period;
+use crate::dataset::extract::{CodeMaps, Period};
 use crate::dataset::output::{ExtractJob, Format};
 use crate::error::{GatewayError, Result, Stage};
 use crate::sources::shutdown::Shutdown;
 use crate::store::Store;
 
 /// One round: every programme's extract written. Answers how many were.
-pub async fn write_all(config: &Config, store: &Store) -> Result<usize> {
+/// `codes` are the running configuration's code maps (categories as the gateway codes).
+pub async fn write_all(config: &Config, store: &Store, codes: &CodeMaps) -> Result<usize> {
     let Some(schedule) = &config.dataset.schedule else {
         return Ok(0);
     };
@@ -25,9 +26,7 @@ pub async fn write_all(config: &Config, store: &Store) -> Result<usize> {
     let from = today
         .checked_sub_months(chrono::Months::new(schedule.months))
         .unwrap_or(today);
-    let codes = crate::dataset::extract::CodeMaps::of(
-        &crate::mapping::MappingSet::load_configured(&config.mappings.dir)?,
-    );
+
     let programmes = store.dataset_programmes().await?;
     for programme in &programmes {
         let period = Period {
@@ -74,12 +73,12 @@ fn io(path: &std::path::Path, e: std::io::Error) -> GatewayError {
 }
 
 /// The running service's scheduled extract: at start and every `every`.
-pub async fn run(config: Config, store: Store, mut shutdown: Shutdown) {
+pub async fn run(config: Config, store: Store, codes: CodeMaps, mut shutdown: Shutdown) {
     let Some(every) = config.dataset.schedule.as_ref().map(|s| s.every) else {
         return;
     };
     loop {
-        match write_all(&config, &store).await {
+        match write_all(&config, &store, &codes).await {
             Ok(n) => info!(programmes = n, "scheduled dataset extract written"),
             Err(e) => {
                 warn!(error = %e, "the scheduled dataset extract could not be written; trying again at the next interval")

@@ -172,6 +172,7 @@ impl Application {
         tasks.run(extracts::run(
             self.config.clone(),
             store.clone(),
+            crate::dataset::extract::CodeMaps::of(&self.wiring.mappings),
             shutdown.clone(),
         ));
         for flow in &flows {

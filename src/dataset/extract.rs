@@ -50,20 +50,20 @@ impl CodeMaps {
         }
     }
 
-    /// The `to` column of the events map's row for platform key `key`.
-    fn event(&self, key: &str, to: &str) -> Option<String> {
+    /// The events map's entry in column `to` for platform key `key`.
+    fn event(&self, key: &str, to: &str) -> Option<&crate::mapping::spec::CodeEntry> {
         self.events
             .as_ref()?
             .lookup("platform", key, to)
             .ok()
             .flatten()
-            .map(|c| {
-                if to == "dataset" {
-                    c.display.clone()
-                } else {
-                    c.code.clone()
-                }
-            })
+    }
+
+    /// The reporting category (the `dataset` column's display) of platform key `key`.
+    fn category(&self, key: &str) -> String {
+        self.event(key, "dataset")
+            .map(|c| c.display.clone())
+            .unwrap_or_else(|| UNCATEGORISED.to_string())
     }
 }
 
@@ -218,12 +218,11 @@ impl Extractor<'_> {
                     Some("signposting") => "signposting".to_string(),
                     _ => format!("onward.{}", e.onward_category.as_deref().unwrap_or("")),
                 };
-                let category = self
-                    .codes
-                    .event(&key, "dataset")
-                    .unwrap_or_else(|| UNCATEGORISED.to_string());
-                *support.entry(category).or_insert(0) += 1;
-                push(&mut support_codes, self.codes.event(&key, "snomed"));
+                *support.entry(self.codes.category(&key)).or_insert(0) += 1;
+                push(
+                    &mut support_codes,
+                    self.codes.event(&key, "snomed").map(|c| c.code.clone()),
+                );
             }
             for c in &e.support_offered {
                 push(&mut support_codes, Some(c.code.clone()));
@@ -232,11 +231,9 @@ impl Extractor<'_> {
                 push(&mut outcome_codes, Some(c.code.clone()));
             }
         }
-        let outcome = closed.and_then(|c| c.closure_reason.as_ref()).map(|r| {
-            self.codes
-                .event(&format!("closed.{r}"), "dataset")
-                .unwrap_or_else(|| UNCATEGORISED.to_string())
-        });
+        let outcome = closed
+            .and_then(|c| c.closure_reason.as_ref())
+            .map(|r| self.codes.category(&format!("closed.{r}")));
         DatasetRow {
             person: r
                 .person_ref

@@ -136,13 +136,8 @@ impl Mapping {
     /// sent the rest without it, so one mapping serves destinations with different
     /// agreements.
     pub fn check_allowed(&self, destination: &str, allowed: &[String]) -> Result<()> {
-        let sensitive = |path: &str| {
-            crate::model::SENSITIVE_SECTIONS
-                .iter()
-                .any(|s| path == *s || path.starts_with(&format!("{s}.")))
-        };
         let covered = |path: &str| {
-            sensitive(path)
+            crate::model::in_sensitive_section(path)
                 || allowed
                     .iter()
                     .any(|a| path == a || path.starts_with(&format!("{a}.")))

@@ -161,6 +161,14 @@ pub struct GenderHistory {
 /// them, and the audit says so).
 pub const SENSITIVE_SECTIONS: [&str; 3] = ["risks", "safeguarding", "gender_history"];
 
+/// Whether a canonical path lies in a sensitive section.
+pub fn in_sensitive_section(path: &str) -> bool {
+    SENSITIVE_SECTIONS.iter().any(|s| {
+        path.strip_prefix(s)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
+}
+
 /// Leaves out the words of one coded-or-text item and its comment (codes-only
 /// consent); marks it when nothing coded is left to say what it is. Answers whether
 /// anything was removed.

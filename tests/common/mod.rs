@@ -646,6 +646,20 @@ pub async fn signed_post(
     }
 }
 
+/// POSTs `body` as platform `platform`'s event, signed with `secret` at a fresh
+/// timestamp (a second post of one event is a resend, not a replay).
+pub async fn post_event(port: u16, platform: &str, secret: &str, body: &Value) -> Sent {
+    signed_post(
+        port,
+        &format!("/v1/events/{platform}"),
+        "application/json",
+        body.to_string().into_bytes(),
+        fresh_timestamp(),
+        secret,
+    )
+    .await
+}
+
 /// A timestamp no request of this process signed before (the door refuses a second use
 /// of one signature as a replay, so two identical bodies in one second need two).
 pub fn fresh_timestamp() -> i64 {
