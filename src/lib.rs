@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod flows;
 pub mod http;
+pub mod ig;
 pub mod intake;
 pub mod mapping;
 pub mod model;

@@ -98,6 +98,12 @@ enum Command {
     /// referral, SWEMWBS change, onward referrals and outcomes, deprivation and age — as a
     /// self-contained HTML file, JSON or PDF; small counts suppressed. Audited.
     Report(cli::dataset::ReportArgs),
+    /// The information-governance pack, from this configuration: per programme and
+    /// destination the agreement, fields, consent, channel, retention and where data
+    /// rests; record writers, platforms, operators, the dataset and the hazards per
+    /// route — Markdown, self-contained HTML, JSON, a data-flow SVG, the DPIA annex and
+    /// the DSA field schedule. No secret is read. Audited.
+    Ig(cli::ig::IgArgs),
     /// Print the RabbitMQ topology as a definitions file (deploy/rabbitmq/definitions.json).
     Topology {
         #[arg(long, default_value = "/")]
@@ -253,6 +259,7 @@ async fn run() -> ExitCode {
         Command::Topology { vhost } => cli::topology(&config, &vhost),
         Command::Extract(args) => cli::dataset::extract(&config, args).await,
         Command::Report(args) => cli::dataset::report(&config, args).await,
+        Command::Ig(args) => cli::ig::ig(&config, args).await,
         Command::Mapping { command } => {
             return cli::mapping::run(command, &config).unwrap_or_else(fail);
         }

@@ -121,6 +121,15 @@ impl Wiring {
         });
         let console = console(config, &mut problems);
         idle_settings(config, &destinations, &mut problems);
+        // With `[ig] require_agreements`, a configuration out of step with its agreements
+        // does not run (without it, `check` warns).
+        problems.extend(
+            config
+                .agreement_findings()
+                .into_iter()
+                .filter(|f| f.level == crate::config::Level::Fail)
+                .map(|f| GatewayError::config(f.key, f.message)),
+        );
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }

@@ -7,10 +7,10 @@
 //! from it (`target/dataset-report.pdf`).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "common/browser.rs"]
+mod browser;
+
+use browser::{chromium, target};
 
 use clw_gateway::dataset::report::{Cell, Report, Suppression};
 use clw_gateway::dataset::row::{DatasetRow, ScoreChange, Totals};
@@ -598,69 +598,6 @@ fn text_json_and_pdf_carry_the_same_figures() {
     }
 }
 
-// The real browser.
-
-fn chromium_path() -> String {
-    std::env::var("CLW_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
-}
-
-/// Chromium headless on `page` with `args`, its standard output; fails the test when
-/// Chromium is not there, fails or takes over a minute.
-fn chromium(work: &Path, page: &Path, args: &[String]) -> String {
-    let exe = chromium_path();
-    assert!(
-        Path::new(&exe).is_file(),
-        "Chromium is needed for the report's browser test and is not at {exe}: install \
-         Debian's chromium package or set CLW_TEST_CHROMIUM"
-    );
-    let profile = tempfile::tempdir_in(work).unwrap();
-    let (out, err) = (work.join("chromium.out"), work.join("chromium.err"));
-    let mut child = Command::new(&exe)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-        ])
-        .args([
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).unwrap())
-        .stderr(File::create(&err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{exe} does not start: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            child.wait().ok();
-            panic!(
-                "Chromium took over a minute: {}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
-    assert!(status.success(), "Chromium {args:?}: {status}\n{stderr}");
-    std::fs::read_to_string(&out).unwrap()
-}
-
-fn target(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
 #[test]
 fn the_report_in_a_real_browser_a_screenshot_its_figures_and_a_pdf() {
     let work = tempfile::tempdir().unwrap();
@@ -668,31 +605,7 @@ fn the_report_in_a_real_browser_a_screenshot_its_figures_and_a_pdf() {
     std::fs::write(&page, report().to_html()).unwrap();
 
     // The screenshot.
-    let png = work.path().join("report.png");
-    chromium(
-        work.path(),
-        &page,
-        &[
-            format!("--screenshot={}", png.display()),
-            "--window-size=1400,3800".into(),
-        ],
-    );
-    let bytes = std::fs::read(&png).expect("Chromium wrote the screenshot");
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    assert!(
-        bytes.len() > 10_000,
-        "a page, not a blank: {} bytes",
-        bytes.len()
-    );
-    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
-    assert_eq!(width, 1400, "the window's width");
-    let kept = target("dataset-report.png");
-    std::fs::copy(&png, &kept).unwrap();
-    println!(
-        "the rendered report: {} ({} bytes)",
-        kept.display(),
-        bytes.len()
-    );
+    browser::screenshot(work.path(), &page, 1400, 3800, "dataset-report.png");
 
     // The DOM as the browser built it: the figures, "<5" where a count is small.
     let dom = chromium(work.path(), &page, &["--dump-dom".into()]);

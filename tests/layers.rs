@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! model, error < secret < store < mapping < intake, policy < record, deliver, dataset
-//!   < engine < flows < sources < config, wiring < app, cli, http
+//!   < engine < flows < sources < config, wiring < ig < app, cli, http
 //! ```
 //!
 //! Modules of one layer may import each other, but never in a circle. Source files stay
@@ -28,7 +28,8 @@ fn layer(module: &str) -> Option<u8> {
         "flows" => 7,
         "sources" => 8,
         "config" | "wiring" => 9,
-        "app" | "cli" | "http" | "lib" | "main" => 10,
+        "ig" => 10,
+        "app" | "cli" | "http" | "lib" | "main" => 11,
         _ => return None,
     })
 }

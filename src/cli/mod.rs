@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod dataset;
 pub mod golden;
+pub mod ig;
 pub mod mapping;
 
 use std::process::ExitCode;
@@ -27,10 +28,6 @@ pub(crate) async fn store(config: &Config) -> Result<Store> {
     .await
 }
 
-/// Scottish practices (5-digit practice codes in the routes) whose record writers include
-/// a `mesh` writer: MESH Send Document reaches practices in England only, and refuses a
-/// CHI-only patient at delivery. A warning, not a failure: the practice's other writers
-/// still write.
 /// What a destination's agreement says of the sensitive sections, for `check`.
 fn sensitive_line(agreed: &[&str]) -> String {
     let withheld: Vec<&str> = crate::model::SENSITIVE_SECTIONS
@@ -48,6 +45,10 @@ fn sensitive_line(agreed: &[&str]) -> String {
     }
 }
 
+/// Scottish practices (5-digit practice codes in the routes) whose record writers include
+/// a `mesh` writer: MESH Send Document reaches practices in England only, and refuses a
+/// CHI-only patient at delivery. A warning, not a failure: the practice's other writers
+/// still write.
 fn scottish_mesh_writers(w: &Wiring) -> Vec<String> {
     let (Some(routes), Some(mb)) = (&w.referrals.routes, &w.message_back) else {
         return Vec::new();
@@ -151,6 +152,10 @@ pub async fn check(config: &Config) -> ExitCode {
             }
             for warning in scottish_mesh_writers(&w) {
                 println!("WARN {warning}");
+            }
+            // Failures were refused by the wiring plan above; what is left warns.
+            for f in config.agreement_findings() {
+                println!("WARN {} ({})", f.message, f.key);
             }
         }
         // The same report start-up gives for the same file.

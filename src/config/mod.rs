@@ -4,7 +4,9 @@
 //! module only composes them (plus the sections of the layers above every component:
 //! the instance, HTTP, logging and the console).
 
+mod agreements;
 mod console;
+mod digest;
 mod env;
 
 use std::fmt;
@@ -27,6 +29,7 @@ pub use crate::sources::broker::BrokerConfig;
 pub use crate::sources::ingress::IngressConfig;
 pub use crate::sources::spool::SpoolConfig;
 pub use crate::store::{RetentionConfig, StoreConfig};
+pub use agreements::{AgreementConfig, Finding, IgConfig, Level};
 pub use console::{ConsoleConfig, OperatorConfig, Role};
 pub use env::apply_env_overrides;
 
@@ -68,6 +71,15 @@ pub struct Config {
     /// The programme dataset: facts recorded, extracts, the report.
     #[serde(default)]
     pub dataset: crate::dataset::DatasetConfig,
+    /// The data-sharing agreements destinations name (`agreement = "ID"`).
+    #[serde(default)]
+    pub agreements: std::collections::BTreeMap<String, AgreementConfig>,
+    /// The information-governance pack and how strictly agreements are held to.
+    #[serde(default)]
+    pub ig: IgConfig,
+    /// `sha256:` of the effective configuration, URL credentials removed (`digest.rs`).
+    #[serde(skip)]
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +229,7 @@ impl Config {
             )])
         })?;
         apply_env_overrides(&mut table, vars).map_err(|e| ConfigErrors(vec![e]))?;
+        let table_for_digest = table.clone();
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let key = e.path().to_string();
@@ -225,6 +238,7 @@ impl Config {
                     e.into_inner().message().to_string(),
                 )])
             })?;
+        config.digest = digest::of(&table_for_digest);
         if config.destinations.defaulted {
             config.destinations = Destinations::embedded(&config.gateway.data_dir);
         }
@@ -254,6 +268,7 @@ impl Config {
         errs.extend(self.intake.problems());
         errs.extend(self.spool.problems());
         errs.extend(self.destinations.problems.iter().cloned());
+        errs.extend(agreements::problems(&self.agreements));
         errs
     }
 

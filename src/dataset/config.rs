@@ -29,6 +29,12 @@ pub struct DatasetConfig {
     pub round_to: u64,
     /// A scheduled extract: every programme's, written to a folder.
     pub schedule: Option<Schedule>,
+    /// The agreement the extracts are shared under (`[agreements.ID]`).
+    pub agreement: Option<String>,
+    /// Who receives the extracts (organisations or roles), for the IG pack.
+    pub recipients: Vec<String>,
+    /// Who holds the pseudonym key (an organisation or role), for the IG pack.
+    pub key_holder: Option<String>,
 }
 
 /// `[dataset.schedule]`: every `every`, each programme's row-level extract of the last
@@ -69,6 +75,9 @@ impl Default for DatasetConfig {
             suppress_below: 5,
             round_to: 5,
             schedule: None,
+            agreement: None,
+            recipients: Vec::new(),
+            key_holder: None,
         }
     }
 }

@@ -23,6 +23,15 @@ pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
 }
 
+/// The form PUT, with the three keys in headers as `Charitylog::send` sends them.
+pub fn channel(c: &Config) -> super::channel::Channel {
+    super::channel::Channel::http("PUT (form fields)", &c.url, c.http())
+        .auth("API keys in the Source, Org and User request headers")
+        .credential("source_key", &c.source_key)
+        .credential("org_key", &c.org_key)
+        .credential("user_key", &c.user_key)
+}
+
 destination_config! { @http
     /// `kind = "charitylog"`
     pub struct Config {

@@ -32,6 +32,12 @@ pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
 }
 
+/// The Post Document request.
+pub fn channel(c: &Config) -> super::channel::Channel {
+    super::channel::Channel::http("POST (JSON Inbound Document, PDF inside)", &c.url, c.http())
+        .bearer(c.token.as_ref(), c.oauth2.as_ref())
+}
+
 destination_config! { @http
     /// `kind = "docman"`
     pub struct Config {

@@ -30,6 +30,16 @@ pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
 }
 
+/// The transaction POST, and the Task search when polling is on.
+pub fn channel(c: &Config) -> super::channel::Channel {
+    let what = match c.poll_every {
+        Some(_) => "POST (FHIR R4 transaction Bundle); GET of its Tasks when polling",
+        None => "POST (FHIR R4 transaction Bundle)",
+    };
+    super::channel::Channel::http(what, &c.base_url, c.http())
+        .bearer(c.token.as_ref(), c.oauth2.as_ref())
+}
+
 destination_config! { @http
     /// `kind = "fhir"`
     pub struct Config {

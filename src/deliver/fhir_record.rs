@@ -34,6 +34,12 @@ pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
 }
 
+/// The transaction POST into the practice's record.
+pub fn channel(c: &Config) -> super::channel::Channel {
+    super::channel::Channel::http("POST (FHIR R4 transaction Bundle)", &c.base_url, c.http())
+        .bearer(c.token.as_ref(), c.oauth2.as_ref())
+}
+
 const FHIR_JSON: &str = "application/fhir+json";
 
 destination_config! { @http

@@ -22,6 +22,11 @@ pub fn kept(c: &Config) -> Option<super::Kept<'_>> {
     })
 }
 
+/// Files on the gateway's own disk.
+pub fn channel(c: &Config) -> super::channel::Channel {
+    super::channel::Channel::folder(&c.dir)
+}
+
 destination_config! { @data
     /// `kind = "file"`
     pub struct Config {

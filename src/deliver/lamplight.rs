@@ -33,6 +33,13 @@ pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
 }
 
+/// Form POSTs carrying the key beside `lampid` and `project` (`LamplightDestination::call`).
+pub fn channel(c: &Config) -> super::channel::Channel {
+    super::channel::Channel::http("POST (form fields)", &c.base_url, c.http())
+        .auth("API key in the form body, with the Lamplight ID and project")
+        .credential("key", &c.key)
+}
+
 destination_config! { @http
     /// `kind = "lamplight"`
     pub struct Config {

@@ -59,6 +59,15 @@ pub enum MailTls {
     Implicit,
 }
 
+impl MailTls {
+    fn default_port(self) -> u16 {
+        match self {
+            MailTls::Starttls => 587,
+            MailTls::Implicit => 465,
+        }
+    }
+}
+
 destination_config! { @data
     /// `kind = "mail"`
     pub struct Config {
@@ -94,6 +103,26 @@ destination_config! { @data
     }
 }
 
+/// SMTP over TLS to `host:port`, authenticated with the username and password
+/// (`MailWriter` logs in with PLAIN or LOGIN, only once TLS is up).
+pub fn channel(c: &Config) -> super::channel::Channel {
+    let roots = super::channel::roots(c.ca_file.as_deref());
+    super::channel::Channel {
+        transport: "SMTP email to each practice's mailbox (summary as text and PDF)".into(),
+        endpoint: format!("{}:{}", c.host, c.port.unwrap_or(c.tls.default_port())),
+        tls: match c.tls {
+            MailTls::Starttls => {
+                format!("STARTTLS, required before anything else is said; {roots}")
+            }
+            MailTls::Implicit => format!("TLS from the first byte (implicit TLS); {roots}"),
+        },
+        authentication: vec!["SMTP AUTH (PLAIN or LOGIN) with a username and password".into()],
+        credentials: Vec::new(),
+    }
+    .credential("username", &c.username)
+    .credential("password", &c.password)
+}
+
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -112,9 +141,7 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
             b.problem("port", "must be above 0");
             None
         }
-        (Some(p), _) => Some(p),
-        (None, MailTls::Starttls) => Some(587),
-        (None, MailTls::Implicit) => Some(465),
+        (p, tls) => Some(p.unwrap_or(tls.default_port())),
     };
     let tls = host.as_deref().and_then(|h| tls_parameters(b, h, c));
     let from = match c.from.parse::<Mailbox>() {

@@ -41,6 +41,17 @@ pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
 }
 
+/// The MESH API: `auth_header` on every request, with the client certificate `tls` names.
+pub fn channel(c: &Config) -> super::channel::Channel {
+    let ch = super::channel::Channel::http("MESH API (ITK3 message)", &c.base_url, c.http());
+    let mailbox = c.mailbox.to_ascii_uppercase();
+    let endpoint = format!("{} (mailbox {mailbox})", ch.endpoint);
+    super::channel::Channel { endpoint, ..ch }
+        .auth("MESH authorisation header (mailbox and password, HMAC-SHA256 with the shared key)")
+        .credential("password", &c.password)
+        .credential("shared_key", &c.shared_key)
+}
+
 destination_config! { @http
     /// `kind = "mesh"`
     pub struct Config {

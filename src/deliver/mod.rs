@@ -5,6 +5,7 @@
 //! module and one line there.
 
 pub mod breaker;
+pub mod channel;
 mod destinations;
 pub use file::write_private;
 pub mod http;
@@ -67,6 +68,12 @@ macro_rules! kinds {
             /// it: what retention sweeps, so a new kind cannot be forgotten there.
             pub fn kept(&self) -> Option<Kept<'_>> {
                 match self { $(DestinationConfig::$variant(c) => $module::kept(c),)* }
+            }
+
+            /// How its data travels, as its kind describes it (never a credential's
+            /// value): for the information-governance pack.
+            pub fn channel(&self) -> channel::Channel {
+                match self { $(DestinationConfig::$variant(c) => $module::channel(c),)* }
             }
 
             fn build_sink(&self, b: &mut Build<'_>) -> Option<Box<dyn Sink>> {

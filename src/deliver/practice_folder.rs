@@ -26,6 +26,11 @@ pub fn kept(c: &Config) -> Option<super::Kept<'_>> {
     })
 }
 
+/// Files on the gateway's own disk.
+pub fn channel(c: &Config) -> super::channel::Channel {
+    super::channel::Channel::folder(&c.dir)
+}
+
 destination_config! { @data
     /// `kind = "practice-folder"`
     pub struct Config {
@@ -64,9 +69,7 @@ impl Sink for PracticeFolder {
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
             let entry = RecordEntry::from_payload(job.payload())?;
-            let practice = safe_file_stem(
-                entry.practice.code().unwrap_or("unknown-practice"),
-            );
+            let practice = safe_file_stem(entry.practice.code().unwrap_or("unknown-practice"));
             let folder = self.dir.join(practice);
             let day = entry.event.occurred_at.get(..10).unwrap_or("undated");
             let stem = format!("{day}-{}", safe_file_stem(job.message_id));
@@ -76,7 +79,10 @@ impl Sink for PracticeFolder {
                     format!("{}: cannot write the practice folder: {e}", self.name),
                 )
             };
-            let text = document::text(&entry, self.read_codes.unwrap_or(entry.practice.is_scottish()));
+            let text = document::text(
+                &entry,
+                self.read_codes.unwrap_or(entry.practice.is_scottish()),
+            );
             let json = serde_json::to_vec_pretty(job.payload()).map_err(|e| {
                 GatewayError::permanent(Stage::Deliver, format!("{}: {e}", self.name))
             })?;

@@ -27,6 +27,21 @@ pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
 }
 
+/// HTTPS POST of the JSON body; a bearer token or OAuth2, and a signature when set.
+pub fn channel(c: &Config) -> super::channel::Channel {
+    let ch = super::channel::Channel::http("POST (JSON)", &c.url, c.http())
+        .bearer(c.token.as_ref(), c.oauth2.as_ref());
+    match &c.signing {
+        Some(s) => ch
+            .auth(match &s.key_id {
+                Some(k) => format!("HMAC-SHA256 request signature (key id {k})"),
+                None => "HMAC-SHA256 request signature".into(),
+            })
+            .credential("signing.secret", &s.secret),
+        None => ch,
+    }
+}
+
 destination_config! { @http
     /// `kind = "webhook"`
     pub struct Config {

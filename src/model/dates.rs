@@ -42,6 +42,27 @@ pub fn is_fhir_datetime(s: &str) -> bool {
     }
 }
 
+/// A period in words a reader checks at a glance: "30 days", "2922 days (about 8
+/// years)", "8 hours"; anything finer as humantime writes it.
+pub fn period_in_words(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match (secs % 86_400, secs % 3_600) {
+        (0, _) if secs >= 2 * 365 * 86_400 => {
+            let days = secs / 86_400;
+            format!(
+                "{days} days (about {} years)",
+                (days as f64 / 365.25).round()
+            )
+        }
+        (0, _) if secs > 0 => match secs / 86_400 {
+            1 => "1 day".into(),
+            n => format!("{n} days"),
+        },
+        (_, 0) if secs > 0 => format!("{} hours", secs / 3_600),
+        _ => humantime::format_duration(d).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,8 @@ text_enum! {
         Filtered = "filtered",
         /// A dataset extract or report was made (who, which programme, how many rows).
         Extracted = "extracted",
+        /// The information-governance pack was generated (who, from which configuration).
+        IgPack = "ig-pack",
     }
 }
 

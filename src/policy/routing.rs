@@ -190,6 +190,13 @@ impl Routes {
             .map(|(code, programme)| (code.as_str(), programme.as_str()))
     }
 
+    /// Every programme and its destinations.
+    pub fn programmes(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.programmes
+            .iter()
+            .map(|(name, d)| (name.as_str(), d.as_slice()))
+    }
+
     /// Every destination some programme uses.
     pub fn destinations(&self) -> BTreeSet<String> {
         self.programmes.values().flatten().cloned().collect()

@@ -26,6 +26,16 @@ impl Secret {
         }
     }
 
+    /// Where the value is read from, in words — never the value: "environment variable
+    /// NAME" or "file PATH" (for the information-governance pack and messages).
+    pub fn source(&self) -> String {
+        match (&self.env, &self.file) {
+            (Some(var), _) => format!("environment variable {var}"),
+            (None, Some(path)) => format!("file {}", path.display()),
+            (None, None) => "nowhere (neither env nor file is set)".into(),
+        }
+    }
+
     /// The value, trimmed of surrounding white space (a trailing newline from `echo`
     /// or a file editor). The error says what is wrong without the value.
     pub fn read(&self) -> Result<String, String> {

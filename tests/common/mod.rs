@@ -1400,3 +1400,27 @@ pub fn child_message_back_config(
     .unwrap();
     path
 }
+
+// ---------------------------------------------------------------- the binary
+
+/// The gateway binary run from the repository with `args` and `env` (no `CLW_CONFIG`
+/// from the caller's environment), to completion.
+pub fn gateway(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_clw-gateway"));
+    c.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CLW_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Its standard output then standard error, as text.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
