@@ -452,3 +452,73 @@ async fn the_console_shows_the_dataset_report_to_those_who_see_the_programme() {
     assert_eq!(audit[0].entry.actor, "alice");
     gw.stop().await.unwrap();
 }
+
+/// The IG pack of the running configuration, for operators who see every programme: the
+/// destination, its allow-list and agreement, no secret value, locked down like the
+/// report; refused to an operator scoped to one programme; each view audited.
+#[tokio::test]
+async fn the_console_shows_the_ig_pack_to_operators_who_see_every_programme() {
+    let s = Setup::new("console-ig");
+    let hook = Receiver::start(&[]).await;
+    let gw = app::start(console_config(&s, &hook.url)).await.unwrap();
+    let base = format!("http://{}", gw.http_addr.unwrap());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |who: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/console/ig");
+        async move {
+            http.get(url)
+                .basic_auth(who, Some(secret_of(who)))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for who in ["alice", "vera"] {
+        let r = get(who).await;
+        assert_eq!(r.status(), 200, "{who}");
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains("clw (webhook)"), "the destination's section");
+        assert!(page.contains("<svg"), "the data-flow diagram");
+        assert!(page.contains("referrer_details"), "its allow-list");
+        assert!(
+            page.contains("another-service"),
+            "the operators and their scopes"
+        );
+        for (name, _, _) in OPERATORS {
+            assert!(
+                !page.contains(&secret_of(name)),
+                "{name}'s secret on the page"
+            );
+        }
+    }
+    assert_eq!(
+        get("scot").await.status(),
+        403,
+        "a programme-scoped operator"
+    );
+    let unsigned = http.get(format!("{base}/console/ig")).send().await.unwrap();
+    assert_ne!(unsigned.status(), 200, "not without signing in");
+    let digest = gw.store.audit("ig", "").await.unwrap();
+    assert!(
+        digest.is_empty(),
+        "audited under the configuration's digest, not blank"
+    );
+    let pack = clw_gateway::ig::build(&console_config(&s, &hook.url), chrono::Utc::now()).unwrap();
+    let audit = gw
+        .store
+        .audit("ig", &pack.about.config_digest)
+        .await
+        .unwrap();
+    let actors: Vec<&str> = audit.iter().map(|a| a.entry.actor.as_str()).collect();
+    assert_eq!(actors, ["alice", "vera"], "each view audited");
+    gw.stop().await.unwrap();
+}

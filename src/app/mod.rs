@@ -233,7 +233,8 @@ impl Application {
                             dataset: self.config.dataset.clone(),
                             codes: crate::dataset::extract::CodeMaps::of(&self.wiring.mappings),
                         }
-                    })),
+                    }))
+                    .with_ig(self.config.clone()),
                 )
             }),
         };

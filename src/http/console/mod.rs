@@ -13,6 +13,7 @@
 
 mod actions;
 mod auth;
+mod ig;
 mod pages;
 mod referral;
 pub mod report;
@@ -48,6 +49,8 @@ pub struct Console {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
     /// The programme dataset's report, when the dataset is on.
     reports: Option<report::ReportSource>,
+    /// The running configuration, for the IG pack at `/console/ig`.
+    ig: Option<Arc<crate::config::Config>>,
 }
 
 impl Console {
@@ -64,12 +67,19 @@ impl Console {
             destinations,
             failures: Mutex::new(HashMap::new()),
             reports: None,
+            ig: None,
         }
     }
 
     /// Serves the programme dataset's report at `/console/report`.
     pub fn with_reports(mut self, reports: Option<report::ReportSource>) -> Console {
         self.reports = reports;
+        self
+    }
+
+    /// Serves the IG pack of `config` (the running configuration) at `/console/ig`.
+    pub fn with_ig(mut self, config: crate::config::Config) -> Console {
+        self.ig = Some(Arc::new(config));
         self
     }
 }
@@ -116,6 +126,7 @@ pub fn router(console: Shared) -> Router {
         .route("/console/dismiss", post(dismiss))
         .route("/console/referral/{id}", get(referral))
         .route("/console/report", get(report::report))
+        .route("/console/ig", get(ig::ig))
         .with_state(console)
 }
 

@@ -44,6 +44,22 @@ pub(super) fn to_login() -> Response {
 }
 
 /// A viewer, or a message outside the operator's programmes: refused.
+/// A self-contained document (the dataset report, the IG pack) as the console serves it:
+/// never cached, never framed, and nothing it could load — no script, no request.
+pub(super) fn self_contained(html: String) -> Response {
+    let mut r = Html(html).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    r
+}
+
 pub(super) fn forbidden(why: &str) -> Response {
     (
         StatusCode::FORBIDDEN,
@@ -120,7 +136,7 @@ async fn render_home(
     };
     let _ = write!(
         out,
-        "<p>Signed in as <b id=\"operator\">{}</b> (<span id=\"role\">{role}</span>, {}). <form class=\"inline\" method=\"post\" action=\"/console/logout\"><button id=\"sign-out\">Sign out</button></form> · <a href=\"/console/report\">Programme dataset report</a></p>",
+        "<p>Signed in as <b id=\"operator\">{}</b> (<span id=\"role\">{role}</span>, {}). <form class=\"inline\" method=\"post\" action=\"/console/logout\"><button id=\"sign-out\">Sign out</button></form> · <a href=\"/console/report\">Programme dataset report</a> · <a href=\"/console/ig\">IG pack</a></p>",
         esc(&who.name),
         esc(&scope)
     );

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use super::Shared;
 use super::auth::operator;
-use super::pages::{forbidden, page, to_login};
+use super::pages::{forbidden, page, self_contained, to_login};
 use crate::dataset::extract::Period;
 use crate::dataset::output::ExtractJob;
 use crate::model::markup::escape as esc;
@@ -88,19 +88,7 @@ pub(super) async fn report(
         actor: &who.name,
     };
     match job.report(&period, "html").await {
-        Ok(bytes) => {
-            let mut r = Html(String::from_utf8_lossy(&bytes).into_owned()).into_response();
-            let h = r.headers_mut();
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(
-                "content-security-policy",
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
-                ),
-            );
-            h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-            r
-        }
+        Ok(bytes) => self_contained(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the report could not be made: {}", e.reason()),
