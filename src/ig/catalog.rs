@@ -474,3 +474,58 @@ pub fn knows(flow: Flow, field: &str) -> bool {
             || field.starts_with(&format!("{}.", e.0))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_section_expands_to_its_fields_each_marked() {
+        let f = expand(
+            Flow::Referral,
+            &allow(&["person_demographics", "referral_details"]),
+        );
+        let nhs = f
+            .iter()
+            .find(|x| x.canonical == "person_demographics.nhs_number")
+            .unwrap();
+        assert!(nhs.identifiable && !nhs.free_text);
+        assert_eq!(nhs.prsb, "Person demographics / NHS number");
+        assert_eq!(nhs.allowed_by, "person_demographics");
+        let words = f
+            .iter()
+            .find(|x| x.canonical == "referral_details.what_matters_to_me")
+            .unwrap();
+        assert!(words.free_text && !words.identifiable);
+        assert!(f.iter().all(|x| !x.sensitive));
+    }
+
+    #[test]
+    fn deeper_unknown_and_sensitive_entries_say_what_they_are() {
+        let f = expand(
+            Flow::Referral,
+            &allow(&["person_demographics.name.given", "risks", "no_such.field"]),
+        );
+        let given = &f[0];
+        assert_eq!(given.canonical, "person_demographics.name.given");
+        assert!(
+            given.identifiable,
+            "a part of the name is as identifying as the name"
+        );
+        assert!(
+            f.iter()
+                .any(|x| x.canonical == "risks.entries" && x.sensitive)
+        );
+        let unknown = f.iter().find(|x| x.canonical == "no_such.field").unwrap();
+        assert!(
+            unknown.identifiable && unknown.free_text,
+            "unknown: assume the most"
+        );
+        assert!(!knows(Flow::Referral, "no_such.field"));
+        assert!(knows(Flow::MessageBack, "risks") && !knows(Flow::MessageBack, "gender_history"));
+    }
+}

@@ -215,10 +215,15 @@ fn destination(
             (Vec::new(), if used { vec!["*".into()] } else { Vec::new() })
         }
     };
-    let sensitive_agreed: Vec<String> = crate::model::SENSITIVE_SECTIONS
+    // The sensitive sections this flow carries at all (gender history is the referral's).
+    let sections: Vec<&str> = crate::model::SENSITIVE_SECTIONS
         .into_iter()
-        .filter(|s| terms.allow.iter().any(|a| a == s))
-        .map(str::to_string)
+        .filter(|s| catalog::knows(flow, s))
+        .collect();
+    let sensitive_agreed: Vec<String> = sections
+        .iter()
+        .filter(|s| terms.allow.iter().any(|a| a == *s))
+        .map(|s| s.to_string())
         .collect();
     let rests = d
         .kept()
@@ -250,10 +255,10 @@ fn destination(
         sent_under: sent_under(config, flow),
         allow: terms.allow.to_vec(),
         fields: catalog::expand(flow, terms.allow),
-        sensitive_withheld: crate::model::SENSITIVE_SECTIONS
-            .into_iter()
-            .filter(|s| !sensitive_agreed.iter().any(|a| a == s))
-            .map(str::to_string)
+        sensitive_withheld: sections
+            .iter()
+            .filter(|s| !sensitive_agreed.iter().any(|a| a == *s))
+            .map(|s| s.to_string())
             .collect(),
         sensitive_agreed,
         channel: d.channel(),
