@@ -512,7 +512,11 @@ async fn the_console_shows_the_ig_pack_to_operators_who_see_every_programme() {
         digest.is_empty(),
         "audited under the configuration's digest, not blank"
     );
-    let pack = clw_gateway::ig::build(&console_config(&s, &hook.url), chrono::Utc::now()).unwrap();
+    let pack = clw_gateway::ig::build(
+        &clw_gateway::ig::Source::load(&console_config(&s, &hook.url)).unwrap(),
+        chrono::Utc::now(),
+    )
+    .unwrap();
     let audit = gw
         .store
         .audit("ig", &pack.about.config_digest)

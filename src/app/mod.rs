@@ -234,7 +234,15 @@ impl Application {
                             codes: crate::dataset::extract::CodeMaps::of(&self.wiring.mappings),
                         }
                     }))
-                    .with_ig(self.config.clone()),
+                    // The routes file was read moments ago by the wiring plan; one
+                    // unreadable now leaves the page saying so rather than stopping start.
+                    .with_ig(match crate::ig::Source::load(&self.config) {
+                        Ok(source) => Some(source),
+                        Err(e) => {
+                            tracing::warn!(reason = %e.reason(), "the IG pack page is off");
+                            None
+                        }
+                    }),
                 )
             }),
         };

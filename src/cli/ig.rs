@@ -23,7 +23,7 @@ pub struct IgArgs {
 }
 
 pub async fn ig(config: &Config, args: IgArgs) -> Result<()> {
-    let pack = crate::ig::build(config, chrono::Utc::now())?;
+    let pack = crate::ig::build(&crate::ig::Source::load(config)?, chrono::Utc::now())?;
     let files = crate::ig::render(&pack)?;
     let chosen = match &args.out {
         Some(_) => None,

@@ -13,37 +13,63 @@ pub mod pack;
 mod places;
 pub mod svg;
 pub mod templates;
+mod views;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::deliver::{DestinationConfig, KeptFiles};
 use crate::error::{GatewayError, Result};
 use crate::model::{ConsentState, Flow};
 use crate::policy::routing::Routes;
 use pack::*;
 
-/// Builds the pack for `config` as of `now`.
-pub fn build(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<Pack> {
-    let (routes, routes_bytes) = match &config.referrals.routes {
-        Some(path) => {
-            let known: BTreeSet<String> = config.destinations.names.iter().cloned().collect();
-            let bytes = std::fs::read(path).map_err(|e| {
-                GatewayError::config("referrals.routes", format!("cannot read: {e}"))
-            })?;
-            (Some(Routes::load(path, &known)?), bytes)
-        }
-        None => (None, Vec::new()),
-    };
+/// What a pack is made from: the configuration and its routes file as read once — so the
+/// console's pack describes the routes the instance started with, even if the file on
+/// disk has changed since.
+pub struct Source {
+    pub config: Config,
+    routes: Option<(Routes, Vec<u8>)>,
+}
+
+impl Source {
+    /// Reads the routes file `config` names (checked as start-up checks it).
+    pub fn load(config: &Config) -> Result<Source> {
+        let routes = match &config.referrals.routes {
+            Some(path) => {
+                let known: BTreeSet<String> = config.destinations.names.iter().cloned().collect();
+                let bytes = std::fs::read(path).map_err(|e| {
+                    GatewayError::config("referrals.routes", format!("cannot read: {e}"))
+                })?;
+                Some((Routes::load(path, &known)?, bytes))
+            }
+            None => None,
+        };
+        Ok(Source {
+            config: config.clone(),
+            routes,
+        })
+    }
+}
+
+/// Builds the pack from `source` as of `now`.
+pub fn build(source: &Source, now: chrono::DateTime<chrono::Utc>) -> Result<Pack> {
+    let config = &source.config;
+    let routes = source.routes.as_ref().map(|(r, _)| r);
+    let routes_bytes: &[u8] = source
+        .routes
+        .as_ref()
+        .map(|(_, b)| b.as_slice())
+        .unwrap_or_default();
     let message_back = config.message_back();
-    let writer_practices = writer_practices(config, routes.as_ref());
+    let writer_practices = writer_practices(config, routes);
     let logged = hazards::logged()?;
     let mut destinations = Vec::new();
     let mut writers = Vec::new();
     for (name, d) in config.destinations.iter() {
-        let view = destination(config, routes.as_ref(), &writer_practices, &logged, name, d);
+        let view = destination(config, routes, &writer_practices, &logged, name, d);
         match d.flow() {
             Flow::Referral => destinations.push(view),
             Flow::MessageBack => writers.push(view),
@@ -67,7 +93,7 @@ pub fn build(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<Pack
     Ok(Pack {
         about: About {
             gateway_version: format!("clw-gateway {}", env!("CARGO_PKG_VERSION")),
-            config_digest: digest(&config.digest, &routes_bytes),
+            config_digest: digest(&config.digest, routes_bytes),
             generated_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             instance: config.gateway.instance.clone(),
             source: match config.broker {
@@ -78,13 +104,13 @@ pub fn build(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<Pack
             contact: config.ig.contact.clone(),
         },
         findings: config.agreement_findings(),
-        agreements: agreements(config, &all),
-        routes: route_views(config, routes.as_ref(), &writer_practices),
-        platforms: platforms(config),
+        agreements: views::agreements(config, &all),
+        routes: route_views(config, routes, &writer_practices),
+        platforms: views::platforms(config),
         consent: consent_rules(config, message_back.is_some()),
         retention: places::retention(config),
-        console: console(config),
-        dataset: dataset(config),
+        console: views::console(config),
+        dataset: views::dataset(config),
         destinations,
         writers,
         hazards,
@@ -340,157 +366,6 @@ fn consent_rules(config: &Config, message_back: bool) -> Vec<ConsentRule> {
         ));
     }
     out
-}
-
-fn platforms(config: &Config) -> Vec<Platform> {
-    let Some(mb) = config.message_back() else {
-        return Vec::new();
-    };
-    mb.platforms
-        .iter()
-        .map(|(name, p)| {
-            let mut doors = Vec::new();
-            if config.ingress.enabled && p.secret.is_some() {
-                doors.push(format!(
-                    "signed HTTP door: POST /v1/events/{name} and /v1/uploads/{name} \
-                     (HMAC-SHA256, secret from {})",
-                    p.secret.as_ref().map(|s| s.source()).unwrap_or_default()
-                ));
-            }
-            if let Some(u) = &p.broker_user {
-                doors.push(format!("AMQP events door as broker user {u}"));
-            }
-            if mb.spool_platform.as_deref() == Some(name) {
-                doors.push("files dropped in the events spool folder".into());
-            }
-            Platform {
-                name: name.clone(),
-                programme: p.programme.clone(),
-                answers_for: p.destinations.clone(),
-                doors,
-                require_patient: p
-                    .require_patient
-                    .iter()
-                    .map(|i| i.describe().to_string())
-                    .collect(),
-            }
-        })
-        .collect()
-}
-
-fn agreements(config: &Config, used: &[&Destination]) -> Vec<Agreement> {
-    let users = |id: &str| -> Vec<String> {
-        let mut out: Vec<String> = used
-            .iter()
-            .filter(|d| d.agreement.as_deref() == Some(id))
-            .map(|d| d.name.clone())
-            .collect();
-        if config.dataset.agreement.as_deref() == Some(id) {
-            out.push("the programme dataset".into());
-        }
-        out
-    };
-    let mut out: Vec<Agreement> = config
-        .agreements
-        .iter()
-        .map(|(id, a)| Agreement {
-            id: id.clone(),
-            declared: true,
-            title: a.title.clone(),
-            controllers: a.controllers.clone(),
-            lawful_basis: Some(a.lawful_basis.clone()),
-            special_category: a.special_category.clone(),
-            confidentiality: a.confidentiality.clone(),
-            purposes: a.purposes.clone(),
-            processors: a.processors.clone(),
-            sub_processors: a.sub_processors.clone(),
-            fields: a.fields.clone(),
-            max_retention: a.max_retention.map(places::period),
-            review_by: a.review_by.clone(),
-            used_by: users(id),
-        })
-        .collect();
-    let named: BTreeSet<&str> = used
-        .iter()
-        .filter_map(|d| d.agreement.as_deref())
-        .chain(config.dataset.agreement.as_deref())
-        .collect();
-    for id in named
-        .into_iter()
-        .filter(|id| !config.agreements.contains_key(*id))
-    {
-        out.push(Agreement {
-            id: id.to_string(),
-            declared: false,
-            title: None,
-            controllers: Vec::new(),
-            lawful_basis: None,
-            special_category: None,
-            confidentiality: None,
-            purposes: Vec::new(),
-            processors: Vec::new(),
-            sub_processors: Vec::new(),
-            fields: None,
-            max_retention: None,
-            review_by: None,
-            used_by: users(id),
-        });
-    }
-    out
-}
-
-fn console(config: &Config) -> Console {
-    let c = &config.console;
-    Console {
-        enabled: c.enabled,
-        session_ttl: places::period(c.session_ttl),
-        sign_in: match &c.trusted_user_header {
-            Some(h) => format!("named by the trusted proxy's {h} header"),
-            None => "each operator's own secret (at least 16 characters), then a session".into(),
-        },
-        operators: c
-            .operators
-            .iter()
-            .map(|(name, o)| Operator {
-                name: name.clone(),
-                role: match o.role {
-                    Role::Viewer => "viewer".into(),
-                    Role::Operator => "operator".into(),
-                },
-                may: match o.role {
-                    Role::Viewer => "sees parked messages, referrals and the dataset report".into(),
-                    Role::Operator => {
-                        "sees, and replays or dismisses parked messages (each audited)".into()
-                    }
-                },
-                programmes: o.programmes.clone(),
-            })
-            .collect(),
-    }
-}
-
-fn dataset(config: &Config) -> Dataset {
-    let d = &config.dataset;
-    Dataset {
-        enabled: d.enabled,
-        recipients: d.recipients.clone(),
-        key_holder: d.key_holder.clone(),
-        key_source: d.pseudonym_key.as_ref().map(|s| s.source()),
-        agreement: d.agreement.clone(),
-        opt_out: d.opt_out.as_ref().map(|p| p.display().to_string()),
-        suppress_below: d.suppress_below,
-        round_to: d.round_to,
-        schedule: d.schedule.as_ref().map(|s| {
-            format!(
-                "every {}, the last {} months of each programme as {} into {}",
-                places::period(s.every),
-                s.months,
-                s.format,
-                s.dir.display()
-            )
-        }),
-        kept_for: places::period(config.retention.dataset),
-    }
 }
 
 /// The pack's files, rendered.

@@ -22,10 +22,14 @@ pub(super) async fn ig(State(c): State<Shared>, headers: HeaderMap) -> Response 
              see every programme",
         );
     }
-    let Some(config) = &c.ig else {
-        return (StatusCode::NOT_FOUND, "no IG pack here").into_response();
+    let Some(source) = &c.ig else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the IG pack is off: its routes could not be read at start (see the log)",
+        )
+            .into_response();
     };
-    let made = crate::ig::build(config, chrono::Utc::now())
+    let made = crate::ig::build(source, chrono::Utc::now())
         .and_then(|pack| crate::ig::render(&pack).map(|files| (pack, files)));
     let (pack, files) = match made {
         Ok(made) => made,

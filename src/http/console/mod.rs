@@ -49,8 +49,8 @@ pub struct Console {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
     /// The programme dataset's report, when the dataset is on.
     reports: Option<report::ReportSource>,
-    /// The running configuration, for the IG pack at `/console/ig`.
-    ig: Option<Arc<crate::config::Config>>,
+    /// The running configuration and routes, for the IG pack at `/console/ig`.
+    ig: Option<crate::ig::Source>,
 }
 
 impl Console {
@@ -77,9 +77,9 @@ impl Console {
         self
     }
 
-    /// Serves the IG pack of `config` (the running configuration) at `/console/ig`.
-    pub fn with_ig(mut self, config: crate::config::Config) -> Console {
-        self.ig = Some(Arc::new(config));
+    /// Serves the IG pack of the running configuration at `/console/ig`.
+    pub fn with_ig(mut self, source: Option<crate::ig::Source>) -> Console {
+        self.ig = source;
         self
     }
 }
