@@ -395,6 +395,16 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
                 println!("{flow}\t{state}\t{n}");
             }
         }
+        for k in store.inbox_kept(50).await? {
+            println!(
+                "inbox kept\t{}\t{}\t{}\t{}\t{}",
+                k.destination,
+                k.inbox_id,
+                k.workflow.as_deref().unwrap_or("-"),
+                ms(k.kept_at),
+                k.reason
+            );
+        }
         return Ok(());
     };
     let messages = store.find_message(id).await?;
@@ -407,6 +417,14 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
     }
     for m in messages {
         let deliveries = store.deliveries(&m.flow, &m.message_id).await?;
+        let mut acks = Vec::new();
+        for d in &deliveries {
+            acks.push(
+                store
+                    .ack_state(&m.flow, &m.message_id, &d.destination)
+                    .await?,
+            );
+        }
         let audit = store.audit(&m.flow, &m.message_id).await?;
         let timeline = match m.flow.as_str() {
             "referral" => crate::store::timeline::referral_timeline(store, &m.message_id).await?,
@@ -418,10 +436,11 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
                 "flow": m.flow, "message_id": m.message_id, "state": m.state, "attempts": m.attempts,
                 "source": m.source, "error_class": m.error_class, "error_stage": m.error_stage,
                 "last_error": m.last_error, "received_at": ms(m.received_at), "updated_at": ms(m.updated_at),
-                "deliveries": deliveries.iter().map(|d| json!({
+                "deliveries": deliveries.iter().zip(&acks).map(|(d, ack)| json!({
                     "destination": d.destination, "state": d.state, "attempts": d.attempts,
                     "idempotency_key": d.idempotency_key, "response_status": d.response_status,
                     "last_error": d.last_error, "delivered_at": d.delivered_at.map(ms),
+                    "acknowledgement": ack,
                 })).collect::<Vec<_>>(),
                 "audit": audit.iter().map(|a| json!({
                     "at": ms(a.at), "actor": a.entry.actor, "action": a.entry.action.as_str(),
@@ -444,7 +463,7 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
                 m.error_stage.as_deref().unwrap_or("?")
             );
         }
-        for d in &deliveries {
+        for (d, ack) in deliveries.iter().zip(&acks) {
             println!(
                 "delivery  {}: {} after {} attempt(s){}",
                 d.destination,
@@ -455,6 +474,9 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
                     .map(|e| format!(" — {e}"))
                     .unwrap_or_default()
             );
+            if let Some(ack) = ack {
+                println!("          acknowledgement: {ack}");
+            }
         }
         if let Some(t) = &timeline {
             print_timeline(t);

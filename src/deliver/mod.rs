@@ -11,6 +11,7 @@ pub use file::write_private;
 pub mod http;
 mod journal;
 mod payload;
+pub mod reports;
 pub mod terms;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::mapping::{Mapping, MappingSet, Output};
 use crate::model::Flow;
 pub use destinations::Destinations;
 pub use journal::{Appends, Journal, Step};
+pub use reports::{Ack, AckLevel, AckOutcome, Report, ReportKind, Reports};
 use terms::HasTerms;
 
 pub use self::csv::{REFERENCE_COLUMN, encode_row};
@@ -152,28 +154,6 @@ pub trait Poller: Send + Sync {
         &'a self,
         cursor: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(Vec<crate::model::message_back::MessageBack>, Option<String>)>>;
-}
-
-/// A destination's reports that something it accepted did not reach its recipient
-/// (MESH's non-delivery reports in the mailbox's inbox).
-pub trait Reports: Send + Sync {
-    fn every(&self) -> std::time::Duration;
-
-    /// Reports waiting to be taken.
-    fn waiting(&self) -> BoxFuture<'_, Result<Vec<Report>>>;
-
-    /// Marks a report taken: it is not listed again.
-    fn taken<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<()>>;
-}
-
-/// One report: about what (the record id a send got), and why, in the destination's
-/// own words (codes and descriptions, never patient data).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    pub id: String,
-    pub about: Option<String>,
-    pub code: String,
-    pub description: String,
 }
 
 /// What one delivery attempt carries.

@@ -41,6 +41,24 @@ pub struct MissingItemLabels {
     pub item: String,
 }
 
+/// An acknowledgement's destination, level (`infrastructure` | `business`) and outcome
+/// (`received` | `filed` | `rejected`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AckLabels {
+    pub destination: String,
+    pub level: String,
+    pub outcome: String,
+}
+
+/// Acknowledgements overdue, by destination, practice (`unknown` when the event's
+/// referral names none) and level.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverdueLabels {
+    pub destination: String,
+    pub practice: String,
+    pub level: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PlatformLabels {
     pub platform: String,
@@ -85,6 +103,9 @@ pub struct Metrics {
     pub undelivered_reports: Family<DestinationLabels, Counter>,
     /// Referrals missing a mandatory PRSB item, by practice and item.
     pub missing_items: Family<MissingItemLabels, Counter>,
+    pub acknowledgements: Family<AckLabels, Counter>,
+    pub acks_overdue: Family<OverdueLabels, Gauge>,
+    pub inbox_kept: Family<DestinationLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,6 +145,24 @@ impl Metrics {
         let purged = Family::<KindLabels, Counter>::default();
         let undelivered_reports = Family::<DestinationLabels, Counter>::default();
         let missing_items = Family::<MissingItemLabels, Counter>::default();
+        let acknowledgements = Family::<AckLabels, Counter>::default();
+        let acks_overdue = Family::<OverdueLabels, Gauge>::default();
+        let inbox_kept = Family::<DestinationLabels, Counter>::default();
+        r.register(
+            "acknowledgements",
+            "Acknowledgements (ITK3 responses) read from a destination's inbox, by level and outcome",
+            acknowledgements.clone(),
+        );
+        r.register(
+            "acknowledgements_overdue",
+            "Messages whose acknowledgement has not come within its configured time, by practice and level",
+            acks_overdue.clone(),
+        );
+        r.register(
+            "inbox_kept",
+            "Inbox messages not understood, or naming nothing the gateway sent: kept in the store for a person",
+            inbox_kept.clone(),
+        );
         r.register(
             "referral_missing_items",
             "Referrals missing a mandatory item of the PRSB Social Prescribing standard, by practice and item",
@@ -235,6 +274,9 @@ impl Metrics {
             purged,
             undelivered_reports,
             missing_items,
+            acknowledgements,
+            acks_overdue,
+            inbox_kept,
             paused,
             awaiting,
             ingress,

@@ -89,6 +89,14 @@ text_enum! {
         Extracted = "extracted",
         /// The information-governance pack was generated (who, from which configuration).
         IgPack = "ig-pack",
+        /// The recipient acknowledged a message (ITK3 response): received, filed or
+        /// rejected, with its code and meaning.
+        Acknowledged = "acknowledged",
+        /// An acknowledgement did not come within its configured time: a person was told.
+        AckOverdue = "ack-overdue",
+        /// A destination's inbox held something the gateway did not understand, or that
+        /// named nothing it sent: kept whole in the store for a person.
+        Kept = "kept",
     }
 }
 

@@ -113,7 +113,7 @@ fn gone(p: &ParkedRow) -> GatewayError {
         Stage::Store,
         NO_BODY,
         format!(
-            "parked message {} has no stored body (removed by retention); it cannot be replayed",
+            "parked message {} has no stored body (removed by retention, or none was kept: the destination's final answer about what it already has); it cannot be replayed",
             p.message_id
         ),
     )

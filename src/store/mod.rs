@@ -7,6 +7,7 @@ mod config;
 mod connect;
 pub mod dataset;
 mod effects;
+mod inbox;
 mod lookup;
 mod messages;
 mod parked;
@@ -29,6 +30,7 @@ pub use retention::RetentionConfig;
 
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::state::AuditAction;
+pub use inbox::{Awaiting, KeptRow};
 pub use lookup::Known;
 pub use parked::{PARKED, ParkedBody, ParkedRecord, ParkedRow, REPLAYED};
 pub use referrals::{EventRow, ReferralRecord, derived_state};

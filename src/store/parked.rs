@@ -130,7 +130,9 @@ impl Store {
         .bind(p.origin.clone())
         .bind(headers)
         .bind(p.content_type.clone())
-        .bind(B64.encode(&p.body))
+        // No body: nothing to send again (e.g. a practice's final refusal of what MESH
+        // delivered); a replay says so.
+        .bind((!p.body.is_empty()).then(|| B64.encode(&p.body)))
         .bind(p.body.len() as i64)
         .bind(PARKED)
         .bind(now_ms())

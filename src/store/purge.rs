@@ -21,17 +21,23 @@ impl Store {
         Ok(n.max(0) as u64)
     }
 
-    /// Removes parked messages' bodies stored before `before` (ms); how many.
+    /// Removes the bodies of parked messages and of kept inbox messages stored before
+    /// `before` (ms); how many.
     pub async fn purge_bodies(&self, before: i64, dry: bool) -> Result<u64> {
-        let filter = "body IS NOT NULL AND parked_at < $1";
-        if dry {
-            return self.count("parked", filter, before).await;
+        let mut n = 0;
+        for (table, at) in [("parked", "parked_at"), ("inbox_kept", "kept_at")] {
+            let filter = format!("body IS NOT NULL AND {at} < $1");
+            n += if dry {
+                self.count(table, &filter, before).await?
+            } else {
+                sqlx::query(&format!("UPDATE {table} SET body = NULL WHERE {filter}"))
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+            };
         }
-        let done = sqlx::query(&format!("UPDATE parked SET body = NULL WHERE {filter}"))
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        Ok(n)
     }
 
     /// Removes referral records (and their linked events) last touched before `before`.
@@ -55,13 +61,15 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Removes settled messages' rows (message, deliveries, journal) and parked records
-    /// from before `before`; how many messages and parked records.
+    /// Removes settled messages' rows (message, deliveries, journal), parked records and
+    /// kept inbox messages from before `before`; how many.
     pub async fn purge_rows(&self, before: i64, dry: bool) -> Result<u64> {
         let parked_filter = "parked_at < $1";
+        let kept_filter = "kept_at < $1";
         if dry {
             return Ok(self.count("messages", OLD_MESSAGES, before).await?
-                + self.count("parked", parked_filter, before).await?);
+                + self.count("parked", parked_filter, before).await?
+                + self.count("inbox_kept", kept_filter, before).await?);
         }
         let mut tx = self.pool.begin().await?;
         for table in ["deliveries", "effects"] {
@@ -83,8 +91,13 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        let kept = sqlx::query(&format!("DELETE FROM inbox_kept WHERE {kept_filter}"))
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
-        Ok(messages + parked)
+        Ok(messages + parked + kept)
     }
 
     /// Removes audit rows from before `before`.

@@ -18,12 +18,18 @@ pub async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_j
     let count = |k: &str| events.iter().filter(|e| e.kind == k).count();
     let mut entries = Vec::new();
     for e in &events {
-        let written: Vec<serde_json::Value> = store
+        let mut written = Vec::new();
+        for d in store
             .deliveries("message-back", &e.event_message_id)
             .await?
-            .iter()
-            .map(|d| json!({"destination": d.destination, "state": d.state}))
-            .collect();
+        {
+            let ack = store
+                .ack_state("message-back", &e.event_message_id, &d.destination)
+                .await?;
+            written.push(
+                json!({"destination": d.destination, "state": d.state, "acknowledgement": ack}),
+            );
+        }
         let state = store
             .message("message-back", &e.event_message_id)
             .await?
@@ -47,14 +53,18 @@ pub async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_j
     })))
 }
 
-/// "destination: state" for each writer a timeline entry went to.
+/// "destination: state" for each writer a timeline entry went to, with what the
+/// practice acknowledged where the writer has acknowledgements ("delivered, filed (…)").
 pub fn written_to(entry: &serde_json::Value) -> Vec<String> {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     entry["written"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|w| format!("{}: {}", s(&w["destination"]), s(&w["state"])))
+        .map(|w| match w["acknowledgement"].as_str() {
+            Some(ack) => format!("{}: {}, {ack}", s(&w["destination"]), s(&w["state"])),
+            None => format!("{}: {}", s(&w["destination"]), s(&w["state"])),
+        })
         .collect()
 }
 

@@ -268,8 +268,14 @@ impl MeshSandbox {
         }
     }
 
-    /// An NHSMESH-authorised GET as `mailbox`.
-    pub async fn get(&self, mailbox: &str, password: &str, path: &str) -> reqwest::Response {
+    /// An NHSMESH-authorised request as `mailbox` (a fresh single-use token).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        mailbox: &str,
+        password: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let nonce = uuid::Uuid::new_v4().to_string();
         let time = chrono::Utc::now().format("%Y%m%d%H%M").to_string();
         let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"TestKey").unwrap();
@@ -279,15 +285,60 @@ impl MeshSandbox {
         );
         let digest = hex::encode(hmac::Mac::finalize(mac).into_bytes());
         reqwest::Client::new()
-            .get(format!("{}/messageexchange/{mailbox}{path}", self.base))
+            .request(
+                method,
+                format!("{}/messageexchange/{mailbox}{path}", self.base),
+            )
             .header(
                 "Authorization",
                 format!("NHSMESH {mailbox}:{nonce}:0:{time}:{digest}"),
             )
             .header("Accept", "application/vnd.mesh.v2+json")
+    }
+
+    /// An NHSMESH-authorised GET as `mailbox`.
+    pub async fn get(&self, mailbox: &str, password: &str, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, mailbox, password, path)
             .send()
             .await
             .unwrap()
+    }
+
+    /// Sends `body` from `from`'s outbox to `to` under `workflow` (as a practice's system
+    /// sends its acknowledgements); the MESH message id.
+    pub async fn send(
+        &self,
+        from: &str,
+        password: &str,
+        to: &str,
+        workflow: &str,
+        body: &str,
+    ) -> String {
+        let r = self
+            .request(reqwest::Method::POST, from, password, "/outbox")
+            .header("Mex-From", from)
+            .header("Mex-To", to)
+            .header("Mex-WorkflowID", workflow)
+            .header("Mex-FileName", "response.xml")
+            .header("Content-Type", "application/fhir+xml")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["message_id"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// How many handshakes `mailbox` made (counted by tests/mesh/run_sandbox.py).
+    pub async fn handshakes(&self, mailbox: &str) -> u64 {
+        let v: serde_json::Value = reqwest::get(format!("{}/test/handshakes/{mailbox}", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["count"].as_u64().unwrap()
     }
 
     /// The text of a PDF given as base64, extracted by pypdf (tests/mesh/pdf_text.py).

@@ -102,6 +102,28 @@ def main(argv: list) -> None:
             self._canned_data_dir = data
             super().initialise()
 
+    # Handshakes counted per mailbox, so a test can see a client keeps MESH's rule (one at
+    # start, then at most one a day): GET /test/handshakes/{mailbox} -> {"count": n}.
+    handshakes: dict = {}
+
+    @app.middleware("http")
+    async def count_handshakes(request, call_next):
+        response = await call_next(request)
+        parts = request.url.path.strip("/").split("/")
+        if (
+            request.method == "POST"
+            and len(parts) == 2
+            and parts[0] == "messageexchange"
+            and parts[1] != "admin"
+            and response.status_code < 300
+        ):
+            handshakes[parts[1].upper()] = handshakes.get(parts[1].upper(), 0) + 1
+        return response
+
+    @app.get("/test/handshakes/{mailbox}", include_in_schema=False)
+    async def handshake_count(mailbox: str):
+        return {"count": handshakes.get(mailbox.upper(), 0)}
+
     # get_store() builds `MemoryStore` looked up in the dependencies module at call time;
     # admin reset calls initialise() again, which keeps using the same directory.
     dependencies.MemoryStore = TestDataStore

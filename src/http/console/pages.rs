@@ -170,6 +170,32 @@ async fn render_home(
             }
         }
         table(&mut out, &["flow", "state", "messages"], &rows);
+        // Belongs to no programme: what an inbox held that the gateway could not act on.
+        out.push_str("<h2>Inbox messages kept for a person</h2>");
+        let kept: Vec<Vec<String>> = c
+            .store
+            .inbox_kept(50)
+            .await?
+            .iter()
+            .map(|k| {
+                vec![
+                    esc(&k.destination),
+                    esc(&k.inbox_id),
+                    esc(k.workflow.as_deref().unwrap_or("-")),
+                    esc(&crate::store::timeline::ms(k.kept_at)),
+                    esc(&k.reason),
+                ]
+            })
+            .collect();
+        if kept.is_empty() {
+            out.push_str("<p id=\"kept\">None.</p>");
+        } else {
+            table(
+                &mut out,
+                &["destination", "inbox id", "workflow", "kept", "why"],
+                &kept,
+            );
+        }
     }
 
     out.push_str("<h2>Referrals by programme and practice</h2>");
