@@ -63,8 +63,9 @@ async fn send_event(gw: &Running, id: &str) -> String {
 }
 
 /// The ITK3 MessageHeader id of the newest message in the practice's inbox, read as
-/// the practice's system reads it (and acknowledged there).
-async fn header_id_of_next(mesh: &MeshSandbox) -> String {
+/// the practice's system reads it (and acknowledged there), after checking the message
+/// is valid for `workflow` (FHIR STU3 and the ITK3 / Send Document rules) and came on it.
+async fn header_id_of_next(mesh: &MeshSandbox, workflow: &str) -> String {
     let inbox = eventually("a message at the practice", WAIT, || async {
         let v: serde_json::Value = mesh
             .get(ALIAS, "practice-pass", "/inbox")
@@ -81,12 +82,20 @@ async fn header_id_of_next(mesh: &MeshSandbox) -> String {
     })
     .await;
     let id = &inbox[0];
-    let xml = mesh
+    let message = mesh
         .get(ALIAS, "practice-pass", &format!("/inbox/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
+    assert_eq!(message.headers()["mex-workflowid"], workflow);
+    let subject = message.headers()["mex-subject"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(subject.contains("NHS Number"), "{subject}");
+    let xml = message.text().await.unwrap();
+    if let Err(errors) = common::itk::check(&[common::itk::Itk::Xml(&xml)], workflow, Some(GATEWAY))
+    {
+        panic!("the message sent is not valid: {errors:#?}");
+    }
     let r = mesh
         .request(
             reqwest::Method::PUT,
@@ -131,14 +140,14 @@ fn response(about: &str, code: &str, display: &str) -> String {
 }
 
 async fn practice_answers(mesh: &MeshSandbox, about: &str, code: &str, display: &str) {
-    mesh.send(
-        PRACTICE,
-        "practice-pass",
-        GATEWAY,
-        ACK_WORKFLOW,
-        &response(about, code, display),
-    )
-    .await;
+    answers_on(mesh, ACK_WORKFLOW, about, code, display).await
+}
+
+/// The practice's system sends an ITK3 response on `workflow`.
+async fn answers_on(mesh: &MeshSandbox, workflow: &str, about: &str, code: &str, display: &str) {
+    let body = response(about, code, display);
+    mesh.send(PRACTICE, "practice-pass", GATEWAY, workflow, &body)
+        .await;
 }
 
 async fn wait_ack_state(gw: &Running, message_id: &str, want: &str) {
@@ -174,19 +183,19 @@ async fn acknowledgements_move_each_event_to_filed_or_rejected() {
 
     let filed = send_event(&gw, "ack-filed").await;
     wait_ack_state(&gw, &filed, "accepted by MESH").await;
-    let header = header_id_of_next(&mesh).await;
+    let header = header_id_of_next(&mesh, "GPFED_CONSULT_REPORT").await;
     practice_answers(&mesh, &header, "20013", "Success").await;
     wait_ack_state(&gw, &filed, "received by the practice (20013").await;
     practice_answers(&mesh, &header, "30001", "Patient known here").await;
     wait_ack_state(&gw, &filed, "filed at the practice (30001").await;
 
     let duplicate = send_event(&gw, "ack-duplicate").await;
-    let header = header_id_of_next(&mesh).await;
+    let header = header_id_of_next(&mesh, "GPFED_CONSULT_REPORT").await;
     practice_answers(&mesh, &header, "20007", "Duplicate Message received").await;
     wait_ack_state(&gw, &duplicate, "filed at the practice (20007").await;
 
     let refused = send_event(&gw, "ack-refused").await;
-    let header = header_id_of_next(&mesh).await;
+    let header = header_id_of_next(&mesh, "GPFED_CONSULT_REPORT").await;
     practice_answers(&mesh, &header, "20013", "Success").await;
     practice_answers(&mesh, &header, "30002", "Patient not known here").await;
     wait_ack_state(
@@ -225,6 +234,21 @@ async fn acknowledgements_move_each_event_to_filed_or_rejected() {
         .await
         .unwrap();
     assert_eq!(all_parked.len(), 1, "{all_parked:?}");
+
+    // The dataset counts what the practice said of each event's record entry.
+    let facts = gw
+        .store
+        .dataset_events(&[EXAMPLE_REFERRAL_ID.to_string()])
+        .await
+        .unwrap();
+    let ack_of = |id: &str| {
+        let f = facts.iter().find(|f| f.event_message_id == id).expect(id);
+        let v: serde_json::Value = serde_json::from_str(&f.facts).unwrap();
+        v["practice_ack"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(ack_of(&filed), "filed");
+    assert_eq!(ack_of(&duplicate), "filed");
+    assert_eq!(ack_of(&refused), "rejected");
 
     // Audited, counted, and nothing left to expire in the gateway's inbox.
     let audit = gw.store.audit("message-back", &filed).await.unwrap();
@@ -280,7 +304,7 @@ async fn a_missing_acknowledgement_is_told_after_its_time() {
     })
     .await;
     // The answer arrives late: the gauge clears.
-    let header = header_id_of_next(&mesh).await;
+    let header = header_id_of_next(&mesh, "GPFED_CONSULT_REPORT").await;
     practice_answers(&mesh, &header, "20013", "Success").await;
     eventually("the gauge cleared", WAIT, || async {
         gw.metrics
@@ -368,5 +392,34 @@ async fn error_reports_and_every_inbox_message_are_read_with_one_handshake() {
     );
     // Many inbox rounds and a send later: the one handshake made at start.
     assert_eq!(mesh.handshakes(GATEWAY).await, 1);
+    gw.stop().await.unwrap();
+}
+
+/// Send Document 2.x when its workflow is configured: the message in 2.x's shape (valid
+/// for it), its acknowledgements on 2.x's `_ACK` workflow, filed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_document_2_is_sent_in_its_own_shape_and_acknowledged() {
+    let mesh = MeshSandbox::start().await;
+    let s = Setup::new("mesh-sd2");
+    let gw = gateway(&s, &mesh, "workflow_id = \"GPCONNECT_SEND_DOCUMENT\"\n").await;
+    let id = send_event(&gw, "sd2").await;
+    let header = header_id_of_next(&mesh, "GPCONNECT_SEND_DOCUMENT").await;
+    answers_on(
+        &mesh,
+        "GPCONNECT_SEND_DOCUMENT_ACK",
+        &header,
+        "20013",
+        "Success",
+    )
+    .await;
+    answers_on(
+        &mesh,
+        "GPCONNECT_SEND_DOCUMENT_ACK",
+        &header,
+        "30001",
+        "Patient known here",
+    )
+    .await;
+    wait_ack_state(&gw, &id, "filed at the practice (30001").await;
     gw.stop().await.unwrap();
 }

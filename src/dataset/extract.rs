@@ -269,6 +269,13 @@ impl Extractor<'_> {
             onward_referrals: count("referral"),
             signposting: count("signposting"),
             closure_reason: closed.and_then(|c| c.closure_reason.clone()),
+            practice_acknowledgements: evs.iter().filter_map(|e| e.practice_ack.clone()).fold(
+                BTreeMap::new(),
+                |mut m, a| {
+                    *m.entry(a).or_insert(0) += 1;
+                    m
+                },
+            ),
             support_offered: support,
             support_codes,
             outcome,

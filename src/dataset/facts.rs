@@ -155,6 +155,11 @@ pub struct EventFacts {
     pub support_offered: Vec<CodeFact>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<CodeFact>,
+    /// What the practice said of the record entry written for it, where its record
+    /// writer is acknowledged (MESH): received | filed | rejected. Set when the
+    /// acknowledgement arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub practice_ack: Option<String>,
 }
 
 impl EventFacts {
@@ -188,6 +193,7 @@ impl EventFacts {
             closure_reason: ev.closed.as_ref().map(|c| c.reason.clone()),
             support_offered: ev.support_offered.iter().filter_map(CodeFact::of).collect(),
             outcomes: ev.outcomes.iter().filter_map(CodeFact::of).collect(),
+            practice_ack: None,
         }
     }
 }

@@ -244,7 +244,7 @@ fn json(s: &str) -> String {
 }
 
 /// The CSV extract's columns, in order.
-pub const COLUMNS: [&str; 41] = [
+pub const COLUMNS: [&str; 42] = [
     "person",
     "programme",
     "practice_code",
@@ -286,6 +286,7 @@ pub const COLUMNS: [&str; 41] = [
     "support_codes",
     "outcome",
     "outcome_codes",
+    "practice_acknowledgements",
 ];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -364,5 +365,6 @@ pub fn csv_record(r: &DatasetRow) -> Vec<String> {
         r.support_codes.join("; "),
         opt(&r.outcome),
         r.outcome_codes.join("; "),
+        counts(&r.practice_acknowledgements),
     ]
 }

@@ -108,6 +108,10 @@ pub struct DatasetRow {
     /// Outcomes the platform coded (the PRSB outcomes code set).
     #[serde(default)]
     pub outcome_codes: Vec<String>,
+    /// The events' record entries by what the practice acknowledged (where the record
+    /// writer is acknowledged: received, filed, rejected).
+    #[serde(default)]
+    pub practice_acknowledgements: BTreeMap<String, u32>,
     /// Why the episode ended, once closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closure_reason: Option<String>,

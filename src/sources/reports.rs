@@ -248,6 +248,11 @@ async fn acknowledged(
     store
         .write(audit(destination, sent, AuditAction::Acknowledged, detail))
         .await?;
+    if sent.0 == crate::model::Flow::MessageBack.as_str() {
+        store
+            .dataset_event_acknowledged(&sent.1, ack.outcome.as_str())
+            .await?;
+    }
     metrics
         .acknowledgements
         .get_or_create(&metrics::AckLabels {

@@ -46,6 +46,39 @@ fn ack_words(value: &str) -> String {
 }
 
 impl Store {
+    /// Records in the dataset's facts of an event what the practice acknowledged of its
+    /// record entry (`received`, `filed`, `rejected`): a final answer is never replaced
+    /// by `received`. Nothing when the dataset holds no facts for the event.
+    pub async fn dataset_event_acknowledged(
+        &self,
+        event_message_id: &str,
+        outcome: &str,
+    ) -> Result<()> {
+        let facts: Option<String> =
+            sqlx::query_scalar("SELECT facts FROM dataset_events WHERE event_message_id = $1")
+                .bind(event_message_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(mut facts) =
+            facts.and_then(|f| serde_json::from_str::<serde_json::Value>(&f).ok())
+        else {
+            return Ok(());
+        };
+        let had = facts
+            .get("practice_ack")
+            .and_then(serde_json::Value::as_str);
+        if had.is_some_and(|h| h != "received") || had == Some(outcome) {
+            return Ok(());
+        }
+        facts["practice_ack"] = serde_json::Value::String(outcome.to_string());
+        sqlx::query("UPDATE dataset_events SET facts = $1 WHERE event_message_id = $2")
+            .bind(facts.to_string())
+            .bind(event_message_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// A delivery's acknowledgement sub-state in words, for writers whose sends are
     /// acknowledged (MESH): accepted by MESH → received by the practice → filed or
     /// rejected. None for any other writer.

@@ -27,6 +27,7 @@ use sqlx::Connection as _;
 use tokio::sync::Notify;
 
 pub mod docman;
+pub mod itk;
 pub mod smtp;
 pub mod standins;
 

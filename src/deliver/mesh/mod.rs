@@ -216,6 +216,8 @@ const SEND: &str = "mesh-send";
 /// acknowledgements answer: the MessageHeader id and the Bundle's tracking id.
 const ITK_HEADER: &str = "itk-message";
 const ITK_TRACKING: &str = "itk-tracking";
+/// When the ITK3 message was first made (its MessageHeader timestamp).
+const ITK_MADE: &str = "itk-made";
 
 /// `GPPROVIDER_{NHS}_{YYYYMMDD}_{SURNAME}`: MESH's automated routing to the patient's
 /// registered practice (GP Connect Send Document 2.x; date as YYYYMMDD).
@@ -273,9 +275,19 @@ impl MeshDestination {
             name: &self.sender_name,
             mailbox: &self.mesh.mailbox,
         };
-        let message = itk::message(e, job.message_id, &sender, &e.event.occurred_at);
-        let json = message.to_json();
         let j = job.journal;
+        // When the message was first made (GPCM-SD-048), kept so a resend is identical.
+        let made = match j.step(ITK_MADE).await? {
+            Step::Done(t) => t,
+            _ => {
+                let t = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                j.done(ITK_MADE, &t).await?;
+                t
+            }
+        };
+        let version = itk::version_of(&self.workflow);
+        let message = itk::message_for(version, e, job.message_id, &sender, &made);
+        let json = message.to_json();
         if let Some(tracking) = json.get("id").and_then(serde_json::Value::as_str) {
             j.done(ITK_TRACKING, tracking).await?;
         }
@@ -307,13 +319,10 @@ impl MeshDestination {
     }
 }
 
-/// `Mex-Subject`: Send Consultation Report (1.x) requires it, with the patient's name and
-/// NHS number (GPCM-SD-064); nothing else asks for the patient's name in a MESH header,
-/// so no other workflow gets one.
+/// `Mex-Subject`, in the wording each Send Document version requires (GPCM-SD-064 for
+/// Send Consultation Report, 1.x; the 2.x MESH configuration for Send Document): both
+/// name the patient, as the practice's workflow needs before the message is opened.
 fn subject(workflow: &str, e: &RecordEntry, sender_name: &str, sender_ods: &str) -> Option<String> {
-    if workflow != "GPFED_CONSULT_REPORT" {
-        return None;
-    }
     let patient_name = [
         e.patient.name.given.join(" "),
         e.patient.name.family.clone().unwrap_or_default(),
@@ -321,10 +330,16 @@ fn subject(workflow: &str, e: &RecordEntry, sender_name: &str, sender_ods: &str)
     .join(" ")
     .trim()
     .to_string();
-    Some(format!(
-        "Consultation report for {patient_name}, NHS Number {}, seen at {sender_name}, ODS Code {sender_ods}",
-        e.patient.nhs_number.as_deref().unwrap_or_default(),
-    ))
+    let nhs = e.patient.nhs_number.as_deref().unwrap_or_default();
+    Some(match itk::version_of(workflow) {
+        itk::SendDocument::V1 => format!(
+            "Consultation report for {patient_name}, NHS Number {nhs}, seen at {sender_name}, ODS Code {sender_ods}"
+        ),
+        itk::SendDocument::V2 => format!(
+            "{} for {patient_name}, NHS Number: {nhs}, seen at {sender_name}, {sender_ods}, Version: 1",
+            itk::COMPOSITION_TITLE
+        ),
+    })
 }
 
 impl Sink for MeshDestination {
