@@ -184,6 +184,175 @@ async fn exercise_dataset(store: &Store) {
     assert!(store.dataset_events(&ids).await.unwrap().is_empty());
 }
 
+/// A destination's inbox: what it held that could not be acted on, kept once and listed;
+/// sends still awaiting an acknowledgement, with their practice and whether a person was
+/// told; a delivery's acknowledgement sub-state; what the practice said, in the dataset.
+async fn exercise_inbox(store: &Store) {
+    use clw_gateway::store::Write;
+    use clw_gateway::store::writer_types::EffectRecord;
+    let dest = unique("mesh");
+    let headers = vec![("mex-workflowid".to_string(), "X_ACK".to_string())];
+    assert!(
+        store
+            .keep_inbox(
+                &dest,
+                "m1",
+                Some("X_ACK"),
+                "not understood",
+                &headers,
+                b"body"
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .keep_inbox(
+                &dest,
+                "m1",
+                Some("X_ACK"),
+                "not understood",
+                &headers,
+                b"body"
+            )
+            .await
+            .unwrap()
+    );
+    let kept: Vec<_> = store
+        .inbox_kept(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.destination == dest)
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].body_bytes, kept[0].workflow.as_deref()),
+        (4, Some("X_ACK"))
+    );
+
+    let step = |id: &str, step: &str, value: &str| {
+        Write::Effect(EffectRecord {
+            flow: "message-back".into(),
+            message_id: id.into(),
+            destination: dest.clone(),
+            step: step.into(),
+            state: "done".into(),
+            value: Some(value.into()),
+        })
+    };
+    let (a, b) = (format!("{dest}:a"), format!("{dest}:b"));
+    store.write(step(&a, "mesh-send", "m-a")).await.unwrap();
+    store.write(step(&b, "mesh-send", "m-b")).await.unwrap();
+    store
+        .write(step(&b, "ack-infrastructure", "received 20013 Success"))
+        .await
+        .unwrap();
+    let later = chrono::Utc::now().timestamp_millis() + 60_000;
+    let waiting = store
+        .awaiting_answer(
+            &dest,
+            "mesh-send",
+            "ack-infrastructure",
+            "ack-infrastructure-overdue",
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting
+            .iter()
+            .map(|w| w.message_id.as_str())
+            .collect::<Vec<_>>(),
+        [a.as_str()]
+    );
+    assert!(!waiting[0].told && waiting[0].practice.is_none());
+    store
+        .write(step(&a, "ack-infrastructure-overdue", "1"))
+        .await
+        .unwrap();
+    let waiting = store
+        .awaiting_answer(
+            &dest,
+            "mesh-send",
+            "ack-infrastructure",
+            "ack-infrastructure-overdue",
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(waiting[0].told, "told once");
+    assert!(
+        store
+            .awaiting_answer(
+                &dest,
+                "mesh-send",
+                "ack-infrastructure",
+                "ack-infrastructure-overdue",
+                0
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing sent before the epoch"
+    );
+    assert_eq!(
+        store
+            .ack_state("message-back", &a, &dest)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("accepted by MESH, no acknowledgement yet")
+    );
+    assert_eq!(
+        store
+            .ack_state("message-back", &b, &dest)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("received by the practice (20013 Success)")
+    );
+    store
+        .write(step(&b, "ack-business", "filed 30001 Patient known here"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .ack_state("message-back", &b, &dest)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("filed at the practice (30001 Patient known here)")
+    );
+    assert_eq!(
+        store
+            .ack_state("message-back", &b, "elsewhere")
+            .await
+            .unwrap(),
+        None
+    );
+
+    store
+        .write(Write::DatasetEvent {
+            event_message_id: b.clone(),
+            referral_id: format!("{dest}:r"),
+            facts: "{\"kind\":\"contact\"}".into(),
+        })
+        .await
+        .unwrap();
+    store.dataset_event_acknowledged(&b, "filed").await.unwrap();
+    store
+        .dataset_event_acknowledged(&b, "received")
+        .await
+        .unwrap();
+    let facts = store.dataset_events(&[format!("{dest}:r")]).await.unwrap();
+    assert!(
+        facts[0].facts.contains("\"practice_ack\":\"filed\""),
+        "{}",
+        facts[0].facts
+    );
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -192,6 +361,7 @@ async fn sqlite_store() {
     assert_eq!(store.backend(), Backend::Sqlite);
     exercise(&store).await;
     exercise_dataset(&store).await;
+    exercise_inbox(&store).await;
     store.close().await;
     // migrations are idempotent: a second start finds the same data
     let again = Store::connect(&url, 4, 64).await.unwrap();
@@ -209,6 +379,7 @@ async fn postgres_store() {
     assert_eq!(store.backend(), Backend::Postgres);
     exercise(&store).await;
     exercise_dataset(&store).await;
+    exercise_inbox(&store).await;
     store.close().await;
     let again = Store::connect(&url, 4, 64).await.unwrap();
     assert_eq!(
