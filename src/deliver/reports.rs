@@ -29,6 +29,12 @@ pub trait Reports: Send + Sync {
         let _ = level;
         None
     }
+
+    /// The journal step a send is recorded under (done with the id it got): what an
+    /// acknowledgement is awaited after. None: the destination's sends are not acknowledged.
+    fn sent_step(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// One message in the inbox, as it came (kept whole for a person when it is not

@@ -26,9 +26,6 @@ use crate::model::state::AuditAction;
 use crate::sources::shutdown::Shutdown;
 use crate::store::{AuditEntry, ParkedRecord, Store, Write};
 
-/// The journal step a send is recorded under (what acknowledgements follow).
-const SENT: &str = "mesh-send";
-
 /// Reads `destination`'s inbox until shutdown: a full page again at once, else after
 /// `every`.
 pub async fn run(
@@ -365,6 +362,9 @@ pub async fn overdue(
 ) -> Result<usize> {
     let mut told = 0;
     let mut now_counted = HashSet::new();
+    let Some(sent_step) = reports.sent_step() else {
+        return Ok(0);
+    };
     for level in [AckLevel::Infrastructure, AckLevel::Business] {
         let Some(within) = reports.ack_within(level) else {
             continue;
@@ -373,7 +373,7 @@ pub async fn overdue(
         let waiting = store
             .awaiting_answer(
                 destination,
-                SENT,
+                sent_step,
                 level.step(),
                 level.overdue_step(),
                 before,

@@ -91,6 +91,7 @@ impl Store {
         let done = |r: Option<(String, Option<String>)>| {
             r.filter(|(state, _)| state == "done").and_then(|(_, v)| v)
         };
+        // The MESH writer's send step (`deliver::mesh`), the only writer acknowledged today.
         if done(
             self.effect(flow, message_id, destination, "mesh-send")
                 .await?,

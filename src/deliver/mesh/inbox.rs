@@ -78,6 +78,10 @@ impl Reports for InboxReports {
         Box::pin(self.mesh.acknowledge(&report.id))
     }
 
+    fn sent_step(&self) -> Option<&'static str> {
+        Some(super::SEND)
+    }
+
     fn ack_within(&self, level: AckLevel) -> Option<Duration> {
         Some(match level {
             AckLevel::Infrastructure => self.infrastructure_within,

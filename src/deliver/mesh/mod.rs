@@ -210,7 +210,7 @@ struct MeshDestination {
 }
 
 /// The journal's step: the MESH message id the send got.
-const SEND: &str = "mesh-send";
+pub(super) const SEND: &str = "mesh-send";
 
 /// The journal's steps holding the ids the ITK3 message carries, which the practice's
 /// acknowledgements answer: the MessageHeader id and the Bundle's tracking id.
