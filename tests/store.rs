@@ -267,10 +267,20 @@ async fn exercise_inbox(store: &Store) {
         [a.as_str()]
     );
     assert!(!waiting[0].told && waiting[0].practice.is_none());
-    store
-        .write(step(&a, "ack-infrastructure-overdue", "1"))
-        .await
-        .unwrap();
+    assert!(
+        store
+            .first_to_record("message-back", &a, &dest, "ack-infrastructure-overdue", "1")
+            .await
+            .unwrap(),
+        "the first to record it"
+    );
+    assert!(
+        !store
+            .first_to_record("message-back", &a, &dest, "ack-infrastructure-overdue", "2")
+            .await
+            .unwrap(),
+        "the second is told it is there"
+    );
     let waiting = store
         .awaiting_answer(
             &dest,

@@ -395,6 +395,19 @@ pub async fn overdue(
             now_counted.insert(labels);
         }
         for w in waiting.iter().filter(|w| !w.told) {
+            // Claimed first: with several instances reading, one tells.
+            let claimed = store
+                .first_to_record(
+                    &w.flow,
+                    &w.message_id,
+                    destination,
+                    level.overdue_step(),
+                    &crate::store::now_ms().to_string(),
+                )
+                .await?;
+            if !claimed {
+                continue;
+            }
             let sent = (w.flow.clone(), w.message_id.clone());
             let detail = format!(
                 "no {} acknowledgement within {} of the send: the practice may not have it; \
@@ -404,16 +417,6 @@ pub async fn overdue(
             );
             store
                 .write(audit(destination, &sent, AuditAction::AckOverdue, detail))
-                .await?;
-            store
-                .write(Write::Effect(crate::store::writer_types::EffectRecord {
-                    flow: w.flow.clone(),
-                    message_id: w.message_id.clone(),
-                    destination: destination.to_string(),
-                    step: level.overdue_step().into(),
-                    state: "done".into(),
-                    value: Some(crate::store::now_ms().to_string()),
-                }))
                 .await?;
             error!(
                 destination,

@@ -136,6 +136,33 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Records a journal step done unless it is already there: true for the one caller
+    /// (on any instance) that recorded it — so something is told once however many
+    /// readers see it at the same moment.
+    pub async fn first_to_record(
+        &self,
+        flow: &str,
+        message_id: &str,
+        destination: &str,
+        step: &str,
+        value: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO effects (flow, message_id, destination, step, state, value, updated_at) \
+             VALUES ($1, $2, $3, $4, 'done', $5, $6) \
+             ON CONFLICT (flow, message_id, destination, step) DO NOTHING",
+        )
+        .bind(flow.to_string())
+        .bind(message_id.to_string())
+        .bind(destination.to_string())
+        .bind(step.to_string())
+        .bind(value.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Kept inbox messages, newest first.
     pub async fn inbox_kept(&self, limit: i64) -> Result<Vec<KeptRow>> {
         let rows = sqlx::query(
