@@ -4,6 +4,10 @@
 //! in the table, in the model's order, with the model's own flag and cardinality; and
 //! every test the table cites exists. Each test reports every problem at once.
 
+#[path = "common/markdown_table.rs"]
+mod markdown_table;
+use markdown_table::{cells, is_separator};
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -73,34 +77,6 @@ fn model() -> Vec<Concept> {
     let mut out = Vec::new();
     walk(&dataset["concept"], &[], &mut out);
     out
-}
-
-/// A Markdown table line's cells, trimmed: split on `|` except where escaped (`\|`, which
-/// GitHub's tables need even inside code).
-fn cells(line: &str) -> Vec<String> {
-    let inner = line.trim().trim_start_matches('|');
-    let inner = inner.strip_suffix('|').unwrap_or(inner);
-    let mut out = vec![String::new()];
-    let mut chars = inner.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'|') => {
-                out.last_mut().unwrap().push('|');
-                chars.next();
-            }
-            '|' => out.push(String::new()),
-            c => out.last_mut().unwrap().push(c),
-        }
-    }
-    out.into_iter().map(|c| c.trim().to_string()).collect()
-}
-
-fn is_separator(line: &str) -> bool {
-    line.trim().starts_with('|')
-        && cells(line).iter().all(|c| {
-            let c = c.trim_matches(':');
-            !c.is_empty() && c.chars().all(|ch| ch == '-')
-        })
 }
 
 /// The body rows of every mapping table in the doc, with their line numbers.

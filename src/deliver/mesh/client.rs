@@ -62,6 +62,21 @@ fn over_limit(name: &str, len: usize) -> Option<GatewayError> {
     })
 }
 
+/// An outbox `POST` that failed: a server error or timeout status may come after MESH
+/// stored the message (a proxy's 502 or 504 among them), so its outcome is unknown — the
+/// journal parks it for a person (or, with `local_id = "event"`, MESH's tracking answers
+/// on the next attempt) and it is never posted again blindly. A refusal (4xx) made nothing.
+fn posted(mut e: GatewayError) -> GatewayError {
+    if e.status.is_some_and(|s| s >= 500 || s == 408) {
+        e.sent = true;
+        e.message = format!(
+            "{}: MESH may have taken the message, so it is not posted again automatically",
+            e.message
+        );
+    }
+    e
+}
+
 /// One MESH mailbox's client.
 pub struct Mesh {
     pub name: String,
@@ -243,7 +258,11 @@ impl Mesh {
         if let Some(subject) = m.subject {
             r = r.header("Mex-Subject", sanitise(&subject));
         }
-        let resp = self.http.send(r.body(m.body), &self.host()).await?;
+        let resp = self
+            .http
+            .send(r.body(m.body), &self.host())
+            .await
+            .map_err(posted)?;
         let answer = self.http.body(resp).await?;
         serde_json::from_slice::<SendAnswer>(&answer)
             .map(|a| a.message_id)
@@ -305,6 +324,26 @@ impl Mesh {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// MESH's client rule: `POST /outbox` is never retried. A server error or timeout
+    /// status leaves the outcome unknown (parked, or asked of MESH's tracking), a refusal
+    /// leaves it free to send.
+    #[test]
+    fn a_failed_outbox_post_is_unknown_unless_refused() {
+        let answered = |status: u16| {
+            let mut e = GatewayError::transient(Stage::Deliver, "gp-mesh answered");
+            e.status = Some(status);
+            posted(e)
+        };
+        for status in [500, 502, 503, 504, 408] {
+            let e = answered(status);
+            assert!(e.sent, "{status}: unknown");
+            assert!(e.message.contains("not posted again"), "{}", e.message);
+        }
+        for status in [400, 403, 429] {
+            assert!(!answered(status).sent, "{status}: nothing made");
+        }
+    }
 
     #[test]
     fn a_message_over_5_mb_is_refused_naming_its_size() {

@@ -84,7 +84,7 @@ destination_config! { @http
         pub mapping: String,
         /// How often the mailbox's inbox is read for what MESH and the practices send
         /// back (default 5 minutes; MESH's bounds: every 5 minutes at most, daily at
-        /// least; `0s` turns reading off — then nothing reads the acknowledgements).
+        /// least; only a loopback sandbox may be read faster, or not at all with `0s`).
         #[serde(default = "default_reports_every", with = "humantime_serde")]
         pub reports_every: Option<std::time::Duration>,
         /// How long the practice system's infrastructure acknowledgement may take
@@ -111,16 +111,24 @@ fn default_business_within() -> std::time::Duration {
 }
 
 /// MESH's polling bounds (NHS England's MESH client rules): at most every 5 minutes, at
-/// least daily. A sandbox on this machine (a loopback address) may be read faster.
-fn polling_problem(every: std::time::Duration, base: &reqwest::Url) -> Option<String> {
-    let local = base
-        .host_str()
-        .is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()));
-    if every < std::time::Duration::from_secs(300) && !local {
-        return Some("MESH asks that an inbox be polled at most every 5 minutes".into());
+/// least daily — so never off, or acknowledgements and reports would go unread. A sandbox
+/// on this machine (a loopback address) may be read at any pace, or not at all (tests).
+fn polling_problem(every: std::time::Duration, base: &reqwest::Url) -> Option<&'static str> {
+    let minutes = |m: u64| std::time::Duration::from_secs(m * 60);
+    if super::http::is_loopback(base) {
+        None
+    } else if every.is_zero() {
+        Some(
+            "MESH asks that an inbox be polled at least daily: reading cannot be turned off \
+             (acknowledgements and non-delivery reports would go unread and expire)",
+        )
+    } else if every < minutes(5) {
+        Some("MESH asks that an inbox be polled at most every 5 minutes")
+    } else if every > minutes(24 * 60) {
+        Some("MESH asks that an inbox be polled at least daily (24h at most)")
+    } else {
+        None
     }
-    (every > std::time::Duration::from_secs(86_400))
-        .then(|| "MESH asks that an inbox be polled at least daily (at most 24h)".into())
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -162,9 +170,7 @@ pub fn build(b: &mut Build<'_>, c: &Config) -> Option<Box<dyn Sink>> {
         }
     }
     let base = base?;
-    if let Some(every) = c.reports_every.filter(|e| !e.is_zero())
-        && let Some(why) = polling_problem(every, &base)
-    {
+    if let Some(why) = c.reports_every.and_then(|every| polling_problem(every, &base)) {
         b.problem("reports_every", why);
         return None;
     }
@@ -385,6 +391,18 @@ impl Sink for MeshDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_inbox_is_polled_within_meshs_bounds_and_never_turned_off() {
+        let mesh = reqwest::Url::parse("https://msg.intspineservices.nhs.uk").unwrap();
+        let sandbox = reqwest::Url::parse("http://127.0.0.1:8700").unwrap();
+        let every = |s: u64| std::time::Duration::from_secs(s);
+        for (secs, refused) in [(0, true), (60, true), (299, true), (300, false), (86_400, false), (86_401, true)] {
+            assert_eq!(polling_problem(every(secs), &mesh).is_some(), refused, "{secs}s");
+        }
+        assert!(polling_problem(every(0), &sandbox).is_none(), "a test sandbox may be off");
+        assert!(polling_problem(every(1), &sandbox).is_none(), "or fast");
+    }
 
     /// MESH Send Document addresses the patient's practice by NHS number: a CHI-only
     /// patient (Scotland's) is refused naming the field and why, before any request.
