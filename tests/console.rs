@@ -78,13 +78,11 @@ async fn drive(base: &str, operator: &str, id: &str) -> serde_json::Value {
 }
 
 async fn park(gw: &app::Running, s: &Setup, id: &str) {
-    std::fs::write(
-        s.dir
-            .path()
-            .join(format!("spool/referrals/inbox/{id}.json")),
-        referral_with_id(id).to_string(),
-    )
-    .unwrap();
+    drop_file(
+        &s.dir.path().join("spool/referrals/inbox"),
+        &format!("{id}.json"),
+        &referral_with_id(id),
+    );
     wait_message(&gw.store, "referral", id, "parked").await;
     eventually("the parked copy listed", WAIT, || async {
         gw.store
@@ -398,11 +396,11 @@ async fn the_console_shows_the_dataset_report_to_those_who_see_the_programme() {
     let hook = Receiver::start(&[]).await;
     let gw = app::start(console_config(&s, &hook.url)).await.unwrap();
     let base = format!("http://{}", gw.http_addr.unwrap());
-    std::fs::write(
-        s.dir.path().join("spool/referrals/inbox/r1.json"),
-        referral().to_string(),
-    )
-    .unwrap();
+    drop_file(
+        &s.dir.path().join("spool/referrals/inbox"),
+        "r1.json",
+        &referral(),
+    );
     wait_message(&gw.store, "referral", EXAMPLE_REFERRAL_ID, "delivered").await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -30,12 +30,6 @@ pub fn event(id: &str, kind: &str, extra: Value) -> Value {
     e
 }
 
-fn drop_file(dir: &Path, name: &str, body: &Value) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, body.to_string()).unwrap();
-    std::fs::rename(&tmp, dir.join(name)).unwrap();
-}
-
 fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()

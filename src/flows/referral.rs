@@ -118,6 +118,9 @@ impl ReferralFront {
         };
         check_message_id(&message_id, field).map_err(|e| refuse(&digest, previous + 1, e))?;
         let attempts = env.previous_attempts + 1;
+        if let Some(e) = not_a_new_referral(&decoded.referral.referral_details.status) {
+            return Err(refuse(&message_id, attempts, e));
+        }
 
         let codes = decoded
             .referral
@@ -283,6 +286,24 @@ fn parked_for(missing: &[&str]) -> GatewayError {
             missing.join(", ")
         ),
     )
+}
+
+/// A ServiceRequest whose status cancels a referral (`revoked`, `entered-in-error`) is never
+/// delivered as a new one: until cancellations are passed on to the programmes, it is held
+/// for a person, who cancels at the platform if the referral was sent earlier.
+fn not_a_new_referral(status: &str) -> Option<GatewayError> {
+    matches!(status, "revoked" | "entered-in-error").then(|| {
+        GatewayError::invalid(
+            Stage::Policy,
+            "referral_details.status",
+            format!(
+                "the ServiceRequest's status is {status}: this message cancels a referral rather \
+                 than making one, and cancellations are not yet passed on to the programmes, so \
+                 nothing was sent; if the referral was sent earlier, cancel it at the programme's \
+                 platform, then dismiss this"
+            ),
+        )
+    })
 }
 
 /// Referrals sent without a routes file belong to this programme.

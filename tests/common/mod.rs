@@ -625,6 +625,14 @@ pub fn example_event(id: &str, extra: Value) -> Value {
     e
 }
 
+/// Puts `body` in a spool folder as `name`: written whole under a dot name, then renamed
+/// in, so the spool never sees it half written.
+pub fn drop_file(dir: &std::path::Path, name: &str, body: &Value) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, body.to_string()).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
 /// A spool-mode gateway on the embedded default's destinations (outbox, practice
 /// folder) with the event door on and the message back configured by `toml`.
 pub async fn door_gateway(s: &Setup, toml: &str) -> clw_gateway::app::Running {
@@ -642,11 +650,7 @@ dir = \"{}\"\n",
 
 /// The example referral dropped in the spool and delivered: events can name it.
 pub async fn refer_example(gw: &clw_gateway::app::Running, data: &std::path::Path) {
-    std::fs::write(
-        data.join("spool/referrals/inbox/r1.json"),
-        referral().to_string(),
-    )
-    .unwrap();
+    drop_file(&data.join("spool/referrals/inbox"), "r1.json", &referral());
     wait_message(&gw.store, "referral", EXAMPLE_REFERRAL_ID, "delivered").await;
 }
 
