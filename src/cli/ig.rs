@@ -58,7 +58,11 @@ pub async fn ig(config: &Config, args: IgArgs) -> Result<()> {
     store.close().await;
     audited?;
     for f in &pack.findings {
-        eprintln!("{:?}: {} ({})", f.level, f.message, f.key);
+        let level = match f.level {
+            crate::config::Level::Warn => "WARN",
+            crate::config::Level::Fail => "FAIL (refused at start-up)",
+        };
+        eprintln!("{level} {} ({})", f.message, f.key);
     }
     match (&args.out, chosen) {
         (Some(dir), _) => {
