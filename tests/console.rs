@@ -38,6 +38,19 @@ fn console_table() -> String {
     t
 }
 
+/// A console GET as operator `who` (HTTP Basic with their secret), redirects not followed.
+async fn signed_in_get(who: &str, url: String) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(url)
+        .basic_auth(who, Some(secret_of(who)))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn console_config(s: &Setup, hook: &str) -> clw_gateway::config::Config {
     s.config(&format!(
         "[spool]\npoll_interval = \"100ms\"\n[retry]\ntiers = [\"200ms\"]\n\
@@ -402,20 +415,8 @@ async fn the_console_shows_the_dataset_report_to_those_who_see_the_programme() {
         &referral(),
     );
     wait_message(&gw.store, "referral", EXAMPLE_REFERRAL_ID, "delivered").await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let get = |who: &'static str, query: &'static str| {
-        let http = http.clone();
-        let url = format!("{base}/console/report{query}");
-        async move {
-            http.get(url)
-                .basic_auth(who, Some(secret_of(who)))
-                .send()
-                .await
-                .unwrap()
-        }
+        signed_in_get(who, format!("{base}/console/report{query}"))
     };
     let home = get("alice", "").await;
     assert_eq!(home.status(), 200);
@@ -460,21 +461,7 @@ async fn the_console_shows_the_ig_pack_to_operators_who_see_every_programme() {
     let hook = Receiver::start(&[]).await;
     let gw = app::start(console_config(&s, &hook.url)).await.unwrap();
     let base = format!("http://{}", gw.http_addr.unwrap());
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let get = |who: &'static str| {
-        let http = http.clone();
-        let url = format!("{base}/console/ig");
-        async move {
-            http.get(url)
-                .basic_auth(who, Some(secret_of(who)))
-                .send()
-                .await
-                .unwrap()
-        }
-    };
+    let get = |who: &'static str| signed_in_get(who, format!("{base}/console/ig"));
     for who in ["alice", "vera"] {
         let r = get(who).await;
         assert_eq!(r.status(), 200, "{who}");
@@ -503,7 +490,14 @@ async fn the_console_shows_the_ig_pack_to_operators_who_see_every_programme() {
         403,
         "a programme-scoped operator"
     );
-    let unsigned = http.get(format!("{base}/console/ig")).send().await.unwrap();
+    let unsigned = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{base}/console/ig"))
+        .send()
+        .await
+        .unwrap();
     assert_ne!(unsigned.status(), 200, "not without signing in");
     let digest = gw.store.audit("ig", "").await.unwrap();
     assert!(

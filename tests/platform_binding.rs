@@ -127,15 +127,7 @@ async fn bed(
 
 impl Bed {
     async fn post(&self, platform: &str, secret: &str, body: &Value) -> Sent {
-        signed_post(
-            self.port,
-            &format!("/v1/events/{platform}"),
-            "application/json",
-            body.to_string().into_bytes(),
-            fresh_timestamp(),
-            secret,
-        )
-        .await
+        post_event(self.port, platform, secret, body).await
     }
 
     /// Publishes to the AMQP events door as `guest` (otherplat's broker user).
