@@ -517,13 +517,13 @@ async fn fan_out_to_a_webhook_and_a_csv_sheet_retries_each_destination_independe
     let lines: Vec<&str> = text.trim_start_matches('\u{feff}').split("\r\n").collect();
     assert_eq!(lines.len(), 3, "header, one row, final CRLF: {lines:?}");
     assert!(lines[0].starts_with("Referral date,NHS number,Given name,Family name,"));
-    assert!(lines[0].ends_with(",Gateway reference"));
+    assert!(lines[0].ends_with(",Gateway reference,Gateway action"));
     assert!(
         lines[1].starts_with("20/11/2026,9912003888,Richard,SMITH,11/09/1970,"),
         "{}",
         lines[1]
     );
-    assert!(lines[1].ends_with(&format!(",{id}")));
+    assert!(lines[1].ends_with(&format!(",{id},referral")));
 
     let audit = h.wait_audit(&id, "delivered").await;
     assert!(audit.entry.destination.is_some());

@@ -77,9 +77,9 @@ async fn a_redelivery_adds_no_row_and_cells_are_quoted_for_excel() {
     let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
     assert_eq!(
         text,
-        "\u{feff}Family name,Phone,Gateway reference\r\n\
-         \"O'Neil, Jr\",'+44 113 496 0000,m-1\r\n\
-         Lee,'+44 113 496 0000,m-2\r\n"
+        "\u{feff}Family name,Phone,Gateway reference,Gateway action\r\n\
+         \"O'Neil, Jr\",'+44 113 496 0000,m-1,referral\r\n\
+         Lee,'+44 113 496 0000,m-2,referral\r\n"
     );
 }
 

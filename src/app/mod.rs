@@ -175,6 +175,23 @@ impl Application {
             crate::dataset::extract::CodeMaps::of(&self.wiring.mappings),
             shutdown.clone(),
         ));
+        tasks.run(crate::sources::lifecycle::run(
+            self.config.lifecycle.clone(),
+            store.clone(),
+            crate::sources::lifecycle::Doors {
+                referrals: Arc::new(transport.door_for(
+                    crate::model::Flow::Referral,
+                    "lifecycle",
+                    self.sealer.clone(),
+                )),
+                events: self
+                    .wiring
+                    .message_back
+                    .is_some()
+                    .then(|| Arc::new(transport.door(self.sealer.clone()))),
+            },
+            shutdown.clone(),
+        ));
         for flow in &flows {
             if let Some(recorder) = transport.recorder(*flow, store.clone(), shutdown.clone()) {
                 tasks.run(recorder);

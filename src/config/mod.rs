@@ -8,6 +8,7 @@ mod agreements;
 mod console;
 mod digest;
 mod env;
+pub mod lifecycle;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -77,6 +78,9 @@ pub struct Config {
     /// The information-governance pack and how strictly agreements are held to.
     #[serde(default)]
     pub ig: IgConfig,
+    /// What the gateway does about referrals a programme does not answer.
+    #[serde(default)]
+    pub lifecycle: lifecycle::LifecycleConfig,
     /// `sha256:` of the effective configuration, URL credentials removed (`digest.rs`).
     #[serde(skip)]
     pub digest: String,
@@ -269,6 +273,7 @@ impl Config {
         errs.extend(self.spool.problems());
         errs.extend(self.destinations.problems.iter().cloned());
         errs.extend(agreements::problems(&self.agreements));
+        errs.extend(self.lifecycle.problems());
         errs
     }
 

@@ -108,10 +108,19 @@ struct Sheet {
 const BOM: &str = "\u{feff}";
 /// The last column: lets a programme quote a referral back.
 pub const REFERENCE_COLUMN: &str = "Gateway reference";
+/// The last column: what the row is (a referral, or a later change to one: updated,
+/// cancelled, consent-withdrawn, reminder, closed-not-responded).
+pub const ACTION_COLUMN: &str = "Gateway action";
 /// The journal's step: which file and offset a message's row went to.
 const ROW: &str = "sheet-row";
 
 impl Sink for Sheet {
+    /// Every change, as a row of its own: an update's row carries the new values, a
+    /// notice's only the reference and the action.
+    fn takes(&self, _: crate::model::lifecycle::Change) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
             let _one = self.lock.lock().await;
@@ -121,8 +130,16 @@ impl Sink for Sheet {
             }
             let mut header: Vec<String> = job.fields().iter().map(|(k, _)| k.clone()).collect();
             header.push(REFERENCE_COLUMN.into());
+            header.push(ACTION_COLUMN.into());
             let mut row: Vec<String> = job.fields().iter().map(|(_, v)| cell_text(v)).collect();
-            row.push(job.message_id.to_string());
+            // Every row of a referral quotes the referral's own reference.
+            row.push(job.referral_id().to_string());
+            row.push(
+                job.operation
+                    .map(|o| o.change.event_name())
+                    .unwrap_or("referral")
+                    .to_string(),
+            );
             let file = self.file_for_next_row(job.journal.store).await?;
             self.append(job, &file, &encode_row(&header)?, &encode_row(&row)?)
                 .await?;

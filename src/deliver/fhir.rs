@@ -18,6 +18,7 @@ use super::terms::{HasHttp, destination_config};
 use super::{Build, Job, Poller, Sent, Sink};
 use crate::error::{GatewayError, Result, Stage};
 use crate::mapping::spec::OutputFormat;
+use crate::model::lifecycle::{Change, Operation};
 use crate::model::Flow;
 use crate::secret::Secret;
 
@@ -120,8 +121,18 @@ impl Sink for FhirDestination {
         self.poller.clone()
     }
 
+    /// Every change, on the ServiceRequest and Task it made (found by the gateway's
+    /// identifier): an update replaces the ServiceRequest, an ending revokes it and
+    /// cancels the Task, a reminder adds a note and business status to the Task.
+    fn takes(&self, _: Change) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
+            if let Some(op) = job.operation {
+                return self.lifecycle(job, op).await;
+            }
             let bundle = transaction(job.payload(), &self.identifier_system, job.message_id)?;
             let make = || {
                 self.http
@@ -153,6 +164,145 @@ impl Sink for FhirDestination {
             Ok(Sent {
                 status: Some(status),
             })
+        })
+    }
+}
+
+/// The code system of the reasons the gateway gives a Task it cancels (its poller leaves
+/// such Tasks alone: they are the gateway's own doing, not the platform's answer).
+pub const LIFECYCLE_SYSTEM: &str = "https://clw-gateway.org/CodeSystem/referral-lifecycle";
+
+impl FhirClient {
+    /// The one resource of `kind` carrying the gateway's identifier of the referral.
+    async fn find(&self, kind: &str, referral_id: &str) -> Result<Value> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| GatewayError::permanent(Stage::Config, "base_url cannot be a base"))?
+            .push(kind);
+        url.query_pairs_mut().append_pair(
+            "identifier",
+            &format!("{}|{}", self.identifier_system, referral_id),
+        );
+        let make = || self.http.client.get(url.clone()).header(ACCEPT, FHIR_JSON);
+        let resp = self
+            .http
+            .check(self.auth.send(&self.http, &host_of(&self.base), make).await?)?;
+        let bundle: Value = serde_json::from_slice(&self.http.body(resp).await?).unwrap_or(Value::Null);
+        let found: Vec<&Value> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| &e["resource"])
+            .filter(|r| r["resourceType"] == kind)
+            .collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(GatewayError::permanent(
+                Stage::Deliver,
+                format!(
+                    "{}: the server holds no {kind} for referral {referral_id} (removed at the \
+                     platform?): nothing was changed",
+                    self.name
+                ),
+            )),
+            _ => Err(GatewayError::permanent(
+                Stage::Deliver,
+                format!(
+                    "{}: the server holds more than one {kind} for referral {referral_id}: \
+                     nothing was changed",
+                    self.name
+                ),
+            )),
+        }
+    }
+
+    /// Replaces a resource by its id, if it is still the version read (`If-Match`).
+    async fn put(&self, resource: &Value, key: &str) -> Result<u16> {
+        let kind = resource["resourceType"].as_str().unwrap_or_default();
+        let id = resource["id"].as_str().unwrap_or_default();
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| GatewayError::permanent(Stage::Config, "base_url cannot be a base"))?
+            .push(kind)
+            .push(id);
+        let version = resource.pointer("/meta/versionId").and_then(Value::as_str);
+        let make = || {
+            let r = self
+                .http
+                .client
+                .put(url.clone())
+                .header(CONTENT_TYPE, FHIR_JSON)
+                .header(ACCEPT, FHIR_JSON)
+                .header("X-Request-ID", key)
+                .json(resource);
+            match version {
+                Some(v) => r.header("If-Match", format!("W/\"{v}\"")),
+                None => r,
+            }
+        };
+        let resp = self
+            .http
+            .check(self.auth.send(&self.http, &host_of(&self.base), make).await?)?;
+        Ok(resp.status().as_u16())
+    }
+}
+
+impl FhirDestination {
+    /// A later change to a referral this destination holds.
+    async fn lifecycle(&self, job: &Job<'_>, op: &Operation) -> Result<Sent> {
+        let referral = op.referral_id.as_str();
+        let status = match op.change {
+            Change::Amend => {
+                let found = self.find("ServiceRequest", referral).await?;
+                let mut sr = job.payload().clone();
+                sr["id"] = found["id"].clone();
+                sr["meta"] = found["meta"].clone();
+                let gateway = json!({"system": self.identifier_system, "value": referral});
+                let mut ids: Vec<Value> = sr["identifier"].as_array().cloned().unwrap_or_default();
+                ids.retain(|i| i["system"] != self.identifier_system.as_str());
+                ids.push(gateway);
+                sr["identifier"] = Value::Array(ids);
+                self.put(&sr, job.idempotency_key).await?
+            }
+            Change::Remind => {
+                let mut task = self.find("Task", referral).await?;
+                let text = format!("Reminder from the referrer's gateway: {} [{}]", op.reason, job.message_id);
+                let notes = task["note"].as_array().cloned().unwrap_or_default();
+                // A resend finds its own note: nothing is added twice.
+                if notes.iter().any(|n| n["text"] == text.as_str()) {
+                    return Ok(Sent { status: Some(200) });
+                }
+                let mut notes = notes;
+                notes.push(json!({"time": op.at, "text": text}));
+                task["note"] = Value::Array(notes);
+                task["businessStatus"] = json!({"text": "Reminder: no response from the service"});
+                self.put(&task, job.idempotency_key).await?
+            }
+            Change::Cancel | Change::Withdraw | Change::Close => {
+                let mut sr = self.find("ServiceRequest", referral).await?;
+                if sr["status"] != "revoked" {
+                    sr["status"] = json!("revoked");
+                    self.put(&sr, job.idempotency_key).await?;
+                }
+                let mut task = self.find("Task", referral).await?;
+                if task["status"] != "cancelled" {
+                    task["status"] = json!("cancelled");
+                    task["statusReason"] = json!({
+                        "coding": [{
+                            "system": LIFECYCLE_SYSTEM,
+                            "code": op.change.event_name(),
+                        }],
+                        "text": op.reason,
+                    });
+                    task["businessStatus"] = json!({"text": op.reason});
+                    self.put(&task, job.idempotency_key).await?;
+                }
+                200
+            }
+            Change::New | Change::Unchanged => 200,
+        };
+        Ok(Sent {
+            status: Some(status),
         })
     }
 }
@@ -236,6 +386,13 @@ fn task_event(task: &Value, system: &str) -> Option<crate::model::message_back::
         .to_string();
     let id = task["id"].as_str()?;
     let status = task["status"].as_str()?;
+    // A Task the gateway itself cancelled (the practice's cancellation, a withdrawal, a
+    // close as not responded) is not the platform's answer.
+    if task.pointer("/statusReason/coding/0/system").and_then(Value::as_str)
+        == Some(LIFECYCLE_SYSTEM)
+    {
+        return None;
+    }
     let when = task["lastModified"]
         .as_str()
         .or_else(|| task.pointer("/meta/lastUpdated").and_then(Value::as_str))?

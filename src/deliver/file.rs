@@ -94,9 +94,15 @@ pub fn safe_file_stem(id: &str) -> String {
 const MAX_STEM: usize = 160;
 
 impl Sink for FileSink {
+    /// Every change, as a file of its own: an update is the referral with its
+    /// `lifecycle` object, a notice the notice alone.
+    fn takes(&self, _: crate::model::lifecycle::Change) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
-            let body = serde_json::to_vec_pretty(job.payload()).map_err(|e| {
+            let body = serde_json::to_vec_pretty(&super::payload::with_lifecycle(job)).map_err(|e| {
                 GatewayError::permanent(Stage::Deliver, format!("{}: {e}", self.name))
             })?;
             let name = format!("{}.json", safe_file_stem(job.message_id));

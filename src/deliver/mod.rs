@@ -136,6 +136,13 @@ pub trait Sink: Send + Sync {
         None
     }
 
+    /// Whether it can pass on `change` (an update, a cancellation ...) to its platform.
+    /// New referrals only, unless the kind says otherwise; the others are held for a
+    /// person ([`cannot_take`]), or for a reminder counted and shown in the console.
+    fn takes(&self, change: crate::model::lifecycle::Change) -> bool {
+        change == crate::model::lifecycle::Change::New
+    }
+
     /// The journal step whose value is the platform's own reference for what it was
     /// sent (a record id it returned), when the kind records one: the only references
     /// an event from this destination's platform may link by.
@@ -165,9 +172,20 @@ pub struct Job<'a> {
     pub rendered: &'a Rendered,
     /// The store's journal of this effect's steps (keyless, multi-step effects).
     pub journal: Journal<'a>,
+    /// What the message does to a referral the destination already has; None for a new
+    /// referral (or an event). A kind that cannot take it refuses with [`cannot_take`].
+    pub operation: Option<&'a crate::model::lifecycle::Operation>,
 }
 
 impl Job<'_> {
+    /// The referral's id at the destination: the first message's for a later version,
+    /// this message's for a new referral.
+    pub fn referral_id(&self) -> &str {
+        self.operation
+            .map(|o| o.referral_id.as_str())
+            .unwrap_or(self.message_id)
+    }
+
     /// The main payload (the `mapping` slot).
     pub fn payload(&self) -> &Value {
         &self.rendered.main().document
@@ -370,6 +388,41 @@ impl Destination {
         self.sink.resends_safely()
     }
 
+    /// See [`Sink::takes`].
+    pub fn takes(&self, change: crate::model::lifecycle::Change) -> bool {
+        self.sink.takes(change)
+    }
+
+    /// What an attempt sends: the mappings' output for a new referral or an update, the
+    /// notice itself for a change that carries no referral (its canonical is the notice).
+    pub fn render_for(
+        &self,
+        canonical: &Value,
+        message_id: &str,
+        operation: Option<&crate::model::lifecycle::Operation>,
+    ) -> Result<Rendered> {
+        match operation {
+            // The main mapping's columns, blank (a sheet's row keeps its header).
+            Some(op) if !op.change.carries_referral() => {
+                Ok(Rendered::single(crate::mapping::Output {
+                    fields: self
+                        .slots
+                        .first()
+                        .map(|s| {
+                            s.mapping
+                                .fields
+                                .iter()
+                                .map(|f| (f.to.clone(), Value::String(String::new())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    document: canonical.clone(),
+                }))
+            }
+            _ => self.render(canonical, message_id),
+        }
+    }
+
     pub fn poller(&self) -> Option<Arc<dyn Poller>> {
         self.sink.poller()
     }
@@ -487,6 +540,36 @@ impl Build<'_> {
             self.problem(key, format!("cannot create {}: {e}", dir.display()));
         }
     }
+}
+
+/// Why a destination was not sent a change its kind cannot pass on: held for a person,
+/// who makes the change at the platform by hand (the changed fields named, never values).
+pub fn cannot_take(
+    destination: &str,
+    kind: &str,
+    op: &crate::model::lifecycle::Operation,
+) -> GatewayError {
+    let what = match op.change {
+        crate::model::lifecycle::Change::Amend => format!(
+            "an update (changed: {})",
+            if op.changed.is_empty() {
+                "nothing named".to_string()
+            } else {
+                op.changed.join(", ")
+            }
+        ),
+        other => format!("a {} notice", other.event_name()),
+    };
+    GatewayError::invalid(
+        Stage::Deliver,
+        "referral_details.status",
+        format!(
+            "destination {destination} ({kind}) cannot take {what} for referral {} through its \
+             interface: nothing was sent to it; make the change at the platform by hand, then \
+             dismiss this",
+            op.referral_id
+        ),
+    )
 }
 
 /// Every mapping error in one, naming the first field (parking headers carry one).

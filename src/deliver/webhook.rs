@@ -111,10 +111,17 @@ struct Webhook {
 }
 
 impl Sink for Webhook {
+    /// Every change: an update carries the referral with a `lifecycle` object, the
+    /// others only the notice (docs/webhook-receivers.md).
+    fn takes(&self, _: crate::model::lifecycle::Change) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
+            let payload = super::payload::with_lifecycle(job);
             // Signed bytes must be the bytes sent: serialise once.
-            let body = serde_json::to_vec(job.payload())
+            let body = serde_json::to_vec(&payload)
                 .map_err(|e| GatewayError::permanent(Stage::Deliver, format!("payload: {e}")))?;
             let host = host_of(&self.url);
             let make = || {
@@ -124,7 +131,17 @@ impl Sink for Webhook {
                     .post(self.url.clone())
                     .header(CONTENT_TYPE, "application/json")
                     .header("Idempotency-Key", job.idempotency_key)
-                    .header("X-Correlation-ID", job.message_id);
+                    .header("X-Correlation-ID", job.message_id)
+                    .header("X-CLW-Referral-ID", job.referral_id())
+                    .header(
+                        "X-CLW-Event",
+                        format!(
+                            "referral.{}",
+                            job.operation
+                                .map(|o| o.change.event_name())
+                                .unwrap_or("created")
+                        ),
+                    );
                 if let Some(s) = &self.signer {
                     let now = chrono::Utc::now().timestamp();
                     r = r.header(signing::TIMESTAMP_HEADER, now.to_string()).header(
@@ -146,3 +163,4 @@ impl Sink for Webhook {
         })
     }
 }
+

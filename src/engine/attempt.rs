@@ -185,8 +185,19 @@ impl Pipeline {
         let flow = self.flow();
         let key = idempotency_key(flow.as_str(), &plan.message_id, &destination.name);
         let result = async {
-            let rendered = destination.render(&plan.canonical, &plan.message_id)?;
+            let operation = plan.operation.as_ref();
+            if let Some(op) = operation
+                && !destination.takes(op.change)
+            {
+                return Err(crate::deliver::cannot_take(
+                    &destination.name,
+                    destination.kind,
+                    op,
+                ));
+            }
+            let rendered = destination.render_for(&plan.canonical, &plan.message_id, operation)?;
             let job = Job {
+                operation,
                 flow,
                 message_id: &plan.message_id,
                 idempotency_key: &key,

@@ -53,6 +53,9 @@ pub struct Plan {
     pub targets: Vec<Arc<Destination>>,
     /// What the flow keeps about the message, written with its "received" record.
     pub remember: Vec<crate::store::Write>,
+    /// What the message does to a referral the destinations already have (an update,
+    /// a cancellation, a reminder ...); None for a new referral and for an event.
+    pub operation: Option<crate::model::lifecycle::Operation>,
 }
 
 /// What a front decided for a message it could read.

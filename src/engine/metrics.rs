@@ -106,6 +106,11 @@ pub struct Metrics {
     pub acknowledgements: Family<AckLabels, Counter>,
     pub acks_overdue: Family<OverdueLabels, Gauge>,
     pub inbox_kept: Family<DestinationLabels, Counter>,
+    /// Reminders of unanswered referrals a destination's kind cannot carry: shown in
+    /// the console instead.
+    pub reminders_shown: Family<DestinationLabels, Counter>,
+    /// Later messages about referrals taken, by what they were (amend, cancel, ...).
+    pub lifecycle_changes: Family<KindLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -264,8 +269,22 @@ impl Metrics {
             "Message handlers that panicked; their messages went back to the queue",
             handler_panics.clone(),
         );
+        let reminders_shown = Family::<DestinationLabels, Counter>::default();
+        r.register(
+            "referral_reminders_shown",
+            "Reminders of unanswered referrals the destination's kind cannot carry (shown in the console instead)",
+            reminders_shown.clone(),
+        );
+        let lifecycle_changes = Family::<KindLabels, Counter>::default();
+        r.register(
+            "referral_lifecycle_changes",
+            "Later messages about referrals taken, by kind (amend, cancel, withdraw, unchanged, remind, close)",
+            lifecycle_changes.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
+            reminders_shown,
+            lifecycle_changes,
             handler_panics,
             source_up,
             store_up,

@@ -3,6 +3,7 @@
 //! to — or a [`Refusal`]. The attempt engine (`crate::engine`) does the rest, the same
 //! for every flow.
 
+pub mod lifecycle;
 pub mod message_back;
 pub mod referral;
 mod referral_config;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+use super::lifecycle::{Drafted, Instruction, Taken, Versions};
 use super::{Decoded, Front, Plan, Planned, Refusal};
 use crate::deliver::Destination;
 use crate::engine::Inbound;
@@ -43,6 +44,9 @@ pub struct ReferralFront {
     missing_mandatory: MissingMandatory,
     metrics: crate::engine::metrics::Metrics,
     dataset: Option<Arc<crate::dataset::Recorder>>,
+    /// A referral's later versions and the gateway's instructions; None (benches, unit
+    /// tests) takes every message as a new referral.
+    versions: Option<Versions>,
 }
 
 /// The referral flow's row in the flow table.
@@ -55,7 +59,13 @@ pub const ROW: super::FlowRow = super::FlowRow {
     front: |p| {
         Some(Box::new(
             ReferralFront::new(p.referrals, p.max_bytes, p.rules.clone(), p.metrics.clone())
-                .with_dataset(p.dataset.clone()),
+                .with_dataset(p.dataset.clone())
+                .with_versions(Versions {
+                    store: p.store.clone(),
+                    sealer: p.sealer.clone(),
+                    destinations: p.referrals.destinations.clone(),
+                    metrics: p.metrics.clone(),
+                }),
         ))
     },
 };
@@ -78,7 +88,15 @@ impl ReferralFront {
             missing_mandatory: wiring.missing_mandatory,
             metrics,
             dataset: None,
+            versions: None,
         }
+    }
+
+    /// Ties later messages to the referral their ServiceRequest identifier names, and
+    /// takes the gateway's sealed instructions.
+    pub fn with_versions(mut self, versions: Versions) -> Self {
+        self.versions = Some(versions);
+        self
     }
 
     /// Records the dataset's facts of every referral it takes (sent or withheld).
@@ -89,7 +107,7 @@ impl ReferralFront {
 
     /// Everything the referral flow decides is decided from the message alone: no store
     /// read, so the whole plan is made in `decode`.
-    fn plan_now(&self, inbound: &Inbound) -> Result<Decoded<Planned>, Refusal> {
+    fn plan_now(&self, inbound: &Inbound) -> Result<Decoded<Taken>, Refusal> {
         let digest = body_digest(&inbound.body);
         let previous = attempts_before(&inbound.headers);
         // A bad ce-id is refused; its record goes under the digest, not the bad value.
@@ -104,6 +122,48 @@ impl ReferralFront {
             attempts,
             error,
         };
+        if let Some(v) = &self.versions {
+            match v.sealer.open(&inbound.body) {
+                Ok(crate::secret::seal::Opened::Plain) => {}
+                Ok(crate::secret::seal::Opened::Sealed {
+                    origin: crate::secret::seal::Origin::Gateway,
+                    event,
+                }) => {
+                    let i: Instruction = serde_json::from_slice(event).map_err(|e| {
+                        refuse(
+                            &fallback,
+                            previous + 1,
+                            GatewayError::invalid(
+                                Stage::Envelope,
+                                "lifecycle",
+                                format!("the gateway's instruction cannot be read: {e}"),
+                            ),
+                        )
+                    })?;
+                    return Ok(Decoded {
+                        message_id: i.id.clone(),
+                        attempts: previous + 1,
+                        serial: Some(i.referral_id.clone()),
+                        content: Taken::Instruction(i),
+                    });
+                }
+                Ok(crate::secret::seal::Opened::Sealed { origin, .. }) => {
+                    return Err(refuse(
+                        &fallback,
+                        previous + 1,
+                        GatewayError::invalid(
+                            Stage::Envelope,
+                            "clw_sealed",
+                            format!(
+                                "sealed by {}, which queues events, never referrals",
+                                origin.describe()
+                            ),
+                        ),
+                    ));
+                }
+                Err(e) => return Err(refuse(&fallback, previous + 1, e)),
+            }
+        }
         let (env, decoded) = check_size(inbound.body.len(), self.max_bytes)
             .and_then(|()| {
                 Envelope::from_headers(&inbound.headers, inbound.content_type.as_deref())
@@ -118,8 +178,13 @@ impl ReferralFront {
         };
         check_message_id(&message_id, field).map_err(|e| refuse(&digest, previous + 1, e))?;
         let attempts = env.previous_attempts + 1;
-        if let Some(e) = not_a_new_referral(&decoded.referral.referral_details.status) {
-            return Err(refuse(&message_id, attempts, e));
+        let identity = decoded.identity.clone().filter(|_| self.versions.is_some());
+        let status = decoded.referral.referral_details.status.clone();
+        let cancels = matches!(status.as_str(), "revoked" | "entered-in-error").then_some(status);
+        if let Some(status) = &cancels
+            && identity.is_none()
+        {
+            return Err(refuse(&message_id, attempts, not_a_new_referral(status)));
         }
 
         let codes = decoded
@@ -164,7 +229,8 @@ impl ReferralFront {
         let missing = note_missing(&mut referral);
         if !missing.is_empty() {
             self.count_missing(practice.as_deref(), &missing, attempts);
-            if self.missing_mandatory == MissingMandatory::Park {
+            // A cancellation is never held back for what it lacks.
+            if self.missing_mandatory == MissingMandatory::Park && cancels.is_none() {
                 return Err(refuse(&message_id, attempts, parked_for(&missing)));
             }
         }
@@ -210,21 +276,38 @@ impl ReferralFront {
             })
             .collect();
         remember.extend(facts.iter().cloned());
+        let fingerprint = match (&self.versions, &identity) {
+            (Some(v), Some(_)) => serde_json::to_value(&referral)
+                .map(|c| v.fingerprint(&c))
+                .unwrap_or_default(),
+            _ => Default::default(),
+        };
+        let draft = |planned: Planned, declined: bool| Decoded {
+            message_id: message_id.clone(),
+            attempts,
+            serial: identity.as_ref().map(|i| i.key()),
+            content: Taken::Bundle(Box::new(Drafted {
+                planned,
+                digest: digest.clone(),
+                identity: identity.clone(),
+                cancels: cancels.clone(),
+                declined,
+                fingerprint: fingerprint.clone(),
+            })),
+        };
         let release = apply_consent(referral, self.consent_not_recorded);
         if let Release::Withheld(reason) = release {
-            return Ok(Decoded {
-                message_id: message_id.clone(),
-                attempts,
-                serial: None,
-                content: Planned::Withheld {
-                    message_id,
+            return Ok(draft(
+                Planned::Withheld {
+                    message_id: message_id.clone(),
                     attempts,
                     reason,
                     // Only the dataset's facts: a referral nothing was sent for keeps no
                     // patient record for the message back.
                     remember: facts,
                 },
-            });
+                true,
+            ));
         }
         let canonical = serde_json::to_value(release.referral()).map_err(|e| {
             refuse(
@@ -239,19 +322,18 @@ impl ReferralFront {
             &canonical,
             &targets,
         ));
-        Ok(Decoded {
-            message_id: message_id.clone(),
-            attempts,
-            serial: None,
-            content: Planned::Send(Plan {
-                message_id,
+        Ok(draft(
+            Planned::Send(Plan {
+                message_id: message_id.clone(),
                 attempts,
-                digest,
+                digest: digest.clone(),
                 canonical,
                 targets,
                 remember,
+                operation: None,
             }),
-        })
+            false,
+        ))
     }
 }
 
@@ -289,21 +371,19 @@ fn parked_for(missing: &[&str]) -> GatewayError {
 }
 
 /// A ServiceRequest whose status cancels a referral (`revoked`, `entered-in-error`) is never
-/// delivered as a new one: until cancellations are passed on to the programmes, it is held
-/// for a person, who cancels at the platform if the referral was sent earlier.
-fn not_a_new_referral(status: &str) -> Option<GatewayError> {
-    matches!(status, "revoked" | "entered-in-error").then(|| {
-        GatewayError::invalid(
-            Stage::Policy,
-            "referral_details.status",
-            format!(
-                "the ServiceRequest's status is {status}: this message cancels a referral rather \
-                 than making one, and cancellations are not yet passed on to the programmes, so \
-                 nothing was sent; if the referral was sent earlier, cancel it at the programme's \
-                 platform, then dismiss this"
-            ),
-        )
-    })
+/// delivered as a new one. Without an identifier (ServiceRequest.identifier) nothing ties
+/// it to the referral it cancels: it is held for a person, who cancels at the platform.
+fn not_a_new_referral(status: &str) -> GatewayError {
+    GatewayError::invalid(
+        Stage::Policy,
+        "referral_details.status",
+        format!(
+            "the ServiceRequest's status is {status}: this message cancels a referral rather \
+             than making one, and it carries no ServiceRequest.identifier to tie it to the \
+             referral it cancels, so nothing was sent; if the referral was sent earlier, cancel \
+             it at the programme's platform, then dismiss this"
+        ),
+    )
 }
 
 /// Referrals sent without a routes file belong to this programme.
@@ -341,17 +421,44 @@ fn remembered(
 }
 
 impl Front for ReferralFront {
-    type Decoded = Planned;
+    type Decoded = Taken;
 
     fn flow(&self) -> Flow {
         Flow::Referral
     }
 
-    fn decode(&self, inbound: &Inbound) -> Result<Decoded<Planned>, Refusal> {
+    fn decode(&self, inbound: &Inbound) -> Result<Decoded<Taken>, Refusal> {
         super::decode_heavy(inbound.body.len(), || self.plan_now(inbound))
     }
 
-    fn plan<'a>(&'a self, decoded: Decoded<Planned>) -> BoxFuture<'a, Result<Planned, Refusal>> {
-        Box::pin(async move { Ok(decoded.content) })
+    /// A new referral was planned in `decode`; what a later message is to its referral
+    /// needs the store.
+    fn plan<'a>(&'a self, decoded: Decoded<Taken>) -> BoxFuture<'a, Result<Planned, Refusal>> {
+        Box::pin(async move {
+            let Decoded {
+                message_id,
+                attempts,
+                content,
+                ..
+            } = decoded;
+            let refuse = |error: GatewayError| Refusal {
+                message_id: message_id.clone(),
+                attempts,
+                error,
+            };
+            match (content, &self.versions) {
+                (Taken::Bundle(d), Some(v)) => {
+                    v.decide(*d, &message_id, attempts).await.map_err(refuse)
+                }
+                (Taken::Bundle(d), None) => Ok(d.planned),
+                (Taken::Instruction(i), Some(v)) => {
+                    v.instruction(i, attempts).await.map_err(refuse)
+                }
+                (Taken::Instruction(_), None) => Err(refuse(GatewayError::permanent(
+                    Stage::Intake,
+                    "an instruction reached a front that takes none",
+                ))),
+            }
+        })
     }
 }

@@ -486,6 +486,12 @@ impl MessageBack {
             }
             EventType::Closed => {
                 let c = self.closed.clone().unwrap_or_default();
+                if c.reason == "not-responded" {
+                    return "Social prescribing referral closed: the service did not respond to \
+                            the referral, so no support was started; the practice may wish to \
+                            refer elsewhere"
+                        .into();
+                }
                 format!(
                     "Social prescribing support ended: {}{}",
                     c.reason.replace('-', " "),

@@ -4,6 +4,7 @@
 
 pub mod dates;
 pub mod identifiers;
+pub mod lifecycle;
 pub mod markup;
 pub mod message_back;
 pub mod prsb;

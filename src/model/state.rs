@@ -97,6 +97,77 @@ text_enum! {
         /// A destination's inbox held something the gateway did not understand, or that
         /// named nothing it sent: kept whole in the store for a person.
         Kept = "kept",
+        /// A referral's life moved on: a version (amend, cancel, consent withdrawn) was
+        /// taken, or the gateway reminded or closed an unanswered referral. Field names
+        /// only, never values.
+        Lifecycle = "lifecycle",
+    }
+}
+
+text_enum! {
+    /// What one message about a referral is to it (ARCHITECTURE.md "A referral's life"):
+    /// versions come from the practice (tied by the ServiceRequest's identifier),
+    /// reminders and closes from the gateway's own clock.
+    pub enum Change {
+        /// The first message about a ServiceRequest: the referral itself.
+        New = "new",
+        /// A later version with fields changed: sent as an update where a kind takes one.
+        Amend = "amend",
+        /// A later version whose ServiceRequest is `revoked` or `entered-in-error`.
+        Cancel = "cancel",
+        /// A later version whose Consent now denies (or is inactive / rejected).
+        Withdraw = "withdraw",
+        /// A later version that changes nothing: recorded, nothing sent.
+        Unchanged = "unchanged",
+        /// The programme has not answered within `respond_within`: it is nudged.
+        Remind = "remind",
+        /// Still no answer by `close_after`: closed as "the service did not respond".
+        Close = "close",
+    }
+}
+
+text_enum! {
+    /// Where a referral stands as the practice and the gateway decide it; the platform's
+    /// own progress (accepted, in progress, closed) is derived from its events.
+    pub enum Lifecycle {
+        /// Live: the programme's events move it on.
+        Open = "open",
+        /// The practice cancelled it.
+        Cancelled = "cancelled",
+        /// The patient withdrew consent: nothing more is shared with the programme.
+        Withdrawn = "withdrawn",
+        /// Closed by the gateway: the service did not respond in time.
+        Expired = "expired",
+    }
+}
+
+impl Change {
+    /// Whether the message carries the referral's content (else only a notice that names it).
+    pub fn carries_referral(self) -> bool {
+        matches!(self, Change::New | Change::Amend)
+    }
+
+    /// The lifecycle state it ends the referral in, when it ends one.
+    pub fn ends_in(self) -> Option<Lifecycle> {
+        match self {
+            Change::Cancel => Some(Lifecycle::Cancelled),
+            Change::Withdraw => Some(Lifecycle::Withdrawn),
+            Change::Close => Some(Lifecycle::Expired),
+            _ => None,
+        }
+    }
+
+    /// How a receiver is told what this is (webhook `lifecycle.event`, CSV action column).
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Change::New => "referral",
+            Change::Amend => "updated",
+            Change::Cancel => "cancelled",
+            Change::Withdraw => "consent-withdrawn",
+            Change::Unchanged => "unchanged",
+            Change::Remind => "reminder",
+            Change::Close => "closed-not-responded",
+        }
     }
 }
 
@@ -114,6 +185,12 @@ mod tests {
         }
         for a in AuditAction::ALL {
             assert_eq!(AuditAction::parse(a.as_str()), Some(*a));
+        }
+        for c in Change::ALL {
+            assert_eq!(Change::parse(c.as_str()), Some(*c));
+        }
+        for l in Lifecycle::ALL {
+            assert_eq!(Lifecycle::parse(l.as_str()), Some(*l));
         }
         assert_eq!(MessageState::parse("none"), None);
     }

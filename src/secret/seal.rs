@@ -42,6 +42,9 @@ pub enum Origin {
     Platform(String),
     /// A poller of the named destination, reading the gateway's own record there.
     Poller(String),
+    /// The gateway itself: its own clock's decisions about a referral (a reminder, a
+    /// close as not responded).
+    Gateway,
 }
 
 impl Origin {
@@ -50,6 +53,7 @@ impl Origin {
         match self {
             Origin::Platform(p) => format!("platform:{p}"),
             Origin::Poller(d) => format!("poller:{d}"),
+            Origin::Gateway => "gateway:lifecycle".into(),
         }
     }
 
@@ -57,6 +61,7 @@ impl Origin {
         match tag.split_once(':')? {
             ("platform", p) if !p.is_empty() => Some(Origin::Platform(p.to_string())),
             ("poller", d) if !d.is_empty() => Some(Origin::Poller(d.to_string())),
+            ("gateway", "lifecycle") => Some(Origin::Gateway),
             _ => None,
         }
     }
@@ -66,6 +71,7 @@ impl Origin {
         match self {
             Origin::Platform(p) => format!("platform {p:?}"),
             Origin::Poller(d) => format!("the poller of destination {d:?}"),
+            Origin::Gateway => "the gateway's own referral lifecycle".into(),
         }
     }
 }
@@ -163,6 +169,16 @@ impl Sealer {
             .verify_slice(&seal)
             .map_err(|_| forged("its seal does not match"))?;
         Ok(Opened::Sealed { origin, event })
+    }
+
+    /// A keyed digest of one value (hex, 128 bits): what the store keeps to tell whether
+    /// a field changed between versions without keeping the field.
+    pub fn digest(&self, label: &str, value: &[u8]) -> String {
+        let full = self
+            .mac(&[b"clw-digest-v1", label.as_bytes(), value])
+            .finalize()
+            .into_bytes();
+        hex::encode(&full[..16])
     }
 
     /// The seal a gateway-republished copy carries for the broker user that published

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::error::{GatewayError, Result, Stage};
-use crate::flows::message_back::{EVENT_TYPE, queued_id};
+use crate::flows::message_back::queued_id;
 use crate::model::message_back::MessageBack;
 use crate::secret::seal::{Origin, Sealer};
 use crate::sources::broker::{BrokerConfig, Topology};
@@ -38,6 +38,10 @@ pub struct BrokerDoor {
     connecting: AsyncMutex<()>,
     /// The longest a connect or a publish confirm may take.
     timeout: std::time::Duration,
+    /// The CloudEvents type its messages carry (the flow's).
+    ce_type: &'static str,
+    /// Routing keys are `{unit}.{origin tag}`.
+    unit: &'static str,
 }
 
 impl Door {
@@ -47,10 +51,12 @@ impl Door {
         let queue = Queue::Broker(Box::new(BrokerDoor {
             url: config.url.clone(),
             name,
-            topology,
             channel: std::sync::Mutex::new(None),
             connecting: AsyncMutex::new(()),
             timeout: config.confirm_timeout,
+            ce_type: crate::flows::row(topology.flow()).event_type,
+            unit: crate::flows::row(topology.flow()).queue_unit,
+            topology,
         }));
         Door { sealer, queue }
     }
@@ -72,12 +78,18 @@ impl Door {
         );
         let json = serde_json::to_vec(event)
             .map_err(|e| GatewayError::permanent(Stage::Intake, format!("event: {e}")))?;
-        let body = self.sealer.seal(origin, &json);
-        match &self.queue {
-            Queue::Spool { inbox } => spool_put(inbox, &id, body).await?,
-            Queue::Broker(b) => b.publish(origin, &id, body).await?,
-        }
+        self.put_sealed(origin, &id, &json).await?;
         Ok(id)
+    }
+
+    /// Queues `json` from `origin` under `id`, sealed (the gateway's own instructions
+    /// go this way onto the referral transport).
+    pub async fn put_sealed(&self, origin: &Origin, id: &str, json: &[u8]) -> Result<()> {
+        let body = self.sealer.seal(origin, json);
+        match &self.queue {
+            Queue::Spool { inbox } => spool_put(inbox, id, body).await,
+            Queue::Broker(b) => b.publish(origin, id, body).await,
+        }
     }
 }
 
@@ -126,7 +138,7 @@ impl BrokerDoor {
             None,
             &[
                 ("ce-id", id.to_string()),
-                ("ce-type", EVENT_TYPE.to_string()),
+                ("ce-type", self.ce_type.to_string()),
                 ("ce-specversion", "1.0".to_string()),
                 (
                     "ce-source",
@@ -142,7 +154,7 @@ impl BrokerDoor {
             self.timeout,
             &c,
             &self.topology.exchange(),
-            &format!("event.{}", origin.tag()),
+            &format!("{}.{}", self.unit, origin.tag()),
             &body,
             props,
         )

@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod door;
 pub mod ingress;
+pub mod lifecycle;
 pub mod listener;
 pub mod parking;
 pub mod poll;

@@ -83,15 +83,20 @@ impl Transport {
 
     /// Where the doors queue the events they take.
     pub fn door(&self, sealer: Sealer) -> Door {
+        self.door_for(Flow::MessageBack, "ingress", sealer)
+    }
+
+    /// Where a flow's sealed messages are queued: `what` names the connection.
+    pub fn door_for(&self, flow: Flow, what: &str, sealer: Sealer) -> Door {
         match self {
             Transport::Broker(b) => Door::broker(
                 &b.config,
-                format!("{} ingress", b.instance),
-                b.config.topology(Flow::MessageBack, &b.tiers),
+                format!("{} {what}", b.instance),
+                b.config.topology(flow, &b.tiers),
                 sealer,
             ),
             Transport::Spool(s) => Door::spool(
-                SpoolDirs::for_flow(&s.dir, row(Flow::MessageBack).spool_folder).inbox,
+                SpoolDirs::for_flow(&s.dir, row(flow).spool_folder).inbox,
                 sealer,
             ),
         }

@@ -47,12 +47,19 @@ impl Store {
             return self.count("referrals", filter, before).await;
         }
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "DELETE FROM referral_events WHERE referral_id IN (SELECT message_id FROM referrals WHERE {filter})"
-        ))
-        .bind(before)
-        .execute(&mut *tx)
-        .await?;
+        // Its events, versions and end go with it.
+        for (table, column) in [
+            ("referral_events", "referral_id"),
+            ("referral_versions", "referral_id"),
+            ("referral_lifecycle", "referral_id"),
+        ] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE {column} IN (SELECT message_id FROM referrals WHERE {filter})"
+            ))
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        }
         let done = sqlx::query(&format!("DELETE FROM referrals WHERE {filter}"))
             .bind(before)
             .execute(&mut *tx)

@@ -16,6 +16,9 @@ pub struct ReferralRecord {
     /// Patient, practice, referrer and consent, as JSON.
     pub record: serde_json::Value,
     pub created_at: i64,
+    /// How the practice or the gateway ended it (cancelled, consent withdrawn, not
+    /// responded); None while it is open.
+    pub ended: Option<super::Ended>,
 }
 
 /// One event linked to a referral.
@@ -45,30 +48,47 @@ pub fn derived_state(events: &[EventRow]) -> &'static str {
     }
 }
 
-fn referral_row(r: &sqlx::any::AnyRow) -> Result<ReferralRecord> {
-    let record: String = r.try_get(3)?;
+/// A referral read from its columns starting at `at`.
+fn referral_row(r: &sqlx::any::AnyRow, at: usize) -> Result<ReferralRecord> {
+    let record: String = r.try_get(at + 3)?;
     Ok(ReferralRecord {
-        message_id: r.try_get(0)?,
-        programme: r.try_get(1)?,
-        practice: r.try_get(2)?,
+        message_id: r.try_get(at)?,
+        programme: r.try_get(at + 1)?,
+        practice: r.try_get(at + 2)?,
         record: serde_json::from_str(&record).map_err(|e| {
             GatewayError::permanent(Stage::Store, format!("a referral record is not JSON: {e}"))
         })?,
-        created_at: r.try_get(4)?,
+        created_at: r.try_get(at + 4)?,
+        ended: match r.try_get::<Option<String>, _>(5)? {
+            Some(state) => Some(super::Ended {
+                state: crate::model::state::Lifecycle::parse(&state)
+                    .unwrap_or(crate::model::state::Lifecycle::Cancelled),
+                by_message: r.try_get(at + 6)?,
+                reason: r.try_get(at + 7)?,
+                at: r.try_get(at + 8)?,
+            }),
+            None => None,
+        },
     })
 }
 
-const REFERRAL_COLUMNS: &str = "message_id, programme, practice, record, created_at";
+/// A referral's columns and how it ended (`referrals r` left-joined to its end).
+const REFERRAL_COLUMNS: &str = "r.message_id, r.programme, r.practice, r.record, r.created_at, \
+     l.state, l.by_message, l.reason, l.changed_at FROM referrals r \
+     LEFT JOIN referral_lifecycle l ON l.referral_id = r.message_id";
 
 impl Store {
+    /// The referral a message id names: its first message's, or any later version's
+    /// (an event naming any version reaches the one referral).
     pub async fn referral(&self, message_id: &str) -> Result<Option<ReferralRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {REFERRAL_COLUMNS} FROM referrals WHERE message_id = $1"
+            "SELECT {REFERRAL_COLUMNS} WHERE r.message_id = COALESCE((SELECT v.referral_id \
+             FROM referral_versions v WHERE v.message_id = $1), $1)"
         ))
         .bind(message_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(referral_row).transpose()
+        row.as_ref().map(|r| referral_row(r, 0)).transpose()
     }
 
     /// The referrals of a programme for one patient, newest first, each with whether it
@@ -79,9 +99,9 @@ impl Store {
         patient_key: &str,
     ) -> Result<Vec<(ReferralRecord, bool)>> {
         let rows = sqlx::query(&format!(
-            "SELECT {REFERRAL_COLUMNS}, (SELECT COUNT(*) FROM referral_events e \
-             WHERE e.referral_id = referrals.message_id AND e.kind = 'closed') \
-             FROM referrals WHERE programme = $1 AND patient_key = $2 ORDER BY created_at DESC"
+            "SELECT (SELECT COUNT(*) FROM referral_events e \
+             WHERE e.referral_id = r.message_id AND e.kind = 'closed'), {REFERRAL_COLUMNS} \
+             WHERE r.programme = $1 AND r.patient_key = $2 ORDER BY r.created_at DESC"
         ))
         .bind(programme)
         .bind(patient_key)
@@ -89,8 +109,8 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let closed: i64 = r.try_get(5)?;
-                Ok((referral_row(r)?, closed > 0))
+                let closed: i64 = r.try_get(0)?;
+                Ok((referral_row(r, 1)?, closed > 0))
             })
             .collect()
     }

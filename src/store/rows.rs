@@ -121,6 +121,20 @@ const DATASET_EVENT: Table = Table {
     conflict: "ON CONFLICT (event_message_id) DO NOTHING",
 };
 
+const VERSION: Table = Table {
+    insert: "INSERT INTO referral_versions (message_id, referral_id, identity, change, fields, fingerprint, created_at)",
+    columns: 7,
+    key: 1,
+    conflict: "ON CONFLICT (message_id) DO NOTHING",
+};
+
+const ENDED: Table = Table {
+    insert: "INSERT INTO referral_lifecycle (referral_id, state, by_message, reason, changed_at)",
+    columns: 5,
+    key: 1,
+    conflict: "ON CONFLICT (referral_id) DO NOTHING",
+};
+
 const CURSOR: Table = Table {
     insert: "INSERT INTO poll_cursors (source, cursor, updated_at)",
     columns: 3,
@@ -144,6 +158,8 @@ pub(super) struct Rows {
     dataset_referral: Vec<Vec<Param>>,
     dataset_event: Vec<Vec<Param>>,
     cursor: Vec<Vec<Param>>,
+    version: Vec<Vec<Param>>,
+    ended: Vec<Vec<Param>>,
     /// (index of the write in the batch, claim)
     claims: Vec<(usize, Claim)>,
 }
@@ -299,6 +315,34 @@ impl Rows {
                 self.cursor
                     .push(vec![text(source), text(cursor), Param::Int(Some(now))])
             }
+            Write::Version {
+                message_id,
+                referral_id,
+                identity,
+                change,
+                fields,
+                fingerprint,
+            } => self.version.push(vec![
+                text(message_id),
+                text(referral_id),
+                Param::Text(identity.clone()),
+                text(change.as_str()),
+                text(&serde_json::to_string(fields).unwrap_or_else(|_| "[]".into())),
+                text(fingerprint),
+                Param::Int(Some(now)),
+            ]),
+            Write::Ended {
+                referral_id,
+                state,
+                by_message,
+                reason,
+            } => self.ended.push(vec![
+                text(referral_id),
+                text(state.as_str()),
+                text(by_message),
+                text(reason),
+                Param::Int(Some(now)),
+            ]),
             Write::Many(all) => all.iter().for_each(|w| self.add(index, w, now)),
         }
     }
@@ -329,6 +373,8 @@ impl Rows {
             || repeated(&self.dataset_referral, DATASET_REFERRAL.key)
             || repeated(&self.dataset_event, DATASET_EVENT.key)
             || repeated(&self.cursor, CURSOR.key)
+            || repeated(&self.version, VERSION.key)
+            || repeated(&self.ended, ENDED.key)
     }
 
     /// Inserts every row, then runs the claims; answers each claim's write index with
@@ -350,6 +396,8 @@ impl Rows {
         insert(tx, &DATASET_REFERRAL, &self.dataset_referral).await?;
         insert(tx, &DATASET_EVENT, &self.dataset_event).await?;
         insert(tx, &CURSOR, &self.cursor).await?;
+        insert(tx, &VERSION, &self.version).await?;
+        insert(tx, &ENDED, &self.ended).await?;
         let mut answers = Vec::with_capacity(self.claims.len());
         for (index, c) in self.claims {
             answers.push((index, claim(tx, &c, now).await?));

@@ -84,6 +84,23 @@ pub enum Write {
         occurred_at: String,
         detail: Option<String>,
     },
+    /// One message about a referral, as a version of it (names and digests only).
+    Version {
+        message_id: String,
+        referral_id: String,
+        identity: Option<String>,
+        change: crate::model::state::Change,
+        fields: Vec<String>,
+        /// JSON object: field -> keyed digest.
+        fingerprint: String,
+    },
+    /// A referral ended by the practice or the gateway; the first end stands.
+    Ended {
+        referral_id: String,
+        state: crate::model::state::Lifecycle,
+        by_message: String,
+        reason: String,
+    },
     /// Where a poller got to.
     Cursor {
         source: String,

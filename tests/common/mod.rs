@@ -86,6 +86,7 @@ pub async fn send_payload(
             message_id: id,
             destination: &d.name,
         },
+        operation: None,
     })
     .await
 }

@@ -65,7 +65,7 @@ impl MessageBackFront {
                     Origin::Platform(name) => {
                         self.platform(name)?;
                     }
-                    Origin::Poller(_) => ev.check_with(self.rules.chi_check)?,
+                    Origin::Poller(_) | Origin::Gateway => ev.check_with(self.rules.chi_check)?,
                 }
                 Ok((origin, ev))
             }

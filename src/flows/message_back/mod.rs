@@ -40,6 +40,10 @@ pub use decode::map_event;
 pub(crate) use projection::canonical;
 pub use wired::{EVENT_CODES, MessageBackWiring, Platform};
 
+/// The closing reason of a referral the gateway closed because the service did not
+/// respond (`[lifecycle]` `close_after`): only the gateway's own events carry it.
+pub const NOT_RESPONDED: &str = "not-responded";
+
 /// The CloudEvents type of a message-back event.
 pub const EVENT_TYPE: &str = "uk.nhs.socialprescribing.messageback.v1";
 /// The platform a publisher on the AMQP door says it is: never trusted, but one that
@@ -68,6 +72,7 @@ pub fn id_prefix(origin: &Origin) -> String {
     match origin {
         Origin::Platform(p) => p.clone(),
         Origin::Poller(d) => poll_source(d),
+        Origin::Gateway => "gateway".into(),
     }
 }
 
@@ -217,7 +222,27 @@ impl MessageBackFront {
                 ),
             ));
         }
-        let narrative = referral.record.get("consent").and_then(Value::as_str) == Some("full");
+        if ev
+            .closed
+            .as_ref()
+            .is_some_and(|c| c.reason == NOT_RESPONDED)
+            && origin != Origin::Gateway
+        {
+            return Err(refuse(
+                &message_id,
+                GatewayError::invalid(
+                    Stage::Policy,
+                    "closed.reason",
+                    "\"not-responded\" is the gateway's own closing reason (the service did not \
+                     answer the referral in time): a platform that closes a referral says why in \
+                     its own words; nothing was written",
+                ),
+            ));
+        }
+        let ended = referral.ended.as_ref().map(|e| e.state);
+        // After consent is withdrawn, nothing the link worker wrote travels.
+        let narrative = referral.record.get("consent").and_then(Value::as_str) == Some("full")
+            && ended != Some(crate::model::lifecycle::Lifecycle::Withdrawn);
         // The referral's state with this event counted: it only moves forward.
         let mut events = self
             .store
@@ -233,9 +258,27 @@ impl MessageBackFront {
                 recorded_at: 0,
             });
         }
-        let state = crate::store::derived_state(&events);
+        let state = match ended {
+            Some(e) => e.as_str(),
+            None => crate::store::derived_state(&events),
+        };
         let mut canonical = canonical(&ev, &referral, coded, narrative);
         canonical["referral"]["state"] = json!(state);
+        // An event after the referral ended is written as what it is, never as if open.
+        if let Some(after) = ended
+            .filter(|_| origin != Origin::Gateway)
+            .map(|e| match e {
+                crate::model::lifecycle::Lifecycle::Cancelled => "the referral was cancelled",
+                crate::model::lifecycle::Lifecycle::Withdrawn => "the patient withdrew consent",
+                _ => "the gateway closed the referral as not responded",
+            })
+        {
+            let headline = canonical["headline"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            canonical["headline"] = json!(format!("{headline} (after {after})"));
+        }
         let earlier = projection::earlier_scores(&ev, &message_id, &events);
         if !earlier.is_empty() {
             canonical["referral"]["earlier_scores"] = json!(earlier);
@@ -276,6 +319,7 @@ impl MessageBackFront {
             canonical,
             targets,
             remember,
+            operation: None,
         }))
     }
 
@@ -291,6 +335,13 @@ impl MessageBackFront {
                     require: &p.require_patient,
                 }
             }
+            // The gateway's own decision names the referral it sent.
+            Origin::Gateway => Scope {
+                origin,
+                destinations: BTreeSet::new(),
+                references: &[],
+                require: &[],
+            },
             // The gateway's own record at the destination names the referral.
             Origin::Poller(d) => Scope {
                 origin,
@@ -354,6 +405,7 @@ mod tests {
             practice: Some("GP5".into()),
             record: json!({"consent": consent, "patient": {"nhs_number": "9912003888"}}),
             created_at: 0,
+            ended: None,
         }
     }
 

@@ -178,6 +178,7 @@ mod tests {
             practice: Some("GP5".into()),
             record: json!({"consent": "codes-only", "patient": {"nhs_number": "9912003888"}}),
             created_at: 0,
+            ended: None,
         }
     }
 

@@ -174,6 +174,7 @@ pub(super) fn referral(consent: &str) -> ReferralRecord {
             "practice": {"ods_code": "GP5", "name": "White Rose"},
         }),
         created_at: 0,
+        ended: None,
     }
 }
 

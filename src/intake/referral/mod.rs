@@ -28,6 +28,10 @@ pub struct DecodedReferral {
     pub referral: Referral,
     pub bundle_id: Option<String>,
     pub message_header_id: Option<String>,
+    /// The practice's identifier of the referral (ServiceRequest.identifier with the
+    /// organisation that made it): what ties later versions to it. None when the
+    /// ServiceRequest carries no identifier (each message is then a referral of its own).
+    pub identity: Option<crate::model::lifecycle::Identity>,
 }
 
 /// Decodes a referral under the default rules (today's CHI check, Scotland's own practice
@@ -93,7 +97,24 @@ pub fn decode_referral_with(body: &[u8], rules: &Rules) -> Result<DecodedReferra
         rules,
     }
     .referral(&sr, header.as_ref())?;
+    let identity = identifiers_of(&sr)?.into_iter().next().map(|i| {
+        let org = |o: &Option<Organisation>| {
+            o.as_ref()
+                .and_then(|o| o.ods_code.clone().or(o.scottish_practice_code.clone()))
+        };
+        crate::model::lifecycle::Identity {
+            organisation: referral
+                .referrer_details
+                .as_ref()
+                .and_then(|r| org(&r.organisation))
+                .or_else(|| org(&referral.gp_practice))
+                .unwrap_or_else(|| "-".into()),
+            system: i.system,
+            value: i.value,
+        }
+    });
     Ok(DecodedReferral {
+        identity,
         referral,
         bundle_id: root.string("id")?,
         message_header_id: match &header {
