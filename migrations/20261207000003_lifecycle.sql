@@ -9,6 +9,8 @@ CREATE TABLE referral_versions (
     change      TEXT   NOT NULL,   -- new | amend | cancel | withdraw | unchanged | remind | close
     fields      TEXT   NOT NULL,   -- JSON array of the canonical fields changed
     fingerprint TEXT   NOT NULL,   -- JSON object: field -> keyed digest of its value
+    consent     TEXT,              -- what the version's consent shares (full, codes-only,
+                                   -- declined); NULL for the gateway's own
     created_at  BIGINT NOT NULL
 );
 

@@ -395,6 +395,9 @@ async fn status_inner(store: &Store, id: Option<&str>, as_json: bool) -> Result<
                 println!("{flow}\t{state}\t{n}");
             }
         }
+        for (programme, state, n) in store.lifecycle_counts().await? {
+            println!("referrals\t{programme}\t{state}\t{n}");
+        }
         for k in store.inbox_kept(50).await? {
             println!(
                 "inbox kept\t{}\t{}\t{}\t{}\t{}",
@@ -515,6 +518,41 @@ fn print_timeline(t: &serde_json::Value) {
         t["counts"]["onward_referrals"]
     );
     println!("timeline  {} sent", s(&t["sent_at"]));
+    if let Some(e) = t["ended"].as_object() {
+        println!(
+            "ended     {} {} by {}: {}",
+            s(&e["at"]),
+            s(&e["state"]),
+            s(&e["by_message"]),
+            s(&e["reason"])
+        );
+    }
+    for v in t["versions"].as_array().into_iter().flatten() {
+        let fields: Vec<String> = v["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        let sent: Vec<String> = v["sent"].as_array().into_iter().flatten().map(s).collect();
+        println!(
+            "version   {} {} {}{} [{}] → {}",
+            s(&v["at"]),
+            s(&v["change"]),
+            s(&v["message_id"]),
+            if fields.is_empty() {
+                String::new()
+            } else {
+                format!(" (changed: {})", fields.join(", "))
+            },
+            s(&v["state"]),
+            if sent.is_empty() {
+                "nothing sent".into()
+            } else {
+                sent.join(", ")
+            }
+        );
+    }
     for e in t["timeline"].as_array().into_iter().flatten() {
         let written = crate::store::timeline::written_to(e);
         println!(

@@ -104,6 +104,13 @@ impl Extractor<'_> {
             after = Some((last.referred_on.clone(), last.message_id.clone()));
             let ids: Vec<String> = page.iter().map(|r| r.message_id.clone()).collect();
             let mut events: BTreeMap<String, Vec<EventFacts>> = BTreeMap::new();
+            let endings: BTreeMap<String, (String, i64)> = self
+                .store
+                .endings(&ids)
+                .await?
+                .into_iter()
+                .map(|(id, state, at)| (id, (state, at)))
+                .collect();
             for e in self.store.dataset_events(&ids).await? {
                 events
                     .entry(e.referral_id.clone())
@@ -133,7 +140,11 @@ impl Extractor<'_> {
                 }
                 let mut evs = events.remove(&r.message_id).unwrap_or_default();
                 evs.sort_by(|a, b| a.on.cmp(&b.on));
-                row(self.row(r, facts, &evs, &period.to))?;
+                let mut out = self.row(r, facts, &evs, &period.to);
+                if let Some((state, at)) = endings.get(&r.message_id) {
+                    end_row(&mut out, state, *at, &r.referred_on, &period.to);
+                }
+                row(out)?;
             }
             if (page.len() as i64) < PAGE {
                 break;
@@ -286,7 +297,23 @@ impl Extractor<'_> {
                 None => days_between(&f.referred_on, to),
             },
             open: closed.is_none() && declined.is_none(),
+            lifecycle: "open".into(),
         }
+    }
+}
+
+/// A referral the practice or the gateway ended: no longer open, its days counted to
+/// the ending (when that came first and within the period).
+fn end_row(row: &mut DatasetRow, state: &str, at_ms: i64, referred_on: &str, to: &str) {
+    row.lifecycle = state.to_string();
+    let Some(day) = chrono::DateTime::from_timestamp_millis(at_ms)
+        .map(|d| d.date_naive().format("%Y-%m-%d").to_string())
+    else {
+        return;
+    };
+    if day.as_str() <= to && row.open {
+        row.open = false;
+        row.days_open = days_between(referred_on, &day);
     }
 }
 

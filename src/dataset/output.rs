@@ -244,7 +244,7 @@ fn json(s: &str) -> String {
 }
 
 /// The CSV extract's columns, in order.
-pub const COLUMNS: [&str; 42] = [
+pub const COLUMNS: [&str; 43] = [
     "person",
     "programme",
     "practice_code",
@@ -287,6 +287,7 @@ pub const COLUMNS: [&str; 42] = [
     "outcome",
     "outcome_codes",
     "practice_acknowledgements",
+    "lifecycle",
 ];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -366,5 +367,6 @@ pub fn csv_record(r: &DatasetRow) -> Vec<String> {
         opt(&r.outcome),
         r.outcome_codes.join("; "),
         counts(&r.practice_acknowledgements),
+        r.lifecycle.clone(),
     ]
 }

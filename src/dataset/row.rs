@@ -120,8 +120,16 @@ pub struct DatasetRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days_open: Option<i64>,
     /// Whether the episode is still open at the extract's end date (neither closed nor
-    /// declined).
+    /// declined, nor ended by the practice or the gateway).
     pub open: bool,
+    /// How the practice or the gateway ended the referral: open | cancelled | withdrawn
+    /// (consent) | expired (closed: the service did not respond).
+    #[serde(default = "open_lifecycle")]
+    pub lifecycle: String,
+}
+
+fn open_lifecycle() -> String {
+    "open".into()
 }
 
 /// What an extract or report covers, and what it left out of its rows (counted only).

@@ -435,6 +435,10 @@ fn transaction(e: &RecordEntry, message_id: &str, s: &Systems) -> Result<Value> 
         Some("declined") => "rejected",
         Some("in-progress") => "in-progress",
         Some("closed") => "completed",
+        // Ended by the practice (cancelled, consent withdrawn) or by the gateway (the
+        // service never answered): never shown as done.
+        Some("cancelled" | "withdrawn") => "cancelled",
+        Some("expired") => "failed",
         _ => "requested",
     };
     let task_id = json!({"system": s.referral, "value": e.referral.message_id});

@@ -32,6 +32,9 @@ pub struct Drafted {
     pub cancels: Option<String>,
     /// Its consent now shares nothing (denied, inactive, rejected).
     pub declined: bool,
+    /// What its consent shares (full, codes-only, declined), configuration applied
+    /// where it records none.
+    pub consent: String,
     /// field -> keyed digest of the whole canonical referral.
     pub fingerprint: BTreeMap<String, String>,
 }
@@ -159,6 +162,7 @@ impl Versions {
             op,
             identity_key: Some(key),
             fingerprint: d.fingerprint,
+            consent: Some(d.consent),
         })
         .await
     }
@@ -186,6 +190,7 @@ impl Versions {
                 change: Change::New,
                 fields: Vec::new(),
                 fingerprint: serde_json::to_string(&d.fingerprint).unwrap_or_default(),
+                consent: Some(d.consent),
             });
         }
         Ok(planned)
@@ -222,6 +227,7 @@ impl Versions {
             op,
             identity_key: None,
             fingerprint: BTreeMap::new(),
+            consent: None,
         })
         .await
     }
@@ -238,6 +244,7 @@ impl Versions {
             op,
             identity_key,
             fingerprint,
+            consent,
         } = o;
         let referral = self.store.referral(&op.referral_id).await?.ok_or_else(|| {
             GatewayError::invalid(
@@ -325,6 +332,7 @@ impl Versions {
             change: op.change,
             fields: op.changed.clone(),
             fingerprint: serde_json::to_string(&fingerprint).unwrap_or_default(),
+            consent,
         }];
         if let Some(state) = op.change.ends_in() {
             remember.push(Write::Ended {
@@ -394,6 +402,7 @@ impl Versions {
                 change: op.change,
                 fields: Vec::new(),
                 fingerprint: serde_json::to_string(&fingerprint).unwrap_or_default(),
+                consent: None,
             }],
         }
     }
@@ -408,4 +417,5 @@ struct OpPlan<'a> {
     op: Operation,
     identity_key: Option<String>,
     fingerprint: BTreeMap<String, String>,
+    consent: Option<String>,
 }

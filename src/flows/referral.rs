@@ -264,16 +264,14 @@ impl ReferralFront {
                 note,
             )));
         }
+        let shared = match referral.consent.state {
+            ConsentState::NotRecorded => self.consent_not_recorded,
+            recorded => recorded,
+        };
         let facts: Vec<Write> = self
             .dataset
             .iter()
-            .map(|d| {
-                let shared = match referral.consent.state {
-                    ConsentState::NotRecorded => self.consent_not_recorded,
-                    recorded => recorded,
-                };
-                d.referral(&message_id, &programme, &referral, shared)
-            })
+            .map(|d| d.referral(&message_id, &programme, &referral, shared))
             .collect();
         remember.extend(facts.iter().cloned());
         let fingerprint = match (&self.versions, &identity) {
@@ -292,6 +290,7 @@ impl ReferralFront {
                 identity: identity.clone(),
                 cancels: cancels.clone(),
                 declined,
+                consent: shared.as_str().to_string(),
                 fingerprint: fingerprint.clone(),
             })),
         };

@@ -94,11 +94,11 @@ pub async fn once(
                     id: format!("lifecycle:remind:{}:{}", u.referral_id, u.reminders + 1),
                     change: "remind".into(),
                     referral_id: u.referral_id.clone(),
+                    // Made the same by every sweep (a copy queued twice is the same
+                    // message, never "same id, different content").
                     reason: format!(
-                        "no response from the service {} after the referral was sent",
-                        crate::model::dates::period_in_words(Duration::from_millis(
-                            (now - u.sent_at).max(0) as u64
-                        ))
+                        "no response from the service within {} of the referral being sent",
+                        crate::model::dates::period_in_words(policy.respond_within)
                     ),
                 }
             };
@@ -121,7 +121,8 @@ pub async fn once(
                 queued += 1;
             }
             if closing && let Some(events) = &doors.events {
-                let event = not_responded(&u.referral_id, &instruction.reason);
+                let at = u.sent_at + ms(policy.close_after.unwrap_or_default());
+                let event = not_responded(&u.referral_id, &instruction.reason, at);
                 let id = crate::flows::message_back::queued_id(
                     &crate::flows::message_back::id_prefix(&Origin::Gateway),
                     &event.event_id,
@@ -141,11 +142,14 @@ pub async fn once(
 
 /// The gateway's own closing event: the referral closed because the service did not
 /// respond, for the practice record.
-fn not_responded(referral_id: &str, reason: &str) -> MessageBack {
+/// It happened when the referral became due to close (`at`, ms): the same for every sweep.
+fn not_responded(referral_id: &str, reason: &str, at: i64) -> MessageBack {
     MessageBack {
         event_id: format!("not-responded-{referral_id}"),
         event_type: EventType::Closed,
-        occurred_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        occurred_at: chrono::DateTime::from_timestamp_millis(at)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         referral: ReferralLink {
             message_id: Some(referral_id.to_string()),
             ..Default::default()

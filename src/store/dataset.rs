@@ -72,6 +72,28 @@ impl Store {
             .collect()
     }
 
+    /// How these referrals ended, where the practice or the gateway ended them:
+    /// (referral id, state, when in ms).
+    pub async fn endings(&self, referral_ids: &[String]) -> Result<Vec<(String, String, i64)>> {
+        let mut out = Vec::new();
+        for chunk in referral_ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT referral_id, state, changed_at FROM referral_lifecycle \
+                 WHERE referral_id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// The event facts of these referrals (one query per 500: a page's worth).
     pub async fn dataset_events(&self, referral_ids: &[String]) -> Result<Vec<DatasetEventRow>> {
         let mut out = Vec::new();
@@ -123,6 +145,16 @@ impl Store {
             .bind(before)
             .execute(&mut *tx)
             .await?;
+        // How a referral ended outlives its record for the dataset's sake; once neither
+        // reports it, it goes too.
+        sqlx::query(
+            "DELETE FROM referral_lifecycle WHERE changed_at < $1 \
+             AND referral_id NOT IN (SELECT message_id FROM dataset_referrals) \
+             AND referral_id NOT IN (SELECT message_id FROM referrals)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

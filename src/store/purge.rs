@@ -47,11 +47,11 @@ impl Store {
             return self.count("referrals", filter, before).await;
         }
         let mut tx = self.pool.begin().await?;
-        // Its events, versions and end go with it.
+        // Its events and versions go with it; how it ended (no patient data) stays as
+        // long as the dataset's rows that report it (`purge_dataset`).
         for (table, column) in [
             ("referral_events", "referral_id"),
             ("referral_versions", "referral_id"),
-            ("referral_lifecycle", "referral_id"),
         ] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE {column} IN (SELECT message_id FROM referrals WHERE {filter})"

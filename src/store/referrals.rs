@@ -19,6 +19,20 @@ pub struct ReferralRecord {
     /// How the practice or the gateway ended it (cancelled, consent withdrawn, not
     /// responded); None while it is open.
     pub ended: Option<super::Ended>,
+    /// What the latest version's consent shares (a later version may share less than
+    /// the first did); None when no later version said.
+    pub consent_now: Option<String>,
+}
+
+impl ReferralRecord {
+    /// What consent lets travel now: the latest version's, else the referral's own.
+    pub fn consent(&self) -> Option<&str> {
+        self.consent_now.as_deref().or_else(|| {
+            self.record
+                .get("consent")
+                .and_then(serde_json::Value::as_str)
+        })
+    }
 }
 
 /// One event linked to a referral.
@@ -69,13 +83,16 @@ fn referral_row(r: &sqlx::any::AnyRow, at: usize) -> Result<ReferralRecord> {
             }),
             None => None,
         },
+        consent_now: r.try_get(at + 9)?,
     })
 }
 
 /// A referral's columns and how it ended (`referrals r` left-joined to its end).
 const REFERRAL_COLUMNS: &str = "r.message_id, r.programme, r.practice, r.record, r.created_at, \
-     l.state, l.by_message, l.reason, l.changed_at FROM referrals r \
-     LEFT JOIN referral_lifecycle l ON l.referral_id = r.message_id";
+     l.state, l.by_message, l.reason, l.changed_at, \
+     (SELECT v.consent FROM referral_versions v WHERE v.referral_id = r.message_id \
+      AND v.consent IS NOT NULL ORDER BY v.created_at DESC, v.message_id DESC LIMIT 1) \
+     FROM referrals r LEFT JOIN referral_lifecycle l ON l.referral_id = r.message_id";
 
 impl Store {
     /// The referral a message id names: its first message's, or any later version's

@@ -122,8 +122,8 @@ const DATASET_EVENT: Table = Table {
 };
 
 const VERSION: Table = Table {
-    insert: "INSERT INTO referral_versions (message_id, referral_id, identity, change, fields, fingerprint, created_at)",
-    columns: 7,
+    insert: "INSERT INTO referral_versions (message_id, referral_id, identity, change, fields, fingerprint, consent, created_at)",
+    columns: 8,
     key: 1,
     conflict: "ON CONFLICT (message_id) DO NOTHING",
 };
@@ -322,6 +322,7 @@ impl Rows {
                 change,
                 fields,
                 fingerprint,
+                consent,
             } => self.version.push(vec![
                 text(message_id),
                 text(referral_id),
@@ -329,6 +330,7 @@ impl Rows {
                 text(change.as_str()),
                 text(&serde_json::to_string(fields).unwrap_or_else(|_| "[]".into())),
                 text(fingerprint),
+                Param::Text(consent.clone()),
                 Param::Int(Some(now)),
             ]),
             Write::Ended {

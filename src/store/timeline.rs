@@ -11,9 +11,11 @@ use crate::error::Result;
 /// A referral's story for `status` and the console: where it went, each event back and
 /// what each record writer did.
 pub async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_json::Value>> {
+    // Any version's id names the one referral.
     let Some(r) = store.referral(id).await? else {
         return Ok(None);
     };
+    let id = r.message_id.as_str();
     let events = store.referral_events(id).await?;
     let count = |k: &str| events.iter().filter(|e| e.kind == k).count();
     let mut entries = Vec::new();
@@ -39,11 +41,34 @@ pub async fn referral_timeline(store: &Store, id: &str) -> Result<Option<serde_j
             "event": e.event_message_id, "state": state, "written": written,
         }));
     }
+    let mut versions = Vec::new();
+    for v in store.versions(id).await? {
+        let sent: Vec<String> = store
+            .deliveries("referral", &v.message_id)
+            .await?
+            .iter()
+            .map(|d| format!("{}: {}", d.destination, d.state))
+            .collect();
+        let state = store
+            .message("referral", &v.message_id)
+            .await?
+            .map(|m| m.state);
+        versions.push(json!({
+            "message_id": v.message_id, "change": v.change.as_str(), "fields": v.fields,
+            "at": ms(v.created_at), "state": state, "sent": sent,
+        }));
+    }
     Ok(Some(json!({
+        "referral_id": r.message_id,
         "programme": r.programme,
         "practice": r.practice,
         "sent_at": ms(r.created_at),
-        "state": super::derived_state(&events),
+        // The practice's or the gateway's ending stands over the platform's progress.
+        "state": r.ended.as_ref().map_or(super::derived_state(&events), |e| e.state.as_str()),
+        "ended": r.ended.as_ref().map(|e| json!({
+            "state": e.state.as_str(), "reason": e.reason, "by_message": e.by_message, "at": ms(e.at),
+        })),
+        "versions": versions,
         "counts": {
             "contacts": count("contact"),
             "scores": count("assessment"),

@@ -93,6 +93,9 @@ pub enum Write {
         fields: Vec<String>,
         /// JSON object: field -> keyed digest.
         fingerprint: String,
+        /// What its consent shares now (full, codes-only, declined); None for the
+        /// gateway's own.
+        consent: Option<String>,
     },
     /// A referral ended by the practice or the gateway; the first end stands.
     Ended {

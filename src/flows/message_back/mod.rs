@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Decoded, Front, Plan, Planned, Refusal};
 use crate::deliver::Destination;
@@ -241,7 +241,7 @@ impl MessageBackFront {
         }
         let ended = referral.ended.as_ref().map(|e| e.state);
         // After consent is withdrawn, nothing the link worker wrote travels.
-        let narrative = referral.record.get("consent").and_then(Value::as_str) == Some("full")
+        let narrative = referral.consent() == Some("full")
             && ended != Some(crate::model::lifecycle::Lifecycle::Withdrawn);
         // The referral's state with this event counted: it only moves forward.
         let mut events = self
@@ -406,6 +406,7 @@ mod tests {
             record: json!({"consent": consent, "patient": {"nhs_number": "9912003888"}}),
             created_at: 0,
             ended: None,
+            consent_now: None,
         }
     }
 

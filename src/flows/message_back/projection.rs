@@ -179,6 +179,7 @@ mod tests {
             record: json!({"consent": "codes-only", "patient": {"nhs_number": "9912003888"}}),
             created_at: 0,
             ended: None,
+            consent_now: None,
         }
     }
 

@@ -175,6 +175,7 @@ pub(super) fn referral(consent: &str) -> ReferralRecord {
         }),
         created_at: 0,
         ended: None,
+        consent_now: None,
     }
 }
 

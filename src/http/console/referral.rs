@@ -113,6 +113,60 @@ pub(super) async fn referral(
             &["occurred", "event", "detail", "state", "written to"],
             &rows,
         );
+        if let Some(e) = t["ended"].as_object() {
+            let _ = write!(
+                out,
+                "<p><strong>Ended: {}</strong> at {} by {}: {}</p>",
+                s(&e["state"]),
+                s(&e["at"]),
+                s(&e["by_message"]),
+                s(&e["reason"])
+            );
+        }
+        // Every message about the referral: its versions, and the gateway's reminders
+        // (a reminder no destination could carry reads "nothing sent" here).
+        let join = |v: &serde_json::Value| {
+            esc(&v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(", "))
+        };
+        let versions: Vec<Vec<String>> = t["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                vec![
+                    s(&v["at"]),
+                    s(&v["change"]),
+                    s(&v["message_id"]),
+                    join(&v["fields"]),
+                    s(&v["state"]),
+                    match join(&v["sent"]) {
+                        sent if sent.is_empty() => "nothing sent".into(),
+                        sent => sent,
+                    },
+                ]
+            })
+            .collect();
+        if !versions.is_empty() {
+            out.push_str("<h2>Versions and reminders</h2>");
+            table(
+                &mut out,
+                &[
+                    "at",
+                    "change",
+                    "message",
+                    "fields changed",
+                    "state",
+                    "sent to",
+                ],
+                &versions,
+            );
+        }
     }
     let audit: Vec<Vec<String>> = c
         .store
