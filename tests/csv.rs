@@ -57,8 +57,13 @@ fn records(dir: &std::path::Path) -> Vec<Vec<Vec<String>>> {
 fn references(dir: &std::path::Path) -> Vec<String> {
     let mut refs: Vec<String> = records(dir)
         .into_iter()
-        .flat_map(|f| f.into_iter().skip(1))
-        .map(|r| r.last().unwrap().clone())
+        .flat_map(|f| {
+            let at = f[0]
+                .iter()
+                .position(|c| c == "Gateway reference")
+                .unwrap();
+            f.into_iter().skip(1).map(move |r| r[at].clone())
+        })
         .collect();
     refs.sort();
     refs

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use clw_gateway::config::lifecycle::{LifecycleConfig, UnansweredPolicy};
+use clw_gateway::sources::lifecycle::{LifecycleConfig, UnansweredPolicy};
 use common::standins::*;
 use common::*;
 use serde_json::{Value, json};

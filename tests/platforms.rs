@@ -270,8 +270,14 @@ fn sheet_references(dir: &std::path::Path) -> Vec<String> {
     for f in std::fs::read_dir(dir).unwrap().flatten() {
         let bytes = std::fs::read(f.path()).unwrap();
         let mut r = ::csv::ReaderBuilder::new().from_reader(&bytes[3..]);
+        let at = r
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == clw_gateway::deliver::REFERENCE_COLUMN)
+            .unwrap();
         for rec in r.records() {
-            refs.push(rec.unwrap().iter().next_back().unwrap().to_string());
+            refs.push(rec.unwrap()[at].to_string());
         }
     }
     refs.sort();

@@ -1,14 +1,11 @@
-//! Typed configuration: a TOML file, then `CLW_SECTION__KEY=value` environment overrides,
-//! validated at start-up with errors that name the offending key. Each component owns
-//! its section — the type and its checks live beside the code that reads it — and this
-//! module only composes them (plus the sections of the layers above every component:
-//! the instance, HTTP, logging and the console).
+//! Typed configuration: a TOML file, then `CLW_SECTION__KEY=value` overrides, validated at
+//! start-up naming the offending key. Each component owns its section (type and checks
+//! beside the code that reads it); this module composes them, plus instance, HTTP, logging.
 
 mod agreements;
 mod console;
 mod digest;
 mod env;
-pub mod lifecycle;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -78,9 +75,8 @@ pub struct Config {
     /// The information-governance pack and how strictly agreements are held to.
     #[serde(default)]
     pub ig: IgConfig,
-    /// What the gateway does about referrals a programme does not answer.
-    #[serde(default)]
-    pub lifecycle: lifecycle::LifecycleConfig,
+    #[serde(default)] // Unanswered referrals: reminders and closes.
+    pub lifecycle: crate::sources::lifecycle::LifecycleConfig,
     /// `sha256:` of the effective configuration, URL credentials removed (`digest.rs`).
     #[serde(skip)]
     pub digest: String,
@@ -251,11 +247,10 @@ impl Config {
 
     fn validated(self) -> Result<Config, ConfigErrors> {
         let problems = self.problems();
-        if problems.is_empty() {
-            Ok(self)
-        } else {
-            Err(ConfigErrors(problems))
-        }
+        problems
+            .is_empty()
+            .then_some(self)
+            .ok_or(ConfigErrors(problems))
     }
 
     /// Every semantic problem in the configuration itself, each naming its key: each

@@ -46,7 +46,7 @@ pub enum Taken {
 }
 
 /// The gateway's own instruction about an unanswered referral, queued sealed on the
-/// referral transport by the sweep (`crate::sources::lifecycle`).
+/// referral transport by the unanswered-referral sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Instruction {

@@ -73,7 +73,7 @@ fn referral_row(r: &sqlx::any::AnyRow, at: usize) -> Result<ReferralRecord> {
             GatewayError::permanent(Stage::Store, format!("a referral record is not JSON: {e}"))
         })?,
         created_at: r.try_get(at + 4)?,
-        ended: match r.try_get::<Option<String>, _>(5)? {
+        ended: match r.try_get::<Option<String>, _>(at + 5)? {
             Some(state) => Some(super::Ended {
                 state: crate::model::state::Lifecycle::parse(&state)
                     .unwrap_or(crate::model::state::Lifecycle::Cancelled),

@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+mod config;
+
+pub use config::{LifecycleConfig, UnansweredPolicy};
+
 use super::door::Door;
-use crate::config::lifecycle::LifecycleConfig;
 use crate::flows::lifecycle::Instruction;
 use crate::flows::message_back::NOT_RESPONDED;
 use crate::model::Flow;
