@@ -58,10 +58,7 @@ fn references(dir: &std::path::Path) -> Vec<String> {
     let mut refs: Vec<String> = records(dir)
         .into_iter()
         .flat_map(|f| {
-            let at = f[0]
-                .iter()
-                .position(|c| c == "Gateway reference")
-                .unwrap();
+            let at = f[0].iter().position(|c| c == "Gateway reference").unwrap();
             f.into_iter().skip(1).map(move |r| r[at].clone())
         })
         .collect();

@@ -15,6 +15,19 @@ pub fn idempotency_key(flow: &str, message_id: &str, destination: &str) -> Strin
     .to_string()
 }
 
+/// The body: the mapped referral as it is for a new one; for an update the same with the
+/// `lifecycle` object beside it; for a notice the notice alone (no patient data).
+pub(super) fn with_lifecycle(job: &super::Job<'_>) -> serde_json::Value {
+    let mut payload = job.payload().clone();
+    if let Some(op) = job.operation
+        && op.change == crate::model::lifecycle::Change::Amend
+        && let Some(obj) = payload.as_object_mut()
+    {
+        obj.insert("lifecycle".into(), op.notice()["lifecycle"].clone());
+    }
+    payload
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,17 +47,4 @@ mod tests {
             idempotency_key("message-back", "m1", "a")
         );
     }
-}
-
-/// The body: the mapped referral as it is for a new one; for an update the same with the
-/// `lifecycle` object beside it; for a notice the notice alone (no patient data).
-pub(super) fn with_lifecycle(job: &super::Job<'_>) -> serde_json::Value {
-    let mut payload = job.payload().clone();
-    if let Some(op) = job.operation
-        && op.change == crate::model::lifecycle::Change::Amend
-        && let Some(obj) = payload.as_object_mut()
-    {
-        obj.insert("lifecycle".into(), op.notice()["lifecycle"].clone());
-    }
-    payload
 }

@@ -185,7 +185,7 @@ impl Pipeline {
         let flow = self.flow();
         let key = idempotency_key(flow.as_str(), &plan.message_id, &destination.name);
         let result = async {
-            let operation = plan.operation.as_ref();
+            let operation = plan.operation.as_deref();
             if let Some(op) = operation
                 && !destination.takes(op.change)
             {

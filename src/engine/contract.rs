@@ -55,7 +55,7 @@ pub struct Plan {
     pub remember: Vec<crate::store::Write>,
     /// What the message does to a referral the destinations already have (an update,
     /// a cancellation, a reminder ...); None for a new referral and for an event.
-    pub operation: Option<crate::model::lifecycle::Operation>,
+    pub operation: Option<Box<crate::model::lifecycle::Operation>>,
 }
 
 /// What a front decided for a message it could read.

@@ -377,7 +377,7 @@ impl Versions {
             canonical,
             targets,
             remember,
-            operation: Some(op),
+            operation: Some(Box::new(op)),
         }))
     }
 
