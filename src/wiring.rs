@@ -121,6 +121,7 @@ impl Wiring {
         });
         let console = console(config, &mut problems);
         idle_settings(config, &destinations, &mut problems);
+        unknown_programmes(config, routes.as_ref(), &mut problems);
         // With `[ig] require_agreements`, a configuration out of step with its agreements
         // does not run (without it, `check` warns).
         problems.extend(
@@ -152,6 +153,30 @@ impl Wiring {
             },
             message_back,
         })
+    }
+}
+
+/// A `[lifecycle]` policy for a programme no referral is routed to would never act.
+fn unknown_programmes(
+    config: &Config,
+    routes: Option<&crate::policy::routing::Routes>,
+    problems: &mut Vec<GatewayError>,
+) {
+    let known: Vec<&str> = match routes {
+        Some(r) => r.programmes().map(|(name, _)| name).collect(),
+        None => vec![crate::flows::referral::DEFAULT_PROGRAMME],
+    };
+    for name in config.lifecycle.programmes.keys() {
+        if !known.contains(&name.as_str()) {
+            problems.push(problem(
+                format!("lifecycle.programmes.{name}"),
+                format!(
+                    "no referral goes to a programme of that name (known: {}), so this policy \
+                     would never act",
+                    known.join(", ")
+                ),
+            ));
+        }
     }
 }
 

@@ -48,6 +48,16 @@ fn with_status(mut r: Value, status: &str) -> Value {
     r
 }
 
+/// `body` against the repository's schema `name`: the problems, none when valid.
+fn schema_problems(name: &str, body: &Value) -> Vec<String> {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path(&format!("schemas/{name}"))).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator.iter_errors(body).map(|e| e.to_string()).collect()
+}
+
 fn header<'a>(r: &'a Received, name: &str) -> &'a str {
     r.headers
         .get(name)
@@ -169,6 +179,11 @@ async fn later_versions_reach_each_destination_kind_as_what_they_are_once() {
         update.body["lifecycle"]["service_request_identifier"]["value"],
         identifier.as_str()
     );
+    assert_eq!(
+        schema_problems("prsb-referral.v1.schema.json", &update.body),
+        Vec::<String>::new(),
+        "an update is a valid PRSB referral"
+    );
     assert!(
         update.body.to_string().contains("01139998888"),
         "the update carries the new number: {}",
@@ -221,6 +236,10 @@ async fn later_versions_reach_each_destination_kind_as_what_they_are_once() {
         notice.body
     );
     assert_eq!(notice.body["lifecycle"]["event"], "cancelled");
+    assert_eq!(
+        schema_problems("referral-notice.v1.schema.json", &notice.body),
+        Vec::<String>::new()
+    );
     assert_eq!(notice.body["lifecycle"]["referral_id"], first.as_str());
     assert!(
         notice.body["lifecycle"]["reason"]
@@ -463,6 +482,18 @@ async fn withdrawn_consent_stops_free_text_and_events_after_a_cancellation_say_s
         .unwrap();
     assert_eq!(timeline["state"], "cancelled");
     assert_eq!(timeline["referral_id"], second.as_str());
+
+    // A cancellation of an identifier the gateway never sent is held, never sent.
+    let stray = unique("ref");
+    drop_file(
+        &inbox,
+        "stray.json",
+        &with_status(versioned(&stray, &unique("R")), "revoked"),
+    );
+    let row = wait_message(&gw.store, "referral", &stray, "parked").await;
+    let reason = row.last_error.unwrap_or_default();
+    assert!(reason.contains("no record of sending"), "{reason}");
+    assert!(!data.join(format!("outbox/referrals/{stray}.json")).exists());
     gw.stop().await.unwrap();
 }
 
@@ -540,6 +571,12 @@ async fn an_unanswered_referral_is_reminded_then_closed_and_written_back_with_it
     })
     .await;
     assert_eq!(closed.body["lifecycle"]["event"], "closed-not-responded");
+    for body in [&reminder.body, &closed.body] {
+        assert_eq!(
+            schema_problems("referral-notice.v1.schema.json", body),
+            Vec::<String>::new()
+        );
+    }
     let written = format!("gateway:not-responded-{id}");
     wait_message(&h.gw.store, "message-back", &written, "delivered").await;
     wait_message(
@@ -600,4 +637,31 @@ async fn an_unanswered_referral_is_reminded_then_closed_and_written_back_with_it
     let out = status(&h.s, &id);
     assert!(out.contains("expired by lifecycle:close:"), "{out}");
     h.finish().await;
+}
+
+/// A policy for a programme no referral goes to would never act: `check` refuses it,
+/// naming the key; one for the programme the referrals go to passes.
+#[test]
+fn a_policy_for_an_unknown_programme_is_refused_by_check() {
+    let s = Setup::new("lifecycle-check");
+    let write = |programme: &str| {
+        let path = s.dir.path().join(format!("{programme}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[gateway]\ndata_dir = {:?}\n[store]\nurl = {:?}\n\
+                 [lifecycle.programmes.{programme}]\nrespond_within = \"14d\"\nclose_after = \"21d\"\n",
+                s.dir.path().display().to_string(),
+                s.store_url
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (ok, out) = check_config(&write("nowhere"));
+    assert!(!ok, "{out}");
+    assert!(out.contains("lifecycle.programmes.nowhere"), "{out}");
+    assert!(out.contains("known: default"), "{out}");
+    let (ok, out) = check_config(&write("default"));
+    assert!(ok, "{out}");
 }

@@ -201,6 +201,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT programme, COUNT(*) FROM referrals r WHERE created_at < $1 AND NOT EXISTS \
              (SELECT 1 FROM referral_events e WHERE e.referral_id = r.message_id) \
+             AND NOT EXISTS (SELECT 1 FROM referral_lifecycle l WHERE l.referral_id = r.message_id) \
              AND EXISTS (SELECT 1 FROM messages m WHERE m.flow = 'referral' \
              AND m.message_id = r.message_id AND m.state = 'delivered') \
              GROUP BY programme ORDER BY programme",
