@@ -411,3 +411,181 @@ async fn gateway_runs_on_postgres() {
     h.finish().await;
     schema.drop_it().await;
 }
+
+/// A referral's versions and ending on either backend: any version's id names the one
+/// referral, one first version per identity, the first ending stands, the unanswered
+/// sweep's query, and retention keeping the ending for the dataset.
+async fn exercise_lifecycle(store: &Store) {
+    use clw_gateway::model::lifecycle::{Change, Lifecycle};
+    let (first, amended, remind) = (unique("ref"), unique("ref"), unique("remind"));
+    let programme = unique("prog");
+    let identity = format!("B86003|https://practice.example/referrals|{}", unique("R"));
+    let version =
+        |id: &str, change: Change, identity: Option<&str>, fields: &[&str]| Write::Version {
+            message_id: id.into(),
+            referral_id: first.clone(),
+            identity: identity.map(str::to_string),
+            change,
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            fingerprint: format!("{{\"a\":\"{id}\"}}"),
+            consent: identity.map(|_| {
+                if change == Change::New {
+                    "full"
+                } else {
+                    "codes-only"
+                }
+                .to_string()
+            }),
+        };
+    store
+        .write(Write::Many(vec![
+            received(&first),
+            Write::Referral {
+                message_id: first.clone(),
+                programme: programme.clone(),
+                practice: Some("B86003".into()),
+                patient_key: None,
+                record: r#"{"consent":"full"}"#.into(),
+            },
+            version(&first, Change::New, Some(&identity), &[]),
+        ]))
+        .await
+        .unwrap();
+    store
+        .write(outcome(&first, "delivered", 1, "delivered"))
+        .await
+        .unwrap();
+    let r = store.referral(&first).await.unwrap().unwrap();
+    assert_eq!((r.ended.clone(), r.consent()), (None, Some("full")));
+
+    store
+        .write(version(
+            &amended,
+            Change::Amend,
+            Some(&identity),
+            &["person_demographics.telecom.value"],
+        ))
+        .await
+        .unwrap();
+    let by_version = store.referral(&amended).await.unwrap().unwrap();
+    assert_eq!(
+        by_version.message_id, first,
+        "a version's id names the referral"
+    );
+    assert_eq!(
+        by_version.consent(),
+        Some("codes-only"),
+        "the latest version's consent"
+    );
+    let latest = store.latest_version(&identity).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            latest.message_id.as_str(),
+            latest.change,
+            latest.fields.clone()
+        ),
+        (
+            amended.as_str(),
+            Change::Amend,
+            vec!["person_demographics.telecom.value".to_string()]
+        )
+    );
+    assert_eq!(latest.fingerprint.get("a"), Some(&amended));
+    // A second first version of the same identity is refused by the store.
+    let twin = unique("ref");
+    let mut second = version(&twin, Change::New, Some(&identity), &[]);
+    if let Write::Version { referral_id, .. } = &mut second {
+        *referral_id = twin.clone();
+    }
+    assert!(
+        store.write(second).await.is_err(),
+        "one referral per identity"
+    );
+
+    let later = store.now() + 60_000;
+    let waiting = store.unanswered(&programme, later).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        (waiting[0].referral_id.as_str(), waiting[0].reminders),
+        (first.as_str(), 0)
+    );
+    store
+        .write(version(&remind, Change::Remind, None, &[]))
+        .await
+        .unwrap();
+    let waiting = store.unanswered(&programme, later).await.unwrap();
+    assert_eq!(waiting[0].reminders, 1);
+    assert!(waiting[0].last_reminder.is_some());
+
+    let ended = |state: Lifecycle, by: &str| Write::Ended {
+        referral_id: first.clone(),
+        state,
+        by_message: by.into(),
+        reason: "the practice cancelled the referral".into(),
+    };
+    store
+        .write(ended(Lifecycle::Cancelled, &amended))
+        .await
+        .unwrap();
+    store
+        .write(ended(Lifecycle::Withdrawn, &remind))
+        .await
+        .unwrap();
+    let e = store.ended(&first).await.unwrap().unwrap();
+    assert_eq!(
+        (e.state, e.by_message.as_str()),
+        (Lifecycle::Cancelled, amended.as_str()),
+        "the first end stands"
+    );
+    assert!(
+        store
+            .unanswered(&programme, later)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.lifecycle_counts().await.unwrap().contains(&(
+        programme.clone(),
+        "cancelled".to_string(),
+        1
+    )));
+    let versions: Vec<Change> = store
+        .versions(&first)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.change)
+        .collect();
+    assert_eq!(versions, [Change::New, Change::Amend, Change::Remind]);
+
+    // Retention removes the record and its versions; the ending stays for the dataset.
+    store.purge_referrals(i64::MAX, false).await.unwrap();
+    assert!(store.referral(&first).await.unwrap().is_none());
+    assert!(store.versions(&first).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .endings(std::slice::from_ref(&first))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn lifecycle_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/store.db?mode=rwc", dir.path().display());
+    let store = Store::connect(&url, 4, 64).await.unwrap();
+    exercise_lifecycle(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn lifecycle_on_postgres() {
+    let (schema, url) = PgSchema::create().await;
+    let store = Store::connect(&url, 4, 64).await.unwrap();
+    exercise_lifecycle(&store).await;
+    store.close().await;
+    schema.drop_it().await;
+}
