@@ -346,13 +346,43 @@ async fn the_english_pack_says_what_its_configuration_says_and_no_secret() {
     let config = "deploy/config/rabbitmq.toml";
     let g = generate(dir.path(), config, "deploy/routes/routes.yaml", "e");
     assert_pack_matches(config, &g);
-    let york = g.json["destinations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "york-charitylog")
-        .unwrap();
+    let named = |list: &str, key: &str, value: &str| -> Value {
+        g.json[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d[key] == value)
+            .unwrap()
+            .clone()
+    };
+    let york = named("destinations", "name", "york-charitylog");
     assert_eq!(york["programmes"], serde_json::json!(["york-wellbeing"]));
+    // What each is sent of a referral's later messages, and the unanswered policy.
+    assert!(
+        york["later"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("none through its interface"),
+        "{}",
+        york["later"]
+    );
+    let links = named("destinations", "name", "leeds-links");
+    assert_eq!(
+        links["later"].as_array().unwrap().len(),
+        5,
+        "{}",
+        links["later"]
+    );
+    assert!(
+        g.files["ig-pack.md"].contains("| Later messages |"),
+        "the pack says so"
+    );
+    let route = named("routes", "programme", "leeds-links");
+    assert_eq!(
+        route["unanswered"],
+        "reminded after 10 days (again every 2 days); closed as not responded after 14 days, \
+         written to the practice record"
+    );
     assert_eq!(
         york["channel"]["credentials"],
         serde_json::json!([

@@ -18,6 +18,10 @@ use crate::secret::Secret;
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// None: its external referral form takes new referrals only; a later message is held
+/// for a person, who makes the change in Charitylog.
+pub const LATER: &[crate::model::lifecycle::Change] = &[];
+
 /// It keeps no files of its own.
 pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None

@@ -29,6 +29,10 @@ use crate::store::{Store, Write};
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// Every later message, as a row of its own: an update's row carries the new values, a
+/// notice's only the reference and the action.
+pub const LATER: &[crate::model::lifecycle::Change] = super::EVERY_LATER;
+
 /// Its files hold patient data, kept for `retention.sheets`.
 pub fn kept(c: &Config) -> Option<super::Kept<'_>> {
     Some(super::Kept {
@@ -115,12 +119,6 @@ pub const ACTION_COLUMN: &str = "Gateway action";
 const ROW: &str = "sheet-row";
 
 impl Sink for Sheet {
-    /// Every change, as a row of its own: an update's row carries the new values, a
-    /// notice's only the reference and the action.
-    fn takes(&self, _: crate::model::lifecycle::Change) -> bool {
-        true
-    }
-
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
             let _one = self.lock.lock().await;

@@ -26,6 +26,11 @@ const FHIR_JSON: &str = "application/fhir+json";
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// Every later message, on the ServiceRequest and Task it made (found by the gateway's
+/// identifier): an update replaces the ServiceRequest, an ending revokes it and cancels
+/// the Task, a reminder adds a note and business status to the Task.
+pub const LATER: &[Change] = super::EVERY_LATER;
+
 /// It keeps no files of its own.
 pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
@@ -119,13 +124,6 @@ impl std::ops::Deref for FhirDestination {
 impl Sink for FhirDestination {
     fn poller(&self) -> Option<Arc<dyn Poller>> {
         self.poller.clone()
-    }
-
-    /// Every change, on the ServiceRequest and Task it made (found by the gateway's
-    /// identifier): an update replaces the ServiceRequest, an ending revokes it and
-    /// cancels the Task, a reminder adds a note and business status to the Task.
-    fn takes(&self, _: Change) -> bool {
-        true
     }
 
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {

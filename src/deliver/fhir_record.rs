@@ -29,6 +29,9 @@ use crate::secret::Secret;
 
 pub const FLOW: Flow = Flow::MessageBack;
 
+/// A record writer: it writes events, never a referral's later messages.
+pub const LATER: &[crate::model::lifecycle::Change] = &[];
+
 /// It keeps no files of its own.
 pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None

@@ -14,6 +14,10 @@ use crate::model::Flow;
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// Every later message, as a file of its own: an update is the referral with its
+/// `lifecycle` object, a notice the notice alone.
+pub const LATER: &[crate::model::lifecycle::Change] = super::EVERY_LATER;
+
 /// Its files hold patient data, kept for `retention.outboxes`.
 pub fn kept(c: &Config) -> Option<super::Kept<'_>> {
     Some(super::Kept {
@@ -94,12 +98,6 @@ pub fn safe_file_stem(id: &str) -> String {
 const MAX_STEM: usize = 160;
 
 impl Sink for FileSink {
-    /// Every change, as a file of its own: an update is the referral with its
-    /// `lifecycle` object, a notice the notice alone.
-    fn takes(&self, _: crate::model::lifecycle::Change) -> bool {
-        true
-    }
-
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
             let body = serde_json::to_vec_pretty(&super::payload::with_lifecycle(job)).map_err(|e| {

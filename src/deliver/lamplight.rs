@@ -28,6 +28,10 @@ use crate::secret::Secret;
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// None: its API adds people and referrals but cannot amend or close one; a later message
+/// is held for a person, who makes the change in Lamplight.
+pub const LATER: &[crate::model::lifecycle::Change] = &[];
+
 /// It keeps no files of its own.
 pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None

@@ -42,6 +42,9 @@ pub const FLOW: Flow = Flow::MessageBack;
 /// The journal step of the one send.
 const STEP: &str = "mail-send";
 
+/// A record writer: it writes events, never a referral's later messages.
+pub const LATER: &[crate::model::lifecycle::Change] = &[];
+
 /// It keeps no files: what it sends is in the practice's mailbox.
 pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None

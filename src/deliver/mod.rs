@@ -72,6 +72,12 @@ macro_rules! kinds {
                 match self { $(DestinationConfig::$variant(c) => $module::kept(c),)* }
             }
 
+            /// The later messages about a referral its kind passes on to its platform
+            /// (updates, cancellations, ...): a kind's `LATER`.
+            pub fn later(&self) -> &'static [crate::model::lifecycle::Change] {
+                match self { $(DestinationConfig::$variant(_) => $module::LATER,)* }
+            }
+
             /// How its data travels, as its kind describes it (never a credential's
             /// value): for the information-governance pack.
             pub fn channel(&self) -> channel::Channel {
@@ -98,6 +104,12 @@ kinds! {
     "docman" => Docman(docman),
     "mail" => Mail(mail),
 }
+
+/// Every later message a referral can have, for a kind that passes each on.
+pub const EVERY_LATER: &[crate::model::lifecycle::Change] = {
+    use crate::model::lifecycle::Change::*;
+    &[Amend, Cancel, Withdraw, Remind, Close]
+};
 
 /// Files a kind writes into a folder of its own, holding patient data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,13 +146,6 @@ pub trait Sink: Send + Sync {
     /// Where the destination reports what it could not deliver, when it does.
     fn reports(&self) -> Option<Arc<dyn Reports>> {
         None
-    }
-
-    /// Whether it can pass on `change` (an update, a cancellation ...) to its platform.
-    /// New referrals only, unless the kind says otherwise; the others are held for a
-    /// person ([`cannot_take`]), or for a reminder counted and shown in the console.
-    fn takes(&self, change: crate::model::lifecycle::Change) -> bool {
-        change == crate::model::lifecycle::Change::New
     }
 
     /// The journal step whose value is the platform's own reference for what it was
@@ -286,6 +291,8 @@ pub struct Destination {
     constants: std::collections::BTreeMap<String, String>,
     /// The canonical fields its agreement lists (sensitive sections leave only if named).
     allow: Vec<String>,
+    /// The later messages about a referral its kind passes on (`DestinationConfig::later`).
+    later: &'static [crate::model::lifecycle::Change],
     slots: Vec<Slot>,
     sink: Box<dyn Sink>,
 }
@@ -328,6 +335,7 @@ impl Destination {
                     breaker: breaker::Breaker::default(),
                     constants: terms.constants.clone(),
                     allow: terms.allow.to_vec(),
+                    later: config.later(),
                     slots: b.slots,
                     sink,
                 }))
@@ -388,9 +396,11 @@ impl Destination {
         self.sink.resends_safely()
     }
 
-    /// See [`Sink::takes`].
+    /// Whether it passes `change` on to its platform: a new referral always, a later
+    /// message as its kind declares; the others are held for a person ([`cannot_take`]),
+    /// or for a reminder counted and shown in the console.
     pub fn takes(&self, change: crate::model::lifecycle::Change) -> bool {
-        self.sink.takes(change)
+        change == crate::model::lifecycle::Change::New || self.later.contains(&change)
     }
 
     /// What an attempt sends: the mappings' output for a new referral or an update, the

@@ -18,6 +18,9 @@ use crate::record::{RecordEntry, document};
 
 pub const FLOW: Flow = Flow::MessageBack;
 
+/// A record writer: it writes events, never a referral's later messages.
+pub const LATER: &[crate::model::lifecycle::Change] = &[];
+
 /// Its files hold patient data, kept for `retention.outboxes`.
 pub fn kept(c: &Config) -> Option<super::Kept<'_>> {
     Some(super::Kept {

@@ -22,6 +22,10 @@ pub use super::http::{classify_status, parse_retry_after};
 
 pub const FLOW: Flow = Flow::Referral;
 
+/// Every later message: an update carries the referral with a `lifecycle` object, the
+/// others only the notice (docs/webhook-receivers.md).
+pub const LATER: &[crate::model::lifecycle::Change] = super::EVERY_LATER;
+
 /// It keeps no files of its own.
 pub fn kept(_: &Config) -> Option<super::Kept<'_>> {
     None
@@ -111,12 +115,6 @@ struct Webhook {
 }
 
 impl Sink for Webhook {
-    /// Every change: an update carries the referral with a `lifecycle` object, the
-    /// others only the notice (docs/webhook-receivers.md).
-    fn takes(&self, _: crate::model::lifecycle::Change) -> bool {
-        true
-    }
-
     fn send<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Sent>> {
         Box::pin(async move {
             let payload = super::payload::with_lifecycle(job);

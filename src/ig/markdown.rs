@@ -115,13 +115,13 @@ pub fn findings(f: &[Finding]) -> String {
 
 pub fn routes(r: &[Route]) -> String {
     let mut out = String::from(
-        "| practice | nation | programme | referral destinations | record writers |\n\
-         |---|---|---|---|---|\n",
+        "| practice | nation | programme | referral destinations | record writers | unanswered |\n\
+         |---|---|---|---|---|---|\n",
     );
     for x in r {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             if x.practice == "*" {
                 "every practice".into()
             } else {
@@ -130,7 +130,11 @@ pub fn routes(r: &[Route]) -> String {
             text(&x.nation),
             text(&x.programme),
             codes(&x.destinations),
-            codes(&x.record_writers)
+            codes(&x.record_writers),
+            x.unanswered
+                .as_deref()
+                .map(text)
+                .unwrap_or_else(|| "not chased".into())
         );
     }
     out.push('\n');
@@ -272,6 +276,9 @@ pub fn destination(d: &Destination) -> String {
                 code(&r.key)
             ),
         ));
+    }
+    if !d.later.is_empty() {
+        rows.push(("Later messages", texts(&d.later, "—")));
     }
     rows.push(("Hazards", codes(&d.hazards)));
     facts(&mut out, &rows);

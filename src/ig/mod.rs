@@ -187,6 +187,7 @@ fn route_views(
             programme: "(every practice)".into(),
             destinations: config.referrals.destinations.clone(),
             record_writers: writers_of("*"),
+            unanswered: unanswered(config, crate::flows::referral::DEFAULT_PROGRAMME),
         }];
     };
     let programmes: BTreeMap<&str, &[String]> = routes.programmes().collect();
@@ -204,6 +205,7 @@ fn route_views(
                 Some(w) => w.to_vec(),
                 None => writers_of("*"),
             },
+            unanswered: unanswered(config, programme),
         })
         .collect()
 }
@@ -289,12 +291,58 @@ fn destination(
         sensitive_agreed,
         channel: d.channel(),
         rests,
+        later: later(flow, d.later()),
         hazards: logged
             .iter()
             .filter(|h| h.applies(flow.as_str(), d.kind()))
             .map(|h| h.id.clone())
             .collect(),
     }
+}
+
+/// A programme's `[lifecycle]` policy, in words.
+fn unanswered(config: &Config, programme: &str) -> Option<String> {
+    let p = config.lifecycle.programmes.get(programme)?;
+    let mut out = format!("reminded after {}", places::period(p.respond_within));
+    if let Some(every) = p.remind_every {
+        out.push_str(&format!(" (again every {})", places::period(every)));
+    }
+    if let Some(close) = p.close_after {
+        out.push_str(&format!(
+            "; closed as not responded after {}, written to the practice record",
+            places::period(close)
+        ));
+    }
+    Some(out)
+}
+
+/// What a referral destination is sent of a referral's later messages: an update is the
+/// referral again (its allow-list applies); every notice names the referral only.
+fn later(flow: Flow, takes: &[crate::model::lifecycle::Change]) -> Vec<String> {
+    use crate::model::lifecycle::Change;
+    if flow != Flow::Referral {
+        return Vec::new();
+    }
+    if takes.is_empty() {
+        return vec![
+            "none through its interface: each update, cancellation or withdrawal is held for a \
+             person to make at the platform"
+                .into(),
+        ];
+    }
+    takes
+        .iter()
+        .map(|c| match c {
+            Change::Amend => {
+                "updates: the referral again, as allowed above, with the changed fields' names"
+                    .to_string()
+            }
+            other => format!(
+                "{} notices: the referral's ids and the practice's referral identifier only",
+                other.event_name()
+            ),
+        })
+        .collect()
 }
 
 /// The consent states a destination of `flow` is sent under, and how.

@@ -98,6 +98,9 @@ pub struct Route {
     pub destinations: Vec<String>,
     /// The record writers the message back uses for this practice.
     pub record_writers: Vec<String>,
+    /// What the gateway does when the programme does not answer (`[lifecycle]`), in words;
+    /// None: nothing but the awaiting-response gauge.
+    pub unanswered: Option<String>,
 }
 
 /// A referral destination or a record writer.
@@ -127,6 +130,9 @@ pub struct Destination {
     pub channel: Channel,
     /// Where it keeps patient data of its own (a folder), and for how long.
     pub rests: Vec<Resting>,
+    /// What it is sent of a referral's later messages (updates, cancellations, consent
+    /// withdrawn, reminders, closes), in words; empty for a record writer.
+    pub later: Vec<String>,
     /// Hazard ids that bear on it.
     pub hazards: Vec<String>,
 }
