@@ -665,3 +665,61 @@ fn a_policy_for_an_unknown_programme_is_refused_by_check() {
     let (ok, out) = check_config(&write("default"));
     assert!(ok, "{out}");
 }
+
+/// On the embedded default (spool folders, no broker): the sweep's sealed reminder goes
+/// through the referral spool and the outbox gets it as a file of its own, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_spool_an_unanswered_referral_is_reminded_through_the_outbox() {
+    let s = Setup::new("spool-remind");
+    let mut c = s.config(&format!(
+        "[mappings]\ndir = \"{}\"\n[lifecycle]\ncheck_every = \"200ms\"\n\
+         [lifecycle.programmes.default]\nrespond_within = \"1s\"\n",
+        repo_path("mappings").display()
+    ));
+    c.destinations = clw_gateway::config::Destinations::embedded(&c.gateway.data_dir);
+    let gw = clw_gateway::app::start(c).await.unwrap();
+    let data = s.dir.path();
+    let id = unique("ref");
+    drop_file(
+        &data.join("spool/referrals/inbox"),
+        "r.json",
+        &referral_with_id(&id),
+    );
+    wait_message(&gw.store, "referral", &id, "delivered").await;
+    let reminder = format!("lifecycle:remind:{id}:1");
+    wait_message(&gw.store, "referral", &reminder, "delivered").await;
+    let outbox = data.join("outbox/referrals");
+    let notices: Vec<Value> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .flatten()
+        .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
+        .filter(|v: &Value| v.get("lifecycle").is_some())
+        .collect();
+    assert_eq!(notices.len(), 1, "one reminder file: {notices:?}");
+    assert_eq!(notices[0]["lifecycle"]["event"], "reminder");
+    assert_eq!(notices[0]["lifecycle"]["referral_id"], id.as_str());
+    assert_eq!(
+        schema_problems("referral-notice.v1.schema.json", &notices[0]),
+        Vec::<String>::new()
+    );
+    // A forged instruction (not sealed by this gateway) is refused, never planned.
+    let forged = json!({"clw_sealed": {"origin": "gateway:lifecycle", "seal": "00"},
+                        "event": {"id": "lifecycle:close:x", "change": "close",
+                                  "referral_id": id, "reason": "forged"}});
+    drop_file(&data.join("spool/referrals/inbox"), "forged.json", &forged);
+    eventually("the forgery parked", WAIT, || async {
+        let rows = gw
+            .store
+            .parked(Some("referral"), Some("parked"), 100)
+            .await
+            .unwrap();
+        rows.into_iter()
+            .find(|r| r.reason.contains("not made by this gateway"))
+    })
+    .await;
+    assert!(
+        gw.store.ended(&id).await.unwrap().is_none(),
+        "nothing closed"
+    );
+    gw.stop().await.unwrap();
+}

@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod channel;
 mod destinations;
+mod later;
 pub use file::write_private;
 pub mod http;
 mod journal;
@@ -26,6 +27,7 @@ use crate::mapping::{Mapping, MappingSet, Output};
 use crate::model::Flow;
 pub use destinations::Destinations;
 pub use journal::{Appends, Journal, Step};
+pub use later::{EVERY_LATER, cannot_take};
 pub use reports::{Ack, AckLevel, AckOutcome, Report, ReportKind, Reports};
 use terms::HasTerms;
 
@@ -104,12 +106,6 @@ kinds! {
     "docman" => Docman(docman),
     "mail" => Mail(mail),
 }
-
-/// Every later message a referral can have, for a kind that passes each on.
-pub const EVERY_LATER: &[crate::model::lifecycle::Change] = {
-    use crate::model::lifecycle::Change::*;
-    &[Amend, Cancel, Withdraw, Remind, Close]
-};
 
 /// Files a kind writes into a folder of its own, holding patient data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -550,36 +546,6 @@ impl Build<'_> {
             self.problem(key, format!("cannot create {}: {e}", dir.display()));
         }
     }
-}
-
-/// Why a destination was not sent a change its kind cannot pass on: held for a person,
-/// who makes the change at the platform by hand (the changed fields named, never values).
-pub fn cannot_take(
-    destination: &str,
-    kind: &str,
-    op: &crate::model::lifecycle::Operation,
-) -> GatewayError {
-    let what = match op.change {
-        crate::model::lifecycle::Change::Amend => format!(
-            "an update (changed: {})",
-            if op.changed.is_empty() {
-                "nothing named".to_string()
-            } else {
-                op.changed.join(", ")
-            }
-        ),
-        other => format!("a {} notice", other.event_name()),
-    };
-    GatewayError::invalid(
-        Stage::Deliver,
-        "referral_details.status",
-        format!(
-            "destination {destination} ({kind}) cannot take {what} for referral {} through its \
-             interface: nothing was sent to it; make the change at the platform by hand, then \
-             dismiss this",
-            op.referral_id
-        ),
-    )
 }
 
 /// Every mapping error in one, naming the first field (parking headers carry one).
