@@ -171,12 +171,18 @@ impl Sink for FhirDestination {
 pub const LIFECYCLE_SYSTEM: &str = "https://clw-gateway.org/CodeSystem/referral-lifecycle";
 
 impl FhirClient {
-    /// The one resource of `kind` carrying the gateway's identifier of the referral.
-    async fn find(&self, kind: &str, referral_id: &str) -> Result<Value> {
+    /// The base with `segments` added (`Task`, `ServiceRequest/ID`).
+    fn url(&self, segments: &[&str]) -> Result<Url> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| GatewayError::permanent(Stage::Config, "base_url cannot be a base"))?
-            .push(kind);
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// The one resource of `kind` carrying the gateway's identifier of the referral.
+    async fn find(&self, kind: &str, referral_id: &str) -> Result<Value> {
+        let mut url = self.url(&[kind])?;
         url.query_pairs_mut().append_pair(
             "identifier",
             &format!("{}|{}", self.identifier_system, referral_id),
@@ -218,11 +224,7 @@ impl FhirClient {
     async fn put(&self, resource: &Value, key: &str) -> Result<u16> {
         let kind = resource["resourceType"].as_str().unwrap_or_default();
         let id = resource["id"].as_str().unwrap_or_default();
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|_| GatewayError::permanent(Stage::Config, "base_url cannot be a base"))?
-            .push(kind)
-            .push(id);
+        let url = self.url(&[kind, id])?;
         let version = resource.pointer("/meta/versionId").and_then(Value::as_str);
         let make = || {
             let r = self
@@ -325,10 +327,7 @@ impl Poller for TaskPoller {
     ) -> BoxFuture<'a, Result<(Vec<crate::model::message_back::MessageBack>, Option<String>)>> {
         Box::pin(async move {
             let c = &self.client;
-            let mut url = c.base.clone();
-            url.path_segments_mut()
-                .map_err(|_| GatewayError::permanent(Stage::Config, "base_url cannot be a base"))?
-                .push("Task");
+            let mut url = c.url(&["Task"])?;
             {
                 let mut q = url.query_pairs_mut();
                 q.append_pair("_sort", "_lastUpdated")
@@ -375,7 +374,7 @@ impl Poller for TaskPoller {
 
 /// The event a Task's status means, for Tasks the gateway made (its identifier).
 fn task_event(task: &Value, system: &str) -> Option<crate::model::message_back::MessageBack> {
-    use crate::model::message_back::{Closure, EventType, MessageBack, ReferralLink};
+    use crate::model::message_back::{Closure, EventType, MessageBack};
     let referral = task["identifier"]
         .as_array()?
         .iter()
@@ -441,26 +440,9 @@ fn task_event(task: &Value, system: &str) -> Option<crate::model::message_back::
         status
     };
     Some(MessageBack {
-        event_id: format!("task-{id}-{key}"),
-        event_type,
-        occurred_at: when,
-        referral: ReferralLink {
-            message_id: Some(referral),
-            ..Default::default()
-        },
         declined_reason: declined,
-        contact: None,
-        assessment: None,
-        onward_referral: None,
         closed,
-        summary: None,
-        practitioner: None,
-        plan: None,
-        risks: None,
-        safeguarding: Vec::new(),
-        needs: Vec::new(),
-        support_offered: Vec::new(),
-        outcomes: Vec::new(),
+        ..MessageBack::about(format!("task-{id}-{key}"), event_type, when, referral)
     })
 }
 

@@ -23,7 +23,7 @@ pub(super) fn with_lifecycle(job: &super::Job<'_>) -> serde_json::Value {
         && op.change == crate::model::lifecycle::Change::Amend
         && let Some(obj) = payload.as_object_mut()
     {
-        obj.insert("lifecycle".into(), op.notice()["lifecycle"].clone());
+        obj.insert("lifecycle".into(), op.lifecycle());
     }
     payload
 }

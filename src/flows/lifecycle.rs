@@ -18,7 +18,6 @@ use crate::deliver::Destination;
 use crate::error::{GatewayError, Result, Stage};
 use crate::model::Flow;
 use crate::model::lifecycle::{Change, Identity, Lifecycle, Operation, changed_fields};
-use crate::model::state::MessageState;
 use crate::secret::seal::Sealer;
 use crate::store::{AuditEntry, Store, Write};
 
@@ -256,41 +255,44 @@ impl Versions {
                 ),
             )
         })?;
+        // Recorded whatever is sent: the version it is (names and digests only).
+        let version = Write::Version {
+            message_id: message_id.to_string(),
+            referral_id: op.referral_id.clone(),
+            identity: identity_key,
+            change: op.change,
+            fields: op.changed.clone(),
+            fingerprint: serde_json::to_string(&fingerprint).unwrap_or_default(),
+            consent,
+        };
+        let withheld = |reason: String, remember: Vec<Write>| Planned::Withheld {
+            message_id: message_id.to_string(),
+            attempts,
+            reason,
+            remember,
+        };
         if let Some(e) = &referral.ended
             && matches!(op.change, Change::Remind | Change::Close)
         {
-            return Ok(self.withheld(
-                message_id,
-                attempts,
-                &op,
+            return Ok(withheld(
                 format!(
                     "the referral has already ended ({}): nothing to do",
                     e.state
                 ),
-                identity_key,
-                fingerprint,
+                vec![version],
             ));
         }
         let delivered = self.store.delivered_to(&op.referral_id).await?;
-        if delivered.is_empty() && op.change != Change::Unchanged {
-            let in_flight = self
-                .store
-                .message(Flow::Referral.as_str(), &op.referral_id)
-                .await?
-                .is_some_and(|m| {
-                    matches!(
-                        MessageState::parse(&m.state),
-                        Some(MessageState::Received | MessageState::Retrying)
-                    )
-                });
-            if in_flight {
-                return Err(GatewayError::transient(
-                    Stage::Policy,
-                    "the referral's first version is still being sent: this later one waits \
-                     and is tried again",
-                )
-                .at("referral"));
-            }
+        if delivered.is_empty()
+            && op.change != Change::Unchanged
+            && self.store.referral_in_flight(&op.referral_id).await?
+        {
+            return Err(GatewayError::transient(
+                Stage::Policy,
+                "the referral's first version is still being sent: this later one waits and \
+                 is tried again",
+            )
+            .at("referral"));
         }
         let has: Vec<Arc<Destination>> = self
             .destinations
@@ -325,15 +327,7 @@ impl Versions {
                 })
                 .inc();
         }
-        let mut remember = vec![Write::Version {
-            message_id: message_id.to_string(),
-            referral_id: op.referral_id.clone(),
-            identity: identity_key,
-            change: op.change,
-            fields: op.changed.clone(),
-            fingerprint: serde_json::to_string(&fingerprint).unwrap_or_default(),
-            consent,
-        }];
+        let mut remember = vec![version];
         if let Some(state) = op.change.ends_in() {
             remember.push(Write::Ended {
                 referral_id: op.referral_id.clone(),
@@ -364,11 +358,7 @@ impl Versions {
                       recorded, nothing sent"
                     .into(),
             };
-            let mut w = self.withheld(message_id, attempts, &op, why, None, BTreeMap::new());
-            if let Planned::Withheld { remember: r, .. } = &mut w {
-                *r = remember;
-            }
-            return Ok(w);
+            return Ok(withheld(why, remember));
         }
         Ok(Planned::Send(Plan {
             message_id: message_id.to_string(),
@@ -379,32 +369,6 @@ impl Versions {
             remember,
             operation: Some(Box::new(op)),
         }))
-    }
-
-    /// Nothing to send: recorded as the version it is, and why.
-    fn withheld(
-        &self,
-        message_id: &str,
-        attempts: u32,
-        op: &Operation,
-        reason: String,
-        identity_key: Option<String>,
-        fingerprint: BTreeMap<String, String>,
-    ) -> Planned {
-        Planned::Withheld {
-            message_id: message_id.to_string(),
-            attempts,
-            reason,
-            remember: vec![Write::Version {
-                message_id: message_id.to_string(),
-                referral_id: op.referral_id.clone(),
-                identity: identity_key,
-                change: op.change,
-                fields: Vec::new(),
-                fingerprint: serde_json::to_string(&fingerprint).unwrap_or_default(),
-                consent: None,
-            }],
-        }
     }
 }
 

@@ -46,6 +46,11 @@ impl Operation {
     /// The notice a destination receives for a change that carries no referral
     /// (cancel, withdraw, remind, close): who it is about and why, nothing of the patient.
     pub fn notice(&self) -> Value {
+        serde_json::json!({ "lifecycle": self.lifecycle() })
+    }
+
+    /// The `lifecycle` object: a notice's whole body, and beside an update's referral.
+    pub fn lifecycle(&self) -> Value {
         let mut lifecycle = serde_json::json!({
             "event": self.change.event_name(),
             "referral_id": self.referral_id,
@@ -58,7 +63,7 @@ impl Operation {
         if !self.changed.is_empty() {
             lifecycle["changed"] = serde_json::json!(self.changed);
         }
-        serde_json::json!({ "lifecycle": lifecycle })
+        lifecycle
     }
 }
 

@@ -254,6 +254,39 @@ fn bad(field: &str, message: impl Into<String>) -> GatewayError {
 }
 
 impl MessageBack {
+    /// An event of `event_type` about the referral the gateway sent as `referral_id`,
+    /// with nothing else said (the gateway's own events, a poller's): callers set the
+    /// part their type needs.
+    pub fn about(
+        event_id: String,
+        event_type: EventType,
+        occurred_at: String,
+        referral_id: String,
+    ) -> MessageBack {
+        MessageBack {
+            event_id,
+            event_type,
+            occurred_at,
+            referral: ReferralLink {
+                message_id: Some(referral_id),
+                ..Default::default()
+            },
+            declined_reason: None,
+            contact: None,
+            assessment: None,
+            onward_referral: None,
+            closed: None,
+            summary: None,
+            practitioner: None,
+            plan: None,
+            risks: None,
+            safeguarding: Vec::new(),
+            needs: Vec::new(),
+            support_offered: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
     /// [`MessageBack::check_with`] under today's CHI rule.
     pub fn check(&self) -> Result<()> {
         self.check_with(super::identifiers::ChiCheck::default())

@@ -159,6 +159,21 @@ impl Store {
         Ok(ids)
     }
 
+    /// Whether a referral is still being sent (received or retrying, not yet settled):
+    /// what depends on its delivery waits rather than being refused.
+    pub async fn referral_in_flight(&self, referral_id: &str) -> Result<bool> {
+        use crate::model::state::MessageState;
+        Ok(self
+            .message(crate::model::Flow::Referral.as_str(), referral_id)
+            .await?
+            .is_some_and(|m| {
+                matches!(
+                    MessageState::parse(&m.state),
+                    Some(MessageState::Received | MessageState::Retrying)
+                )
+            }))
+    }
+
     /// The destinations a referral was delivered to (the platforms that may answer it).
     pub async fn delivered_to(&self, referral_id: &str) -> Result<Vec<String>> {
         let rows = sqlx::query(

@@ -2,10 +2,8 @@
 
 use super::{MessageBackFront, Scope};
 use crate::error::{GatewayError, Result, Stage};
-use crate::model::Flow;
 use crate::model::identifiers::{IdentifierKind, patient_key};
 use crate::model::message_back::MessageBack;
-use crate::model::state::MessageState;
 use crate::secret::seal::Origin;
 use crate::store::ReferralRecord;
 
@@ -122,17 +120,7 @@ impl MessageBackFront {
     /// recorded its delivery) the event waits and is tried again; once the referral is
     /// settled without reaching the sender, the event is refused.
     async fn not_sent_to(&self, r: &ReferralRecord, scope: &Scope<'_>) -> Result<GatewayError> {
-        let in_flight = self
-            .store
-            .message(Flow::Referral.as_str(), &r.message_id)
-            .await?
-            .is_some_and(|m| {
-                matches!(
-                    MessageState::parse(&m.state),
-                    Some(MessageState::Received | MessageState::Retrying)
-                )
-            });
-        if in_flight {
+        if self.store.referral_in_flight(&r.message_id).await? {
             return Ok(GatewayError::transient(
                 Stage::Policy,
                 "the referral's delivery to the platform is not yet recorded (it is still being \

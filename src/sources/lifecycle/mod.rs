@@ -20,7 +20,7 @@ use super::door::Door;
 use crate::flows::lifecycle::Instruction;
 use crate::flows::message_back::NOT_RESPONDED;
 use crate::model::Flow;
-use crate::model::message_back::{Closure, EventType, MessageBack, ReferralLink};
+use crate::model::message_back::{Closure, EventType, MessageBack};
 use crate::secret::seal::Origin;
 use crate::sources::shutdown::Shutdown;
 use crate::store::Store;
@@ -148,30 +148,17 @@ pub async fn once(
 /// It happened when the referral became due to close (`at`, ms): the same for every sweep.
 fn not_responded(referral_id: &str, reason: &str, at: i64) -> MessageBack {
     MessageBack {
-        event_id: format!("not-responded-{referral_id}"),
-        event_type: EventType::Closed,
-        occurred_at: chrono::DateTime::from_timestamp_millis(at)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        referral: ReferralLink {
-            message_id: Some(referral_id.to_string()),
-            ..Default::default()
-        },
-        declined_reason: None,
-        contact: None,
-        assessment: None,
-        onward_referral: None,
         closed: Some(Closure {
             reason: NOT_RESPONDED.into(),
             outcome: Some(reason.to_string()),
         }),
-        summary: None,
-        practitioner: None,
-        plan: None,
-        risks: None,
-        safeguarding: Vec::new(),
-        needs: Vec::new(),
-        support_offered: Vec::new(),
-        outcomes: Vec::new(),
+        ..MessageBack::about(
+            format!("not-responded-{referral_id}"),
+            EventType::Closed,
+            chrono::DateTime::from_timestamp_millis(at)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            referral_id.to_string(),
+        )
     }
 }
